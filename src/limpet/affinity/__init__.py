@@ -1,0 +1,1 @@
+"""SANS-IO: affinity policies decide which backend a request goes to; no sockets, no clocks."""

@@ -1,0 +1,48 @@
+"""SANS-IO: the facts a policy reads, the decision it returns, and the policy interface."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from limpet.pool.model import BackendView, PoolSnapshot
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFacts:
+    """What a policy may know about a request: nothing it would have to fetch itself."""
+
+    client_ip: str
+    path: str = "/"
+    query: str = ""  # raw query string, without '?'
+    headers: Mapping[str, str] = field(default_factory=dict)  # lower-case names
+    cookies: Mapping[str, str] = field(default_factory=dict)
+    now: float = 0.0  # seconds, from the caller's clock (monotonic or wall, consistently)
+
+
+class PickReason(enum.Enum):
+    NEW = "new"  # no pin yet: a fresh choice
+    PINNED = "pinned"  # the session's pin is serving
+    REPINNED = "repinned"  # the pin is gone/draining-for-new/invalid: moved, new token handed back
+    HASHED = "hashed"  # consistent hash of a key
+    REJECTED = "rejected"  # the token was tampered/unknown and the mode refuses to repin
+    NO_BACKEND = "no-backend"  # nothing can serve: the caller answers 503
+
+
+@dataclass(frozen=True, slots=True)
+class Pick:
+    """A decision: the backend (None -> 503), why, and the Set-Cookie value to add, if any."""
+
+    backend: BackendView | None
+    reason: PickReason
+    set_cookie: str | None = None
+
+
+class AffinityPolicy(Protocol):
+    """A pure decision: same facts and snapshot in, same Pick out (given the policy's own state)."""
+
+    name: str
+
+    def pick(self, facts: RequestFacts, pool: PoolSnapshot) -> Pick: ...

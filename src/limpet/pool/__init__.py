@@ -1,0 +1,1 @@
+"""SANS-IO: backends, their states (healthy / ejected / draining) and pool snapshots."""

@@ -1,0 +1,52 @@
+"""SANS-IO: the plain-data view of a pool that affinity policies decide over."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class BackendState(enum.Enum):
+    """A backend's state: only HEALTHY takes new sessions; DRAINING keeps the ones it has."""
+
+    HEALTHY = "healthy"
+    EJECTED = "ejected"
+    DRAINING = "draining"
+
+
+@dataclass(frozen=True, slots=True)
+class BackendView:
+    """One replica as a policy sees it: a stable id, where it is, its state and its load."""
+
+    id: str
+    address: str  # "host:port"
+    state: BackendState = BackendState.HEALTHY
+    open: int = 0  # open downstream connections/sessions served by it (for least-load choices)
+    weight: int = 1
+
+    @property
+    def takes_new(self) -> bool:
+        return self.state is BackendState.HEALTHY
+
+    @property
+    def serves_pinned(self) -> bool:
+        return self.state is not BackendState.EJECTED
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSnapshot:
+    """An immutable picture of one pool at one moment; policies never see the live pool."""
+
+    name: str
+    backends: tuple[BackendView, ...]
+    _by_id: dict[str, BackendView] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_id", {b.id: b for b in self.backends})
+
+    def get(self, backend_id: str) -> BackendView | None:
+        return self._by_id.get(backend_id)
+
+    def eligible(self) -> tuple[BackendView, ...]:
+        """Backends that may take a new session (healthy), in a stable order."""
+        return tuple(b for b in self.backends if b.takes_new)

@@ -1,0 +1,1 @@
+"""Tools around the proxy and hub: whoami (demo backend), check (stickiness probe), up (local cluster)."""
