@@ -21,12 +21,14 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import unquote
 
 from limpet.affinity.base import AffinityPolicy, Pick, PickReason, RequestFacts
+from limpet.affinity.spec import AffinitySpec
+from limpet.balancing.base import Balancer, build_balancer
 from limpet.errors import ConfigError, TokenError
 from limpet.pool.model import BackendView, PoolSnapshot
 
@@ -41,6 +43,7 @@ __all__ = [
     "OpenPacketError",
     "RequestKind",
     "SidCodec",
+    "build_policy",
     "classify",
     "encode_frame_header",
     "replace_sid",
@@ -79,13 +82,17 @@ def _b64(raw: bytes) -> str:
 
 
 class SidCodec:
-    """Mints and opens sid tokens ``<sid>.<tag>.<mac>`` with one shared secret; no state besides."""
+    """Mints and opens sid tokens ``<sid>.<tag>.<mac>`` with one shared secret; no state besides.
 
-    def __init__(self, secret: bytes | str) -> None:
+    The tag also covers the pool name, so a token of one pool never leads into another.
+    """
+
+    def __init__(self, secret: bytes | str, pool_name: str = "default") -> None:
         key = secret.encode() if isinstance(secret, str) else bytes(secret)
         if not key:
             raise ConfigError("the engineio affinity needs a non-empty secret", key="secret")
         self._key = key
+        self._pool = pool_name.encode()
         self._tags: dict[str, str] = {}
 
     def backend_tag(self, backend_id: str) -> str:
@@ -93,7 +100,9 @@ class SidCodec:
         tag = self._tags.get(backend_id)
         if tag is None:
             digest = hmac.new(
-                self._key, b"limpet-engineio-backend\x00" + backend_id.encode(), hashlib.sha256
+                self._key,
+                b"limpet-engineio-backend\x00" + self._pool + b"\x00" + backend_id.encode(),
+                hashlib.sha256,
             ).digest()
             tag = _b64(digest[:_TAG_BYTES])
             if len(self._tags) >= _TAG_CACHE_MAX:  # ids churn on Kubernetes: stay bounded
@@ -102,7 +111,7 @@ class SidCodec:
         return tag
 
     def _mac(self, sid: str, tag: str) -> str:
-        msg = b"limpet-engineio-sid\x00" + sid.encode() + b"\x00" + tag.encode()
+        msg = b"\x00".join((b"limpet-engineio-sid", self._pool, sid.encode(), tag.encode()))
         return _b64(hmac.new(self._key, msg, hashlib.sha256).digest()[:_MAC_BYTES])
 
     def mint(self, sid: str, backend_id: str) -> str:
@@ -230,21 +239,6 @@ class EngineIODecision:
     sid: str | None = None  # the backend's own sid of a session request
 
 
-class _Chooser:
-    """Picks a backend for a new session: round robin, or least open connections."""
-
-    def __init__(self, balance: str) -> None:
-        self._least = balance == "least-connections"
-        self._next = 0
-
-    def __call__(self, eligible: Sequence[BackendView]) -> BackendView:
-        if self._least:
-            return min(eligible, key=lambda b: (b.open / max(b.weight, 1), b.id))
-        backend = eligible[self._next % len(eligible)]
-        self._next += 1
-        return backend
-
-
 class EngineIOPolicy:
     """Affinity ``engineio``: the session's backend is signed into its sid; nothing is stored.
 
@@ -259,16 +253,16 @@ class EngineIOPolicy:
         *,
         secret: bytes | str,
         path: str = "/socket.io/",
+        pool_name: str = "default",
         fallback: AffinityPolicy | None = None,
-        choose: Callable[[Sequence[BackendView]], BackendView] | None = None,
-        balance: str = "round-robin",
+        balancer: Balancer | None = None,
     ) -> None:
         if not path.startswith("/"):
             raise ConfigError(f"{path!r} must start with '/'", key="affinity.engineio_path")
         self.path = path
-        self.codec = SidCodec(secret)
+        self.codec = SidCodec(secret, pool_name)
         self.fallback = fallback
-        self._choose = choose or _Chooser(balance)
+        self.balancer = balancer or build_balancer("round-robin")
 
     def __repr__(self) -> str:
         return (
@@ -289,11 +283,7 @@ class EngineIOPolicy:
                 pick=self._fallback(facts, pool), request=None, upstream_query=facts.query
             )
         if request.kind is RequestKind.HANDSHAKE:
-            eligible = pool.eligible()
-            if not eligible:
-                pick = Pick(None, PickReason.NO_BACKEND)
-            else:
-                pick = Pick(self._choose(eligible), PickReason.NEW)
+            pick = self._new(pool)
             websocket = request.transport == "websocket"
             return EngineIODecision(
                 pick=pick,
@@ -327,10 +317,39 @@ class EngineIOPolicy:
     def _fallback(self, facts: RequestFacts, pool: PoolSnapshot) -> Pick:
         if self.fallback is not None:
             return self.fallback.pick(facts, pool)
-        eligible = pool.eligible()
-        if not eligible:
+        return self._new(pool)
+
+    def _new(self, pool: PoolSnapshot) -> Pick:
+        backend = self.balancer.choose(pool.eligible(), pool)
+        if backend is None:
             return Pick(None, PickReason.NO_BACKEND)
-        return Pick(self._choose(eligible), PickReason.NEW)
+        return Pick(backend, PickReason.NEW)
+
+
+def build_policy(
+    spec: AffinitySpec, *, secret: bytes | str, pool_name: str = "default"
+) -> EngineIOPolicy:
+    """The engineio policy of ``spec``; other paths keep cookie affinity (same cookie settings).
+
+    Called by ``limpet.affinity.factory.build_policy`` for ``mode == "engineio"``.
+    """
+    from dataclasses import replace
+
+    from limpet.affinity.factory import build_policy as build_other
+
+    raw = secret.encode() if isinstance(secret, str) else secret
+    fallback = build_other(replace(spec, mode="cookie"), secret=raw, pool_name=pool_name)
+    try:
+        balancer = build_balancer(spec.balance)
+    except ValueError as exc:
+        raise ConfigError(str(exc), key="affinity.balance") from None
+    return EngineIOPolicy(
+        secret=secret,
+        path=spec.engineio_path,
+        pool_name=pool_name,
+        fallback=fallback,
+        balancer=balancer,
+    )
 
 
 # --- rewriting the handshake response ----------------------------------------------------------

@@ -14,6 +14,9 @@ from limpet.affinity.engineio import (
     classify,
     replace_sid,
 )
+from limpet.affinity.factory import build_policy
+from limpet.affinity.spec import AffinitySpec
+from limpet.balancing.base import build_balancer
 from limpet.errors import ConfigError, TokenError
 from limpet.pool.model import BackendState, BackendView, PoolSnapshot
 
@@ -197,7 +200,7 @@ def test_least_connections_balance() -> None:
             BackendView("c", "h:3", open=3),
         ),
     )
-    policy = EngineIOPolicy(secret=SECRET, balance="least-connections")
+    policy = EngineIOPolicy(secret=SECRET, balancer=build_balancer("least-connections"))
     assert policy.pick(facts("EIO=4"), snap).backend.id == "b"  # type: ignore[union-attr]
 
 
@@ -278,3 +281,37 @@ def test_session_unknown_body_is_what_socketio_servers_send() -> None:
     import json
 
     assert json.loads(SESSION_UNKNOWN_BODY) == {"code": 1, "message": "Session ID unknown"}
+
+
+def test_a_token_of_another_pool_is_refused() -> None:
+    token = SidCodec(SECRET, "chat").mint(SID, "b")
+    with pytest.raises(TokenError):
+        SidCodec(SECRET, "games").open(token)
+    sid, tag = SidCodec(SECRET, "chat").open(token)
+    assert sid == SID
+    assert SidCodec(SECRET, "games").backend_for(tag, HEALTHY3) is None
+    assert SidCodec(SECRET, "chat").backend_for(tag, HEALTHY3) == HEALTHY3.get("b")
+
+
+def test_factory_builds_engineio_with_cookie_fallback() -> None:
+    spec = AffinitySpec.from_flag("engineio")
+    policy = build_policy(spec, secret=SECRET, pool_name="p")
+    assert isinstance(policy, EngineIOPolicy) and policy.name == "engineio"
+    assert policy.fallback is not None and policy.fallback.name == "cookie"
+    page = policy.pick(facts("", path="/index.html"), HEALTHY3)
+    assert page.set_cookie is not None and page.set_cookie.startswith("limpet=")
+    handshake = policy.decide(facts("EIO=4&transport=polling"), HEALTHY3)
+    assert handshake.pick.set_cookie is None and handshake.rewrite == "polling"
+    token = policy.mint(SID, "a")
+    again = build_policy(spec, secret=SECRET, pool_name="p")
+    assert again.pick(facts(session_query(token)), HEALTHY3).backend == HEALTHY3.get("a")
+
+
+def test_factory_honours_the_engineio_path() -> None:
+    from dataclasses import replace
+
+    spec = replace(AffinitySpec.from_flag("engineio"), engineio_path="/rt/")
+    policy = build_policy(spec, secret=SECRET)
+    assert isinstance(policy, EngineIOPolicy)
+    assert policy.decide(facts("EIO=4", path="/rt/"), HEALTHY3).rewrite == "polling"
+    assert policy.decide(facts("EIO=4", path="/socket.io/"), HEALTHY3).request is None
