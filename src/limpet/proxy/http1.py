@@ -490,11 +490,8 @@ class Exchange:
             return
         self.down.server.metrics.repins.labels(runtime.name).inc()
         path, _, query = self.url.partition(b"?")
-        pick = runtime.pick(self.facts(path, query), exclude=self.failed)
-        if pick.backend is None:
-            self.local(503, "no healthy backend can serve this request")
-            return
-        self.choose(pick)
+        # choose() answers a pick without a backend (503, or engineio's Session ID unknown)
+        self.choose(runtime.pick(self.facts(path, query), exclude=self.failed))
 
     def attach(self, conn: UpstreamConnection) -> None:
         """Send the request head (and what body we hold) on ``conn``."""
