@@ -142,9 +142,10 @@ class Downstream(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         if self.tunnel is not None:
-            if self.tunnel.transport is not None and self.tunnel.transport.can_write_eof():
-                self.tunnel.transport.write_eof()
-            return True  # keep the other direction open (half-close)
+            # WebSocket has its own close handshake and no use for half-closed TCP; some
+            # backends never answer a FIN, so the tunnel ends here (buffers are flushed first)
+            self.tunnel.close()
+            return False
         if self.active is not None:
             # a client may half-close after sending its request; let the response finish
             self.closing = True
@@ -304,8 +305,7 @@ class Downstream(asyncio.Protocol):
         self.close()
 
     def peer_eof(self) -> None:
-        if self.transport is not None and self.transport.can_write_eof():
-            self.transport.write_eof()
+        self.close()  # see eof_received: no half-closed WebSocket tunnels
 
     def tunnel_activity(self) -> None:
         self._last_activity = self.loop.time()
@@ -560,6 +560,10 @@ class Exchange:
             if lname == b"host":
                 host = value
             out += (name, b": ", value, b"\r\n")
+        if not host and self.upstream is not None:
+            # HTTP/1.0 clients may omit Host; our upstream request is HTTP/1.1, which needs one
+            # (RFC 9112 §3.2), so name the backend, as nginx does with $proxy_host
+            out += (b"Host: ", self.upstream.pool.address.encode(), b"\r\n")
         client = down.client_ip.encode()
         out += (b"X-Forwarded-For: ", xff + b", " + client if xff else client, b"\r\n")
         out += (b"X-Forwarded-Proto: ", proto or b"http", b"\r\n")
@@ -627,6 +631,12 @@ class Exchange:
             return
         self.response_started = True
         self.write_down(self.response_bytes(status, reason, headers))
+        if self.method == b"HEAD":
+            # RFC 9110 §9.3.2: no body follows, whatever Content-Length says; httptools cannot
+            # be told the request method, so the exchange ends here and the connection is not
+            # reused (its parser would wait for the announced body)
+            self.finish(conn, reuse=False)
+            self.down.exchange_done(self, self.keep_alive and not self.resp_close)
 
     def response_bytes(
         self,
