@@ -69,6 +69,8 @@ class Downstream(asyncio.Protocol):
         self.closing = False
         self.tunnel: UpstreamConnection | None = None
         self.tunnel_exchange: Exchange | None = None
+        self.pending_refusal: tuple[int, str] | None = None
+        self.discarding = False  # a refusal was sent: read and drop until the client closes
         self._timer: asyncio.TimerHandle | None = None
         self._last_activity = 0.0
         self._url = b""
@@ -121,26 +123,48 @@ class Downstream(asyncio.Protocol):
                 tunnel.transport.write(data)
             self._last_activity = self.loop.time()
             return
+        if self.discarding:
+            return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
             offset = exc.args[0] if exc.args else len(data)
             self._upgrade_requested(data[offset:])
         except BadRequest as exc:
-            self.reject(exc.status, exc.reason)
+            self.parse_failed(exc.status, exc.reason)
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
             if isinstance(cause, BadRequest):
-                self.reject(cause.status, cause.reason)
+                self.parse_failed(cause.status, cause.reason)
             else:
                 raise
         except httptools.HttpParserError as exc:
-            # llhttp in strict mode already refuses the ambiguous framings of RFC 9112:
-            # CL+TE (§6.1), differing or repeated Content-Length (§6.3), bad chunk sizes
-            # (§7.1), bare LF (§2.2), obs-fold (§5.2) and whitespace before the colon (§5.1)
-            self.reject(400, f"malformed request: {exc}")
+            # llhttp (httptools >= 0.6) in its default strict mode already refuses the
+            # ambiguous framings of RFC 9112: CL+TE (§6.1), repeated or list Content-Length
+            # (§6.3), bad chunk sizes (§7.1), bare LF (§2.2), obs-fold (§5.2), whitespace
+            # before the colon (§5.1), NUL/CTL in values (§5.5); tests pin each one down.
+            # Missing/duplicate Host (§3.2) and the size limits are checked in callbacks.
+            self.parse_failed(400, f"malformed request: {exc}")
+
+    def parse_failed(self, status: int, reason: str) -> None:
+        """The byte stream is broken from here on: answer what came before, then refuse."""
+        broken, self.receiving = self.receiving, None
+        self.pause_for("refused")
+        if broken is not None and broken is not self.active:
+            self.queue.remove(broken)  # never started: nothing of it was forwarded
+            broken = None
+        if broken is not None:
+            # the head went upstream but the body is broken: the backend never gets the rest
+            broken.abort_upstream()
+            self.refuse(status, reason)
+        elif self.active is None:
+            self.refuse(status, reason)
+        else:
+            self.pending_refusal = (status, reason)
 
     def eof_received(self) -> bool | None:
+        if self.discarding:
+            return False
         if self.tunnel is not None:
             # WebSocket has its own close handshake and no use for half-closed TCP; some
             # backends never answer a FIN, so the tunnel ends here (buffers are flushed first)
@@ -189,7 +213,7 @@ class Downstream(asyncio.Protocol):
         self._timer = None
         if self.active is None and self.transport is not None:
             if self._url or self._headers:
-                self.reject(408, "request head not received in time")
+                self.refuse(408, "request head not received in time")
             else:
                 self.transport.close()  # idle keep-alive connection: close quietly
 
@@ -262,7 +286,7 @@ class Downstream(asyncio.Protocol):
     def _upgrade_requested(self, early: bytes) -> None:
         exchange = self.active
         if exchange is None or not exchange.upgrade:
-            self.reject(400, "unexpected upgrade")
+            self.refuse(400, "unexpected upgrade")
             return
         exchange.early_data = early
         # no more HTTP on this connection: what follows belongs to the upgraded protocol
@@ -275,6 +299,9 @@ class Downstream(asyncio.Protocol):
         self.active = None
         if not keep_alive or self.closing or exchange.upgrade:
             self.close()
+            return
+        if self.pending_refusal is not None and not self.queue:
+            self.refuse(*self.pending_refusal)
             return
         if self.queue:
             self.active = self.queue.popleft()
@@ -310,16 +337,30 @@ class Downstream(asyncio.Protocol):
     def tunnel_activity(self) -> None:
         self._last_activity = self.loop.time()
 
-    def reject(self, status: int, reason: str) -> None:
-        """Answer a local error and close: the request is never forwarded."""
+    def refuse(self, status: int, reason: str) -> None:
+        """Answer a local error and close: the request is never forwarded.
+
+        RFC 9112 §9.6: close the write side first and read (discarding) for a moment, so the
+        client receives the response instead of a reset caused by its own unread bytes.
+        """
         self.server.metrics.local_responses.labels(str(status)).inc()
-        if self.transport is None:
+        transport = self.transport
+        if transport is None or self.discarding:
             return
         if self.active is not None and self.active.response_started:
-            self.transport.abort()  # mid-response: nothing valid can follow
+            transport.abort()  # mid-response: nothing valid can follow
             return
-        self.transport.write(local_response(status, f"limpet: {reason}"))
-        self.close()
+        transport.write(local_response(status, f"limpet: {reason}"))
+        self.discarding = True
+        self.active = None
+        self.queue.clear()
+        if transport.can_write_eof():
+            transport.write_eof()
+            self.paused.clear()
+            transport.resume_reading()
+            self._arm(2.0, self.close)
+        else:  # pragma: no cover - TCP transports can always half-close
+            self.close()
 
     def close(self) -> None:
         if self.transport is not None:
@@ -772,6 +813,13 @@ class Exchange:
         if conn is not None:
             self.finish(conn, reuse=False)
 
+    def abort_upstream(self) -> None:
+        conn = self.upstream
+        if conn is not None:
+            self.finish(conn, reuse=False)
+            conn.abort()
+
     def local(self, status: int, text: str) -> None:
         """Answer from the proxy itself and close the downstream connection."""
-        self.down.reject(status, text)
+        if self.down.active is self:
+            self.down.refuse(status, text)
