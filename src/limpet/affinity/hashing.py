@@ -29,7 +29,7 @@ from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 
-from limpet.pool.model import BackendView
+from limpet.pool.model import BackendView, PoolSnapshot
 
 #: the lookup table size: a prime, >= 100 N for the paper's balance up to ~650 backends
 TABLE_SIZE = 65521
@@ -101,13 +101,28 @@ class Maglev:
 
 
 class MaglevCache:
-    """A few tables keyed by the backend ids they were built for (membership changes rarely)."""
+    """A few tables keyed by the backend ids they were built for (membership changes rarely).
 
-    __slots__ = ("_maxsize", "_tables")
+    ``eligible(snapshot)`` is the per-request call: one identity check while the snapshot is
+    the same object; a new snapshot costs a sort of its ids, and a table build only when the
+    set of healthy ids is new (a flapping backend finds its old table in the cache).
+    """
+
+    __slots__ = ("_last", "_last_table", "_maxsize", "_tables")
 
     def __init__(self, maxsize: int = 4) -> None:
         self._tables: OrderedDict[tuple[str, ...], Maglev] = OrderedDict()
         self._maxsize = maxsize
+        self._last: PoolSnapshot | None = None
+        self._last_table: Maglev | None = None
+
+    def eligible(self, pool: PoolSnapshot) -> Maglev:
+        """The table over the snapshot's HEALTHY backends."""
+        if pool is self._last and self._last_table is not None:
+            return self._last_table
+        table = self.get(pool.eligible())
+        self._last, self._last_table = pool, table
+        return table
 
     def get(self, backends: Sequence[BackendView]) -> Maglev:
         key = tuple(sorted(b.id for b in backends))
