@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -149,3 +150,10 @@ def test_describe_prints_every_row() -> None:
     text = describe()
     assert text.count("\n") == len(TRANSITIONS) + 1
     assert "| down | tick | -> up when expired" in text
+
+
+def test_the_docs_print_the_current_table() -> None:
+    doc = (Path(__file__).parents[3] / "docs" / "affinity.md").read_text()
+    start = doc.index("<!-- health-table:start -->\n") + len("<!-- health-table:start -->\n")
+    end = doc.index("<!-- health-table:end -->")
+    assert doc[start:end].strip() == describe()
