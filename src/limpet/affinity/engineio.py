@@ -268,7 +268,7 @@ class EngineIOPolicy:
         balancer: Balancer | None = None,
     ) -> None:
         if not path.startswith("/"):
-            raise ConfigError(f"{path!r} must start with '/'", key="affinity.engineio_path")
+            raise ConfigError(f"{path!r} must start with '/'", key="affinity.engineio-path")
         self.path = path
         self.codec = SidCodec(secret, pool_name)
         self.fallback = fallback
