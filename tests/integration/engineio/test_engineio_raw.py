@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
 from tests.support.procs import Procs, free_port
 
 SECRET = "raw-engineio-secret"
