@@ -85,7 +85,7 @@ class Downstream(asyncio.Protocol):
 
     # -- connection lifecycle -----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
         peer = transport.get_extra_info("peername")
         self.client_ip = peer[0] if peer else ""
         server = self.server
@@ -297,7 +297,9 @@ class Downstream(asyncio.Protocol):
         if exchange is not self.active or self.transport is None:
             return
         self.active = None
-        if not keep_alive or self.closing or exchange.upgrade:
+        if not keep_alive or self.closing or exchange.upgrade or self.receiving is exchange:
+            # (the backend answered before the request body ended: the rest of the body
+            # has nowhere to go, so this connection cannot carry another request)
             self.close()
             return
         if self.pending_refusal is not None and not self.queue:
@@ -393,6 +395,7 @@ class Exchange:
         "started",
         "status",
         "timer",
+        "until_close",
         "upgrade",
         "upstream",
         "url",
@@ -440,6 +443,7 @@ class Exchange:
         self.resp_headers: list[tuple[bytes, bytes]] = []
         self.resp_chunked = False
         self.resp_close = False
+        self.until_close = False
         self.status = 0
         self.timer: asyncio.TimerHandle | None = None
 
@@ -541,11 +545,10 @@ class Exchange:
         transport = conn.transport
         assert transport is not None
         transport.write(self.request_head())
-        if self.expect_continue and not self.body_done:
+        if self.expect_continue and not self.body_done and self.down.transport is not None:
             # we answer the expectation ourselves once a backend is ready (RFC 9110 §10.1.1);
             # the Expect header is not forwarded, so the backend never sends its own 100
-            if self.down.transport is not None:
-                self.down.transport.write(CONTINUE)
+            self.down.transport.write(CONTINUE)
         if self.body_buffer:
             transport.write(b"".join(self.body_buffer))
             self.body_sent = True
@@ -691,9 +694,12 @@ class Exchange:
         drop = HOP_BY_HOP | connection_tokens([v for n, v in headers if n.lower() == b"connection"])
         out = [b"HTTP/1.1 %d " % status, reason, b"\r\n"]
         has_length = False
+        chunked = False
         via = b""
         for name, value in headers:
             lname = name.lower()
+            if lname == b"transfer-encoding":
+                chunked = True
             if lname in drop:
                 continue
             if lname == b"via":
@@ -716,6 +722,8 @@ class Exchange:
         if self.pick.set_cookie:
             out += (b"Set-Cookie: ", self.pick.set_cookie.encode("latin-1"), b"\r\n")
         bodyless = self.method == b"HEAD" or status in (204, 304)
+        # RFC 9112 §6.3: neither length nor chunked: the body ends when the backend closes
+        self.until_close = not bodyless and not has_length and not chunked
         if not bodyless and not has_length:
             # chunked or close-delimited upstream: re-frame as chunks for an HTTP/1.1 client,
             # or delimit by closing for HTTP/1.0 (RFC 9112 §6.3)
@@ -782,8 +790,10 @@ class Exchange:
         reused = conn.reused
         self.finish(conn, reuse=False)
         if self.response_started:
-            if self.resp_close and not self.resp_chunked:
-                self.down.exchange_done(self, False)  # close-delimited body: this is its end
+            if self.until_close:  # the close is the end of this body, not an error
+                if self.resp_chunked:
+                    self.write_down(b"0\r\n\r\n")
+                self.down.exchange_done(self, self.keep_alive and not self.resp_close)
             else:
                 self.down.close()  # truncated: the client must see the connection end
             return

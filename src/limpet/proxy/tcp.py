@@ -40,7 +40,7 @@ class TcpDownstream(asyncio.Protocol):
         return f"TcpDownstream(client={self.client_ip!r}, backend={self.backend_id!r})"
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
         peer = transport.get_extra_info("peername")
         self.client_ip = peer[0] if peer else ""
         self.server.connections.add(self)

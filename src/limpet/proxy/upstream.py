@@ -97,13 +97,8 @@ class UpstreamConnection(asyncio.Protocol):
         if peer is not None:
             peer.peer_lost()
             return
-        exchange = self.exchange
+        exchange, self.exchange = self.exchange, None
         if exchange is not None:
-            try:
-                self.parser.feed_eof()  # completes a close-delimited response
-            except httptools.HttpParserError:
-                pass
-            self.exchange = None
             if exchange.upstream is self:
                 exchange.upstream_lost(exc)
 

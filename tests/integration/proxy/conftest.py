@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
+
 from tests.support.procs import Procs, free_port
 
 SECRET = "test-secret-shared-by-replicas"
