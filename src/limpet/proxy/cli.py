@@ -187,23 +187,24 @@ def run(args: argparse.Namespace) -> int:
     return run_workers(cfg, secret)
 
 
+def run_worker(cfg: Any, secret: bytes, *, admin: bool) -> None:
+    from limpet.runtime import run_until_signal
+
+    run_until_signal(lambda stop: serve(cfg, secret, stop, reuse_port=True, admin=admin))
+
+
 def run_workers(cfg: Any, secret: bytes) -> int:
     """Fork N workers that share each listener via SO_REUSEPORT. Decisions are stateless given
     the secret, so every worker pins a session to the same backend. Admin runs in worker 0."""
     import signal
-
-    from limpet.runtime import run_until_signal
 
     children: list[int] = []
     for index in range(cfg.workers):
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child
             code = 0
-            first = index == 0
             try:
-                run_until_signal(
-                    lambda stop: serve(cfg, secret, stop, reuse_port=True, admin=first)
-                )
+                run_worker(cfg, secret, admin=index == 0)
             except BaseException as exc:  # the child must never return into the parent's code
                 print(f"limpet proxy worker {index}: {exc}", file=sys.stderr, flush=True)
                 code = 1

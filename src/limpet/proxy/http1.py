@@ -93,8 +93,8 @@ class Downstream(asyncio.Protocol):
         server.metrics.downstream_connections.inc()
         if len(server.connections) > self.limits.max_connections or server.stopping:
             server.metrics.local_responses.labels("503").inc()
-            self.transport.write(local_response(503, "limpet: too many connections; retry later"))
-            self.transport.close()
+            transport.write(local_response(503, "limpet: too many connections; retry later"))  # type: ignore[attr-defined]
+            transport.close()
             return
         self._arm(self.timeouts.header, self._on_header_timeout)
 

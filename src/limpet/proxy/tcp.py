@@ -46,9 +46,9 @@ class TcpDownstream(asyncio.Protocol):
         self.server.connections.add(self)
         self.server.metrics.downstream_connections.inc()
         if len(self.server.connections) > self.server.config.limits.max_connections:
-            self.transport.close()
+            transport.close()
             return
-        self.transport.pause_reading()
+        transport.pause_reading()  # type: ignore[attr-defined]
         self.loop.create_task(self.connect(set()))
 
     async def connect(self, failed: set[str]) -> None:

@@ -98,9 +98,8 @@ class UpstreamConnection(asyncio.Protocol):
             peer.peer_lost()
             return
         exchange, self.exchange = self.exchange, None
-        if exchange is not None:
-            if exchange.upstream is self:
-                exchange.upstream_lost(exc)
+        if exchange is not None and exchange.upstream is self:
+            exchange.upstream_lost(exc)
 
     def pause_writing(self) -> None:
         # the backend reads slower than the client sends: stop reading the client

@@ -129,7 +129,7 @@ class Client:
             self.conn = None
 
 
-def raw_exchange(port: int, data: bytes, *, timeout: float = 5.0, host: str = "127.0.0.1") -> bytes:
+def raw_exchange(port: int, data: bytes, *, timeout: float = 6.0, host: str = "127.0.0.1") -> bytes:
     """Send bytes on a fresh connection; read until the proxy closes it (or timeout)."""
     with socket.create_connection((host, port), timeout=timeout) as s:
         s.sendall(data)

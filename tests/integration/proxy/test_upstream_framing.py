@@ -6,9 +6,11 @@ from __future__ import annotations
 import socket
 import socketserver
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
+
 from tests.integration.proxy.conftest import Proxy, raw_exchange, start_proxy
 from tests.support.procs import Procs
 
@@ -43,6 +45,9 @@ class Handler(socketserver.BaseRequestHandler):
             )
         elif path == b"/garbage":
             sock.sendall(b"SMTP ready\r\n\r\n")
+        elif path == b"/slow":
+            time.sleep(1.0)
+            sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow")
         elif path == b"/hang":
             sock.recv(1)
         else:
@@ -65,7 +70,7 @@ def raw_backend() -> Iterator[str]:
 @pytest.fixture
 def proxy(procs: Procs, raw_backend: str) -> Proxy:
     config = procs.tmp / "t.yaml"
-    config.write_text("timeouts: {response: 1}\n")
+    config.write_text("timeouts: {response: 1.5}\nlimits: {max-connections: 4}\n")
     return start_proxy(
         procs, {"raw": raw_backend}, "--config", str(config), "--no-health", admin=False
     )
@@ -128,3 +133,31 @@ def test_garbage_from_the_backend_is_a_502(proxy: Proxy) -> None:
 def test_silent_backend_is_a_504(proxy: Proxy) -> None:
     data = raw_exchange(proxy.port, b"GET /hang HTTP/1.1\r\nHost: x\r\n\r\n")
     assert data.startswith(b"HTTP/1.1 504 Gateway Timeout\r\n") and data.endswith(b"<EOF>")
+
+
+def test_sigterm_lets_the_request_in_flight_finish(procs: Procs, proxy: Proxy) -> None:
+    import signal
+
+    with socket.create_connection((proxy.host, proxy.port), timeout=10) as s:
+        s.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.3)
+        proxy.proc.send_signal(signal.SIGTERM)  # type: ignore[attr-defined]
+        data = read_all(s)
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n") and data.endswith(b"slow")
+    assert b"Connection: close" in data  # no keep-alive promised while stopping
+    assert proxy.proc.wait(timeout=10) == 0  # type: ignore[attr-defined]
+
+
+def test_connections_beyond_the_limit_get_503(proxy: Proxy) -> None:
+    held = [socket.create_connection((proxy.host, proxy.port), timeout=5) for _ in range(4)]
+    try:
+        time.sleep(0.2)
+        data = raw_exchange(proxy.port, b"")
+        assert data.startswith(b"HTTP/1.1 503 ") and b"too many connections" in data
+    finally:
+        for s in held:
+            s.close()
+    time.sleep(0.2)
+    assert raw_exchange(
+        proxy.port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    ).endswith(b"plain<EOF>")
