@@ -70,7 +70,7 @@ class ClientIPPolicy:
                     self._pins.move_to_end(ip)
                     return Pick(pin, PickReason.PINNED)
             del self._pins[ip]
-        target_id = self._maglev.get(pool.eligible()).lookup(ip.encode())
+        target_id = self._maglev.eligible(pool).lookup(ip.encode())
         target = pool.get(target_id) if target_id is not None else None
         if target is None:
             return Pick(None, PickReason.NO_BACKEND)

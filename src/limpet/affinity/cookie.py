@@ -32,7 +32,6 @@ a token that never expires. No ``Expires`` attribute: Max-Age wins in every curr
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 import re
@@ -122,8 +121,8 @@ class CookiePolicy:
     def pin_hash(self, backend_id: str) -> bytes:
         pin = self._pins.get(backend_id)
         if pin is None:
-            mac = hmac.new(self._secret, self._pin_context + backend_id.encode(), hashlib.sha256)
-            pin = mac.digest()[:PIN_SIZE]
+            pin = hmac.digest(self._secret, self._pin_context + backend_id.encode(), "sha256")
+            pin = pin[:PIN_SIZE]
             self._pins[backend_id] = pin
         return pin
 
@@ -183,10 +182,9 @@ class CookiePolicy:
         key: bytes | None,
         had_cookie: bool,
     ) -> Pick:
-        eligible = pool.eligible()
         if pin is not None and pin.state is BackendState.DRAINING:
             return Pick(pin, PickReason.PINNED)  # a drain keeps the sessions it has
-        table = self._maglev.get(eligible)
+        table = self._maglev.eligible(pool)
         if key is None:
             key = self._entropy(KEY_SIZE)
         target_id = table.lookup(key)

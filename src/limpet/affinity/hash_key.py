@@ -61,14 +61,13 @@ class HashPolicy:
         return value or None
 
     def pick(self, facts: RequestFacts, pool: PoolSnapshot) -> Pick:
-        eligible = pool.eligible()
         key = self.key(facts)
         if key is None:
-            backend = self.balancer.choose(eligible, pool)
+            backend = self.balancer.choose(pool.eligible(), pool)
             if backend is None:
                 return Pick(None, PickReason.NO_BACKEND)
             return Pick(backend, PickReason.NEW)
-        table = self._maglev.get(eligible)
+        table = self._maglev.eligible(pool)
         raw = key.encode("utf-8", "surrogateescape")
         if self.load_factor is None:
             target_id = table.lookup(raw)

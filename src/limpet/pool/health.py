@@ -146,7 +146,7 @@ def advance(
     new = status
     if step.draining is not None:
         new = replace(new, draining=step.draining)
-    if step.reset:
+    if step.reset and any(getattr(new, name) for name in step.reset):
         new = replace(new, **_zero(step.reset))
     if step.count is not None:
         bumped: dict[str, Any] = {step.count: getattr(new, step.count) + 1}

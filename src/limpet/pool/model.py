@@ -53,10 +53,12 @@ class PoolSnapshot:
     name: str
     backends: tuple[BackendView, ...]
     _by_id: dict[str, BackendView] = field(init=False, repr=False, compare=False)
+    _eligible: tuple[BackendView, ...] = field(init=False, repr=False, compare=False)
     loads: Mapping[str, int] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_id", {b.id: b for b in self.backends})
+        object.__setattr__(self, "_eligible", tuple(b for b in self.backends if b.takes_new))
 
     def get(self, backend_id: str) -> BackendView | None:
         return self._by_id.get(backend_id)
@@ -69,5 +71,5 @@ class PoolSnapshot:
         return self.loads.get(backend_id, 0)
 
     def eligible(self) -> tuple[BackendView, ...]:
-        """Backends that may take a new session (healthy), in a stable order."""
-        return tuple(b for b in self.backends if b.takes_new)
+        """Backends that may take a new session (healthy), in a stable order (computed once)."""
+        return self._eligible
