@@ -70,7 +70,7 @@ def admit(exchange: Exchange, pick: Pick) -> bool:
         down.server.metrics.local_responses.labels("400").inc()
         if down.transport is not None:
             origin = next((v for n, v in exchange.headers if n.lower() == b"origin"), None)
-            down.transport.write(session_unknown(origin))
+            down.write(session_unknown(origin))  # in order with any corked bytes
             down.close()
         return False
     runtime = exchange.runtime
