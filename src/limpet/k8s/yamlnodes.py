@@ -110,7 +110,10 @@ def parse(text: str) -> tuple[list[Document], list[Problem]]:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1
         if not any(p.line == line for p in problems):
-            problems.append(Problem(line, "yaml-invalid", f"not valid YAML: {exc.problem or exc}"))
+            message = f"not valid YAML: {exc.problem or exc}"
+            if exc.context and exc.context_mark is not None:
+                message += f" ({exc.context} at line {exc.context_mark.line + 1})"
+            problems.append(Problem(line, "yaml-invalid", message))
     except yaml.YAMLError as exc:
         problems.append(Problem(1, "yaml-invalid", f"not valid YAML: {exc}"))
     finally:
