@@ -65,7 +65,9 @@ def test_backendconfig_in_another_file_is_found() -> None:
 
 def test_cli_exit_codes_and_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["k8s", "lint", str(GOOD[0])]) == 0
-    assert main(["k8s", "lint", "--format", "json", str(CORPUS / "bad" / "timeout-range.yaml")]) == 1
+    assert (
+        main(["k8s", "lint", "--format", "json", str(CORPUS / "bad" / "timeout-range.yaml")]) == 1
+    )
     out = capsys.readouterr().out
     (finding,) = json.loads(out)
     assert finding["rule"] == "affinity-timeout-range" and finding["line"] == 11
@@ -73,7 +75,9 @@ def test_cli_exit_codes_and_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["k8s", "lint", str(CORPUS / "bad" / "clientip-cluster-policy.yaml")]) == 0
 
 
-def test_cli_reads_stdin(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_reads_stdin(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     import io
 
     text = (CORPUS / "bad" / "tab-indent.yaml").read_text()
