@@ -335,6 +335,11 @@ async def _start(spec: ChildSpec) -> Child:
     import os
 
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if spec.role == "proxy" and not env.get("LIMPET_SECRET"):
+        import secrets
+
+        # one proxy that lives as long as the cluster: a fresh secret for its affinity tokens
+        env["LIMPET_SECRET"] = secrets.token_hex(16)
     try:
         proc = await asyncio.create_subprocess_exec(
             *spec.argv,
