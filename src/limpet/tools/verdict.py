@@ -23,6 +23,9 @@ Severity = Literal["error", "warning", "info"]
 SOCKETIO_SESSION_FLOOR = 45
 #: Below this a realtime session (a chat tab left open) is likely to outlive its cookie.
 SHORT_COOKIE_TTL = 300
+#: The backend of an answer that worked but did not say which backend gave it (a socket.io server
+#: that is not `limpet whoami`): the session's continuity is still checked.
+UNNAMED = "(unnamed)"
 #: Version of the ``--json`` report's layout (docs/tools.md describes it).
 REPORT_VERSION = 1
 
@@ -267,7 +270,16 @@ def _warnings(
         out.append(
             Warning_("failed", "error", f"{len(failed)} of {total} clients saw failures: {common}")
         )
-    if total >= 2 and len(distribution) == 1 and not moved and not failed:
+    if UNNAMED in distribution:
+        out.append(
+            Warning_(
+                "unnamed-backend",
+                "info",
+                "the backend does not say its name (it is not `limpet whoami`): only that every "
+                "session survived its round trips was checked, not which backend served it",
+            )
+        )
+    elif total >= 2 and len(distribution) == 1 and not moved and not failed:
         only = next(iter(distribution))
         out.append(
             Warning_(

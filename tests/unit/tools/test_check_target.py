@@ -47,6 +47,7 @@ def test_endpoint_derived_from_url(argv: list[str], endpoint: str) -> None:
         (["http://h/", "--requests", "-1"], "--requests must be at least 1"),
         (["http://h/", "--timeout", "0"], "--timeout must be positive"),
         (["http://h/", "--identify", "header:"], "--identify"),
+        (["http://h/", "--identify", "json:"], "json:FIELD"),
         (["http://h/", "--header", "nocolon"], "NAME:VALUE"),
     ],
 )
@@ -74,6 +75,10 @@ def headers(**kw: str) -> CIMultiDict[str]:
         ("header:X-Pod", 200, headers(X_Pod="p"), b"", "p", None),
         ("header:X-Pod", 200, headers(), b"", None, "no X-Pod header"),
         ("auto", 503, headers(X_Backend="b1"), b"", None, "HTTP 503"),
+        ("json:name", 200, headers(), b'{"name": "hub-2", "clients": 3}', "hub-2", None),
+        ("json:name", 200, headers(), b'{"clients": 3}', None, "no 'name' in the JSON body"),
+        ("json:name", 200, headers(), b"[1]", None, "not a JSON object"),
+        ("json:name", 200, headers(), b"<html>", None, "not a JSON object"),
     ],
 )
 def test_identify_response(

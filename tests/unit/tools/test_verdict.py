@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from limpet.tools.verdict import (
     SHORT_COOKIE_TTL,
     SOCKETIO_SESSION_FLOOR,
+    UNNAMED,
     Attempt,
     ClientRun,
     CookieSeen,
@@ -138,6 +139,12 @@ def test_all_clients_on_one_backend_warns() -> None:
     v = judge([run(i, "only", "only") for i in range(3)], now=NOW)
     assert v.ok  # sticky, but suspicious
     assert "one-backend" in codes(v)
+
+
+def test_unnamed_backend_is_explained_not_blamed_on_one_replica() -> None:
+    v = judge([run(i, UNNAMED, UNNAMED) for i in range(3)], transport="socketio")
+    assert v.ok
+    assert "unnamed-backend" in codes(v) and "one-backend" not in codes(v)
 
 
 def test_one_client_alone_does_not_warn_one_backend() -> None:
