@@ -223,9 +223,12 @@ def banner(p: Plan, pids: dict[str, int] | None = None) -> Iterator[str]:
     yield f"limpet up: open {p.proxy_url}  ({what}, through the proxy)"
     if p.admin is not None:
         yield f"           admin http://{p.admin}/status  (metrics at /metrics)"
-    yield f"           check: limpet check {p.proxy_url}" + (
-        " --transport socketio" if p.backend_kind == "hub" else ""
-    )
+    if p.backend_kind == "hub":
+        yield f"           check: limpet check {p.proxy_url}healthz --identify json:name"
+        yield f"                  limpet check {p.proxy_url} --transport socketio"
+    else:
+        yield f"           check: limpet check {p.proxy_url}"
+        yield f"                  limpet check {p.proxy_url} --transport websocket"
     for c in p.children:
         pid = f" pid {pids[c.name]}" if c.name in pids else ""
         yield f"  {c.name:<10} {c.url}{pid}"

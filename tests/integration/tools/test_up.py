@@ -13,7 +13,7 @@ import time
 import urllib.request
 
 import pytest
-from tests.support.procs import Procs, free_port, limpet_env
+from tests.support.procs import Procs, free_port, limpet_env, which_or_skip
 
 
 def wait_for_text(
@@ -144,3 +144,20 @@ def test_up_one_hub_serves_the_chat_page(procs: Procs) -> None:
         assert "socket.io" in resp.read().decode()
     procs.kill(proc, signal.SIGINT)
     assert all_gone(list(pids.values()))
+
+
+def test_up_three_hubs_share_an_owned_redis(procs: Procs) -> None:
+    which_or_skip("redis-server", "/usr/bin/redis-server")
+    proc, port, _, pids = start_up(procs)
+    assert set(pids) == {"redis", "hub-1", "hub-2", "hub-3", "proxy"}
+    assert "started redis-server on redis://127.0.0.1:" in procs.output(proc)
+    url = f"http://127.0.0.1:{port}/"
+    by_name = check(url + "healthz", "--identify", "json:name", "--clients", "6", "--json")
+    assert by_name.returncode == 0, by_name.stdout
+    assert set(json.loads(by_name.stdout)["distribution"]) == {"hub-1", "hub-2", "hub-3"}
+    sessions = check(url, "--transport", "socketio", "--clients", "4", "--requests", "3")
+    assert sessions.returncode == 0, sessions.stdout
+
+    os.kill(proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=20) == 0
+    assert all_gone(list(pids.values())), {n: p for n, p in pids.items() if alive(p)}

@@ -125,6 +125,7 @@ def test_banner_names_every_child_and_the_urls() -> None:
     text = "\n".join(up.banner(plan, {"proxy": 42}))
     assert "open http://127.0.0.1:8080/  (chat page" in text
     assert "admin http://127.0.0.1:8081/status" in text
-    assert "--transport socketio" in text
+    assert "limpet check http://127.0.0.1:8080/healthz --identify json:name" in text
+    assert "limpet check http://127.0.0.1:8080/ --transport socketio" in text
     assert "proxy      http://127.0.0.1:8080 pid 42" in text
     assert "redis      redis://127.0.0.1:9001" in text
