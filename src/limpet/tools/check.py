@@ -69,6 +69,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="NAME:VALUE",
         help="extra request header, e.g. Host:app.example.com (repeatable)",
     )
+    parser.add_argument(
+        "--page-first",
+        action="store_true",
+        help="websocket/socketio: each client first GETs the URL, as a browser loads the page "
+        "(and its affinity cookie) before it opens a socket",
+    )
     parser.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
 
 
@@ -86,6 +92,7 @@ class Target:
     identify: str  # "auto" | "body" | "header:NAME" | "json:FIELD"
     keep_alive: bool
     insecure: bool
+    page_first: bool = False
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -151,6 +158,7 @@ def target_from_args(args: argparse.Namespace) -> Target:
         keep_alive=args.keep_alive,
         insecure=args.insecure,
         headers=headers,
+        page_first=args.page_first,
     )
 
 
@@ -276,10 +284,17 @@ def _new_session(target: Target, set_cookies: list[str]) -> aiohttp.ClientSessio
 
 
 async def run_client(target: Target, index: int) -> ClientRun:
-    from limpet.tools.verdict import ClientRun
+    from limpet.tools.verdict import Attempt, ClientRun
 
     set_cookies: list[str] = []
     async with _new_session(target, set_cookies) as session:
+        if target.page_first and target.transport != "http":
+            try:
+                async with session.get(target.url, ssl=not target.insecure) as resp:
+                    await resp.read()
+            except Exception as exc:
+                failed = Attempt(error=f"loading the page: {_describe(exc)}")
+                return ClientRun(client=index, attempts=(failed,), set_cookies=tuple(set_cookies))
         if target.transport == "http":
             attempts = await _http_client(session, target)
         elif target.transport == "websocket":
