@@ -35,6 +35,8 @@ class Peer:
         self.recoveries: list[dict[str, Any]] = []
         self.presence: list[tuple[str, dict[str, Any]]] = []
         self.disconnected = asyncio.Event()
+        self.connect_errors: list[object] = []
+        self.sio.on("connect_error", self.connect_errors.append)
         self.sio.on("message", self._on_message)
         self.sio.on("recovery", self.recoveries.append)
         self.sio.on("join", lambda p: self.presence.append(("join", p)))
