@@ -263,3 +263,18 @@ def test_ok_exactly_when_every_client_sticky(paths: list[list[str]]) -> None:
     assert v.ok == expected
     assert v.sticky_clients + sum(1 for c in v.clients if not c.sticky) == len(paths)
     assert sum(v.distribution.values()) == sum(1 for p in paths if set(p) - {"!x"})
+
+
+def test_verdict_module_imports_no_io() -> None:
+    """The verdict is sans-IO like the core: importable with the I/O modules blocked."""
+    import subprocess
+    import sys
+
+    from tests.support.procs import limpet_env
+
+    blocked = ["asyncio", "socket", "selectors", "ssl", "aiohttp", "subprocess"]
+    code = f"import sys\nfor n in {blocked!r}:\n    sys.modules[n] = None\nimport limpet.tools.verdict\n"
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=limpet_env(), capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
