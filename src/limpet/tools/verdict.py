@@ -12,7 +12,6 @@ import itertools
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 
 Transport = Literal["http", "websocket", "socketio"]
@@ -95,6 +94,10 @@ class CookieSeen:
             return self.max_age
         if self.expires is None or now is None:
             return None
+        # imported here: email.utils imports socket (for make_msgid), which the sans-IO
+        # boundary keeps out of this module's import
+        from email.utils import parsedate_to_datetime
+
         try:
             when = parsedate_to_datetime(self.expires)
         except (TypeError, ValueError):
