@@ -22,6 +22,7 @@ import httptools
 
 from limpet.affinity.base import Pick, RequestFacts
 from limpet.pool.health import HealthEvent
+from limpet.proxy import engineio
 from limpet.proxy.headers import (
     FORWARDED,
     HOP_BY_HOP,
@@ -69,6 +70,8 @@ class Downstream(asyncio.Protocol):
         self.closing = False
         self.tunnel: UpstreamConnection | None = None
         self.tunnel_exchange: Exchange | None = None
+        self.pending_refusal: tuple[int, str] | None = None
+        self.discarding = False  # a refusal was sent: read and drop until the client closes
         self._timer: asyncio.TimerHandle | None = None
         self._last_activity = 0.0
         self._url = b""
@@ -121,30 +124,53 @@ class Downstream(asyncio.Protocol):
                 tunnel.transport.write(data)
             self._last_activity = self.loop.time()
             return
+        if self.discarding:
+            return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
             offset = exc.args[0] if exc.args else len(data)
             self._upgrade_requested(data[offset:])
         except BadRequest as exc:
-            self.reject(exc.status, exc.reason)
+            self.parse_failed(exc.status, exc.reason)
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
             if isinstance(cause, BadRequest):
-                self.reject(cause.status, cause.reason)
+                self.parse_failed(cause.status, cause.reason)
             else:
                 raise
         except httptools.HttpParserError as exc:
-            # llhttp in strict mode already refuses the ambiguous framings of RFC 9112:
-            # CL+TE (§6.1), differing or repeated Content-Length (§6.3), bad chunk sizes
-            # (§7.1), bare LF (§2.2), obs-fold (§5.2) and whitespace before the colon (§5.1)
-            self.reject(400, f"malformed request: {exc}")
+            # llhttp (httptools >= 0.6) in its default strict mode already refuses the
+            # ambiguous framings of RFC 9112: CL+TE (§6.1), repeated or list Content-Length
+            # (§6.3), bad chunk sizes (§7.1), bare LF (§2.2), obs-fold (§5.2), whitespace
+            # before the colon (§5.1), NUL/CTL in values (§5.5); tests pin each one down.
+            # Missing/duplicate Host (§3.2) and the size limits are checked in callbacks.
+            self.parse_failed(400, f"malformed request: {exc}")
+
+    def parse_failed(self, status: int, reason: str) -> None:
+        """The byte stream is broken from here on: answer what came before, then refuse."""
+        broken, self.receiving = self.receiving, None
+        self.pause_for("refused")
+        if broken is not None and broken is not self.active:
+            self.queue.remove(broken)  # never started: nothing of it was forwarded
+            broken = None
+        if broken is not None:
+            # the head went upstream but the body is broken: the backend never gets the rest
+            broken.abort_upstream()
+            self.refuse(status, reason)
+        elif self.active is None:
+            self.refuse(status, reason)
+        else:
+            self.pending_refusal = (status, reason)
 
     def eof_received(self) -> bool | None:
+        if self.discarding:
+            return False
         if self.tunnel is not None:
-            if self.tunnel.transport is not None and self.tunnel.transport.can_write_eof():
-                self.tunnel.transport.write_eof()
-            return True  # keep the other direction open (half-close)
+            # WebSocket has its own close handshake and no use for half-closed TCP; some
+            # backends never answer a FIN, so the tunnel ends here (buffers are flushed first)
+            self.tunnel.close()
+            return False
         if self.active is not None:
             # a client may half-close after sending its request; let the response finish
             self.closing = True
@@ -188,7 +214,7 @@ class Downstream(asyncio.Protocol):
         self._timer = None
         if self.active is None and self.transport is not None:
             if self._url or self._headers:
-                self.reject(408, "request head not received in time")
+                self.refuse(408, "request head not received in time")
             else:
                 self.transport.close()  # idle keep-alive connection: close quietly
 
@@ -261,7 +287,7 @@ class Downstream(asyncio.Protocol):
     def _upgrade_requested(self, early: bytes) -> None:
         exchange = self.active
         if exchange is None or not exchange.upgrade:
-            self.reject(400, "unexpected upgrade")
+            self.refuse(400, "unexpected upgrade")
             return
         exchange.early_data = early
         # no more HTTP on this connection: what follows belongs to the upgraded protocol
@@ -274,6 +300,9 @@ class Downstream(asyncio.Protocol):
         self.active = None
         if not keep_alive or self.closing or exchange.upgrade:
             self.close()
+            return
+        if self.pending_refusal is not None and not self.queue:
+            self.refuse(*self.pending_refusal)
             return
         if self.queue:
             self.active = self.queue.popleft()
@@ -304,22 +333,35 @@ class Downstream(asyncio.Protocol):
         self.close()
 
     def peer_eof(self) -> None:
-        if self.transport is not None and self.transport.can_write_eof():
-            self.transport.write_eof()
+        self.close()  # see eof_received: no half-closed WebSocket tunnels
 
     def tunnel_activity(self) -> None:
         self._last_activity = self.loop.time()
 
-    def reject(self, status: int, reason: str) -> None:
-        """Answer a local error and close: the request is never forwarded."""
+    def refuse(self, status: int, reason: str) -> None:
+        """Answer a local error and close: the request is never forwarded.
+
+        RFC 9112 §9.6: close the write side first and read (discarding) for a moment, so the
+        client receives the response instead of a reset caused by its own unread bytes.
+        """
         self.server.metrics.local_responses.labels(str(status)).inc()
-        if self.transport is None:
+        transport = self.transport
+        if transport is None or self.discarding:
             return
         if self.active is not None and self.active.response_started:
-            self.transport.abort()  # mid-response: nothing valid can follow
+            transport.abort()  # mid-response: nothing valid can follow
             return
-        self.transport.write(local_response(status, f"limpet: {reason}"))
-        self.close()
+        transport.write(local_response(status, f"limpet: {reason}"))
+        self.discarding = True
+        self.active = None
+        self.queue.clear()
+        if transport.can_write_eof():
+            transport.write_eof()
+            self.paused.clear()
+            transport.resume_reading()
+            self._arm(2.0, self.close)
+        else:  # pragma: no cover - TCP transports can always half-close
+            self.close()
 
     def close(self) -> None:
         if self.transport is not None:
@@ -337,6 +379,7 @@ class Exchange:
         "body_sent",
         "down",
         "early_data",
+        "engineio",
         "expect_continue",
         "failed",
         "headers",
@@ -401,6 +444,7 @@ class Exchange:
         self.resp_close = False
         self.status = 0
         self.timer: asyncio.TimerHandle | None = None
+        self.engineio: engineio.EngineIOExchange | None = None
 
     def __repr__(self) -> str:
         backend = self.pick.backend.id if self.pick and self.pick.backend else None
@@ -446,6 +490,8 @@ class Exchange:
         )
 
     def choose(self, pick: Pick) -> None:
+        if not engineio.admit(self, pick):  # --affinity engineio: unknown session -> 400
+            return
         backend = pick.backend
         if backend is None:
             self.local(503, "no healthy backend can serve this request")
@@ -526,6 +572,9 @@ class Exchange:
             [v for n, v in self.headers if n.lower() == b"connection"]
         )
         url = self.url
+        if self.engineio is not None:  # the backend's own sid; no compression of the handshake
+            url = self.engineio.url(url)
+            drop = drop | self.engineio.strip_headers
         out = [self.method, b" ", url, b" HTTP/1.1\r\n"]
         xff = b""
         host = b""
@@ -560,6 +609,10 @@ class Exchange:
             if lname == b"host":
                 host = value
             out += (name, b": ", value, b"\r\n")
+        if not host and self.upstream is not None:
+            # HTTP/1.0 clients may omit Host; our upstream request is HTTP/1.1, which needs one
+            # (RFC 9112 §3.2), so name the backend, as nginx does with $proxy_host
+            out += (b"Host: ", self.upstream.pool.address.encode(), b"\r\n")
         client = down.client_ip.encode()
         out += (b"X-Forwarded-For: ", xff + b", " + client if xff else client, b"\r\n")
         out += (b"X-Forwarded-Proto: ", proto or b"http", b"\r\n")
@@ -624,9 +677,19 @@ class Exchange:
             self.upstream = None
             self.down.tunnel_exchange = self
             self.down.start_tunnel(conn, self.early_data)
+            if self.engineio is not None:
+                self.engineio.tunnel(conn)
+            return
+        if self.engineio is not None and self.engineio.hold(self, status, reason, headers):
             return
         self.response_started = True
         self.write_down(self.response_bytes(status, reason, headers))
+        if self.method == b"HEAD":
+            # RFC 9110 §9.3.2: no body follows, whatever Content-Length says; httptools cannot
+            # be told the request method, so the exchange ends here and the connection is not
+            # reused (its parser would wait for the announced body)
+            self.finish(conn, reuse=False)
+            self.down.exchange_done(self, self.keep_alive and not self.resp_close)
 
     def response_bytes(
         self,
@@ -690,6 +753,8 @@ class Exchange:
     def response_body(self, data: bytes) -> None:
         if self.method == b"HEAD":
             return
+        if self.engineio is not None and self.engineio.held_body(data):
+            return
         if self.resp_chunked:
             self.write_down(b"%x\r\n%b\r\n" % (len(data), data))
         else:
@@ -698,6 +763,8 @@ class Exchange:
     def response_complete(self, conn: UpstreamConnection, upstream_keep_alive: bool) -> None:
         if self.status == 0:  # an interim response ended; wait for the final one
             return
+        if self.engineio is not None:
+            self.engineio.release(self)
         if self.resp_chunked:
             self.write_down(b"0\r\n\r\n")
         self.finish(conn, upstream_keep_alive and self.body_done and self.method != b"HEAD")
@@ -762,6 +829,13 @@ class Exchange:
         if conn is not None:
             self.finish(conn, reuse=False)
 
+    def abort_upstream(self) -> None:
+        conn = self.upstream
+        if conn is not None:
+            self.finish(conn, reuse=False)
+            conn.abort()
+
     def local(self, status: int, text: str) -> None:
         """Answer from the proxy itself and close the downstream connection."""
-        self.down.reject(status, text)
+        if self.down.active is self:
+            self.down.refuse(status, text)
