@@ -200,8 +200,12 @@ def judge(
     *,
     transport: Transport = "http",
     now: datetime | None = None,
+    page_first: bool = False,
 ) -> Verdict:
-    """Decide from the clients' observations; ``now`` turns an Expires date into a TTL."""
+    """Decide from the clients' observations; ``now`` turns an Expires date into a TTL.
+
+    ``page_first``: the clients loaded the page over HTTP before opening their sockets.
+    """
     runs = tuple(runs)
     distribution: Counter[str] = Counter()
     answers: Counter[str] = Counter()
@@ -213,7 +217,7 @@ def judge(
                 answers[a.backend] += 1
 
     cookies = _summarise_cookies(runs, now)
-    warnings = _warnings(runs, transport, cookies, distribution)
+    warnings = _warnings(runs, transport, cookies, distribution, page_first)
     return Verdict(
         transport=transport,
         clients=runs,
@@ -251,6 +255,7 @@ def _warnings(
     transport: Transport,
     cookies: tuple[CookieSummary, ...],
     distribution: Counter[str],
+    page_first: bool = False,
 ) -> tuple[Warning_, ...]:
     out: list[Warning_] = []
     total = len(runs)
@@ -301,6 +306,11 @@ def _warnings(
             severity: Severity = "info"
         elif moved:
             message = "no Set-Cookie seen at all: the load balancer handed out no affinity cookie"
+            if transport == "websocket" and not page_first:
+                message += (
+                    " on the WebSocket handshakes; if your clients load a page first, "
+                    "--page-first checks that path"
+                )
             severity = "warning"
         else:
             message = (

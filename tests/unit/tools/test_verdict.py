@@ -157,6 +157,13 @@ def test_sticky_without_cookie_warns_it_is_not_cookie_affinity() -> None:
     assert warning.severity == "warning" and "client IP" in warning.message
 
 
+@pytest.mark.parametrize("page_first", [False, True])
+def test_websocket_without_cookie_hints_at_page_first(page_first: bool) -> None:
+    v = judge([run(1, "a", "b")], transport="websocket", page_first=page_first)
+    message = next(w for w in v.warnings if w.code == "no-cookie").message
+    assert ("--page-first" in message) is not page_first
+
+
 def test_socketio_without_cookie_is_only_informed() -> None:
     v = judge([run(1, "a", "a"), run(2, "b", "b")], transport="socketio")
     assert next(w for w in v.warnings if w.code == "no-cookie").severity == "info"
