@@ -37,6 +37,7 @@ __all__ = [
     "SESSION_UNKNOWN_CONTENT_TYPE",
     "SESSION_UNKNOWN_STATUS",
     "EngineIODecision",
+    "EngineIOPick",
     "EngineIOPolicy",
     "EngineIORequest",
     "OpenFrameRewriter",
@@ -239,6 +240,15 @@ class EngineIODecision:
     sid: str | None = None  # the backend's own sid of a session request
 
 
+@dataclass(frozen=True, slots=True)
+class EngineIOPick(Pick):
+    """The Pick ``EngineIOPolicy.pick`` returns for Engine.IO requests: the decision rides along,
+    so a caller that only knows the AffinityPolicy interface still routes right, and the proxy's
+    engineio hook finds the query and response rewrites it must apply."""
+
+    decision: EngineIODecision | None = None
+
+
 class EngineIOPolicy:
     """Affinity ``engineio``: the session's backend is signed into its sid; nothing is stored.
 
@@ -270,7 +280,11 @@ class EngineIOPolicy:
         )
 
     def pick(self, facts: RequestFacts, pool: PoolSnapshot) -> Pick:
-        return self.decide(facts, pool).pick
+        decision = self.decide(facts, pool)
+        if decision.request is None:
+            return decision.pick  # the fallback's own Pick (a cookie, perhaps)
+        p = decision.pick
+        return EngineIOPick(p.backend, p.reason, p.set_cookie, decision=decision)
 
     def mint(self, sid: str, backend_id: str) -> str:
         """The token that replaces ``sid`` in the handshake answered by ``backend_id``."""

@@ -78,7 +78,7 @@ def _section(ctx: _Ctx, node: yaml.Node, key: str, cls: type[T], **extra: Any) -
     items = _mapping(ctx, node, key)
     known = {f.name.replace("_", "-"): f for f in fields(cls)}  # type: ignore[arg-type]
     values: dict[str, Any] = dict(extra)
-    defaults = cls()  # type: ignore[call-arg]
+    defaults = cls(**extra)
     for name, (knode, vnode) in items.items():
         f = known.get(name) or known.get(name.replace("_", "-"))
         if f is None:
@@ -195,9 +195,11 @@ def _pool(ctx: _Ctx, name: str, node: yaml.Node, key: str) -> PoolConfig:
                 idnode = b.get("id") or b.get("name")
                 bid = _typed(ctx, idnode[1], f"{bkey}.id", str) if idnode else ""
                 backends.append(BackendConfig(bid or backend_id_for(address), address))
-            ids = [b.id for b in backends]
-            if len(set(ids)) != len(ids):
-                raise ctx.error("backend ids must be unique", sub, vnode)
+            seen: set[str] = set()
+            for i, (b, bnode) in enumerate(zip(backends, vnode.value, strict=True)):
+                if b.id in seen:
+                    raise ctx.error(f"duplicate backend id {b.id!r}", f"{sub}[{i}]", bnode)
+                seen.add(b.id)
             pool = replace(pool, backends=tuple(backends))
         elif k == "affinity":
             pool = replace(pool, affinity=_affinity(ctx, vnode, sub))

@@ -33,6 +33,8 @@ class TcpDownstream(asyncio.Protocol):
         self.client_ip = ""
         self._last_activity = 0.0
         self._timer: asyncio.TimerHandle | None = None
+        self.down_eof = False  # the client sent FIN
+        self.up_eof = False  # the backend sent FIN
 
     def __repr__(self) -> str:
         return f"TcpDownstream(client={self.client_ip!r}, backend={self.backend_id!r})"
@@ -72,6 +74,9 @@ class TcpDownstream(asyncio.Protocol):
             self.server.metrics.tunnels_open.inc()
             self.tunnel = conn
             conn.tunnel_peer = self
+            if self.early and conn.transport is not None:
+                conn.transport.write(b"".join(self.early))
+                self.early.clear()
             self._last_activity = self.loop.time()
             self._timer = self.loop.call_later(
                 self.server.config.timeouts.tunnel_idle, self._on_timer
@@ -92,11 +97,22 @@ class TcpDownstream(asyncio.Protocol):
         if tunnel is not None and tunnel.transport is not None:
             tunnel.transport.write(data)
             self._last_activity = self.loop.time()
+        else:
+            # uvloop may deliver bytes even though we paused in connection_made: keep them
+            # for the backend (and stop reading until it is connected)
+            self.early.append(data)
+            if self.transport is not None:
+                self.transport.pause_reading()
 
     def eof_received(self) -> bool:
+        """The client half-closed: pass the FIN on, and end once both directions are done."""
+        self.down_eof = True
         tunnel = self.tunnel
         if tunnel is not None and tunnel.transport is not None and tunnel.transport.can_write_eof():
             tunnel.transport.write_eof()
+        if self.up_eof or tunnel is None:
+            self.close()
+            return False
         return True
 
     def pause_writing(self) -> None:
@@ -127,12 +143,17 @@ class TcpDownstream(asyncio.Protocol):
         self.close()
 
     def peer_eof(self) -> None:
+        self.up_eof = True
         if self.transport is not None and self.transport.can_write_eof():
             self.transport.write_eof()
+        if self.down_eof:
+            self.close()
 
     def tunnel_activity(self) -> None:
         self._last_activity = self.loop.time()
 
     def close(self) -> None:
+        if self.tunnel is not None:
+            self.tunnel.close()
         if self.transport is not None:
             self.transport.close()

@@ -174,7 +174,12 @@ def run(args: argparse.Namespace) -> int:
         runs = loop.run_until_complete(probe_all(target))
     finally:
         loop.close()
-    result = v.judge(runs, transport=target.transport, now=datetime.now(UTC))  # type: ignore[arg-type]
+    result = v.judge(
+        runs,
+        transport=target.transport,  # type: ignore[arg-type]
+        now=datetime.now(UTC),
+        page_first=target.page_first,
+    )
     if args.json:
         report = v.to_json(result, url=target.url, requests=target.requests)
         text = json.dumps(report, indent=2) + "\n"

@@ -323,14 +323,24 @@ class Child:
 
 async def _relay(child: Child) -> None:
     """Print the child's output prefixed with its name, and keep the tail for error messages."""
+    import asyncio
+
     stream = child.proc.stdout
+    quiet = False  # our stdout is gone (`limpet up | head`): keep draining, or the child blocks
     while True:
-        line = await stream.readline()
+        try:
+            line = await stream.readline()
+        except (ValueError, asyncio.LimitOverrunError):  # a line longer than the stream limit
+            line = await stream.read(1 << 16)
         if not line:
             return
         text = line.decode("utf-8", "replace").rstrip()
         child.tail.append(text)
-        print(f"[{child.spec.name}] {text}", flush=True)
+        if not quiet:
+            try:
+                print(f"[{child.spec.name}] {text}", flush=True)
+            except (BrokenPipeError, OSError):
+                quiet = True
 
 
 async def _start(spec: ChildSpec) -> Child:
@@ -426,12 +436,19 @@ async def _stop_all(children: list[Child], *, grace: float = 5.0) -> None:
         await asyncio.wait(relays, timeout=2)
 
 
+def _say(line: str) -> None:
+    try:
+        print(line, flush=True)
+    except (BrokenPipeError, OSError):
+        pass  # nobody reads our output any more; the cluster itself is unaffected
+
+
 async def _main(p: Plan, start_timeout: float, stop: Any) -> int:
     import asyncio
 
     children: list[Child] = []
     for note in p.notes:
-        print(f"limpet up: {note}", flush=True)
+        _say(f"limpet up: {note}")
     try:
         try:
             for stage in p.stages:
@@ -439,10 +456,10 @@ async def _main(p: Plan, start_timeout: float, stop: Any) -> int:
                 children += started
                 await asyncio.gather(*(_wait_listening(c, start_timeout, stop) for c in started))
         except _Interrupted:
-            print("limpet up: interrupted while starting; stopping", flush=True)
+            _say("limpet up: interrupted while starting; stopping")
             return 130
         for line in banner(p, {c.spec.name: c.proc.pid for c in children}):
-            print(line, flush=True)
+            _say(line)
         exits = {asyncio.ensure_future(c.proc.wait()): c for c in children}
         stopped = asyncio.ensure_future(stop.wait())
         done, _ = await asyncio.wait([stopped, *exits], return_when=asyncio.FIRST_COMPLETED)
@@ -450,7 +467,7 @@ async def _main(p: Plan, start_timeout: float, stop: Any) -> int:
             if task not in done:
                 task.cancel()
         if stopped in done:
-            print("limpet up: stopping", flush=True)
+            _say("limpet up: stopping")
             return 0
         dead = next(exits[t] for t in done if t in exits)
         await asyncio.wait([dead.relay], timeout=1)

@@ -12,7 +12,6 @@ import itertools
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 
 Transport = Literal["http", "websocket", "socketio"]
@@ -95,6 +94,10 @@ class CookieSeen:
             return self.max_age
         if self.expires is None or now is None:
             return None
+        # imported here: email.utils imports socket (for make_msgid), which the sans-IO
+        # boundary keeps out of this module's import
+        from email.utils import parsedate_to_datetime
+
         try:
             when = parsedate_to_datetime(self.expires)
         except (TypeError, ValueError):
@@ -197,8 +200,12 @@ def judge(
     *,
     transport: Transport = "http",
     now: datetime | None = None,
+    page_first: bool = False,
 ) -> Verdict:
-    """Decide from the clients' observations; ``now`` turns an Expires date into a TTL."""
+    """Decide from the clients' observations; ``now`` turns an Expires date into a TTL.
+
+    ``page_first``: the clients loaded the page over HTTP before opening their sockets.
+    """
     runs = tuple(runs)
     distribution: Counter[str] = Counter()
     answers: Counter[str] = Counter()
@@ -210,7 +217,7 @@ def judge(
                 answers[a.backend] += 1
 
     cookies = _summarise_cookies(runs, now)
-    warnings = _warnings(runs, transport, cookies, distribution)
+    warnings = _warnings(runs, transport, cookies, distribution, page_first)
     return Verdict(
         transport=transport,
         clients=runs,
@@ -248,6 +255,7 @@ def _warnings(
     transport: Transport,
     cookies: tuple[CookieSummary, ...],
     distribution: Counter[str],
+    page_first: bool = False,
 ) -> tuple[Warning_, ...]:
     out: list[Warning_] = []
     total = len(runs)
@@ -298,6 +306,11 @@ def _warnings(
             severity: Severity = "info"
         elif moved:
             message = "no Set-Cookie seen at all: the load balancer handed out no affinity cookie"
+            if transport == "websocket" and not page_first:
+                message += (
+                    " on the WebSocket handshakes; if your clients load a page first, "
+                    "--page-first checks that path"
+                )
             severity = "warning"
         else:
             message = (

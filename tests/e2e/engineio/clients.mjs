@@ -3,19 +3,22 @@
 //
 //   node clients.mjs --url http://127.0.0.1:8080 [--clients 50] [--messages 20]
 //        [--transports polling|websocket|default] [--alt-port PORT] [--interval-ms 0]
-//        [--ack-timeout-ms 3000] [--deadline-s 60]
+//        [--ack-timeout-ms 3000] [--deadline-s 60] [--ready-file PATH]
 //
 // --alt-port: every polling request and the websocket upgrade alternate between the URL's port
 // and PORT (two proxy replicas), which only works when both route a session the same way.
+// --ready-file: written once every client has been told its backend's name (a test then knows
+// that all sessions are pinned before it kills a backend).
 // Backends are `limpet whoami`: it emits "whoami" {name, sid} on connect and acks "echo" with
 // {name, data}.
+import { writeFileSync } from "node:fs";
 import { io } from "socket.io-client";
 import { NodeXHR, NodeWebSocket } from "engine.io-client";
 
 function parseArgs(argv) {
   const opts = {
     url: null, clients: 50, messages: 20, transports: "default", altPort: null,
-    intervalMs: 0, ackTimeoutMs: 3000, deadlineS: 60,
+    intervalMs: 0, ackTimeoutMs: 3000, deadlineS: 60, readyFile: null,
   };
   for (let i = 2; i < argv.length; i += 2) {
     const [flag, value] = [argv[i], argv[i + 1]];
@@ -29,6 +32,7 @@ function parseArgs(argv) {
       case "--interval-ms": opts.intervalMs = Number(value); break;
       case "--ack-timeout-ms": opts.ackTimeoutMs = Number(value); break;
       case "--deadline-s": opts.deadlineS = Number(value); break;
+      case "--ready-file": opts.readyFile = value; break;
       default: throw new Error(`unknown flag ${flag}`);
     }
   }
@@ -68,6 +72,12 @@ function isSessionUnknown(err) {
   return text.includes("Session ID unknown") || String(err && err.message).includes("Session ID unknown");
 }
 
+let named = 0;
+function onNamed(opts) {
+  named += 1;
+  if (named === opts.clients && opts.readyFile) writeFileSync(opts.readyFile, "ready\n");
+}
+
 async function runClient(index, opts, deadline) {
   const stats = {
     client: index, backends: [], connect_errors: 0, session_unknown: 0, http_400: 0,
@@ -97,7 +107,11 @@ async function runClient(index, opts, deadline) {
   socket.on("disconnect", (reason) => {
     if (reason !== "io client disconnect") stats.disconnects += 1;
   });
-  socket.on("whoami", (data) => seen(data && data.name));
+  let first = true;
+  socket.on("whoami", (data) => {
+    seen(data && data.name);
+    if (first) { first = false; onNamed(opts); }
+  });
   manager.on("open", () => {
     manager.engine.on("upgrade", () => { stats.upgraded = true; });
     manager.engine.on("upgradeError", countError);

@@ -12,6 +12,7 @@ import os
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,18 @@ def node() -> str:
     return exe
 
 
+@pytest.fixture
+def procs(procs: Procs) -> Iterator[Procs]:
+    """The shared ``procs``, but proxies are killed first at the end: a proxy waits out its
+    shutdown drain after socket.io clients left, which would add seconds to every test."""
+    yield procs
+    for proxy in PROXIES.pop(id(procs), []):
+        procs.kill(proxy)
+
+
+PROXIES: dict[int, list[subprocess.Popen[bytes]]] = {}
+
+
 def start_backends(procs: Procs, names: str = "abc") -> dict[str, str]:
     return {name: procs.whoami(name) for name in names}
 
@@ -64,6 +77,7 @@ def start_proxy(
     for name, url in backends.items():
         argv += ["--backend", f"{name}={url}"]
     proc = procs.limpet(*argv, wait_for=("127.0.0.1", port))
+    PROXIES.setdefault(id(procs), []).append(proc)
     return port, proc
 
 
@@ -104,7 +118,7 @@ def test_50_clients_stay_on_their_backend(procs: Procs, node: str, transports: s
 def test_twin_without_affinity_fails(procs: Procs, node: str, transports: str) -> None:
     """The same clients with --affinity none: sessions break, so the test above can fail."""
     port, _ = start_proxy(procs, start_backends(procs), affinity="none")
-    summary = run_clients(node, port, clients=10, messages=5, transports=transports, deadline_s=6)
+    summary = run_clients(node, port, clients=10, messages=5, transports=transports, deadline_s=3)
     assert summary["http_400"] + summary["connect_errors"] > 0
     assert summary["reconnects"] + summary["disconnects"] > 0 or summary["finished"] < 10
 
@@ -133,7 +147,7 @@ def test_twin_two_proxies_with_different_secrets_fail(procs: Procs, node: str) -
     port1, _ = start_proxy(procs, backends)
     port2, _ = start_proxy(procs, backends, secret="another-secret")
     summary = run_clients(
-        node, port1, clients=5, messages=5, transports="polling", alt_port=port2, deadline_s=5
+        node, port1, clients=5, messages=5, transports="polling", alt_port=port2, deadline_s=3
     )
     assert summary["session_unknown"] > 0
     assert summary["finished"] < 5
@@ -144,18 +158,30 @@ def test_killed_backend_clients_reconnect_elsewhere_and_carry_on(procs: Procs, n
     backends = {"a": url, **start_backends(procs, "bc")}
     port, _ = start_proxy(procs, backends)
 
-    def kill_soon() -> None:
-        time.sleep(1.5)
+    ready = procs.tmp / "ready"
+
+    def kill_when_pinned() -> None:
+        # every client has its session (and its name) before backend "a" dies
+        deadline = time.monotonic() + 30
+        while not ready.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
         procs.kill(victim)
 
-    killer = threading.Thread(target=kill_soon)
+    killer = threading.Thread(target=kill_when_pinned)
     killer.start()
     try:
         summary = run_clients(
-            node, port, clients=30, messages=20, transports="polling", interval_ms=150
+            node,
+            port,
+            clients=30,
+            messages=20,
+            transports="polling",
+            interval_ms=100,
+            ready_file=ready,
         )
     finally:
         killer.join()
+    assert ready.exists()
     brief = {k: v for k, v in summary.items() if k != "per_client"}
     assert summary["finished"] == 30, brief
     assert summary["ok"] == 30 * 20, brief

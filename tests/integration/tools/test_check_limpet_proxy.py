@@ -68,3 +68,15 @@ def test_short_cookie_ttl_is_reported(procs: Procs) -> None:
     assert rep["cookies"][0]["max_age"] == 30
     [warning] = [w for w in rep["warnings"] if w["code"] == "cookie-ttl-too-short"]
     assert warning["severity"] == "error"
+
+
+def test_engineio_affinity_keeps_socketio_sessions_without_a_cookie(procs: Procs) -> None:
+    """The twin of test_no_affinity_twin_breaks_socketio_sessions: same run, sid affinity."""
+    url = start_proxy(procs, "--affinity", "engineio")
+    code, rep = check(
+        url, "--transport", "socketio", "--clients", "6", "--requests", "3", "--concurrency", "1"
+    )
+    assert code == 0, rep
+    assert rep["failed_clients"] == 0 and rep["cookies"] == []
+    assert set(rep["distribution"]) == set(NAMES)
+    assert [w["code"] for w in rep["warnings"]] == ["no-cookie"]

@@ -7,6 +7,7 @@ import pytest
 from limpet.affinity.base import Pick, PickReason, RequestFacts
 from limpet.affinity.engineio import (
     SESSION_UNKNOWN_BODY,
+    EngineIOPick,
     EngineIOPolicy,
     OpenPacketError,
     RequestKind,
@@ -315,3 +316,17 @@ def test_factory_honours_the_engineio_path() -> None:
     assert isinstance(policy, EngineIOPolicy)
     assert policy.decide(facts("EIO=4", path="/rt/"), HEALTHY3).rewrite == "polling"
     assert policy.decide(facts("EIO=4", path="/socket.io/"), HEALTHY3).request is None
+
+
+def test_pick_carries_the_decision_for_engineio_requests_only() -> None:
+    fallback = Fixed("c")
+    policy = EngineIOPolicy(secret=SECRET, fallback=fallback)
+    page = policy.pick(facts("", path="/"), HEALTHY3)
+    assert type(page) is Pick
+    token = policy.mint(SID, "a")
+    pinned = policy.pick(facts(session_query(token)), HEALTHY3)
+    assert isinstance(pinned, EngineIOPick) and pinned.decision is not None
+    assert pinned.backend == HEALTHY3.get("a") and pinned.reason is PickReason.PINNED
+    assert pinned.decision.upstream_query == session_query(SID)
+    rejected = policy.pick(facts(session_query("forged")), HEALTHY3)
+    assert isinstance(rejected, EngineIOPick) and rejected.reason is PickReason.REJECTED

@@ -157,6 +157,13 @@ def test_sticky_without_cookie_warns_it_is_not_cookie_affinity() -> None:
     assert warning.severity == "warning" and "client IP" in warning.message
 
 
+@pytest.mark.parametrize("page_first", [False, True])
+def test_websocket_without_cookie_hints_at_page_first(page_first: bool) -> None:
+    v = judge([run(1, "a", "b")], transport="websocket", page_first=page_first)
+    message = next(w for w in v.warnings if w.code == "no-cookie").message
+    assert ("--page-first" in message) is not page_first
+
+
 def test_socketio_without_cookie_is_only_informed() -> None:
     v = judge([run(1, "a", "a"), run(2, "b", "b")], transport="socketio")
     assert next(w for w in v.warnings if w.code == "no-cookie").severity == "info"
@@ -263,3 +270,18 @@ def test_ok_exactly_when_every_client_sticky(paths: list[list[str]]) -> None:
     assert v.ok == expected
     assert v.sticky_clients + sum(1 for c in v.clients if not c.sticky) == len(paths)
     assert sum(v.distribution.values()) == sum(1 for p in paths if set(p) - {"!x"})
+
+
+def test_verdict_module_imports_no_io() -> None:
+    """The verdict is sans-IO like the core: importable with the I/O modules blocked."""
+    import subprocess
+    import sys
+
+    from tests.support.procs import limpet_env
+
+    blocked = ["asyncio", "socket", "selectors", "ssl", "aiohttp", "subprocess"]
+    code = f"import sys\nfor n in {blocked!r}:\n    sys.modules[n] = None\nimport limpet.tools.verdict\n"
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=limpet_env(), capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
