@@ -7,7 +7,7 @@ keep a map from key path to line so lint findings can point at the exact line.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,7 +121,7 @@ def parse(text: str) -> tuple[list[Document], list[Problem]]:
     return documents, problems
 
 
-def dump_all(objects: list[Mapping[str, Any]]) -> str:
+def dump_all(objects: Sequence[Mapping[str, Any]]) -> str:
     """Multi-document YAML in the key order given (the order a reader expects)."""
     return yaml.safe_dump_all(
         [dict(o) for o in objects], sort_keys=False, default_flow_style=False, explicit_start=True
