@@ -64,7 +64,15 @@ def endpoints_from_slices(
     return snapshot(found)
 
 
-async def api_client(kubeconfig: str | None = None, context: str | None = None) -> Any:
+#: where Kubernetes mounts a pod's service-account token and the cluster CA
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+async def api_client(
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    service_account_dir: str = SERVICE_ACCOUNT_DIR,
+) -> Any:
     """An ApiClient from the in-cluster service account, else from a kubeconfig file.
 
     In a pod (KUBERNETES_SERVICE_HOST set) and without an explicit kubeconfig, the mounted
@@ -72,13 +80,17 @@ async def api_client(kubeconfig: str | None = None, context: str | None = None) 
     """
     from kubernetes_asyncio import client, config
 
+    configuration = client.Configuration()
     if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
         try:
-            config.load_incluster_config()  # type: ignore[no-untyped-call]
+            config.load_incluster_config(  # type: ignore[no-untyped-call]
+                client_configuration=configuration,
+                token_filename=os.path.join(service_account_dir, "token"),
+                cert_filename=os.path.join(service_account_dir, "ca.crt"),
+            )
         except config.ConfigException as exc:
             raise DiscoveryError(f"in-cluster Kubernetes config: {exc}") from None
-        return client.ApiClient()
-    configuration = client.Configuration()
+        return client.ApiClient(configuration=configuration)
     try:
         await config.load_kube_config(
             config_file=kubeconfig, context=context, client_configuration=configuration
@@ -100,12 +112,14 @@ class EndpointSliceDiscovery:
         port_name: str | None = None,
         kubeconfig: str | None = None,
         context: str | None = None,
+        service_account_dir: str = SERVICE_ACCOUNT_DIR,
         watch_timeout: int = 300,
         retry_delay: float = 1.0,
         max_retry_delay: float = 30.0,
     ) -> None:
         self.namespace, self.service, self.port_name = namespace, service, port_name
         self.kubeconfig, self.context = kubeconfig, context
+        self.service_account_dir = service_account_dir
         self.watch_timeout = watch_timeout
         self.retry_delay, self.max_retry_delay = retry_delay, max_retry_delay
         self.resource_version: str | None = None  # where the next watch resumes; None: relist
@@ -123,7 +137,7 @@ class EndpointSliceDiscovery:
         from kubernetes_asyncio.client.exceptions import ApiException
         from kubernetes_asyncio.watch import Watch
 
-        client = await api_client(self.kubeconfig, self.context)
+        client = await api_client(self.kubeconfig, self.context, self.service_account_dir)
         api = DiscoveryV1Api(client)
         selector = f"{SERVICE_NAME_LABEL}={self.service}"
         slices: dict[str, Mapping[str, Any]] = {}

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import ssl
 from typing import Any
 
 from aiohttp import web
@@ -97,16 +98,17 @@ class FakeApiServer:
         return [q for kind, q in self.requests if kind == "list"]
 
     # --- serving it ---------------------------------------------------------------------------
-    async def start(self) -> str:
+    async def start(self, ssl_context: ssl.SSLContext | None = None) -> str:
         app = web.Application()
         app.router.add_get(SLICES, self.endpointslices)
         app.router.add_get("/{path:.*}", self.object)
         self.runner = web.AppRunner(app)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        site = web.TCPSite(self.runner, "127.0.0.1", 0, ssl_context=ssl_context)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
+        self.port = port
+        self.url = f"{'https' if ssl_context else 'http'}://127.0.0.1:{port}"
         return self.url
 
     async def stop(self) -> None:

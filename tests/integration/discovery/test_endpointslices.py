@@ -184,3 +184,41 @@ async def test_read_service_affinity(server: FakeApiServer, kubeconfig: str) -> 
     assert spec.mode == "client-ip"
     with pytest.raises(DiscoveryError, match="404"):
         await read_service_affinity("default", "missing", kubeconfig=kubeconfig)
+
+
+async def test_in_cluster_service_account(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a pod: KUBERNETES_SERVICE_HOST/PORT, the mounted token and CA, over TLS."""
+    import ssl
+    import subprocess
+
+    from tests.support.procs import which_or_skip
+
+    openssl = which_or_skip("openssl", "/usr/bin/openssl")
+    key, cert = tmp_path / "tls.key", tmp_path / "ca.crt"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=kubernetes", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    (tmp_path / "token").write_text("fake-token")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    fake = FakeApiServer()
+    await fake.start(ssl_context=context)
+    try:
+        await fake.put(endpoint_slice("chat", "chat-a", 3000, [("pod-0", "127.0.0.10", READY)]))
+        monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+        monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(fake.port))
+        d = EndpointSliceDiscovery("default", "chat", service_account_dir=str(tmp_path))
+        it = d.watch()
+        assert [e.id for e in await next_snapshot(it)] == ["pod-0"]
+        await it.aclose()
+        # the twin: a service-account directory without a token is a clear error
+        (tmp_path / "token").unlink()
+        with pytest.raises(DiscoveryError, match="in-cluster"):
+            await next_snapshot(
+                EndpointSliceDiscovery("default", "chat", service_account_dir=str(tmp_path)).watch()
+            )
+    finally:
+        await fake.stop()
