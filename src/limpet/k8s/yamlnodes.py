@@ -93,7 +93,12 @@ def parse(text: str) -> tuple[list[Document], list[Problem]]:
         for n in tab_indents(text)
     ]
     documents: list[Document] = []
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:  # a control character PyYAML refuses outright
+        line = text.count("\n", 0, max(exc.position, 0)) + 1
+        problems.append(Problem(line, "yaml-invalid", f"not valid YAML: {exc.reason}"))
+        return documents, problems
     try:
         index = 0
         while loader.check_node():
