@@ -130,7 +130,7 @@ def run_explain(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from limpet.k8s.dialects import derive
-    from limpet.k8s.yamlnodes import parse
+    from limpet.k8s.yamlnodes import expand_lists, parse
 
     objects: list[Any] = []
     for name, text in _read(args.files):
@@ -140,7 +140,7 @@ def run_explain(args: argparse.Namespace) -> int:
 
             p = problems[0]
             raise ManifestError(f"{name}:{p.line}: {p.message}")
-        objects += [doc.obj for doc in documents if isinstance(doc.obj, dict)]
+        objects += [doc.obj for doc in expand_lists(documents) if isinstance(doc.obj, dict)]
     derivation = derive(objects, args.service)
     if args.format == "json":
         out = {"dialect": derivation.dialect, "spec": asdict(derivation.spec)}

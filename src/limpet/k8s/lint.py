@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from limpet.affinity.spec import CLIENT_IP_TIMEOUT_MAX
 from limpet.k8s import dialects as d
-from limpet.k8s.yamlnodes import Document, parse
+from limpet.k8s.yamlnodes import Document, expand_lists, parse
 
 Severity = Literal["error", "warning"]
 
@@ -409,9 +409,9 @@ def lint_sources(inputs: Iterable[tuple[str, str]]) -> list[Finding]:
         for p in problems:
             hint = "replace tabs with spaces" if p.rule == "yaml-tab-indent" else "fix the syntax"
             findings.append(Finding(name, p.line, p.rule, "error", p.message, hint))
-        source = Source(name, documents)
+        source = Source(name, expand_lists(documents))
         sources.append(source)
-        for doc in documents:
+        for doc in source.documents:
             if not isinstance(doc.obj, Mapping):
                 continue
             for check in PER_DOCUMENT:

@@ -126,6 +126,21 @@ def parse(text: str) -> tuple[list[Document], list[Problem]]:
     return documents, problems
 
 
+def expand_lists(documents: list[Document]) -> list[Document]:
+    """Documents with every ``kind: List`` (as ``kubectl get -o yaml`` prints) replaced by its items."""
+    out: list[Document] = []
+    for doc in documents:
+        items = doc.obj.get("items") if isinstance(doc.obj, Mapping) else None
+        if not (doc.kind.endswith("List") and isinstance(items, list)):
+            out.append(doc)
+            continue
+        for i, item in enumerate(items):
+            prefix = ("items", i)
+            lines = {p[2:]: n for p, n in doc.lines.items() if p[:2] == prefix and len(p) > 2}
+            out.append(Document(doc.index, item, doc.line(*prefix), lines))
+    return out
+
+
 def dump_all(objects: Sequence[Mapping[str, Any]]) -> str:
     """Multi-document YAML in the key order given (the order a reader expects)."""
     return yaml.safe_dump_all(
