@@ -95,12 +95,10 @@ def run_render(args: argparse.Namespace) -> int:
     from limpet.k8s.render import RenderOptions, render
     from limpet.k8s.yamlnodes import dump_all
 
-    for flag in ("cookie_ttl", "client_ip_timeout", "port", "target_port", "replicas"):
-        value = getattr(args, flag)
-        if value is not None and value < 0:
-            raise UsageError(f"--{flag.replace('_', '-')} must not be negative")
-    if not 1 <= args.port <= 65535 or not 1 <= args.target_port <= 65535:
-        raise UsageError("--port and --target-port must be 1..65535")
+    if (args.cookie_ttl or 0) < 0:
+        raise UsageError("--cookie-ttl must not be negative")
+    if not 0 < args.client_ip_timeout <= 86400:
+        raise UsageError("--client-ip-timeout must be 1..86400 (the Kubernetes limit)")
     spec = AffinitySpec.from_flag(args.affinity)
     spec = replace(
         spec,

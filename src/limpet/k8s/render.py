@@ -7,6 +7,7 @@ them. The output is meant to pass ``kubectl apply --dry-run=client`` and ``limpe
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -469,10 +470,32 @@ RENDERERS: dict[str, Callable[[AffinitySpec, RenderOptions], Rendered]] = {
 }
 
 
+#: RFC 1123 label: what Kubernetes accepts as a Service or namespace name
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_LONGEST_SUFFIX = len("-backendconfig")
+
+
+def check_options(o: RenderOptions) -> None:
+    """UsageError for names Kubernetes would reject (the API server would say it later)."""
+    if not _DNS_LABEL.fullmatch(o.namespace) or len(o.namespace) > 63:
+        raise UsageError(f"--namespace {o.namespace!r}: expected lower-case a-z, 0-9 and '-'")
+    if not _DNS_LABEL.fullmatch(o.name) or len(o.name) > 63 - _LONGEST_SUFFIX:
+        raise UsageError(
+            f"--name {o.name!r}: expected lower-case a-z, 0-9 and '-', "
+            f"at most {63 - _LONGEST_SUFFIX} characters"
+        )
+    if not 1 <= o.port <= 65535 or not 1 <= o.target_port <= 65535:
+        raise UsageError("--port and --target-port must be 1..65535")
+    if o.replicas < 0:
+        raise UsageError("--replicas must not be negative")
+
+
 def render(target: str, spec: AffinitySpec, options: RenderOptions | None = None) -> Rendered:
     """Manifests for ``target``; UsageError when the platform cannot express ``spec``."""
+    options = options or RenderOptions()
+    check_options(options)
     try:
         renderer = RENDERERS[target]
     except KeyError:
         raise UsageError(f"--target {target!r}: expected one of {', '.join(TARGETS)}") from None
-    return renderer(spec, options or RenderOptions())
+    return renderer(spec, options)
