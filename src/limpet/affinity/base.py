@@ -19,7 +19,9 @@ class RequestFacts:
     query: str = ""  # raw query string, without '?'
     headers: Mapping[str, str] = field(default_factory=dict)  # lower-case names
     cookies: Mapping[str, str] = field(default_factory=dict)
-    now: float = 0.0  # seconds, from the caller's clock (monotonic or wall, consistently)
+    # seconds, from the caller's clock, used consistently. Cookie tokens with a TTL carry an
+    # absolute expiry, so proxies that must agree on them pass wall-clock time (time.time()).
+    now: float = 0.0
 
 
 class PickReason(enum.Enum):

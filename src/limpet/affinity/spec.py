@@ -7,7 +7,7 @@ Traefik, Alibaba, Service sessionAffinity) all produce this value; policies are 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Literal, cast
 
 from limpet.errors import UsageError
 
@@ -15,7 +15,7 @@ Mode = Literal["none", "cookie", "client-ip", "hash", "engineio"]
 HashSource = Literal["header", "cookie", "query"]
 CookieMode = Literal["persistent", "balanced"]
 SameSite = Literal["Lax", "Strict", "None"]
-Balance = Literal["round-robin", "least-connections"]
+Balance = Literal["round-robin", "least-connections", "power-of-two"]
 
 MODES: tuple[Mode, ...] = ("none", "cookie", "client-ip", "hash", "engineio")
 #: Kubernetes' default for Service sessionAffinityConfig.clientIP.timeoutSeconds (and its maximum).
@@ -40,6 +40,8 @@ class AffinitySpec:
     # hash mode
     hash_source: HashSource | None = None
     hash_key: str | None = None
+    # bounded load in percent of the mean (as HAProxy hash-balance-factor); 0 = off
+    hash_balance_factor: int = 0
     # engineio mode
     engineio_path: str = "/socket.io/"
     # how a fresh session (or mode none) picks among eligible backends
@@ -56,14 +58,14 @@ class AffinitySpec:
                     f"--affinity {text!r}: expected hash:header:NAME, hash:cookie:NAME "
                     "or hash:query:NAME"
                 )
-            source: HashSource = parts[1]  # type: ignore[assignment]
+            source = cast(HashSource, parts[1])
             return replace(base, mode="hash", hash_source=source, hash_key=parts[2])
         if text not in MODES or text == "hash":
             raise UsageError(
                 f"--affinity {text!r}: expected one of none, cookie, client-ip, engineio, "
                 "hash:header:H, hash:cookie:C, hash:query:Q"
             )
-        mode: Mode = text  # type: ignore[assignment]
+        mode = cast(Mode, text)
         return replace(base, mode=mode)
 
     def flag(self) -> str:

@@ -1,0 +1,32 @@
+"""SANS-IO: power of two choices: sample two candidates, keep the less loaded one.
+
+Near least-connections balance without scanning every backend (Mitzenmacher, 2001).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+
+from limpet.pool.model import BackendView, PoolSnapshot
+
+
+class PowerOfTwoChoices:
+    name = "power-of-two"
+
+    def __init__(self, rand: Callable[[int], int] | None = None) -> None:
+        # ``rand(n)`` returns 0..n-1; injectable so tests are deterministic.
+        self._rand: Callable[[int], int] = rand or random.Random().randrange
+
+    def choose(self, candidates: Sequence[BackendView], pool: PoolSnapshot) -> BackendView | None:
+        n = len(candidates)
+        if n == 0:
+            return None
+        if n == 1:
+            return candidates[0]
+        i = self._rand(n)
+        j = self._rand(n - 1)
+        if j >= i:
+            j += 1  # a second, distinct candidate
+        a, b = candidates[i], candidates[j]
+        return a if pool.load(a.id) <= pool.load(b.id) else b

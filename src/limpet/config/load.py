@@ -1,0 +1,322 @@
+"""YAML -> ProxyConfig, validated on load; every error names the key path and the line.
+
+PyYAML's ``compose`` keeps each node's position (``start_mark``), so the loader walks nodes
+rather than plain dicts: a wrong value is reported where the user wrote it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import yaml
+
+from limpet.affinity.spec import AffinitySpec
+from limpet.config.model import (
+    BackendConfig,
+    ForwardingConfig,
+    HealthConfig,
+    LimitsConfig,
+    ListenerConfig,
+    PoolConfig,
+    ProxyConfig,
+    RouteConfig,
+    TimeoutsConfig,
+    backend_id_for,
+)
+from limpet.errors import ConfigError, UsageError
+
+T = TypeVar("T")
+
+
+class _Ctx:
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def error(self, message: str, key: str, node: yaml.Node | None) -> ConfigError:
+        line = node.start_mark.line + 1 if node is not None else None
+        return ConfigError(message, key=key, source=self.source, line=line)
+
+
+def _mapping(ctx: _Ctx, node: yaml.Node, key: str) -> dict[str, tuple[yaml.Node, yaml.Node]]:
+    if not isinstance(node, yaml.MappingNode):
+        raise ctx.error("expected a mapping", key, node)
+    out: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+    for k, v in node.value:
+        if not isinstance(k, yaml.ScalarNode):
+            raise ctx.error("keys must be plain strings", key, k)
+        if k.value in out:
+            raise ctx.error(f"duplicate key {k.value!r}", key, k)
+        out[str(k.value)] = (k, v)
+    return out
+
+
+def _scalar(ctx: _Ctx, node: yaml.Node, key: str) -> Any:
+    if not isinstance(node, yaml.ScalarNode):
+        raise ctx.error("expected a single value", key, node)
+    return yaml.safe_load(yaml.serialize(node))
+
+
+def _typed(ctx: _Ctx, node: yaml.Node, key: str, kind: type, optional: bool = False) -> Any:
+    value = _scalar(ctx, node, key)
+    if value is None and optional:
+        return None
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if kind is str and isinstance(value, int | float) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ctx.error(f"expected {kind.__name__}, got {value!r}", key, node)
+    return value
+
+
+def _section(ctx: _Ctx, node: yaml.Node, key: str, cls: type[T], **extra: Any) -> T:
+    """Fill a flat dataclass from a mapping: each field typed from its default's type."""
+    items = _mapping(ctx, node, key)
+    known = {f.name.replace("_", "-"): f for f in fields(cls)}  # type: ignore[arg-type]
+    values: dict[str, Any] = dict(extra)
+    defaults = cls()  # type: ignore[call-arg]
+    for name, (knode, vnode) in items.items():
+        f = known.get(name) or known.get(name.replace("_", "-"))
+        if f is None:
+            raise ctx.error(
+                f"unknown key {name!r} (expected one of {', '.join(sorted(known))})",
+                f"{key}.{name}",
+                knode,
+            )
+        default = getattr(defaults, f.name)
+        kind = type(default) if default is not None else str
+        value = _typed(ctx, vnode, f"{key}.{name}", kind, optional=default is None)
+        if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
+            raise ctx.error("must not be negative", f"{key}.{name}", vnode)
+        values[f.name] = value
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as exc:
+        raise ctx.error(str(exc), key, node) from None
+
+
+def _address(ctx: _Ctx, text: str, key: str, node: yaml.Node) -> str:
+    """Accept ``host:port`` or ``http://host:port``; return ``host:port``."""
+    try:
+        return normalize_address(text)
+    except UsageError as exc:
+        raise ctx.error(str(exc), key, node) from None
+
+
+def normalize_address(text: str) -> str:
+    if "://" in text:
+        parts = urlsplit(text)
+        if parts.scheme not in ("http", "ws", "tcp") or not parts.hostname:
+            raise UsageError(f"backend URL {text!r}: expected http://HOST:PORT")
+        port = parts.port or 80
+        host = parts.hostname
+    else:
+        from limpet.runtime import parse_hostport
+
+        host, port = parse_hostport(text, default_port=80)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def parse_backend_flag(text: str) -> BackendConfig:
+    """``[NAME=]URL`` from ``--backend``; an unnamed backend gets an id derived from its URL."""
+    name, sep, url = text.partition("=")
+    if not sep or "/" in name or ":" in name:
+        name, url = "", text
+    address = normalize_address(url)
+    return BackendConfig(id=name or backend_id_for(address), address=address)
+
+
+def _affinity(ctx: _Ctx, node: yaml.Node, key: str) -> AffinitySpec:
+    items = _mapping(ctx, node, key)
+    spec = AffinitySpec()
+    mode_node = items.get("mode")
+    if mode_node is not None:
+        text = _typed(ctx, mode_node[1], f"{key}.mode", str)
+        try:
+            spec = AffinitySpec.from_flag(text, spec)
+        except UsageError as exc:
+            raise ctx.error(str(exc), f"{key}.mode", mode_node[1]) from None
+    known = {f.name: f for f in fields(AffinitySpec)}
+    for name, (knode, vnode) in items.items():
+        if name == "mode":
+            continue
+        fname = name.replace("-", "_")
+        if fname not in known:
+            raise ctx.error(
+                f"unknown key {name!r} (expected mode or one of "
+                f"{', '.join(sorted(n.replace('_', '-') for n in known if n != 'mode'))})",
+                f"{key}.{name}",
+                knode,
+            )
+        default = getattr(AffinitySpec(), fname)
+        kind = type(default) if default is not None else (int if fname == "cookie_ttl" else str)
+        value = _typed(ctx, vnode, f"{key}.{name}", kind, optional=True)
+        spec = replace(spec, **{fname: value})
+    if spec.mode == "hash" and not (spec.hash_source and spec.hash_key):
+        raise ctx.error("hash affinity needs hash-source and hash-key", key, node)
+    if spec.hash_source not in (None, "header", "cookie", "query"):
+        raise ctx.error("hash-source must be header, cookie or query", key, node)
+    if spec.cookie_mode not in ("persistent", "balanced"):
+        raise ctx.error("cookie-mode must be persistent or balanced", key, node)
+    if spec.cookie_samesite not in (None, "Lax", "Strict", "None"):
+        raise ctx.error("cookie-samesite must be Lax, Strict or None", key, node)
+    return spec
+
+
+def _pool(ctx: _Ctx, name: str, node: yaml.Node, key: str) -> PoolConfig:
+    items = _mapping(ctx, node, key)
+    pool = PoolConfig(name=name)
+    for k, (knode, vnode) in items.items():
+        sub = f"{key}.{k}"
+        if k == "backends":
+            if not isinstance(vnode, yaml.SequenceNode) or not vnode.value:
+                raise ctx.error("expected a non-empty list of backends", sub, vnode)
+            backends: list[BackendConfig] = []
+            for i, bnode in enumerate(vnode.value):
+                bkey = f"{sub}[{i}]"
+                if isinstance(bnode, yaml.ScalarNode):
+                    text = _typed(ctx, bnode, bkey, str)
+                    address = _address(ctx, text, bkey, bnode)
+                    backends.append(BackendConfig(backend_id_for(address), address))
+                    continue
+                b = _mapping(ctx, bnode, bkey)
+                if "url" not in b and "address" not in b:
+                    raise ctx.error("a backend needs url (or address)", bkey, bnode)
+                unknown = set(b) - {"url", "address", "id", "name"}
+                if unknown:
+                    u = sorted(unknown)[0]
+                    raise ctx.error(f"unknown key {u!r}", f"{bkey}.{u}", b[u][0])
+                anode = (b.get("url") or b["address"])[1]
+                address = _address(ctx, _typed(ctx, anode, f"{bkey}.url", str), bkey, anode)
+                idnode = b.get("id") or b.get("name")
+                bid = _typed(ctx, idnode[1], f"{bkey}.id", str) if idnode else ""
+                backends.append(BackendConfig(bid or backend_id_for(address), address))
+            ids = [b.id for b in backends]
+            if len(set(ids)) != len(ids):
+                raise ctx.error("backend ids must be unique", sub, vnode)
+            pool = replace(pool, backends=tuple(backends))
+        elif k == "affinity":
+            pool = replace(pool, affinity=_affinity(ctx, vnode, sub))
+        elif k == "health":
+            pool = replace(pool, health=_section(ctx, vnode, sub, HealthConfig))
+        else:
+            raise ctx.error(f"unknown key {k!r} (expected backends, affinity, health)", sub, knode)
+    if pool.health.rise < 1 or pool.health.fall < 1 or pool.health.passive_failures < 1:
+        raise ctx.error("rise, fall and passive-failures must be >= 1", f"{key}.health", node)
+    return pool
+
+
+def _listeners(ctx: _Ctx, node: yaml.Node, key: str) -> tuple[ListenerConfig, ...]:
+    if not isinstance(node, yaml.SequenceNode) or not node.value:
+        raise ctx.error("expected a non-empty list of listeners", key, node)
+    out: list[ListenerConfig] = []
+    for i, lnode in enumerate(node.value):
+        lkey = f"{key}[{i}]"
+        if isinstance(lnode, yaml.ScalarNode):
+            lnode_map = None
+            address = _typed(ctx, lnode, lkey, str)
+            listener = ListenerConfig(address=address)
+        else:
+            lnode_map = lnode
+            listener = _section(ctx, lnode, lkey, ListenerConfig)
+        if listener.mode not in ("http", "tcp"):
+            raise ctx.error("mode must be http or tcp", f"{lkey}.mode", lnode_map or lnode)
+        try:
+            from limpet.runtime import parse_hostport
+
+            parse_hostport(listener.address)
+        except UsageError as exc:
+            raise ctx.error(str(exc), f"{lkey}.address", lnode) from None
+        out.append(listener)
+    return tuple(out)
+
+
+def parse_config(text: str, source: str = "<config>") -> ProxyConfig:
+    """Parse and validate a YAML config document."""
+    ctx = _Ctx(source)
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"not valid YAML: {problem}", source=source, line=line) from None
+    if root is None:
+        return ProxyConfig()
+    items = _mapping(ctx, root, "")
+    cfg = ProxyConfig()
+    route_nodes: list[tuple[str, yaml.Node]] = []
+    for k, (knode, vnode) in items.items():
+        if k == "listeners":
+            cfg = replace(cfg, listeners=_listeners(ctx, vnode, k))
+        elif k == "pools":
+            pools = _mapping(ctx, vnode, k)
+            cfg = replace(
+                cfg,
+                pools=tuple(_pool(ctx, n, v, f"pools.{n}") for n, (_, v) in pools.items()),
+            )
+        elif k == "routes":
+            if not isinstance(vnode, yaml.SequenceNode):
+                raise ctx.error("expected a list of routes", k, vnode)
+            routes = []
+            for i, rnode in enumerate(vnode.value):
+                rkey = f"routes[{i}]"
+                route = _section(ctx, rnode, rkey, RouteConfig, pool="")
+                if not route.pool:
+                    raise ctx.error("a route needs a pool", rkey, rnode)
+                if not route.path.startswith("/"):
+                    raise ctx.error("path must start with /", f"{rkey}.path", rnode)
+                routes.append(route)
+                route_nodes.append((rkey, rnode))
+            cfg = replace(cfg, routes=tuple(routes))
+        elif k == "timeouts":
+            cfg = replace(cfg, timeouts=_section(ctx, vnode, k, TimeoutsConfig))
+        elif k == "limits":
+            cfg = replace(cfg, limits=_section(ctx, vnode, k, LimitsConfig))
+        elif k == "forwarding":
+            cfg = replace(cfg, forwarding=_section(ctx, vnode, k, ForwardingConfig))
+        elif k in ("admin", "secret"):
+            cfg = replace(cfg, **{k: _typed(ctx, vnode, k, str, optional=True)})
+        elif k == "workers":
+            workers = _typed(ctx, vnode, k, int)
+            if workers < 1:
+                raise ctx.error("must be >= 1", k, vnode)
+            cfg = replace(cfg, workers=workers)
+        else:
+            raise ctx.error(
+                f"unknown key {k!r} (expected listeners, pools, routes, timeouts, limits, "
+                "forwarding, admin, secret, workers)",
+                k,
+                knode,
+            )
+    names = {p.name for p in cfg.pools}
+    for (rkey, rnode), route in zip(route_nodes, cfg.routes, strict=True):
+        if route.pool not in names:
+            raise ctx.error(f"unknown pool {route.pool!r}", f"{rkey}.pool", rnode)
+    return cfg
+
+
+def load_config(path: str | Path) -> ProxyConfig:
+    """Read and validate a config file; ConfigError (with file and line) when it is wrong."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file: {exc.strerror}", source=str(p)) from None
+    return parse_config(text, str(p))
+
+
+def finish(cfg: ProxyConfig, check: Callable[[str], None] | None = None) -> ProxyConfig:
+    """Fill the defaults that depend on the whole config: a catch-all route to the only pool."""
+    if not cfg.pools:
+        raise ConfigError("no backends: give --backend URL or a pools: section", key="pools")
+    for p in cfg.pools:
+        if not p.backends:
+            raise ConfigError("pool has no backends", key=f"pools.{p.name}.backends")
+    if not cfg.routes:
+        cfg = replace(cfg, routes=(RouteConfig(pool=cfg.pools[0].name),))
+    return cfg

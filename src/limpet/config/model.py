@@ -1,0 +1,107 @@
+"""The proxy's configuration as frozen values; the YAML file and the flags both produce these."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Literal
+
+from limpet.affinity.spec import AffinitySpec
+
+ListenerMode = Literal["http", "tcp"]
+
+
+def backend_id_for(address: str) -> str:
+    """A stable id for a backend given without a name: the same address gives the same id
+    in every proxy replica (so cookies minted by one replica are understood by the others)."""
+    return "b-" + hashlib.sha256(address.encode()).hexdigest()[:10]
+
+
+@dataclass(frozen=True, slots=True)
+class BackendConfig:
+    id: str
+    address: str  # "host:port"
+
+
+@dataclass(frozen=True, slots=True)
+class HealthConfig:
+    """Active HTTP probes (HAProxy ``option httpchk``-like) and passive ejection thresholds."""
+
+    active: bool = True
+    path: str = "/"
+    interval: float = 2.0
+    timeout: float = 1.0
+    rise: int = 2
+    fall: int = 3
+    passive: bool = True
+    passive_failures: int = 3
+    eject_seconds: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class TimeoutsConfig:
+    connect: float = 3.0  # upstream TCP connect
+    response: float = 60.0  # upstream response head; exceeded -> 504
+    header: float = 10.0  # downstream request head must arrive within (slowloris)
+    idle: float = 60.0  # downstream keep-alive idle
+    tunnel_idle: float = 3600.0  # WebSocket / TCP tunnel with no bytes either way
+    shutdown: float = 10.0  # graceful shutdown deadline
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    max_header_bytes: int = 65536
+    max_headers: int = 100
+    max_connections: int = 10000
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardingConfig:
+    """X-Forwarded-* and X-Request-Id: trusted incoming values are kept/extended, else replaced."""
+
+    trust_forwarded: bool = False
+    request_id_header: str = "X-Request-Id"
+    via: str = "limpet"
+
+
+@dataclass(frozen=True, slots=True)
+class PoolConfig:
+    name: str
+    backends: tuple[BackendConfig, ...] = ()
+    affinity: AffinitySpec = field(default_factory=AffinitySpec)
+    health: HealthConfig = field(default_factory=HealthConfig)
+
+
+@dataclass(frozen=True, slots=True)
+class RouteConfig:
+    """Requests whose Host matches ``host`` (None: any; ``*.example.com``: suffix) and whose
+    path starts with ``path`` go to ``pool``. First match wins."""
+
+    pool: str
+    host: str | None = None
+    path: str = "/"
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerConfig:
+    address: str = "127.0.0.1:8080"
+    mode: ListenerMode = "http"
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyConfig:
+    listeners: tuple[ListenerConfig, ...] = (ListenerConfig(),)
+    pools: tuple[PoolConfig, ...] = ()
+    routes: tuple[RouteConfig, ...] = ()
+    timeouts: TimeoutsConfig = field(default_factory=TimeoutsConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    forwarding: ForwardingConfig = field(default_factory=ForwardingConfig)
+    admin: str | None = None
+    secret: str | None = None
+    workers: int = 1
+
+    def pool(self, name: str) -> PoolConfig | None:
+        for p in self.pools:
+            if p.name == name:
+                return p
+        return None

@@ -1,0 +1,64 @@
+"""I/O: active HTTP health checks, one loop per pool, results recorded in the core Pool.
+
+A probe is ``GET <path>`` on a fresh connection; any status below 500 counts as up (like
+HAProxy's default ``http-check``). Off the hot path, so plain asyncio streams are fine here.
+Without active probes the loop still sends TICK so a passive ejection can expire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from limpet.pool.health import HealthEvent
+
+if TYPE_CHECKING:
+    from limpet.proxy.server import PoolRuntime, ProxyServer
+
+log = logging.getLogger("limpet.health")
+
+
+async def probe(host: str, port: int, path: str, timeout: float) -> tuple[bool, str]:
+    """One HTTP probe: (up, what was seen)."""
+    writer = None
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        writer.write(
+            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: limpet-health\r\n"
+            "Connection: close\r\n\r\n".encode()
+        )
+        line = await asyncio.wait_for(reader.readline(), timeout)
+        parts = line.split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
+            return False, f"not an HTTP response: {line[:40]!r}"
+        status = int(parts[1])
+        return status < 500, f"status {status}"
+    except (TimeoutError, OSError) as exc:
+        return False, f"{type(exc).__name__}: {exc}"
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+async def run_probes(server: ProxyServer, runtime: PoolRuntime) -> None:
+    health = runtime.cfg.health
+    interval = health.interval if health.active else 1.0
+    while True:
+        if health.active:
+            targets = list(runtime.upstreams.values())
+            results = await asyncio.gather(
+                *(probe(u.host, u.port, health.path, health.timeout) for u in targets)
+            )
+            for upstream, (up, seen) in zip(targets, results, strict=True):
+                server.metrics.probes.labels(
+                    runtime.name, upstream.backend_id, "ok" if up else "fail"
+                ).inc()
+                if not up:
+                    log.info("probe %s/%s failed: %s", runtime.name, upstream.backend_id, seen)
+                runtime.record(
+                    upstream.backend_id, HealthEvent.PROBE_OK if up else HealthEvent.PROBE_FAIL
+                )
+        for backend_id in runtime.upstreams:
+            runtime.record(backend_id, HealthEvent.TICK)
+        await asyncio.sleep(interval)

@@ -1,0 +1,180 @@
+"""SANS-IO: the backend health state machine, as a transition table.
+
+A backend has two independent facts: its *health* (UP, or DOWN = ejected) and whether it is
+*draining* (set by an operator or by discovery, e.g. a terminating pod). The public state a policy
+sees is derived from both: DOWN -> EJECTED (nothing can be served there), UP and draining ->
+DRAINING (keeps its sessions, takes no new ones), otherwise HEALTHY. Probes never touch the
+draining flag, so a drained backend that answers its probes stays DRAINING.
+
+``TRANSITIONS`` maps (health, event) to a ``Step``; ``advance`` interprets it. Tests iterate over
+the table and ``describe()`` prints it for the docs.
+
+Ejection causes:
+- active: ``fall`` consecutive PROBE_FAIL; recovered by ``rise`` consecutive PROBE_OK.
+- passive: ``passive_failures`` consecutive PASSIVE_FAIL (connect error / 5xx); recovered by
+  ``rise`` PROBE_OK or, without probes, when ``eject_seconds`` have passed (TICK at/after the
+  deadline), the way Envoy's outlier detection lets an ejected host back in. A PROBE_FAIL while
+  DOWN cancels that deadline: a backend whose probes fail stays out until its probes pass.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from limpet.pool.model import BackendState
+
+
+@dataclass(frozen=True, slots=True)
+class HealthRules:
+    """Thresholds, as in HAProxy's ``rise``/``fall`` and Envoy's consecutive-5xx ejection."""
+
+    rise: int = 2
+    fall: int = 3
+    passive_failures: int = 3
+    eject_seconds: float = 10.0
+
+    def __post_init__(self) -> None:
+        for name in ("rise", "fall", "passive_failures"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"HealthRules.{name} must be >= 1")
+        if self.eject_seconds < 0:
+            raise ValueError("HealthRules.eject_seconds must be >= 0")
+
+
+class HealthEvent(enum.Enum):
+    PROBE_OK = "probe-ok"
+    PROBE_FAIL = "probe-fail"
+    PASSIVE_FAIL = "passive-fail"  # connect error / 5xx seen while proxying
+    PASSIVE_OK = "passive-ok"  # a proxied exchange succeeded
+    DRAIN = "drain"
+    UNDRAIN = "undrain"
+    TICK = "tick"  # time passes: a passive ejection may expire
+
+
+class Health(enum.Enum):
+    UP = "up"
+    DOWN = "down"
+
+
+Counter = Literal["probe_oks", "probe_fails", "passive_fails"]
+Threshold = Literal["rise", "fall", "passive_failures", "expired"]
+Timer = Literal["keep", "set", "clear"]
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One table entry: bump a counter, reset others, and move when a threshold is reached."""
+
+    count: Counter | None = None
+    reset: frozenset[Counter] = frozenset()
+    when: Threshold | None = None  # None with ``to`` set: move unconditionally
+    to: Health | None = None  # None: health unchanged
+    timer: Timer = "keep"  # on moving: set the passive-ejection deadline, or clear it
+    draining: bool | None = None  # DRAIN/UNDRAIN set the flag; None leaves it
+
+
+_ALL: frozenset[Counter] = frozenset({"probe_oks", "probe_fails", "passive_fails"})
+_NOTHING = Step()
+
+TRANSITIONS: dict[tuple[Health, HealthEvent], Step] = {
+    (Health.UP, HealthEvent.PROBE_OK): Step(reset=frozenset({"probe_fails"})),
+    (Health.UP, HealthEvent.PROBE_FAIL): Step(
+        count="probe_fails", when="fall", to=Health.DOWN, timer="clear"
+    ),
+    (Health.UP, HealthEvent.PASSIVE_FAIL): Step(
+        count="passive_fails", when="passive_failures", to=Health.DOWN, timer="set"
+    ),
+    (Health.UP, HealthEvent.PASSIVE_OK): Step(reset=frozenset({"passive_fails"})),
+    (Health.UP, HealthEvent.DRAIN): Step(draining=True),
+    (Health.UP, HealthEvent.UNDRAIN): Step(draining=False),
+    (Health.UP, HealthEvent.TICK): _NOTHING,
+    (Health.DOWN, HealthEvent.PROBE_OK): Step(
+        count="probe_oks", when="rise", to=Health.UP, timer="clear"
+    ),
+    # A failing probe while down: start counting oks again and stop any expiry.
+    (Health.DOWN, HealthEvent.PROBE_FAIL): Step(
+        count="probe_fails", reset=frozenset({"probe_oks"}), to=Health.DOWN, timer="clear"
+    ),
+    # Late reports from exchanges that started before the ejection say nothing new.
+    (Health.DOWN, HealthEvent.PASSIVE_FAIL): _NOTHING,
+    (Health.DOWN, HealthEvent.PASSIVE_OK): _NOTHING,
+    (Health.DOWN, HealthEvent.DRAIN): Step(draining=True),
+    (Health.DOWN, HealthEvent.UNDRAIN): Step(draining=False),
+    (Health.DOWN, HealthEvent.TICK): Step(when="expired", to=Health.UP, timer="clear"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class HealthStatus:
+    """Everything the state machine remembers about one backend."""
+
+    health: Health = Health.UP
+    draining: bool = False
+    probe_oks: int = 0
+    probe_fails: int = 0
+    passive_fails: int = 0
+    ejected_until: float | None = None  # passive ejection deadline (same clock as ``now``)
+
+    @property
+    def state(self) -> BackendState:
+        if self.health is Health.DOWN:
+            return BackendState.EJECTED
+        return BackendState.DRAINING if self.draining else BackendState.HEALTHY
+
+
+def _reached(status: HealthStatus, when: Threshold, rules: HealthRules, now: float) -> bool:
+    if when == "rise":
+        return status.probe_oks >= rules.rise
+    if when == "fall":
+        return status.probe_fails >= rules.fall
+    if when == "passive_failures":
+        return status.passive_fails >= rules.passive_failures
+    return status.ejected_until is not None and now >= status.ejected_until
+
+
+def _zero(names: frozenset[Counter]) -> dict[str, Any]:
+    return dict.fromkeys(names, 0)
+
+
+def advance(
+    status: HealthStatus, event: HealthEvent, rules: HealthRules, now: float
+) -> HealthStatus:
+    """Apply one event; a pure function of its arguments (time is a parameter)."""
+    step = TRANSITIONS[(status.health, event)]
+    new = status
+    if step.draining is not None:
+        new = replace(new, draining=step.draining)
+    if step.reset and any(getattr(new, name) for name in step.reset):
+        new = replace(new, **_zero(step.reset))
+    if step.count is not None:
+        bumped: dict[str, Any] = {step.count: getattr(new, step.count) + 1}
+        new = replace(new, **bumped)
+    if step.to is None or (step.when is not None and not _reached(new, step.when, rules, now)):
+        return new
+    if step.to is not status.health:
+        new = replace(new, health=step.to, **_zero(_ALL))
+    if step.timer == "set":
+        new = replace(new, ejected_until=now + rules.eject_seconds)
+    elif step.timer == "clear":
+        new = replace(new, ejected_until=None)
+    return new
+
+
+def describe() -> str:
+    """The transition table as Markdown, for docs and test failure messages."""
+    lines = ["| health | event | effect |", "|---|---|---|"]
+    for (health, event), step in TRANSITIONS.items():
+        parts: list[str] = []
+        if step.draining is not None:
+            parts.append(f"draining={step.draining}")
+        if step.reset:
+            parts.append("reset " + ", ".join(sorted(step.reset)))
+        if step.count:
+            parts.append(f"{step.count} += 1")
+        if step.to is not None:
+            cond = f" when {step.when}" if step.when else ""
+            parts.append(f"-> {step.to.value}{cond} (timer {step.timer})")
+        lines.append(f"| {health.value} | {event.value} | {'; '.join(parts) or 'nothing'} |")
+    return "\n".join(lines)

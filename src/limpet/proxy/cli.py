@@ -1,0 +1,231 @@
+"""`limpet proxy`: flags (one-to-one onto config fields) -> ProxyConfig -> running server(s)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+HEALTH_HELP = "active health checks (GET PATH every INTERVAL seconds; status < 500 is up)"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", help="YAML config file (flags override it)")
+    parser.add_argument(
+        "--listen", metavar="HOST:PORT", help="address to accept clients on [127.0.0.1:8080]"
+    )
+    parser.add_argument(
+        "--backend",
+        action="append",
+        metavar="[NAME=]URL",
+        help="a backend of the default pool (repeat); unnamed ones get an id derived from the URL",
+    )
+    parser.add_argument(
+        "--affinity",
+        metavar="MODE",
+        help="none|cookie|client-ip|engineio|hash:header:H|hash:cookie:C|hash:query:Q [cookie]",
+    )
+    parser.add_argument("--cookie-name", metavar="NAME", help="affinity cookie name [limpet]")
+    parser.add_argument(
+        "--cookie-ttl", type=int, metavar="SECONDS", help="affinity cookie Max-Age [session]"
+    )
+    parser.add_argument(
+        "--client-ip-timeout",
+        type=int,
+        metavar="SECONDS",
+        help="client-ip affinity: forget a client after this much inactivity [10800]",
+    )
+    parser.add_argument("--admin", metavar="HOST:PORT", help="serve /metrics, /status, drain")
+    parser.add_argument(
+        "--secret",
+        help="HMAC secret for affinity tokens (or env LIMPET_SECRET); replicas must share it",
+    )
+    parser.add_argument(
+        "--workers", type=int, metavar="N", help="worker processes sharing the port (SO_REUSEPORT)"
+    )
+    parser.add_argument("--mode", choices=["http", "tcp"], help="listener mode [http]")
+    parser.add_argument(
+        "--health", action=argparse.BooleanOptionalAction, default=None, help=HEALTH_HELP
+    )
+    parser.add_argument("--health-path", metavar="PATH", help="active health check path [/]")
+    parser.add_argument(
+        "--health-interval", type=float, metavar="SECONDS", help="active check interval [2]"
+    )
+    parser.add_argument(
+        "--trust-forwarded",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="keep incoming X-Forwarded-* and X-Request-Id (only behind a trusted proxy)",
+    )
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+
+
+def resolve(args: argparse.Namespace) -> Any:
+    """Config file, then flags on top, then validation: a ProxyConfig or a ConfigError."""
+    from dataclasses import replace
+
+    from limpet.affinity.spec import AffinitySpec
+    from limpet.config.load import finish, load_config, parse_backend_flag
+    from limpet.config.model import ListenerConfig, PoolConfig, ProxyConfig
+    from limpet.errors import ConfigError, UsageError
+    from limpet.runtime import parse_hostport
+
+    cfg = load_config(args.config) if args.config else ProxyConfig()
+    if args.backend:
+        backends = tuple(parse_backend_flag(b) for b in args.backend)
+        ids = [b.id for b in backends]
+        if len(set(ids)) != len(ids):
+            raise UsageError("--backend: two backends with the same name or URL")
+        if cfg.pools:
+            cfg = replace(cfg, pools=(replace(cfg.pools[0], backends=backends), *cfg.pools[1:]))
+        else:
+            cfg = replace(cfg, pools=(PoolConfig(name="default", backends=backends),))
+    pools = []
+    for pool in cfg.pools:
+        spec = pool.affinity
+        if args.affinity:
+            spec = AffinitySpec.from_flag(args.affinity, spec)
+        if args.cookie_name:
+            spec = replace(spec, cookie_name=args.cookie_name)
+        if args.cookie_ttl is not None:
+            spec = replace(spec, cookie_ttl=args.cookie_ttl)
+        if args.client_ip_timeout is not None:
+            spec = replace(spec, client_ip_timeout=args.client_ip_timeout)
+        health = pool.health
+        if args.health is not None:
+            health = replace(health, active=args.health)
+        if args.health_path:
+            health = replace(health, path=args.health_path)
+        if args.health_interval is not None:
+            health = replace(health, interval=args.health_interval)
+        pools.append(replace(pool, affinity=spec, health=health))
+    cfg = replace(cfg, pools=tuple(pools))
+    if args.listen:
+        parse_hostport(args.listen)
+        mode = cfg.listeners[0].mode if cfg.listeners else "http"
+        cfg = replace(cfg, listeners=(ListenerConfig(address=args.listen, mode=mode),))
+    if args.mode:
+        cfg = replace(cfg, listeners=tuple(replace(lc, mode=args.mode) for lc in cfg.listeners))
+    if args.admin:
+        parse_hostport(args.admin)
+        cfg = replace(cfg, admin=args.admin)
+    if args.workers is not None:
+        if args.workers < 1:
+            raise UsageError("--workers must be >= 1")
+        cfg = replace(cfg, workers=args.workers)
+    if args.trust_forwarded is not None:
+        cfg = replace(cfg, forwarding=replace(cfg.forwarding, trust_forwarded=args.trust_forwarded))
+    cfg = finish(cfg)
+    if any(lc.mode == "tcp" for lc in cfg.listeners):
+        pools = []
+        for pool in cfg.pools:
+            mode = pool.affinity.mode
+            if mode == "cookie" and not args.affinity:
+                # cookies need HTTP: in L4 mode the natural default is the client address
+                pool = replace(pool, affinity=replace(pool.affinity, mode="client-ip"))
+            elif mode not in ("none", "client-ip"):
+                raise ConfigError(
+                    f"tcp mode supports affinity none or client-ip, not {pool.affinity.flag()}",
+                    key=f"pools.{pool.name}.affinity.mode",
+                )
+            pools.append(pool)
+        cfg = replace(cfg, pools=tuple(pools))
+    return cfg
+
+
+def secret_for(args: argparse.Namespace, cfg: Any) -> bytes:
+    import logging
+    import secrets
+
+    text = args.secret or os.environ.get("LIMPET_SECRET") or cfg.secret
+    if text:
+        return str(text).encode()
+    logging.getLogger("limpet.proxy").warning(
+        "no --secret / LIMPET_SECRET: using a random one; other proxy replicas (and this one "
+        "after a restart) will not honour the affinity tokens it hands out"
+    )
+    return secrets.token_bytes(32)
+
+
+async def serve(cfg: Any, secret: bytes, stop: Any, *, reuse_port: bool, admin: bool) -> None:
+    from limpet.errors import LimpetError
+    from limpet.proxy.server import ProxyServer
+
+    server = ProxyServer(cfg, secret, reuse_port=reuse_port, admin=admin)
+    try:
+        await server.start()
+    except OSError as exc:  # bind errors: the one place listener OSErrors become user errors
+        await server.stop()
+        raise LimpetError(f"cannot listen: {exc.strerror or exc}") from None
+    for lc in cfg.listeners:
+        scheme = "http" if lc.mode == "http" else "tcp"
+        print(f"limpet proxy listening on {scheme}://{lc.address}/ (pid {os.getpid()})", flush=True)
+    if cfg.admin and admin:
+        print(f"limpet proxy admin on http://{cfg.admin}/status", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+
+    from limpet.runtime import run_until_signal
+
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    cfg = resolve(args)  # a bad config stops here, before anything listens
+    secret = secret_for(args, cfg)
+    if cfg.workers == 1:
+        run_until_signal(lambda stop: serve(cfg, secret, stop, reuse_port=False, admin=True))
+        return 0
+    return run_workers(cfg, secret)
+
+
+def run_workers(cfg: Any, secret: bytes) -> int:
+    """Fork N workers that share each listener via SO_REUSEPORT. Decisions are stateless given
+    the secret, so every worker pins a session to the same backend. Admin runs in worker 0."""
+    import signal
+
+    from limpet.runtime import run_until_signal
+
+    children: list[int] = []
+    for index in range(cfg.workers):
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            code = 0
+            try:
+                run_until_signal(
+                    lambda stop, i=index: serve(cfg, secret, stop, reuse_port=True, admin=i == 0)
+                )
+            except BaseException as exc:  # the child must never return into the parent's code
+                print(f"limpet proxy worker {index}: {exc}", file=sys.stderr, flush=True)
+                code = 1
+            os._exit(code)
+        children.append(pid)
+
+    def forward(signum: int, frame: object) -> None:
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    worst = 0
+    for pid in children:
+        while True:
+            try:
+                _, status = os.waitpid(pid, 0)
+                break
+            except InterruptedError:
+                continue
+        worst = max(worst, os.waitstatus_to_exitcode(status))
+        forward(signal.SIGTERM, None)  # one worker gone: stop the others
+    return worst

@@ -1,0 +1,825 @@
+"""I/O: the downstream HTTP/1.1 protocol class and the Exchange that carries one request through.
+
+``Downstream`` is an asyncio.Protocol fed by httptools' request parser (the style of uvicorn's
+httptools_impl): no task per request on the keep-alive path, bodies streamed as they arrive,
+pipelined requests queued and answered in order. ``Exchange`` is one request/response: it asks the
+route's affinity policy for a backend, takes an upstream connection, forwards the head and body,
+and relays the response (adding the policy's Set-Cookie). After ``101`` both sides become a tunnel.
+
+Flow control: each side's ``pause_writing`` pauses reading on the other side (asyncio's
+high/low water marks on the transports decide when), so a slow reader never makes the proxy
+buffer a whole body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from typing import TYPE_CHECKING
+
+import httptools
+
+from limpet.affinity.base import Pick, RequestFacts
+from limpet.pool.health import HealthEvent
+from limpet.proxy.headers import (
+    FORWARDED,
+    HOP_BY_HOP,
+    connection_tokens,
+    new_request_id,
+    parse_cookies,
+)
+from limpet.proxy.responses import CONTINUE, local_response
+
+if TYPE_CHECKING:
+    from limpet.pool.model import BackendView
+    from limpet.proxy.server import PoolRuntime, ProxyServer
+    from limpet.proxy.upstream import UpstreamConnection
+
+#: request bodies read before the upstream connection is ready are held up to this, then the
+#: downstream is paused (the water mark for buffering, not for the transports)
+BODY_BUFFER_HIGH = 256 * 1024
+
+
+class BadRequest(Exception):
+    """The downstream sent something we must refuse (RFC 9112 §2.2: respond 400 and close)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class Downstream(asyncio.Protocol):
+    """One client connection: parse requests, run exchanges in order, tunnel after an upgrade."""
+
+    def __init__(self, server: ProxyServer) -> None:
+        self.server = server
+        self.loop = server.loop
+        self.limits = server.config.limits
+        self.timeouts = server.config.timeouts
+        self.transport: asyncio.Transport | None = None
+        self.client_ip = ""
+        self.parser = httptools.HttpRequestParser(self)
+        self.active: Exchange | None = None  # being answered
+        self.receiving: Exchange | None = None  # request body being read
+        self.queue: deque[Exchange] = deque()  # pipelined, waiting their turn
+        self.paused: set[str] = set()
+        self.write_paused = False
+        self.closing = False
+        self.tunnel: UpstreamConnection | None = None
+        self.tunnel_exchange: Exchange | None = None
+        self.pending_refusal: tuple[int, str] | None = None
+        self.discarding = False  # a refusal was sent: read and drop until the client closes
+        self._timer: asyncio.TimerHandle | None = None
+        self._last_activity = 0.0
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._header_bytes = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"Downstream(client={self.client_ip!r}, active={self.active is not None}, "
+            f"queued={len(self.queue)}, tunnel={self.tunnel is not None})"
+        )
+
+    # -- connection lifecycle -----------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self.client_ip = peer[0] if peer else ""
+        server = self.server
+        server.connections.add(self)
+        server.metrics.downstream_connections.inc()
+        if len(server.connections) > self.limits.max_connections or server.stopping:
+            server.metrics.local_responses.labels("503").inc()
+            self.transport.write(local_response(503, "limpet: too many connections; retry later"))
+            self.transport.close()
+            return
+        self._arm(self.timeouts.header, self._on_header_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.connections.discard(self)
+        self.server.metrics.downstream_connections.dec()
+        self._disarm()
+        tunnel, self.tunnel = self.tunnel, None
+        if tunnel is not None:
+            tunnel.close()
+        tex, self.tunnel_exchange = self.tunnel_exchange, None
+        if tex is not None and tex.runtime is not None and tex.pick and tex.pick.backend:
+            self.server.metrics.tunnels_open.dec()
+            tex.runtime.closed(tex.pick.backend.id)
+        for exchange in (self.active, self.receiving, *self.queue):
+            if exchange is not None:
+                exchange.downstream_lost()
+        self.active = self.receiving = None
+        self.queue.clear()
+        self.transport = None
+
+    def data_received(self, data: bytes) -> None:
+        tunnel = self.tunnel
+        if tunnel is not None:
+            if tunnel.transport is not None:
+                tunnel.transport.write(data)
+            self._last_activity = self.loop.time()
+            return
+        if self.discarding:
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            offset = exc.args[0] if exc.args else len(data)
+            self._upgrade_requested(data[offset:])
+        except BadRequest as exc:
+            self.parse_failed(exc.status, exc.reason)
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if isinstance(cause, BadRequest):
+                self.parse_failed(cause.status, cause.reason)
+            else:
+                raise
+        except httptools.HttpParserError as exc:
+            # llhttp (httptools >= 0.6) in its default strict mode already refuses the
+            # ambiguous framings of RFC 9112: CL+TE (§6.1), repeated or list Content-Length
+            # (§6.3), bad chunk sizes (§7.1), bare LF (§2.2), obs-fold (§5.2), whitespace
+            # before the colon (§5.1), NUL/CTL in values (§5.5); tests pin each one down.
+            # Missing/duplicate Host (§3.2) and the size limits are checked in callbacks.
+            self.parse_failed(400, f"malformed request: {exc}")
+
+    def parse_failed(self, status: int, reason: str) -> None:
+        """The byte stream is broken from here on: answer what came before, then refuse."""
+        broken, self.receiving = self.receiving, None
+        self.pause_for("refused")
+        if broken is not None and broken is not self.active:
+            self.queue.remove(broken)  # never started: nothing of it was forwarded
+            broken = None
+        if broken is not None:
+            # the head went upstream but the body is broken: the backend never gets the rest
+            broken.abort_upstream()
+            self.refuse(status, reason)
+        elif self.active is None:
+            self.refuse(status, reason)
+        else:
+            self.pending_refusal = (status, reason)
+
+    def eof_received(self) -> bool | None:
+        if self.discarding:
+            return False
+        if self.tunnel is not None:
+            # WebSocket has its own close handshake and no use for half-closed TCP; some
+            # backends never answer a FIN, so the tunnel ends here (buffers are flushed first)
+            self.tunnel.close()
+            return False
+        if self.active is not None:
+            # a client may half-close after sending its request; let the response finish
+            self.closing = True
+            return True
+        return None
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        conn = self.tunnel or (self.active.upstream if self.active else None)
+        if conn is not None and conn.transport is not None:
+            conn.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        conn = self.tunnel or (self.active.upstream if self.active else None)
+        if conn is not None and conn.transport is not None:
+            conn.transport.resume_reading()
+
+    def pause_for(self, reason: str) -> None:
+        if not self.paused and self.transport is not None:
+            self.transport.pause_reading()
+        self.paused.add(reason)
+
+    def resume_for(self, reason: str) -> None:
+        if reason in self.paused:
+            self.paused.discard(reason)
+            if not self.paused and self.transport is not None:
+                self.transport.resume_reading()
+
+    # -- timers ------------------------------------------------------------------------------
+    def _arm(self, delay: float, callback: object) -> None:
+        self._disarm()
+        self._timer = self.loop.call_later(delay, callback)  # type: ignore[arg-type]
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _on_header_timeout(self) -> None:
+        self._timer = None
+        if self.active is None and self.transport is not None:
+            if self._url or self._headers:
+                self.refuse(408, "request head not received in time")
+            else:
+                self.transport.close()  # idle keep-alive connection: close quietly
+
+    def _on_tunnel_timer(self) -> None:
+        idle = self.loop.time() - self._last_activity
+        limit = self.timeouts.tunnel_idle
+        if idle >= limit:
+            self._timer = None
+            self.close()
+        else:
+            self._timer = self.loop.call_later(limit - idle, self._on_tunnel_timer)
+
+    # -- httptools callbacks -----------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = []
+        self._header_bytes = 0
+        if self.active is None and self.receiving is None:
+            self._arm(self.timeouts.header, self._on_header_timeout)
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._header_bytes += len(url)
+        if self._header_bytes > self.limits.max_header_bytes:
+            raise BadRequest(431, "request head too large")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value) + 4
+        if self._header_bytes > self.limits.max_header_bytes:
+            raise BadRequest(431, "request head too large")
+        if len(self._headers) >= self.limits.max_headers:
+            raise BadRequest(431, "too many request header fields")
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        method = parser.get_method()
+        if method == b"CONNECT":
+            raise BadRequest(501, "CONNECT is not supported")
+        version = parser.get_http_version()
+        hosts = [v for n, v in self._headers if n.lower() == b"host"]
+        # RFC 9112 §3.2: a request without Host (HTTP/1.1) or with more than one is a 400
+        if len(hosts) > 1 or (version == "1.1" and not hosts):
+            raise BadRequest(400, "a request needs exactly one Host header")
+        if self.active is None and self.receiving is None:
+            self._disarm()
+        exchange = Exchange(
+            self, method, self._url, version, self._headers, parser.should_keep_alive()
+        )
+        self._url = b""
+        self._headers = []
+        self.receiving = exchange
+        if self.active is None:
+            self.active = exchange
+            exchange.start()
+        else:
+            self.queue.append(exchange)
+            self.pause_for("pipeline")
+
+    def on_body(self, body: bytes) -> None:
+        if self.receiving is not None:
+            self.receiving.feed_body(body)
+
+    def on_message_complete(self) -> None:
+        exchange, self.receiving = self.receiving, None
+        if exchange is not None:
+            exchange.body_complete()
+
+    # -- exchanges -----------------------------------------------------------------------------
+    def _upgrade_requested(self, early: bytes) -> None:
+        exchange = self.active
+        if exchange is None or not exchange.upgrade:
+            self.refuse(400, "unexpected upgrade")
+            return
+        exchange.early_data = early
+        # no more HTTP on this connection: what follows belongs to the upgraded protocol
+        self.pause_for("upgrade")
+
+    def exchange_done(self, exchange: Exchange, keep_alive: bool) -> None:
+        """``exchange`` has written its whole response: next pipelined request, or idle."""
+        if exchange is not self.active or self.transport is None:
+            return
+        self.active = None
+        if not keep_alive or self.closing or exchange.upgrade:
+            self.close()
+            return
+        if self.pending_refusal is not None and not self.queue:
+            self.refuse(*self.pending_refusal)
+            return
+        if self.queue:
+            self.active = self.queue.popleft()
+            if not self.queue:
+                self.resume_for("pipeline")
+            self.active.start()
+        elif self.receiving is None:
+            self.resume_for("pipeline")
+            self._arm(self.timeouts.idle, self._on_header_timeout)
+
+    def start_tunnel(self, conn: UpstreamConnection, early: bytes) -> None:
+        """After ``101``: bytes flow both ways untouched until either side closes."""
+        self.tunnel = conn
+        conn.tunnel_peer = self
+        self.active = None
+        self.server.metrics.tunnels_open.inc()
+        if early and conn.transport is not None:
+            conn.transport.write(early)
+        self._last_activity = self.loop.time()
+        self._arm(self.timeouts.tunnel_idle, self._on_tunnel_timer)
+        self.paused.clear()
+        if self.transport is not None:
+            self.transport.resume_reading()
+
+    # TunnelPeer, as seen from the upstream connection
+    def peer_lost(self) -> None:
+        self.tunnel = None
+        self.close()
+
+    def peer_eof(self) -> None:
+        self.close()  # see eof_received: no half-closed WebSocket tunnels
+
+    def tunnel_activity(self) -> None:
+        self._last_activity = self.loop.time()
+
+    def refuse(self, status: int, reason: str) -> None:
+        """Answer a local error and close: the request is never forwarded.
+
+        RFC 9112 §9.6: close the write side first and read (discarding) for a moment, so the
+        client receives the response instead of a reset caused by its own unread bytes.
+        """
+        self.server.metrics.local_responses.labels(str(status)).inc()
+        transport = self.transport
+        if transport is None or self.discarding:
+            return
+        if self.active is not None and self.active.response_started:
+            transport.abort()  # mid-response: nothing valid can follow
+            return
+        transport.write(local_response(status, f"limpet: {reason}"))
+        self.discarding = True
+        self.active = None
+        self.queue.clear()
+        if transport.can_write_eof():
+            transport.write_eof()
+            self.paused.clear()
+            transport.resume_reading()
+            self._arm(2.0, self.close)
+        else:  # pragma: no cover - TCP transports can always half-close
+            self.close()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+class Exchange:
+    """One request and its response, from pick to the last byte (or to the tunnel)."""
+
+    __slots__ = (
+        "body_buffer",
+        "body_buffered",
+        "body_chunked",
+        "body_done",
+        "body_sent",
+        "down",
+        "early_data",
+        "expect_continue",
+        "failed",
+        "headers",
+        "keep_alive",
+        "method",
+        "pick",
+        "resp_chunked",
+        "resp_close",
+        "resp_headers",
+        "response_started",
+        "retried_stale",
+        "runtime",
+        "started",
+        "status",
+        "timer",
+        "upgrade",
+        "upstream",
+        "url",
+        "version",
+    )
+
+    def __init__(
+        self,
+        down: Downstream,
+        method: bytes,
+        url: bytes,
+        version: str,
+        headers: list[tuple[bytes, bytes]],
+        keep_alive: bool,
+    ) -> None:
+        self.down = down
+        self.method = method
+        self.url = url
+        self.version = version
+        self.headers = headers
+        self.keep_alive = keep_alive
+        self.upgrade = False
+        self.expect_continue = False
+        self.body_chunked = False
+        for name, value in headers:
+            lname = name.lower()
+            if lname == b"upgrade":
+                self.upgrade = True
+            elif lname == b"expect" and value.lower() == b"100-continue":
+                self.expect_continue = True
+            elif lname == b"transfer-encoding":
+                self.body_chunked = True  # llhttp accepts only "chunked" as the final coding
+        self.body_buffer: list[bytes] = []
+        self.body_buffered = 0
+        self.body_done = False
+        self.body_sent = False
+        self.early_data = b""
+        self.runtime: PoolRuntime | None = None
+        self.pick: Pick | None = None
+        self.upstream: UpstreamConnection | None = None
+        self.failed: set[str] = set()
+        self.retried_stale = False
+        self.started = False
+        self.response_started = False
+        self.resp_headers: list[tuple[bytes, bytes]] = []
+        self.resp_chunked = False
+        self.resp_close = False
+        self.status = 0
+        self.timer: asyncio.TimerHandle | None = None
+
+    def __repr__(self) -> str:
+        backend = self.pick.backend.id if self.pick and self.pick.backend else None
+        return f"Exchange({self.method.decode()} {self.url[:60]!r}, backend={backend!r}, status={self.status})"
+
+    # -- request side --------------------------------------------------------------------------
+    def start(self) -> None:
+        """Choose the backend (the route's policy decides) and get a connection to it."""
+        self.started = True
+        down = self.down
+        host = b""
+        for name, value in self.headers:
+            if name.lower() == b"host":
+                host = value
+                break
+        path, _, query = self.url.partition(b"?")
+        runtime = down.server.route(host.decode("latin-1"), path.decode("latin-1"))
+        if runtime is None:
+            self.local(404, "no route for this host and path")
+            return
+        self.runtime = runtime
+        self.choose(runtime.pick(self.facts(path, query)))
+
+    def facts(self, path: bytes, query: bytes) -> RequestFacts:
+        headers: dict[str, str] = {}
+        cookies: list[str] = []
+        for name, value in self.headers:
+            lname = name.decode("latin-1").lower()
+            svalue = value.decode("latin-1")
+            if lname == "cookie":
+                cookies.append(svalue)
+            if lname in headers:
+                headers[lname] += ", " + svalue
+            else:
+                headers[lname] = svalue
+        return RequestFacts(
+            client_ip=self.down.client_ip,
+            path=path.decode("latin-1"),
+            query=query.decode("latin-1"),
+            headers=headers,
+            cookies=parse_cookies(cookies),
+            now=time.time(),
+        )
+
+    def choose(self, pick: Pick) -> None:
+        backend = pick.backend
+        if backend is None:
+            self.local(503, "no healthy backend can serve this request")
+            return
+        self.pick = pick
+        assert self.runtime is not None
+        upstreams = self.runtime.upstreams[backend.id]
+        conn = upstreams.take_idle()
+        if conn is not None:
+            self.attach(conn)
+        else:
+            self.down.loop.create_task(self.connect(backend))
+
+    async def connect(self, backend: BackendView) -> None:
+        assert self.runtime is not None
+        try:
+            conn = await self.runtime.upstreams[backend.id].connect(
+                self.down.server.config.timeouts.connect
+            )
+        except (TimeoutError, OSError) as exc:
+            self.connect_failed(backend, exc)
+            return
+        if self.down.transport is None:  # the client left while we connected
+            conn.release(keep_alive=True)
+            return
+        self.attach(conn)
+
+    def connect_failed(self, backend: BackendView, exc: BaseException | None) -> None:
+        """A backend refused or timed out: count it against the backend and repin once."""
+        runtime = self.runtime
+        assert runtime is not None
+        runtime.passive(backend.id, HealthEvent.PASSIVE_FAIL)
+        self.down.server.metrics.upstream_connect_failures.labels(runtime.name, backend.id).inc()
+        self.failed.add(backend.id)
+        if self.body_sent or len(self.failed) > 2 or self.down.transport is None:
+            self.local(502, f"backend {backend.id} is unreachable")
+            return
+        self.down.server.metrics.repins.labels(runtime.name).inc()
+        path, _, query = self.url.partition(b"?")
+        pick = runtime.pick(self.facts(path, query), exclude=self.failed)
+        if pick.backend is None:
+            self.local(503, "no healthy backend can serve this request")
+            return
+        self.choose(pick)
+
+    def attach(self, conn: UpstreamConnection) -> None:
+        """Send the request head (and what body we hold) on ``conn``."""
+        assert self.runtime is not None and self.pick is not None
+        self.upstream = conn
+        conn.exchange = self
+        self.runtime.opened(conn.backend_id, self.pick)
+        transport = conn.transport
+        assert transport is not None
+        transport.write(self.request_head())
+        if self.expect_continue and not self.body_done:
+            # we answer the expectation ourselves once a backend is ready (RFC 9110 §10.1.1);
+            # the Expect header is not forwarded, so the backend never sends its own 100
+            if self.down.transport is not None:
+                self.down.transport.write(CONTINUE)
+        if self.body_buffer:
+            transport.write(b"".join(self.body_buffer))
+            self.body_sent = True
+            self.body_buffer.clear()
+            self.body_buffered = 0
+            self.down.resume_for("buffer")
+        if self.body_done and self.body_chunked:
+            transport.write(b"0\r\n\r\n")
+        if self.down.write_paused:
+            transport.pause_reading()
+        timeout = self.down.server.config.timeouts.response
+        self.timer = self.down.loop.call_later(timeout, self.response_timeout)
+
+    def request_head(self) -> bytes:
+        down = self.down
+        fwd = down.server.config.forwarding
+        trust = fwd.trust_forwarded
+        drop = HOP_BY_HOP | connection_tokens(
+            [v for n, v in self.headers if n.lower() == b"connection"]
+        )
+        url = self.url
+        out = [self.method, b" ", url, b" HTTP/1.1\r\n"]
+        xff = b""
+        host = b""
+        request_id = b""
+        rid_name = fwd.request_id_header.encode()
+        rid_lower = rid_name.lower()
+        proto = b""
+        fhost = b""
+        via = b""
+        for name, value in self.headers:
+            lname = name.lower()
+            if lname in drop:
+                continue
+            if lname in FORWARDED:
+                if trust:
+                    if lname == b"x-forwarded-for":
+                        xff = value
+                    elif lname == b"x-forwarded-proto":
+                        proto = value
+                    else:
+                        fhost = value
+                continue
+            if lname == rid_lower:
+                if trust:
+                    request_id = value
+                continue
+            if lname == b"expect" and self.expect_continue:
+                continue
+            if lname == b"via":
+                via = value
+                continue
+            if lname == b"host":
+                host = value
+            out += (name, b": ", value, b"\r\n")
+        if not host and self.upstream is not None:
+            # HTTP/1.0 clients may omit Host; our upstream request is HTTP/1.1, which needs one
+            # (RFC 9112 §3.2), so name the backend, as nginx does with $proxy_host
+            out += (b"Host: ", self.upstream.pool.address.encode(), b"\r\n")
+        client = down.client_ip.encode()
+        out += (b"X-Forwarded-For: ", xff + b", " + client if xff else client, b"\r\n")
+        out += (b"X-Forwarded-Proto: ", proto or b"http", b"\r\n")
+        out += (b"X-Forwarded-Host: ", fhost or host, b"\r\n")
+        out += (rid_name, b": ", request_id or new_request_id(), b"\r\n")
+        mine = b"1.1 " + fwd.via.encode()
+        out += (b"Via: ", via + b", " + mine if via else mine, b"\r\n")
+        if self.upgrade:
+            for name, value in self.headers:
+                if name.lower() == b"upgrade":
+                    out += (b"Upgrade: ", value, b"\r\n")
+            out.append(b"Connection: upgrade\r\n")
+        else:
+            if self.body_chunked:
+                out.append(b"Transfer-Encoding: chunked\r\n")
+            out.append(b"Connection: keep-alive\r\n")
+        out.append(b"\r\n")
+        return b"".join(out)
+
+    def feed_body(self, data: bytes) -> None:
+        conn = self.upstream
+        if self.body_chunked:
+            data = b"%x\r\n%b\r\n" % (len(data), data)
+        if conn is not None and conn.transport is not None:
+            conn.transport.write(data)
+            self.body_sent = True
+        else:
+            self.body_buffer.append(data)
+            self.body_buffered += len(data)
+            if self.body_buffered > BODY_BUFFER_HIGH:
+                self.down.pause_for("buffer")
+
+    def body_complete(self) -> None:
+        self.body_done = True
+        conn = self.upstream
+        if self.body_chunked and conn is not None and conn.transport is not None:
+            conn.transport.write(b"0\r\n\r\n")
+
+    # -- response side ---------------------------------------------------------------------
+    def response_head(self, status: int, reason: bytes, conn: UpstreamConnection) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        headers, self.resp_headers = self.resp_headers, []
+        if 100 <= status < 200 and status != 101:
+            # interim responses (103 Early Hints...) are relayed; the final one follows
+            self.write_down(self.response_bytes(status, reason, headers, interim=True))
+            return
+        self.status = status
+        runtime = self.runtime
+        assert runtime is not None and self.pick is not None
+        backend_id = conn.backend_id
+        runtime.passive(
+            backend_id, HealthEvent.PASSIVE_FAIL if status >= 500 else HealthEvent.PASSIVE_OK
+        )
+        runtime.count_response(backend_id, status)
+        if status == 101 and self.upgrade:
+            self.response_started = True
+            self.write_down(self.response_bytes(status, reason, headers, interim=True))
+            # the connection now belongs to the tunnel; it is counted open until the tunnel ends
+            conn.exchange = None
+            self.upstream = None
+            self.down.tunnel_exchange = self
+            self.down.start_tunnel(conn, self.early_data)
+            return
+        self.response_started = True
+        self.write_down(self.response_bytes(status, reason, headers))
+        if self.method == b"HEAD":
+            # RFC 9110 §9.3.2: no body follows, whatever Content-Length says; httptools cannot
+            # be told the request method, so the exchange ends here and the connection is not
+            # reused (its parser would wait for the announced body)
+            self.finish(conn, reuse=False)
+            self.down.exchange_done(self, self.keep_alive and not self.resp_close)
+
+    def response_bytes(
+        self,
+        status: int,
+        reason: bytes,
+        headers: list[tuple[bytes, bytes]],
+        *,
+        interim: bool = False,
+    ) -> bytes:
+        down = self.down
+        drop = HOP_BY_HOP | connection_tokens([v for n, v in headers if n.lower() == b"connection"])
+        out = [b"HTTP/1.1 %d " % status, reason, b"\r\n"]
+        has_length = False
+        via = b""
+        for name, value in headers:
+            lname = name.lower()
+            if lname in drop:
+                continue
+            if lname == b"via":
+                via = value
+                continue
+            if lname == b"content-length":
+                has_length = True
+            out += (name, b": ", value, b"\r\n")
+        mine = b"1.1 " + down.server.config.forwarding.via.encode()
+        out += (b"Via: ", via + b", " + mine if via else mine, b"\r\n")
+        if interim:
+            if status == 101:
+                for name, value in headers:
+                    if name.lower() == b"upgrade":
+                        out += (b"Upgrade: ", value, b"\r\n")
+                out.append(b"Connection: upgrade\r\n")
+            out.append(b"\r\n")
+            return b"".join(out)
+        assert self.pick is not None
+        if self.pick.set_cookie:
+            out += (b"Set-Cookie: ", self.pick.set_cookie.encode("latin-1"), b"\r\n")
+        bodyless = self.method == b"HEAD" or status in (204, 304)
+        if not bodyless and not has_length:
+            # chunked or close-delimited upstream: re-frame as chunks for an HTTP/1.1 client,
+            # or delimit by closing for HTTP/1.0 (RFC 9112 §6.3)
+            if self.version == "1.1":
+                self.resp_chunked = True
+                out.append(b"Transfer-Encoding: chunked\r\n")
+            else:
+                self.resp_close = True
+        if self.upgrade or down.closing or down.server.stopping:
+            self.resp_close = True
+        if self.resp_close or not self.keep_alive:
+            out.append(b"Connection: close\r\n")
+        elif self.version == "1.0":
+            out.append(b"Connection: keep-alive\r\n")
+        out.append(b"\r\n")
+        return b"".join(out)
+
+    def write_down(self, data: bytes) -> None:
+        transport = self.down.transport
+        if transport is not None:
+            transport.write(data)
+
+    def response_body(self, data: bytes) -> None:
+        if self.method == b"HEAD":
+            return
+        if self.resp_chunked:
+            self.write_down(b"%x\r\n%b\r\n" % (len(data), data))
+        else:
+            self.write_down(data)
+
+    def response_complete(self, conn: UpstreamConnection, upstream_keep_alive: bool) -> None:
+        if self.status == 0:  # an interim response ended; wait for the final one
+            return
+        if self.resp_chunked:
+            self.write_down(b"0\r\n\r\n")
+        self.finish(conn, upstream_keep_alive and self.body_done and self.method != b"HEAD")
+        self.down.exchange_done(self, self.keep_alive and not self.resp_close)
+
+    def finish(self, conn: UpstreamConnection | None, reuse: bool) -> None:
+        """Give the upstream connection back (or close it) and account the exchange as closed."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if conn is not None and self.upstream is conn:
+            self.upstream = None
+            assert self.runtime is not None
+            self.runtime.closed(conn.backend_id)
+            if self.down.write_paused and conn.transport is not None:
+                conn.transport.resume_reading()
+            conn.release(keep_alive=reuse)
+
+    def response_timeout(self) -> None:
+        self.timer = None
+        conn = self.upstream
+        if conn is not None:
+            self.finish(conn, reuse=False)
+        self.local(504, "the backend did not answer in time")
+
+    def upstream_lost(self, exc: BaseException | None) -> None:
+        """The upstream connection closed before the response ended."""
+        conn = self.upstream
+        if conn is None:
+            return
+        reused = conn.reused
+        self.finish(conn, reuse=False)
+        if self.response_started:
+            if self.resp_close and not self.resp_chunked:
+                self.down.exchange_done(self, False)  # close-delimited body: this is its end
+            else:
+                self.down.close()  # truncated: the client must see the connection end
+            return
+        if not self.body_sent and reused and not self.retried_stale and self.pick is not None:
+            # a keep-alive connection the backend had closed (RFC 9112 §9.3.1 allows retrying
+            # a request that was never acted upon): once more on a fresh connection
+            self.retried_stale = True
+            backend = self.pick.backend
+            assert backend is not None
+            self.down.loop.create_task(self.connect(backend))
+            return
+        if not self.body_sent and self.pick is not None and self.pick.backend is not None:
+            self.connect_failed(self.pick.backend, exc)
+            return
+        self.local(502, "the backend closed the connection before answering")
+
+    def upstream_failed(self, reason: str) -> None:
+        conn = self.upstream
+        self.finish(conn, reuse=False)
+        if self.response_started:
+            self.down.close()
+        else:
+            self.local(502, reason)
+
+    def downstream_lost(self) -> None:
+        conn = self.upstream
+        if conn is not None:
+            self.finish(conn, reuse=False)
+
+    def abort_upstream(self) -> None:
+        conn = self.upstream
+        if conn is not None:
+            self.finish(conn, reuse=False)
+            conn.abort()
+
+    def local(self, status: int, text: str) -> None:
+        """Answer from the proxy itself and close the downstream connection."""
+        if self.down.active is self:
+            self.down.refuse(status, text)

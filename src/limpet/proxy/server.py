@@ -1,0 +1,271 @@
+"""I/O: the proxy server: listeners, routes to pools, and the task group of background work.
+
+One ``ProxyServer`` per process. It owns the pools (the core's ``Pool`` state machine plus an
+``UpstreamPool`` per backend), the affinity policy of each pool, the listeners, the health
+probes and the admin listener, and shuts them down in order: stop accepting, finish open
+exchanges until a deadline, then close what is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from dataclasses import replace
+from typing import Any
+
+from limpet.admin.metrics import ProxyMetrics
+from limpet.affinity.base import Pick, PickReason, RequestFacts
+from limpet.affinity.factory import build_policy
+from limpet.config.model import PoolConfig, ProxyConfig, RouteConfig
+from limpet.pool.health import HealthEvent, HealthRules
+from limpet.pool.model import BackendState, PoolSnapshot
+from limpet.pool.pool import Pool
+from limpet.proxy.upstream import UpstreamPool
+from limpet.runtime import parse_hostport
+
+log = logging.getLogger("limpet.proxy")
+
+
+class PoolRuntime:
+    """A pool at run time: health state (core Pool), policy, upstream connections, counters."""
+
+    def __init__(self, cfg: PoolConfig, secret: bytes, metrics: ProxyMetrics) -> None:
+        self.name = cfg.name
+        self.cfg = cfg
+        h = cfg.health
+        rules = HealthRules(
+            rise=h.rise,
+            fall=h.fall,
+            passive_failures=h.passive_failures,
+            eject_seconds=h.eject_seconds,
+        )
+        self.pool = Pool(cfg.name, [(b.id, b.address) for b in cfg.backends], rules)
+        self.policy = build_policy(cfg.affinity, secret=secret, pool_name=cfg.name)
+        self.upstreams = {b.id: UpstreamPool(b.id, b.address) for b in cfg.backends}
+        self.metrics = metrics
+        self.passive_enabled = h.passive
+        self.pins: dict[str, int] = {b.id: 0 for b in cfg.backends}
+        self.open: dict[str, int] = {b.id: 0 for b in cfg.backends}
+        self._open_gauges = {
+            b.id: metrics.backend_open.labels(cfg.name, b.id) for b in cfg.backends
+        }
+        self._responses: dict[tuple[str, int], Any] = {}
+        self.refresh_gauges()
+
+    def __repr__(self) -> str:
+        return f"PoolRuntime({self.name!r}, backends={list(self.upstreams)}, policy={self.policy.name!r})"
+
+    def snapshot(self, exclude: set[str] | None = None) -> PoolSnapshot:
+        snap = self.pool.snapshot()
+        if exclude:
+            snap = replace(
+                snap,
+                backends=tuple(
+                    replace(b, state=BackendState.EJECTED) if b.id in exclude else b
+                    for b in snap.backends
+                ),
+            )
+        return snap
+
+    def pick(self, facts: RequestFacts, exclude: set[str] | None = None) -> Pick:
+        pick = self.policy.pick(facts, self.snapshot(exclude))
+        if pick.backend is not None and pick.reason in (PickReason.NEW, PickReason.REPINNED):
+            bid = pick.backend.id
+            self.pins[bid] = self.pins.get(bid, 0) + 1
+            self.metrics.pins.labels(self.name, bid).inc()
+        return pick
+
+    def passive(self, backend_id: str, event: HealthEvent) -> None:
+        if not self.passive_enabled:
+            return
+        before = self.state(backend_id)
+        self.pool.record(backend_id, event, time.monotonic())
+        if self.state(backend_id) is not before:
+            self.state_changed(backend_id)
+
+    def record(self, backend_id: str, event: HealthEvent) -> None:
+        before = self.state(backend_id)
+        self.pool.record(backend_id, event, time.monotonic())
+        if self.state(backend_id) is not before:
+            self.state_changed(backend_id)
+
+    def set_drain(self, backend_id: str, drain: bool) -> None:
+        """Operator drain: no new sessions on the backend; pinned sessions stay."""
+        before = self.state(backend_id)
+        if drain:
+            self.pool.drain(backend_id)
+        else:
+            self.pool.undrain(backend_id)
+        if self.state(backend_id) is not before:
+            self.state_changed(backend_id)
+
+    def state(self, backend_id: str) -> BackendState | None:
+        view = self.pool.snapshot().get(backend_id)
+        return view.state if view is not None else None
+
+    def state_changed(self, backend_id: str) -> None:
+        log.warning(
+            "pool %s: backend %s is now %s",
+            self.name,
+            backend_id,
+            getattr(self.state(backend_id), "value", None),
+        )
+        self.refresh_gauges()
+
+    def refresh_gauges(self) -> None:
+        for b in self.pool.snapshot().backends:
+            self.metrics.backend_healthy.labels(self.name, b.id).set(1 if b.takes_new else 0)
+
+    def opened(self, backend_id: str, pick: Pick) -> None:
+        self.pool.opened(backend_id)
+        self.open[backend_id] = self.open.get(backend_id, 0) + 1
+        gauge = self._open_gauges.get(backend_id)
+        if gauge is not None:
+            gauge.inc()
+
+    def closed(self, backend_id: str) -> None:
+        self.pool.closed(backend_id)
+        self.open[backend_id] = self.open.get(backend_id, 1) - 1
+        gauge = self._open_gauges.get(backend_id)
+        if gauge is not None:
+            gauge.dec()
+
+    def count_response(self, backend_id: str, status: int) -> None:
+        key = (backend_id, status // 100)
+        counter = self._responses.get(key)
+        if counter is None:
+            counter = self.metrics.responses.labels(self.name, backend_id, f"{status // 100}xx")
+            self._responses[key] = counter
+        counter.inc()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "affinity": self.cfg.affinity.flag(),
+            "backends": [
+                {
+                    "id": b.id,
+                    "address": b.address,
+                    "state": b.state.value,
+                    "open": self.open.get(b.id, 0),
+                    "sessions_pinned": self.pins.get(b.id, 0),
+                    "idle_upstream_connections": len(self.upstreams[b.id].idle),
+                }
+                for b in self.pool.snapshot().backends
+            ],
+        }
+
+
+class ProxyServer:
+    """Everything one proxy process runs; built from a resolved ProxyConfig."""
+
+    def __init__(
+        self, config: ProxyConfig, secret: bytes, *, reuse_port: bool = False, admin: bool = True
+    ) -> None:
+        self.config = config
+        self.secret = secret
+        self.reuse_port = reuse_port
+        self.serve_admin = admin
+        self.loop = asyncio.get_running_loop()
+        self.metrics = ProxyMetrics()
+        self.pools = {p.name: PoolRuntime(p, secret, self.metrics) for p in config.pools}
+        self.routes: list[tuple[RouteConfig, PoolRuntime]] = [
+            (r, self.pools[r.pool]) for r in config.routes
+        ]
+        self.connections: set[Any] = set()
+        self.stopping = False
+        self.listeners: list[asyncio.AbstractServer] = []
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.admin_runner: Any = None
+
+    def route(self, host: str, path: str) -> PoolRuntime | None:
+        """First route whose host and path prefix match (RFC 9110 §7.2: Host without port)."""
+        host = host[: host.find("]") + 1] if host.startswith("[") else host.partition(":")[0]
+        host = host.lower()
+        for route, runtime in self.routes:
+            if route.host is not None:
+                want = route.host.lower()
+                if want.startswith("*."):
+                    if not host.endswith(want[1:]):
+                        continue
+                elif host != want:
+                    continue
+            if path.startswith(route.path):
+                return runtime
+        return None
+
+    def spawn(self, coro: Any) -> None:
+        task = self.loop.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def start(self) -> None:
+        from limpet.health.probes import run_probes
+        from limpet.proxy.http1 import Downstream
+        from limpet.proxy.tcp import TcpDownstream
+
+        for runtime in self.pools.values():
+            self.spawn(run_probes(self, runtime))
+        for listener in self.config.listeners:
+            host, port = parse_hostport(listener.address)
+            factory: Any
+            if listener.mode == "tcp":
+                runtime = self.routes[0][1]
+                factory = lambda rt=runtime: TcpDownstream(self, rt)  # noqa: E731
+            else:
+                factory = lambda: Downstream(self)  # noqa: E731
+            server = await self.loop.create_server(
+                factory,
+                host,
+                port,
+                reuse_port=self.reuse_port or None,
+                backlog=2048,
+                reuse_address=True,
+            )
+            for sock in server.sockets or ():
+                if sock.family in (socket.AF_INET, socket.AF_INET6):
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.listeners.append(server)
+            log.info("listening on %s (%s)", listener.address, listener.mode)
+        if self.config.admin and self.serve_admin:
+            from limpet.admin.server import start_admin
+
+            self.admin_runner = await start_admin(self, self.config.admin)
+
+    async def stop(self) -> None:
+        """Stop accepting, let open exchanges finish until the deadline, then close the rest."""
+        self.stopping = True
+        for server in self.listeners:
+            server.close()
+        for conn in list(self.connections):
+            if getattr(conn, "active", None) is None and getattr(conn, "tunnel", None) is None:
+                conn.close()
+        deadline = self.loop.time() + self.config.timeouts.shutdown
+        while self.connections and self.loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        for conn in list(self.connections):
+            if conn.transport is not None:
+                conn.transport.abort()
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        for runtime in self.pools.values():
+            for upstream in runtime.upstreams.values():
+                upstream.close_all()
+        if self.admin_runner is not None:
+            await self.admin_runner.cleanup()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "listeners": [{"address": lc.address, "mode": lc.mode} for lc in self.config.listeners],
+            "downstream_connections": len(self.connections),
+            "pools": [runtime.status() for runtime in self.pools.values()],
+        }
+
+    def find_backend(self, backend_id: str) -> PoolRuntime | None:
+        for runtime in self.pools.values():
+            if backend_id in runtime.upstreams:
+                return runtime
+        return None

@@ -1,0 +1,157 @@
+"""HTTP/1.1 machinery through a real proxy: WebSocket, streamed bodies, 100-continue,
+pipelining, forwarding headers. Byte-exact where the wire matters."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+from tests.integration.proxy.conftest import Client, raw_exchange, start_proxy
+from tests.support.procs import Procs
+
+
+@pytest.fixture
+def proxy(procs: Procs, three: dict[str, str]):
+    return start_proxy(procs, three)
+
+
+async def test_websocket_echo_through_the_proxy(proxy) -> None:
+    websockets = pytest.importorskip("websockets")
+    url = proxy.url.replace("http://", "ws://") + "/ws"
+    names = set()
+    for _ in range(3):
+        async with websockets.connect(url) as ws:
+            for i in range(20):
+                await ws.send(f"m{i}")
+                reply = await asyncio.wait_for(ws.recv(), 5)
+                name, _, text = reply.partition(": ")
+                assert text == f"m{i}"
+                names.add(name)
+            big = "x" * 1_000_000  # larger than any transport buffer: back-pressure both ways
+            await ws.send(big)
+            assert (await asyncio.wait_for(ws.recv(), 10)).endswith(big)
+    assert names <= {"alpha", "beta", "gamma"}
+    status = proxy.status()
+    assert status["downstream_connections"] <= 1
+
+
+async def test_websocket_stays_on_the_cookie_pin(proxy) -> None:
+    websockets = pytest.importorskip("websockets")
+    client = Client(proxy.url)
+    pinned = client.backend()
+    cookie = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
+    url = proxy.url.replace("http://", "ws://") + "/ws"
+    for _ in range(3):
+        async with websockets.connect(url, additional_headers={"Cookie": cookie}) as ws:
+            await ws.send("hi")
+            assert await asyncio.wait_for(ws.recv(), 5) == f"{pinned}: hi"
+
+
+def body_bytes(response: bytes) -> int:
+    for line in response.decode(errors="replace").splitlines():
+        if line.startswith("body-bytes: "):
+            return int(line.split(": ")[1])
+    raise AssertionError(response[:500])
+
+
+def test_big_chunked_upload_is_streamed(proxy) -> None:
+    size = 0
+    chunk = b"y" * 65536
+    with socket.create_connection((proxy.host, proxy.port), timeout=30) as s:
+        s.sendall(
+            b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+            b"Connection: close\r\n\r\n"
+        )
+        for _ in range(400):  # 25 MiB in chunks
+            s.sendall(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+            size += len(chunk)
+        s.sendall(b"0\r\n\r\n")
+        data = b""
+        while part := s.recv(65536):
+            data += part
+    assert data.startswith(b"HTTP/1.1 200 ")
+    assert body_bytes(data) == size
+
+
+def test_big_content_length_upload(proxy) -> None:
+    size = 16 * 1024 * 1024
+    with socket.create_connection((proxy.host, proxy.port), timeout=30) as s:
+        s.sendall(
+            b"PUT /upload HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
+            % size
+        )
+        block = b"z" * (1 << 20)
+        for _ in range(16):
+            s.sendall(block)
+        data = b""
+        while part := s.recv(65536):
+            data += part
+    assert body_bytes(data) == size
+
+
+def test_expect_100_continue(proxy) -> None:
+    with socket.create_connection((proxy.host, proxy.port), timeout=10) as s:
+        s.sendall(
+            b"POST /e HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n"
+            b"Connection: close\r\n\r\n"
+        )
+        interim = s.recv(1024)
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        s.sendall(b"hello")
+        data = b""
+        while part := s.recv(65536):
+            data += part
+    assert data.startswith(b"HTTP/1.1 200 ")
+    assert body_bytes(data) == 5
+    assert b"Expect:" not in data  # the expectation is answered here, not forwarded
+
+
+def test_pipelined_requests_are_answered_in_order(proxy) -> None:
+    paths = [f"/p{i}" for i in range(8)]
+    requests = b"".join(b"GET %b HTTP/1.1\r\nHost: x\r\n\r\n" % p.encode() for p in paths)
+    requests += b"GET /last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    data = raw_exchange(proxy.port, requests)
+    assert data.endswith(b"<EOF>")
+    order = [line.split()[1] for line in data.decode().splitlines() if line.startswith("GET /")]
+    assert order == [*paths, "/last"]
+    assert data.count(b"HTTP/1.1 200 OK") == 9
+
+
+def test_forwarding_headers_and_hop_by_hop(proxy) -> None:
+    request = (
+        b"GET /f HTTP/1.1\r\nHost: example.test\r\nConnection: close, X-Private\r\n"
+        b"X-Private: secret\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\n"
+        b"X-Forwarded-For: 203.0.113.9\r\nX-Request-Id: given-id\r\n\r\n"
+    )
+    data = raw_exchange(proxy.port, request).decode()
+    head, _, body = data.partition("\r\n\r\n")
+    seen = body.lower()
+    assert "x-private" not in seen and "keep-alive: timeout" not in seen and "te: " not in seen
+    # untrusted by default: the client's own claims are replaced, not extended
+    assert "x-forwarded-for: 127.0.0.1\n" in seen
+    assert "x-forwarded-host: example.test" in seen
+    assert "x-forwarded-proto: http" in seen
+    assert "given-id" not in seen and "x-request-id: " in seen
+    assert "via: 1.1 limpet" in seen
+    assert "Via: 1.1 limpet" in head
+
+
+def test_trusted_forwarding_headers_are_extended(procs: Procs, three: dict[str, str]) -> None:
+    proxy = start_proxy(procs, three, "--trust-forwarded", admin=False)
+    request = (
+        b"GET /f HTTP/1.1\r\nHost: h\r\nConnection: close\r\n"
+        b"X-Forwarded-For: 203.0.113.9\r\nX-Request-Id: given-id\r\n\r\n"
+    )
+    body = raw_exchange(proxy.port, request).decode().lower()
+    assert "x-forwarded-for: 203.0.113.9, 127.0.0.1" in body
+    assert "x-request-id: given-id" in body
+
+
+def test_head_and_http10(proxy) -> None:
+    data = raw_exchange(proxy.port, b"HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    head, _, rest = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and rest == b"<EOF>"
+    data = raw_exchange(proxy.port, b"GET /old HTTP/1.0\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 200") and b"GET /old HTTP/1.0" not in data
+    assert data.endswith(b"<EOF>")

@@ -1,0 +1,159 @@
+"""The backend health state machine: its table, thresholds, expiry and drain rules."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from limpet.pool.health import (
+    TRANSITIONS,
+    Health,
+    HealthEvent,
+    HealthRules,
+    HealthStatus,
+    advance,
+    describe,
+)
+from limpet.pool.model import BackendState
+
+RULES = HealthRules(rise=2, fall=3, passive_failures=3, eject_seconds=10.0)
+E = HealthEvent
+
+
+def run(
+    events: list[HealthEvent], status: HealthStatus | None = None, now: float = 0.0
+) -> HealthStatus:
+    status = status or HealthStatus()
+    for event in events:
+        status = advance(status, event, RULES, now)
+    return status
+
+
+def test_table_covers_every_health_and_event() -> None:
+    assert set(TRANSITIONS) == set(itertools.product(Health, HealthEvent))
+
+
+@pytest.mark.parametrize(("health", "event"), list(TRANSITIONS))
+@pytest.mark.parametrize("draining", [False, True])
+def test_every_transition_keeps_drain_unless_it_is_a_drain_event(
+    health: Health, event: HealthEvent, draining: bool
+) -> None:
+    before = HealthStatus(health=health, draining=draining, ejected_until=5.0)
+    after = advance(before, event, RULES, now=0.0)
+    if event is E.DRAIN:
+        assert after.draining
+    elif event is E.UNDRAIN:
+        assert not after.draining
+    else:
+        assert after.draining is draining, describe()
+    # from zeroed counters no single event reaches a threshold (all >= 2 here but
+    # passive_failures=3), and the deadline (5.0) is not reached at now=0
+    if event is not E.TICK:
+        assert after.health is health
+
+
+@pytest.mark.parametrize(
+    ("events", "state"),
+    [
+        ([], BackendState.HEALTHY),
+        ([E.PROBE_FAIL] * 2, BackendState.HEALTHY),
+        ([E.PROBE_FAIL] * 3, BackendState.EJECTED),
+        (
+            [E.PROBE_FAIL, E.PROBE_FAIL, E.PROBE_OK, E.PROBE_FAIL, E.PROBE_FAIL],
+            BackendState.HEALTHY,
+        ),
+        ([E.PROBE_FAIL] * 3 + [E.PROBE_OK], BackendState.EJECTED),
+        ([E.PROBE_FAIL] * 3 + [E.PROBE_OK] * 2, BackendState.HEALTHY),
+        ([E.PROBE_FAIL] * 3 + [E.PROBE_OK, E.PROBE_FAIL, E.PROBE_OK], BackendState.EJECTED),
+        ([E.PASSIVE_FAIL] * 2, BackendState.HEALTHY),
+        ([E.PASSIVE_FAIL] * 3, BackendState.EJECTED),
+        ([E.PASSIVE_FAIL, E.PASSIVE_FAIL, E.PASSIVE_OK, E.PASSIVE_FAIL], BackendState.HEALTHY),
+        ([E.DRAIN], BackendState.DRAINING),
+        ([E.DRAIN, E.UNDRAIN], BackendState.HEALTHY),
+        ([E.DRAIN] + [E.PROBE_OK] * 5, BackendState.DRAINING),
+        ([E.DRAIN] + [E.PROBE_FAIL] * 3, BackendState.EJECTED),
+        ([E.DRAIN] + [E.PROBE_FAIL] * 3 + [E.PROBE_OK] * 2, BackendState.DRAINING),
+        ([E.PROBE_FAIL] * 3 + [E.DRAIN, E.PROBE_OK, E.PROBE_OK], BackendState.DRAINING),
+        ([E.PASSIVE_FAIL] * 3 + [E.TICK], BackendState.EJECTED),  # deadline not reached at t=0
+    ],
+)
+def test_sequences(events: list[HealthEvent], state: BackendState) -> None:
+    assert run(events).state is state
+
+
+def test_passive_ejection_expires_after_eject_seconds() -> None:
+    ejected = run([E.PASSIVE_FAIL] * 3, now=100.0)
+    assert ejected.state is BackendState.EJECTED
+    assert ejected.ejected_until == 110.0
+    assert advance(ejected, E.TICK, RULES, now=109.9).state is BackendState.EJECTED
+    back = advance(ejected, E.TICK, RULES, now=110.0)
+    assert back.state is BackendState.HEALTHY
+    assert back == HealthStatus()
+
+
+def test_probe_ejection_does_not_expire() -> None:
+    ejected = run([E.PROBE_FAIL] * 3)
+    assert ejected.ejected_until is None
+    assert advance(ejected, E.TICK, RULES, now=1e9).state is BackendState.EJECTED
+
+
+def test_failing_probe_cancels_passive_expiry() -> None:
+    ejected = run([E.PASSIVE_FAIL] * 3, now=0.0)
+    probed = advance(ejected, E.PROBE_FAIL, RULES, now=1.0)
+    assert advance(probed, E.TICK, RULES, now=1e9).state is BackendState.EJECTED
+
+
+def test_late_passive_reports_while_ejected_change_nothing() -> None:
+    ejected = run([E.PASSIVE_FAIL] * 3, now=0.0)
+    assert run([E.PASSIVE_FAIL, E.PASSIVE_OK] * 3, ejected) == ejected
+
+
+@given(st.lists(st.sampled_from(list(HealthEvent)), max_size=40), st.floats(0, 1e6))
+def test_probes_never_undo_a_drain(events: list[HealthEvent], now: float) -> None:
+    status = HealthStatus(draining=True)
+    for event in events:
+        if event in (E.DRAIN, E.UNDRAIN):
+            continue
+        status = advance(status, event, RULES, now)
+        assert status.state in (BackendState.DRAINING, BackendState.EJECTED)
+
+
+@given(st.integers(1, 6), st.integers(1, 6), st.integers(1, 6))
+def test_thresholds_are_exact(rise: int, fall: int, passive: int) -> None:
+    rules = HealthRules(rise=rise, fall=fall, passive_failures=passive)
+    status = HealthStatus()
+    for i in range(fall):
+        assert status.state is BackendState.HEALTHY, i
+        status = advance(status, E.PROBE_FAIL, rules, 0.0)
+    assert status.state is BackendState.EJECTED
+    for _ in range(rise):
+        assert status.state is BackendState.EJECTED
+        status = advance(status, E.PROBE_OK, rules, 0.0)
+    assert status.state is BackendState.HEALTHY
+    for _ in range(passive):
+        assert status.state is BackendState.HEALTHY
+        status = advance(status, E.PASSIVE_FAIL, rules, 0.0)
+    assert status.state is BackendState.EJECTED
+
+
+@pytest.mark.parametrize("field", ["rise", "fall", "passive_failures"])
+def test_rules_reject_zero_thresholds(field: str) -> None:
+    with pytest.raises(ValueError):
+        HealthRules(**{field: 0})
+
+
+def test_describe_prints_every_row() -> None:
+    text = describe()
+    assert text.count("\n") == len(TRANSITIONS) + 1
+    assert "| down | tick | -> up when expired" in text
+
+
+def test_the_docs_print_the_current_table() -> None:
+    doc = (Path(__file__).parents[3] / "docs" / "affinity.md").read_text()
+    start = doc.index("<!-- health-table:start -->\n") + len("<!-- health-table:start -->\n")
+    end = doc.index("<!-- health-table:end -->")
+    assert doc[start:end].strip() == describe()
