@@ -262,6 +262,17 @@ async def read_service_objects(client: Any, namespace: str, name: str) -> list[d
     return objects
 
 
+async def fetch_service_objects(
+    namespace: str, name: str, *, kubeconfig: str | None = None, context: str | None = None
+) -> list[dict[str, Any]]:
+    """``read_service_objects`` with a client of its own (for one-shot commands)."""
+    client = await api_client(kubeconfig, context)
+    try:
+        return await read_service_objects(client, namespace, name)
+    finally:
+        await client.close()
+
+
 async def read_service_affinity(
     namespace: str,
     name: str,

@@ -42,9 +42,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     render.add_argument("--host", default="app.example.com", help="Ingress host")
     render.add_argument("--traefik-version", type=int, choices=(1, 2, 3), default=3)
 
-    explain = sub.add_parser("explain", help="which affinity do these manifests configure?")
-    explain.add_argument("files", nargs="+", metavar="FILE", help="YAML files; - for stdin")
+    explain = sub.add_parser(
+        "explain", help="which affinity do these manifests (or this live Service) configure?"
+    )
+    explain.add_argument("files", nargs="*", metavar="FILE", help="YAML files; - for stdin")
     explain.add_argument("--service", default=None, help="Service name (default: the first)")
+    explain.add_argument(
+        "--kubernetes-service",
+        metavar="NAMESPACE/NAME",
+        default=None,
+        help="read the Service and what configures it from the cluster instead of files",
+    )
+    explain.add_argument("--kubeconfig", default=None, help="default: in-cluster or $KUBECONFIG")
+    explain.add_argument("--context", default=None, help="kubeconfig context")
     explain.add_argument("--format", choices=("text", "json"), default="text")
     parser.set_defaults(_k8s_parser=parser)
 
@@ -127,10 +137,25 @@ def run_render(args: argparse.Namespace) -> int:
 def run_explain(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
+    from limpet.errors import UsageError
     from limpet.k8s.dialects import derive
     from limpet.k8s.yamlnodes import expand_lists, parse
 
     objects: list[Any] = []
+    service = args.service
+    if args.kubernetes_service:
+        import asyncio
+
+        from limpet.discovery.kubernetes import fetch_service_objects, parse_service_ref
+
+        namespace, service = parse_service_ref(args.kubernetes_service)
+        objects += asyncio.run(
+            fetch_service_objects(
+                namespace, service, kubeconfig=args.kubeconfig, context=args.context
+            )
+        )
+    elif not args.files:
+        raise UsageError("give manifest files (or - for stdin) or --kubernetes-service NS/NAME")
     for name, text in _read(args.files):
         documents, problems = parse(text)
         if problems:
@@ -139,7 +164,7 @@ def run_explain(args: argparse.Namespace) -> int:
             p = problems[0]
             raise ManifestError(f"{name}:{p.line}: {p.message}")
         objects += [doc.obj for doc in expand_lists(documents) if isinstance(doc.obj, dict)]
-    derivation = derive(objects, args.service)
+    derivation = derive(objects, service)
     if args.format == "json":
         out = {"dialect": derivation.dialect, "spec": asdict(derivation.spec)}
         print(json.dumps({**out, "notes": list(derivation.notes)}, indent=2))

@@ -222,3 +222,37 @@ async def test_in_cluster_service_account(tmp_path: Path, monkeypatch: pytest.Mo
             )
     finally:
         await fake.stop()
+
+
+async def test_explain_reads_a_live_service(server: FakeApiServer, kubeconfig: str) -> None:
+    """`limpet k8s explain --kubernetes-service` as a process, against the API server."""
+    import json
+    import sys
+
+    from tests.support.procs import limpet_env
+
+    server.objects["/api/v1/namespaces/web/services/chat"] = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "chat", "namespace": "web"},
+        "spec": {
+            "sessionAffinity": "ClientIP",
+            "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 900}},
+        },
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "limpet", "k8s", "explain", "--format", "json",
+        "--kubernetes-service", "web/chat", "--kubeconfig", kubeconfig,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=limpet_env(),
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    result = json.loads(out)
+    assert (result["dialect"], result["spec"]["client_ip_timeout"]) == ("kube-proxy", 900)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "limpet", "k8s", "explain",
+        "--kubernetes-service", "web/missing", "--kubeconfig", kubeconfig,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=limpet_env(),
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 1 and b"404" in err and b"Traceback" not in err
