@@ -397,7 +397,7 @@ def render_limpet(spec: AffinitySpec, o: RenderOptions) -> Rendered:
             f"redis://{redis}:6379",
         ],
         "ports": [{"name": "http", "containerPort": o.target_port}],
-        "readinessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 5},
+        "readinessProbe": _probe("/healthz", "http"),
     }
     redis_container: Manifest = {
         "name": "redis",
