@@ -90,12 +90,12 @@ def _find_keys(value: Any, path: tuple[str | int, ...]) -> Iterator[tuple[str | 
 
 def check_service_affinity(src: Source, doc: Document, emit: Emit) -> None:
     is_service = doc.kind == "Service" and doc.api_version == "v1"
-    for path in _find_keys(doc.obj, ()):
+    group = d.group_of(doc.obj)
+    builtin = "." not in group or group.endswith(".k8s.io")
+    for path in _find_keys(doc.obj, ()) if builtin else ():
+        # custom resources (GKE BackendConfig/GCPBackendPolicy, Traefik ...) have fields of
+        # their own named sessionAffinity; only Kubernetes' built-in kinds are checked
         if is_service and len(path) == 2 and path[0] == "spec":
-            continue
-        if doc.kind == "BackendConfig" and path == ("spec", "sessionAffinity"):
-            continue  # GKE's own block of that name
-        if doc.kind in ("TraefikService", "IngressRoute"):
             continue
         where = ".".join(str(p) for p in path)
         emit(
