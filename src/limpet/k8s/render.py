@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from limpet.affinity.spec import AffinitySpec
@@ -127,6 +127,14 @@ def _client_ip_block(spec: AffinitySpec) -> Manifest:
     }
 
 
+def _secure_cookie(spec: AffinitySpec, notes: list[str]) -> AffinitySpec:
+    """Browsers drop a SameSite=None cookie that is not Secure, so the pin would never stick."""
+    if spec.mode == "cookie" and spec.cookie_samesite == "None" and not spec.cookie_secure:
+        notes.append("SameSite=None cookies must be Secure (browsers drop them otherwise)")
+        return replace(spec, cookie_secure=True)
+    return spec
+
+
 def _unsupported(target: str, spec: AffinitySpec, hint: str) -> UsageError:
     return UsageError(f"--target {target} cannot express --affinity {spec.flag()}: {hint}")
 
@@ -187,6 +195,8 @@ def render_gke(spec: AffinitySpec, o: RenderOptions) -> Rendered:
 
 def render_nginx(spec: AffinitySpec, o: RenderOptions) -> Rendered:
     """Service + ingress-nginx Ingress with cookie or hash annotations."""
+    log: list[str] = []
+    spec = _secure_cookie(spec, log)
     notes = {
         d.NGINX + "proxy-read-timeout": str(WEBSOCKET_TIMEOUT),
         d.NGINX + "proxy-send-timeout": str(WEBSOCKET_TIMEOUT),
@@ -218,13 +228,15 @@ def render_nginx(spec: AffinitySpec, o: RenderOptions) -> Rendered:
         raise _unsupported(
             "ingress-nginx", spec, "use cookie (the sid is only known after handshake)"
         )
-    return Rendered([_service(o), _ingress(o, class_name="nginx", annotations=notes)])
+    return Rendered([_service(o), _ingress(o, class_name="nginx", annotations=notes)], log)
 
 
 def render_traefik(spec: AffinitySpec, o: RenderOptions) -> Rendered:
     """Traefik: v1 or v2 Service annotations, or the v3 TraefikService/IngressRoute CRDs."""
     if spec.mode not in ("cookie", "none"):
         raise _unsupported("traefik", spec, "Traefik sticky sessions are cookie-based")
+    log: list[str] = []
+    spec = _secure_cookie(spec, log)
     sticky = spec.mode == "cookie"
     if o.traefik_version == 1:
         notes = {d.TRAEFIK_V1_AFFINITY: "true", d.TRAEFIK_V1_COOKIE_NAME: spec.cookie_name}
@@ -243,7 +255,7 @@ def render_traefik(spec: AffinitySpec, o: RenderOptions) -> Rendered:
         if spec.cookie_ttl:
             notes[d.TRAEFIK_STICKY + ".maxage"] = str(spec.cookie_ttl)
         service = _service(o, annotations=notes if sticky else None)
-        return Rendered([service, _ingress(o, class_name="traefik")])
+        return Rendered([service, _ingress(o, class_name="traefik")], log)
     if o.traefik_version != 3:
         raise UsageError(f"--traefik-version {o.traefik_version}: expected 1, 2 or 3")
     cookie: Manifest = {
@@ -276,6 +288,7 @@ def render_traefik(spec: AffinitySpec, o: RenderOptions) -> Rendered:
         "metadata": _meta(o, o.name),
         "spec": {
             "entryPoints": ["websecure"],
+            "tls": {},
             "routes": [
                 {
                     "match": f"Host(`{o.host}`)",
@@ -286,7 +299,7 @@ def render_traefik(spec: AffinitySpec, o: RenderOptions) -> Rendered:
             ],
         },
     }
-    return Rendered([_service(o), middleware, traefik_service, route])
+    return Rendered([_service(o), middleware, traefik_service, route], log)
 
 
 def render_alibaba(spec: AffinitySpec, o: RenderOptions) -> Rendered:
