@@ -235,14 +235,14 @@ def render_traefik(spec: AffinitySpec, o: RenderOptions) -> Rendered:
     """Traefik: v1 or v2 Service annotations, or the v3 TraefikService/IngressRoute CRDs."""
     if spec.mode not in ("cookie", "none"):
         raise _unsupported("traefik", spec, "Traefik sticky sessions are cookie-based")
-    log: list[str] = []
-    spec = _secure_cookie(spec, log)
     sticky = spec.mode == "cookie"
     if o.traefik_version == 1:
         notes = {d.TRAEFIK_V1_AFFINITY: "true", d.TRAEFIK_V1_COOKIE_NAME: spec.cookie_name}
         service = _service(o, annotations=notes if sticky else None)
         ingress = _ingress(o, class_annotation="traefik")
         return Rendered([service, ingress], ["Traefik 1.x ignores cookie TTL and SameSite"])
+    log: list[str] = []
+    spec = _secure_cookie(spec, log)
     if o.traefik_version == 2:
         notes = {
             d.TRAEFIK_STICKY: "true",

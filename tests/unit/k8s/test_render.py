@@ -195,3 +195,13 @@ def test_limpet_target_references_resolve() -> None:
 def test_names_kubernetes_rejects_are_refused(options: RenderOptions) -> None:
     with pytest.raises(UsageError):
         render("kube-proxy", SPECS["client-ip"], options)
+
+
+@pytest.mark.parametrize("version", [2, 3])
+def test_samesite_none_is_rendered_secure(version: int) -> None:
+    spec = AffinitySpec(mode="cookie", cookie_samesite="None", cookie_secure=False)
+    rendered = render("traefik", spec, RenderOptions(traefik_version=version))
+    assert any("must be Secure" in n for n in rendered.notes)
+    assert lint_sources([("t.yaml", dump_all(rendered.manifests))]) == []
+    text = dump_all(rendered.manifests)
+    assert "secure: true" in text or 'service.sticky.cookie.secure: "true"' in text
