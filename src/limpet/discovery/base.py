@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -42,3 +43,32 @@ class Discovery(Protocol):
     """
 
     def watch(self) -> AsyncIterator[Snapshot]: ...
+
+
+class MemberSink(Protocol):
+    """What discovery feeds: ``limpet.pool.pool.Pool.set_members`` has this shape."""
+
+    def set_members(self, members: Iterable[tuple[str, str, bool]], now: float) -> None: ...
+
+
+def members(endpoints: Snapshot) -> list[tuple[str, str, bool]]:
+    """Pool membership (id, address, terminating) from a snapshot.
+
+    Ready endpoints serve; terminating ones stay as members so their pinned sessions can finish
+    while the pool drains them; endpoints not ready yet (starting pods) stay out.
+    """
+    return [(e.id, e.address, e.terminating) for e in endpoints if e.ready or e.terminating]
+
+
+async def feed_pool(
+    discovery: Discovery,
+    pool: MemberSink,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    on_change: Callable[[Snapshot], None] | None = None,
+) -> None:
+    """Apply every snapshot of ``discovery`` to ``pool`` until cancelled (the proxy's task)."""
+    async for endpoints in discovery.watch():
+        pool.set_members(members(endpoints), clock())
+        if on_change is not None:
+            on_change(endpoints)

@@ -55,6 +55,9 @@ class DnsDiscovery:
         if nameservers is not None:
             self.resolver.nameservers = list(nameservers)
             self.resolver.port = nameserver_port
+        # short names ("chat.web") rely on the pod's resolv.conf search list and ndots, as
+        # every other resolver in the cluster does
+        self.resolver.use_search_by_default = True
         self.resolver.lifetime = timeout
         self.resolver.cache = None
 
@@ -66,7 +69,7 @@ class DnsDiscovery:
         found: list[str] = []
         for rdtype in types:
             try:
-                answer = await self.resolver.resolve(name, rdtype, search=False)
+                answer = await self.resolver.resolve(name, rdtype)
             except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
                 continue
             found += [r.to_text() for r in answer]
@@ -82,7 +85,7 @@ class DnsDiscovery:
                 for a in addresses
             )
         try:
-            answer = await self.resolver.resolve(self.name, "SRV", search=False)
+            answer = await self.resolver.resolve(self.name, "SRV")
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
             return ()
         endpoints: list[Endpoint] = []

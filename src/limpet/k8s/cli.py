@@ -42,9 +42,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     render.add_argument("--host", default="app.example.com", help="Ingress host")
     render.add_argument("--traefik-version", type=int, choices=(1, 2, 3), default=3)
 
-    explain = sub.add_parser("explain", help="which affinity do these manifests configure?")
-    explain.add_argument("files", nargs="+", metavar="FILE", help="YAML files; - for stdin")
+    explain = sub.add_parser(
+        "explain", help="which affinity do these manifests (or this live Service) configure?"
+    )
+    explain.add_argument("files", nargs="*", metavar="FILE", help="YAML files; - for stdin")
     explain.add_argument("--service", default=None, help="Service name (default: the first)")
+    explain.add_argument(
+        "--kubernetes-service",
+        metavar="NAMESPACE/NAME",
+        default=None,
+        help="read the Service and what configures it from the cluster instead of files",
+    )
+    explain.add_argument("--kubeconfig", default=None, help="default: in-cluster or $KUBECONFIG")
+    explain.add_argument("--context", default=None, help="kubeconfig context")
     explain.add_argument("--format", choices=("text", "json"), default="text")
     parser.set_defaults(_k8s_parser=parser)
 
@@ -95,12 +105,10 @@ def run_render(args: argparse.Namespace) -> int:
     from limpet.k8s.render import RenderOptions, render
     from limpet.k8s.yamlnodes import dump_all
 
-    for flag in ("cookie_ttl", "client_ip_timeout", "port", "target_port", "replicas"):
-        value = getattr(args, flag)
-        if value is not None and value < 0:
-            raise UsageError(f"--{flag.replace('_', '-')} must not be negative")
-    if not 1 <= args.port <= 65535 or not 1 <= args.target_port <= 65535:
-        raise UsageError("--port and --target-port must be 1..65535")
+    if (args.cookie_ttl or 0) < 0:
+        raise UsageError("--cookie-ttl must not be negative")
+    if not 0 < args.client_ip_timeout <= 86400:
+        raise UsageError("--client-ip-timeout must be 1..86400 (the Kubernetes limit)")
     spec = AffinitySpec.from_flag(args.affinity)
     spec = replace(
         spec,
@@ -129,10 +137,25 @@ def run_render(args: argparse.Namespace) -> int:
 def run_explain(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
+    from limpet.errors import UsageError
     from limpet.k8s.dialects import derive
-    from limpet.k8s.yamlnodes import parse
+    from limpet.k8s.yamlnodes import expand_lists, parse
 
     objects: list[Any] = []
+    service = args.service
+    if args.kubernetes_service:
+        import asyncio
+
+        from limpet.discovery.kubernetes import fetch_service_objects, parse_service_ref
+
+        namespace, service = parse_service_ref(args.kubernetes_service)
+        objects += asyncio.run(
+            fetch_service_objects(
+                namespace, service, kubeconfig=args.kubeconfig, context=args.context
+            )
+        )
+    elif not args.files:
+        raise UsageError("give manifest files (or - for stdin) or --kubernetes-service NS/NAME")
     for name, text in _read(args.files):
         documents, problems = parse(text)
         if problems:
@@ -140,8 +163,8 @@ def run_explain(args: argparse.Namespace) -> int:
 
             p = problems[0]
             raise ManifestError(f"{name}:{p.line}: {p.message}")
-        objects += [doc.obj for doc in documents if isinstance(doc.obj, dict)]
-    derivation = derive(objects, args.service)
+        objects += [doc.obj for doc in expand_lists(documents) if isinstance(doc.obj, dict)]
+    derivation = derive(objects, service)
     if args.format == "json":
         out = {"dialect": derivation.dialect, "spec": asdict(derivation.spec)}
         print(json.dumps({**out, "notes": list(derivation.notes)}, indent=2))

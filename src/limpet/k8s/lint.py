@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from limpet.affinity.spec import CLIENT_IP_TIMEOUT_MAX
 from limpet.k8s import dialects as d
-from limpet.k8s.yamlnodes import Document, parse
+from limpet.k8s.yamlnodes import Document, expand_lists, parse
 
 Severity = Literal["error", "warning"]
 
@@ -42,6 +42,7 @@ RULES: dict[str, tuple[Severity, str]] = {
     "annotation-wrong-kind": ("error", "an annotation on an object kind that never reads it"),
     "nginx-affinity-value": ("error", "ingress-nginx affinity is not 'cookie'"),
     "nginx-cookie-without-affinity": ("warning", "session-cookie-* without affinity: cookie"),
+    "cookie-samesite-insecure": ("error", "a Traefik SameSite=None cookie without Secure"),
     "alibaba-persistence": ("error", "SLB persistence without Local policy / ClientIP / TCP"),
     "deprecated-api": ("error", "an API version or annotation that is deprecated or removed"),
 }
@@ -90,12 +91,12 @@ def _find_keys(value: Any, path: tuple[str | int, ...]) -> Iterator[tuple[str | 
 
 def check_service_affinity(src: Source, doc: Document, emit: Emit) -> None:
     is_service = doc.kind == "Service" and doc.api_version == "v1"
-    for path in _find_keys(doc.obj, ()):
+    group = d.group_of(doc.obj)
+    builtin = "." not in group or group.endswith(".k8s.io")
+    for path in _find_keys(doc.obj, ()) if builtin else ():
+        # custom resources (GKE BackendConfig/GCPBackendPolicy, Traefik ...) have fields of
+        # their own named sessionAffinity; only Kubernetes' built-in kinds are checked
         if is_service and len(path) == 2 and path[0] == "spec":
-            continue
-        if doc.kind == "BackendConfig" and path == ("spec", "sessionAffinity"):
-            continue  # GKE's own block of that name
-        if doc.kind in ("TraefikService", "IngressRoute"):
             continue
         where = ".".join(str(p) for p in path)
         emit(
@@ -211,6 +212,8 @@ def check_annotations(src: Source, doc: Document, emit: Emit) -> None:
             )
     if kind == "Ingress":
         _check_nginx(src, doc, notes, emit)
+    if kind == "Service":
+        _check_traefik_annotations(src, doc, notes, emit)
 
 
 def _check_nginx(src: Source, doc: Document, notes: dict[str, str], emit: Emit) -> None:
@@ -238,6 +241,34 @@ def _check_nginx(src: Source, doc: Document, notes: dict[str, str], emit: Emit) 
     for key in ("session-cookie-max-age", "session-cookie-expires"):
         if d.NGINX + key in notes:
             _ttl_finding(src, doc, (*at, d.NGINX + key), d.as_int(notes[d.NGINX + key]), key, emit)
+
+
+def _samesite_finding(src: Source, doc: Document, path: tuple[str | int, ...], emit: Emit) -> None:
+    emit(
+        src,
+        doc,
+        path,
+        "cookie-samesite-insecure",
+        "browsers drop a SameSite=None cookie that is not Secure: the pin never sticks",
+        "set secure: true (and serve over HTTPS), or use SameSite Lax",
+    )
+
+
+def _check_traefik_annotations(
+    src: Source, doc: Document, notes: dict[str, str], emit: Emit
+) -> None:
+    samesite = notes.get(d.TRAEFIK_STICKY + ".samesite")
+    if (
+        d.as_samesite(samesite) == "None"
+        and d.as_bool(notes.get(d.TRAEFIK_STICKY + ".secure")) is not True
+    ):
+        _samesite_finding(
+            src, doc, ("metadata", "annotations", d.TRAEFIK_STICKY + ".samesite"), emit
+        )
+    raw = notes.get(d.TRAEFIK_STICKY + ".maxage")
+    if raw is not None:
+        at = ("metadata", "annotations", d.TRAEFIK_STICKY + ".maxage")
+        _ttl_finding(src, doc, at, d.as_int(raw), "maxage", emit)
 
 
 def check_deprecated(src: Source, doc: Document, emit: Emit) -> None:
@@ -289,8 +320,15 @@ def check_traefik_crd(src: Source, doc: Document, emit: Emit) -> None:
             at: tuple[str | int, ...] = ("spec", "routes", i, "services", j, "sticky", "cookie")
             blocks.append((at, d.get(svc, "sticky", "cookie")))
     for path, block in blocks:
-        if isinstance(block, Mapping) and "maxAge" in block:
+        if not isinstance(block, Mapping):
+            continue
+        if "maxAge" in block:
             _ttl_finding(src, doc, (*path, "maxAge"), d.as_int(block["maxAge"]), "maxAge", emit)
+        if (
+            d.as_samesite(block.get("sameSite")) == "None"
+            and d.as_bool(block.get("secure")) is not True
+        ):
+            _samesite_finding(src, doc, (*path, "sameSite"), emit)
 
 
 # --- rules across documents ---------------------------------------------------------------------
@@ -409,9 +447,9 @@ def lint_sources(inputs: Iterable[tuple[str, str]]) -> list[Finding]:
         for p in problems:
             hint = "replace tabs with spaces" if p.rule == "yaml-tab-indent" else "fix the syntax"
             findings.append(Finding(name, p.line, p.rule, "error", p.message, hint))
-        source = Source(name, documents)
+        source = Source(name, expand_lists(documents))
         sources.append(source)
-        for doc in documents:
+        for doc in source.documents:
             if not isinstance(doc.obj, Mapping):
                 continue
             for check in PER_DOCUMENT:

@@ -7,8 +7,9 @@ them. The output is meant to pass ``kubectl apply --dry-run=client`` and ``limpe
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from limpet.affinity.spec import AffinitySpec
@@ -126,6 +127,14 @@ def _client_ip_block(spec: AffinitySpec) -> Manifest:
     }
 
 
+def _secure_cookie(spec: AffinitySpec, notes: list[str]) -> AffinitySpec:
+    """Browsers drop a SameSite=None cookie that is not Secure, so the pin would never stick."""
+    if spec.mode == "cookie" and spec.cookie_samesite == "None" and not spec.cookie_secure:
+        notes.append("SameSite=None cookies must be Secure (browsers drop them otherwise)")
+        return replace(spec, cookie_secure=True)
+    return spec
+
+
 def _unsupported(target: str, spec: AffinitySpec, hint: str) -> UsageError:
     return UsageError(f"--target {target} cannot express --affinity {spec.flag()}: {hint}")
 
@@ -186,6 +195,8 @@ def render_gke(spec: AffinitySpec, o: RenderOptions) -> Rendered:
 
 def render_nginx(spec: AffinitySpec, o: RenderOptions) -> Rendered:
     """Service + ingress-nginx Ingress with cookie or hash annotations."""
+    log: list[str] = []
+    spec = _secure_cookie(spec, log)
     notes = {
         d.NGINX + "proxy-read-timeout": str(WEBSOCKET_TIMEOUT),
         d.NGINX + "proxy-send-timeout": str(WEBSOCKET_TIMEOUT),
@@ -217,7 +228,7 @@ def render_nginx(spec: AffinitySpec, o: RenderOptions) -> Rendered:
         raise _unsupported(
             "ingress-nginx", spec, "use cookie (the sid is only known after handshake)"
         )
-    return Rendered([_service(o), _ingress(o, class_name="nginx", annotations=notes)])
+    return Rendered([_service(o), _ingress(o, class_name="nginx", annotations=notes)], log)
 
 
 def render_traefik(spec: AffinitySpec, o: RenderOptions) -> Rendered:
@@ -230,6 +241,8 @@ def render_traefik(spec: AffinitySpec, o: RenderOptions) -> Rendered:
         service = _service(o, annotations=notes if sticky else None)
         ingress = _ingress(o, class_annotation="traefik")
         return Rendered([service, ingress], ["Traefik 1.x ignores cookie TTL and SameSite"])
+    log: list[str] = []
+    spec = _secure_cookie(spec, log)
     if o.traefik_version == 2:
         notes = {
             d.TRAEFIK_STICKY: "true",
@@ -242,7 +255,7 @@ def render_traefik(spec: AffinitySpec, o: RenderOptions) -> Rendered:
         if spec.cookie_ttl:
             notes[d.TRAEFIK_STICKY + ".maxage"] = str(spec.cookie_ttl)
         service = _service(o, annotations=notes if sticky else None)
-        return Rendered([service, _ingress(o, class_name="traefik")])
+        return Rendered([service, _ingress(o, class_name="traefik")], log)
     if o.traefik_version != 3:
         raise UsageError(f"--traefik-version {o.traefik_version}: expected 1, 2 or 3")
     cookie: Manifest = {
@@ -275,6 +288,7 @@ def render_traefik(spec: AffinitySpec, o: RenderOptions) -> Rendered:
         "metadata": _meta(o, o.name),
         "spec": {
             "entryPoints": ["websecure"],
+            "tls": {},
             "routes": [
                 {
                     "match": f"Host(`{o.host}`)",
@@ -285,7 +299,7 @@ def render_traefik(spec: AffinitySpec, o: RenderOptions) -> Rendered:
             ],
         },
     }
-    return Rendered([_service(o), middleware, traefik_service, route])
+    return Rendered([_service(o), middleware, traefik_service, route], log)
 
 
 def render_alibaba(spec: AffinitySpec, o: RenderOptions) -> Rendered:
@@ -396,7 +410,7 @@ def render_limpet(spec: AffinitySpec, o: RenderOptions) -> Rendered:
             f"redis://{redis}:6379",
         ],
         "ports": [{"name": "http", "containerPort": o.target_port}],
-        "readinessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 5},
+        "readinessProbe": _probe("/healthz", "http"),
     }
     redis_container: Manifest = {
         "name": "redis",
@@ -469,10 +483,32 @@ RENDERERS: dict[str, Callable[[AffinitySpec, RenderOptions], Rendered]] = {
 }
 
 
+#: RFC 1123 label: what Kubernetes accepts as a Service or namespace name
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_LONGEST_SUFFIX = len("-backendconfig")
+
+
+def check_options(o: RenderOptions) -> None:
+    """UsageError for names Kubernetes would reject (the API server would say it later)."""
+    if not _DNS_LABEL.fullmatch(o.namespace) or len(o.namespace) > 63:
+        raise UsageError(f"--namespace {o.namespace!r}: expected lower-case a-z, 0-9 and '-'")
+    if not _DNS_LABEL.fullmatch(o.name) or len(o.name) > 63 - _LONGEST_SUFFIX:
+        raise UsageError(
+            f"--name {o.name!r}: expected lower-case a-z, 0-9 and '-', "
+            f"at most {63 - _LONGEST_SUFFIX} characters"
+        )
+    if not 1 <= o.port <= 65535 or not 1 <= o.target_port <= 65535:
+        raise UsageError("--port and --target-port must be 1..65535")
+    if o.replicas < 0:
+        raise UsageError("--replicas must not be negative")
+
+
 def render(target: str, spec: AffinitySpec, options: RenderOptions | None = None) -> Rendered:
     """Manifests for ``target``; UsageError when the platform cannot express ``spec``."""
+    options = options or RenderOptions()
+    check_options(options)
     try:
         renderer = RENDERERS[target]
     except KeyError:
         raise UsageError(f"--target {target!r}: expected one of {', '.join(TARGETS)}") from None
-    return renderer(spec, options or RenderOptions())
+    return renderer(spec, options)

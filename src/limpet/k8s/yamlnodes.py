@@ -7,7 +7,7 @@ keep a map from key path to line so lint findings can point at the exact line.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,7 +93,12 @@ def parse(text: str) -> tuple[list[Document], list[Problem]]:
         for n in tab_indents(text)
     ]
     documents: list[Document] = []
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:  # a control character PyYAML refuses outright
+        line = text.count("\n", 0, max(exc.position, 0)) + 1
+        problems.append(Problem(line, "yaml-invalid", f"not valid YAML: {exc.reason}"))
+        return documents, problems
     try:
         index = 0
         while loader.check_node():
@@ -121,7 +126,22 @@ def parse(text: str) -> tuple[list[Document], list[Problem]]:
     return documents, problems
 
 
-def dump_all(objects: list[Mapping[str, Any]]) -> str:
+def expand_lists(documents: list[Document]) -> list[Document]:
+    """Documents with every ``kind: List`` (as ``kubectl get -o yaml`` prints) replaced by its items."""
+    out: list[Document] = []
+    for doc in documents:
+        items = doc.obj.get("items") if isinstance(doc.obj, Mapping) else None
+        if not (doc.kind.endswith("List") and isinstance(items, list)):
+            out.append(doc)
+            continue
+        for i, item in enumerate(items):
+            prefix = ("items", i)
+            lines = {p[2:]: n for p, n in doc.lines.items() if p[:2] == prefix and len(p) > 2}
+            out.append(Document(doc.index, item, doc.line(*prefix), lines))
+    return out
+
+
+def dump_all(objects: Sequence[Mapping[str, Any]]) -> str:
     """Multi-document YAML in the key order given (the order a reader expects)."""
     return yaml.safe_dump_all(
         [dict(o) for o in objects], sort_keys=False, default_flow_style=False, explicit_start=True

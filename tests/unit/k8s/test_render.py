@@ -10,6 +10,7 @@ import yaml
 from limpet.affinity.spec import AffinitySpec
 from limpet.cli import main
 from limpet.errors import UsageError
+from limpet.k8s.dialects import derive
 from limpet.k8s.lint import lint_sources
 from limpet.k8s.render import TARGETS, RenderOptions, render
 from limpet.k8s.yamlnodes import dump_all
@@ -145,3 +146,63 @@ def test_cli_explain(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
     out = json.loads(capsys.readouterr().out)
     assert out["dialect"] == "ingress-nginx"
     assert out["spec"]["cookie_name"] == "route"
+
+
+def test_limpet_target_references_resolve() -> None:
+    """Every name the limpet manifests refer to exists, and every selector selects pods."""
+    manifests = render("limpet", SPECS["cookie"], RenderOptions(name="chat")).manifests
+    named = {(m["kind"], m["metadata"]["name"]) for m in manifests}
+    pod_labels = [
+        m["spec"]["template"]["metadata"]["labels"] for m in manifests if m["kind"] == "Deployment"
+    ]
+
+    def selects(selector: dict[str, str]) -> int:
+        return sum(all(labels.get(k) == v for k, v in selector.items()) for labels in pod_labels)
+
+    for m in manifests:
+        if m["kind"] == "Service":
+            assert selects(m["spec"]["selector"]) == 1, m["metadata"]["name"]
+        if m["kind"] in ("Deployment", "PodDisruptionBudget"):
+            assert selects(m["spec"]["selector"]["matchLabels"]) == 1
+        if m["kind"] == "RoleBinding":
+            assert ("Role", m["roleRef"]["name"]) in named
+            assert ("ServiceAccount", m["subjects"][0]["name"]) in named
+        if m["kind"] == "Deployment":
+            pod = m["spec"]["template"]["spec"]
+            if "serviceAccountName" in pod:
+                assert ("ServiceAccount", pod["serviceAccountName"]) in named
+            for env in pod["containers"][0].get("env", []):
+                assert ("Secret", env["valueFrom"]["secretKeyRef"]["name"]) in named
+    proxy = next(
+        m for m in manifests if m["metadata"]["name"] == "chat-proxy" and m["kind"] == "Deployment"
+    )
+    args = proxy["spec"]["template"]["spec"]["containers"][0]["args"]
+    hub_service = args[args.index("--kubernetes-service") + 1]
+    assert hub_service == "default/chat-hub" and ("Service", "chat-hub") in named
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        RenderOptions(name="Chat"),
+        RenderOptions(name="chat_app"),
+        RenderOptions(name="x" * 60),
+        RenderOptions(namespace="-web"),
+        RenderOptions(port=0),
+        RenderOptions(target_port=70000),
+        RenderOptions(replicas=-1),
+    ],
+)
+def test_names_kubernetes_rejects_are_refused(options: RenderOptions) -> None:
+    with pytest.raises(UsageError):
+        render("kube-proxy", SPECS["client-ip"], options)
+
+
+@pytest.mark.parametrize("version", [2, 3])
+def test_samesite_none_is_rendered_secure(version: int) -> None:
+    spec = AffinitySpec(mode="cookie", cookie_samesite="None", cookie_secure=False)
+    rendered = render("traefik", spec, RenderOptions(traefik_version=version))
+    assert any("must be Secure" in n for n in rendered.notes)
+    assert lint_sources([("t.yaml", dump_all(rendered.manifests))]) == []
+    spec_back = derive(rendered.manifests).spec
+    assert (spec_back.cookie_samesite, spec_back.cookie_secure) == ("None", True)
