@@ -248,3 +248,28 @@ def test_websocket_only_handshake_through_the_proxy(procs: Procs, backends: dict
     assert TOKEN.fullmatch(json.loads(opened[1:])["sid"])
     assert name in backends
     assert extensions is None
+
+
+def test_custom_engineio_path_from_the_config_file(procs: Procs) -> None:
+    """``engineio-path`` in YAML: sessions on the server's custom path are pinned, others not."""
+    urls = [procs.whoami(name, "127.0.0.1", None, "--socketio-path", "rt") for name in "ab"]
+    port = free_port()
+    config = procs.tmp / "engineio.yaml"
+    config.write_text(
+        f"secret: {SECRET}\n"
+        f"listeners: [{{address: '127.0.0.1:{port}'}}]\n"
+        "pools:\n"
+        "  default:\n"
+        f"    backends: [{urls[0]}, {urls[1]}]\n"
+        "    affinity: {mode: engineio, engineio-path: /rt/}\n"
+    )
+    PROXIES.setdefault(id(procs), []).append(
+        procs.limpet("proxy", "--config", str(config), wait_for=("127.0.0.1", port))
+    )
+    status, headers, body = request(port, "GET", "/rt/?EIO=4&transport=polling")
+    assert status == 200 and int(headers["content-length"]) == len(body)
+    token = json.loads(body.split(b"\x1e")[0][1:])["sid"]
+    assert TOKEN.fullmatch(token), token
+    for _ in range(4):  # round robin would have moved an unpinned session by now
+        status, _, body = request(port, "POST", f"/rt/?EIO=4&transport=polling&sid={token}", b"3")
+        assert (status, body) == (200, b"OK")
