@@ -196,10 +196,10 @@ def _pool(ctx: _Ctx, name: str, node: yaml.Node, key: str) -> PoolConfig:
                 bid = _typed(ctx, idnode[1], f"{bkey}.id", str) if idnode else ""
                 backends.append(BackendConfig(bid or backend_id_for(address), address))
             seen: set[str] = set()
-            for i, (b, bnode) in enumerate(zip(backends, vnode.value, strict=True)):
-                if b.id in seen:
-                    raise ctx.error(f"duplicate backend id {b.id!r}", f"{sub}[{i}]", bnode)
-                seen.add(b.id)
+            for i, (backend, bnode) in enumerate(zip(backends, vnode.value, strict=True)):
+                if backend.id in seen:
+                    raise ctx.error(f"duplicate backend id {backend.id!r}", f"{sub}[{i}]", bnode)
+                seen.add(backend.id)
             pool = replace(pool, backends=tuple(backends))
         elif k == "affinity":
             pool = replace(pool, affinity=_affinity(ctx, vnode, sub))

@@ -120,11 +120,11 @@ def resolve(args: argparse.Namespace) -> Any:
     if any(lc.mode == "tcp" for lc in cfg.listeners):
         pools = []
         for pool in cfg.pools:
-            mode = pool.affinity.mode
-            if mode == "cookie" and not args.affinity:
+            affinity_mode = pool.affinity.mode
+            if affinity_mode == "cookie" and not args.affinity:
                 # cookies need HTTP: in L4 mode the natural default is the client address
                 pool = replace(pool, affinity=replace(pool.affinity, mode="client-ip"))
-            elif mode not in ("none", "client-ip"):
+            elif affinity_mode not in ("none", "client-ip"):
                 raise ConfigError(
                     f"tcp mode supports affinity none or client-ip, not {pool.affinity.flag()}",
                     key=f"pools.{pool.name}.affinity.mode",
@@ -187,12 +187,16 @@ def run(args: argparse.Namespace) -> int:
     return run_workers(cfg, secret)
 
 
+def run_worker(cfg: Any, secret: bytes, *, admin: bool) -> None:
+    from limpet.runtime import run_until_signal
+
+    run_until_signal(lambda stop: serve(cfg, secret, stop, reuse_port=True, admin=admin))
+
+
 def run_workers(cfg: Any, secret: bytes) -> int:
     """Fork N workers that share each listener via SO_REUSEPORT. Decisions are stateless given
     the secret, so every worker pins a session to the same backend. Admin runs in worker 0."""
     import signal
-
-    from limpet.runtime import run_until_signal
 
     children: list[int] = []
     for index in range(cfg.workers):
@@ -200,9 +204,7 @@ def run_workers(cfg: Any, secret: bytes) -> int:
         if pid == 0:  # pragma: no cover - runs in the child
             code = 0
             try:
-                run_until_signal(
-                    lambda stop, i=index: serve(cfg, secret, stop, reuse_port=True, admin=i == 0)
-                )
+                run_worker(cfg, secret, admin=index == 0)
             except BaseException as exc:  # the child must never return into the parent's code
                 print(f"limpet proxy worker {index}: {exc}", file=sys.stderr, flush=True)
                 code = 1

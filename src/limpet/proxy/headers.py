@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 
 #: RFC 9110 §7.6.1: fields meant for one connection only; never forwarded. Proxy-Connection and
@@ -52,5 +53,11 @@ def parse_cookies(values: list[str]) -> dict[str, str]:
     return jar
 
 
+_ID_PREFIX = os.urandom(6).hex().encode() + b"-"
+_id_counter = itertools.count(1)
+
+
 def new_request_id() -> bytes:
-    return os.urandom(8).hex().encode()
+    """A unique request id: a random per-process prefix and a counter (no syscall per request,
+    unlike os.urandom, which showed up in the profile)."""
+    return _ID_PREFIX + b"%x" % next(_id_counter)

@@ -40,15 +40,15 @@ class TcpDownstream(asyncio.Protocol):
         return f"TcpDownstream(client={self.client_ip!r}, backend={self.backend_id!r})"
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
         peer = transport.get_extra_info("peername")
         self.client_ip = peer[0] if peer else ""
         self.server.connections.add(self)
         self.server.metrics.downstream_connections.inc()
         if len(self.server.connections) > self.server.config.limits.max_connections:
-            self.transport.close()
+            transport.close()
             return
-        self.transport.pause_reading()
+        transport.pause_reading()  # type: ignore[attr-defined]
         self.loop.create_task(self.connect(set()))
 
     async def connect(self, failed: set[str]) -> None:

@@ -67,15 +67,19 @@ class UpstreamConnection(asyncio.Protocol):
                 peer.transport.write(data)
             peer.tunnel_activity()
             return
-        if self.exchange is None:
+        exchange = self.exchange
+        if exchange is None:
             # bytes while idle: the backend broke HTTP framing; this connection is unusable
             self.abort()
             return
+        down = exchange.down
+        down.cork()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
             offset = exc.args[0] if exc.args else len(data)
             rest = data[offset:]
+            down.flush()  # the 101 head first, then the tunnel's first bytes
             if rest and self.tunnel_peer is not None and self.tunnel_peer.transport is not None:
                 self.tunnel_peer.transport.write(rest)
         except httptools.HttpParserError as exc:
@@ -83,6 +87,8 @@ class UpstreamConnection(asyncio.Protocol):
             self.abort()
             if exchange is not None:
                 exchange.upstream_failed(f"invalid HTTP from the backend: {exc}")
+        finally:
+            down.flush()
 
     def eof_received(self) -> bool | None:
         if self.tunnel_peer is not None:
@@ -97,15 +103,9 @@ class UpstreamConnection(asyncio.Protocol):
         if peer is not None:
             peer.peer_lost()
             return
-        exchange = self.exchange
-        if exchange is not None:
-            try:
-                self.parser.feed_eof()  # completes a close-delimited response
-            except httptools.HttpParserError:
-                pass
-            self.exchange = None
-            if exchange.upstream is self:
-                exchange.upstream_lost(exc)
+        exchange, self.exchange = self.exchange, None
+        if exchange is not None and exchange.upstream is self:
+            exchange.upstream_lost(exc)
 
     def pause_writing(self) -> None:
         # the backend reads slower than the client sends: stop reading the client

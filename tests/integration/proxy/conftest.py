@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
+
 from tests.support.procs import Procs, free_port
 
 SECRET = "test-secret-shared-by-replicas"
@@ -128,7 +129,7 @@ class Client:
             self.conn = None
 
 
-def raw_exchange(port: int, data: bytes, *, timeout: float = 5.0, host: str = "127.0.0.1") -> bytes:
+def raw_exchange(port: int, data: bytes, *, timeout: float = 6.0, host: str = "127.0.0.1") -> bytes:
     """Send bytes on a fresh connection; read until the proxy closes it (or timeout)."""
     with socket.create_connection((host, port), timeout=timeout) as s:
         s.sendall(data)

@@ -10,6 +10,7 @@ import urllib.request
 from collections.abc import Iterator
 
 import pytest
+
 from tests.integration.proxy.conftest import Proxy, raw_exchange, start_backends, start_proxy
 from tests.support.procs import Procs
 
@@ -24,15 +25,25 @@ limits:
 H = b"Host: x\r\n"
 BAD = {
     # RFC 9112 §6.1: Content-Length with Transfer-Encoding is a smuggling vector
-    "cl-and-te": b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-    "te-and-cl": b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n",
+    "cl-and-te": b"POST / HTTP/1.1\r\n"
+    + H
+    + b"Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    "te-and-cl": b"POST / HTTP/1.1\r\n"
+    + H
+    + b"Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n",
     # RFC 9112 §6.3: differing (or list-valued) Content-Length
-    "duplicate-cl": b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+    "duplicate-cl": b"POST / HTTP/1.1\r\n"
+    + H
+    + b"Content-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
     "cl-list": b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 3, 4\r\n\r\nabcd",
     "cl-sign": b"POST / HTTP/1.1\r\n" + H + b"Content-Length: +3\r\n\r\nabc",
     # RFC 9112 §7.1: chunk-size is 1*HEXDIG
-    "bad-chunk-size": b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
-    "chunk-size-lf": b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n3\nabc\r\n0\r\n\r\n",
+    "bad-chunk-size": b"POST / HTTP/1.1\r\n"
+    + H
+    + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+    "chunk-size-lf": b"POST / HTTP/1.1\r\n"
+    + H
+    + b"Transfer-Encoding: chunked\r\n\r\n3\nabc\r\n0\r\n\r\n",
     # RFC 9112 §6.1: chunked must be the final coding of a request
     "te-not-chunked": b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: gzip\r\n\r\nabc",
     # RFC 9112 §2.2: bare LF
@@ -68,7 +79,7 @@ def relayed(proxy: Proxy) -> float:
     """How many responses the proxy relayed from a backend (a forwarded request shows here)."""
     with urllib.request.urlopen(f"http://127.0.0.1:{proxy.admin_port}/metrics", timeout=5) as r:
         text = r.read().decode()
-    return sum(float(m) for m in re.findall(r'^limpet_responses_total\{.*\} (\S+)$', text, re.M))
+    return sum(float(m) for m in re.findall(r"^limpet_responses_total\{.*\} (\S+)$", text, re.M))
 
 
 def send_bytewise(port: int, data: bytes) -> bytes:
@@ -112,9 +123,13 @@ def test_twin_a_well_formed_request_is_forwarded(proxy: Proxy) -> None:
 def test_smuggled_request_after_a_good_one(proxy: Proxy) -> None:
     before = relayed(proxy)
     data = (
-        b"GET /first HTTP/1.1\r\n" + H + b"\r\n"
+        b"GET /first HTTP/1.1\r\n"
+        + H
+        + b"\r\n"
         + BAD["cl-and-te"]
-        + b"GET /never HTTP/1.1\r\n" + H + b"\r\n"
+        + b"GET /never HTTP/1.1\r\n"
+        + H
+        + b"\r\n"
     )
     answer = raw_exchange(proxy.port, data)
     assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
@@ -130,7 +145,9 @@ def test_too_many_headers_is_431(proxy: Proxy) -> None:
 
 
 def test_oversized_head_is_431(proxy: Proxy) -> None:
-    answer = raw_exchange(proxy.port, b"GET / HTTP/1.1\r\n" + H + b"X-Big: " + b"a" * 5000 + b"\r\n\r\n")
+    answer = raw_exchange(
+        proxy.port, b"GET / HTTP/1.1\r\n" + H + b"X-Big: " + b"a" * 5000 + b"\r\n\r\n"
+    )
     assert answer.startswith(b"HTTP/1.1 431 ") and answer.endswith(b"<EOF>")
     answer = raw_exchange(proxy.port, b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\n" + H + b"\r\n")
     assert answer.startswith(b"HTTP/1.1 431 ")
@@ -153,5 +170,7 @@ def test_idle_connection_without_a_byte_is_closed_quietly(proxy: Proxy) -> None:
 
 
 def test_connect_method_is_refused(proxy: Proxy) -> None:
-    answer = raw_exchange(proxy.port, b"CONNECT example.test:443 HTTP/1.1\r\nHost: example.test:443\r\n\r\n")
+    answer = raw_exchange(
+        proxy.port, b"CONNECT example.test:443 HTTP/1.1\r\nHost: example.test:443\r\n\r\n"
+    )
     assert answer.startswith(b"HTTP/1.1 501 ") and answer.endswith(b"<EOF>")

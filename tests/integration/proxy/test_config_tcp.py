@@ -24,7 +24,9 @@ def run_limpet(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_bad_config_exits_before_listening_naming_key_and_line(procs: Procs) -> None:
     bad = procs.tmp / "bad.yaml"
-    bad.write_text("pools:\n  web:\n    backends: [127.0.0.1:1]\n    affinity:\n      mode: sticky\n")
+    bad.write_text(
+        "pools:\n  web:\n    backends: [127.0.0.1:1]\n    affinity:\n      mode: sticky\n"
+    )
     port = free_port()
     result = run_limpet("proxy", "--config", str(bad), "--listen", f"127.0.0.1:{port}")
     assert result.returncode == 2
@@ -40,7 +42,10 @@ def test_usage_errors_are_clear() -> None:
         (["proxy", "--backend", "a=ftp://x:1"], "expected http://HOST:PORT"),
         (["proxy", "--backend", "127.0.0.1:1", "--affinity", "sticky"], "--affinity 'sticky'"),
         (["proxy", "--config", "/nonexistent.yaml"], "cannot read config file"),
-        (["proxy", "--backend", "127.0.0.1:1", "--mode", "tcp", "--affinity", "cookie"], "tcp mode"),
+        (
+            ["proxy", "--backend", "127.0.0.1:1", "--mode", "tcp", "--affinity", "cookie"],
+            "tcp mode",
+        ),
     ]:
         result = run_limpet(*args)
         assert result.returncode == 2, (args, result.stderr)

@@ -13,7 +13,12 @@ from tests.support.procs import Procs, free_port
 def whoami_proc(procs: Procs, name: str) -> tuple[str, object]:
     port = free_port()
     proc = procs.limpet(
-        "whoami", "--listen", f"127.0.0.1:{port}", "--name", name, "--no-socketio",
+        "whoami",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--name",
+        name,
+        "--no-socketio",
         wait_for=("127.0.0.1", port),
     )
     return f"http://127.0.0.1:{port}", proc

@@ -7,6 +7,7 @@ import asyncio
 import socket
 
 import pytest
+
 from tests.integration.proxy.conftest import Client, raw_exchange, start_proxy
 from tests.support.procs import Procs
 

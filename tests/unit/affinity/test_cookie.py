@@ -252,3 +252,20 @@ def test_balanced_new_sessions_spread() -> None:
     )
     assert set(spread) == {"b0", "b1", "b2", "b3"}
     assert max(spread.values()) < 1.15 * 1000
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.binary(min_size=1, max_size=64),
+    st.lists(st.text(min_size=1, max_size=12), min_size=1, max_size=12, unique=True),
+    st.sampled_from(["persistent", "balanced"]),
+)
+def test_two_instances_with_the_same_secret_agree(secret: bytes, ids: list[str], mode: str) -> None:
+    pool = Pool("web", [(backend_id, f"127.0.0.1:{9000 + i}") for i, backend_id in enumerate(ids)])
+    spec = replace(SPEC, cookie_mode=mode)  # type: ignore[arg-type]
+    a = CookiePolicy(spec, secret=secret, pool_name="web", balancer=RoundRobin())
+    b = CookiePolicy(spec, secret=secret, pool_name="web", balancer=RoundRobin())
+    for _ in range(len(ids)):
+        minted = a.pick(facts(None), pool.snapshot())
+        honoured = b.pick(facts(value(minted)), pool.snapshot())
+        assert honoured.backend == minted.backend and honoured.reason is PickReason.PINNED

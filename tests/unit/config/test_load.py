@@ -58,16 +58,32 @@ def test_full_document() -> None:
 ERRORS = [
     ("pools:\n  web:\n    backends: []\n", "pools.web.backends", 3),
     ("pools:\n  web:\n    backends: [a:1]\n    colour: red\n", "pools.web.colour", 4),
-    ("pools:\n  web:\n    backends: [a:1]\n    affinity: {mode: sticky}\n", "pools.web.affinity.mode", 4),
-    ("pools:\n  web:\n    backends: [a:1]\n    affinity:\n      cookie-ttl: soon\n", "pools.web.affinity.cookie-ttl", 5),
-    ("pools:\n  web:\n    backends: [a:1]\n    health: {interval: -1}\n", "pools.web.health.interval", 4),
+    (
+        "pools:\n  web:\n    backends: [a:1]\n    affinity: {mode: sticky}\n",
+        "pools.web.affinity.mode",
+        4,
+    ),
+    (
+        "pools:\n  web:\n    backends: [a:1]\n    affinity:\n      cookie-ttl: soon\n",
+        "pools.web.affinity.cookie-ttl",
+        5,
+    ),
+    (
+        "pools:\n  web:\n    backends: [a:1]\n    health: {interval: -1}\n",
+        "pools.web.health.interval",
+        4,
+    ),
     ("pools:\n  web:\n    backends: [a:1]\nroutes:\n  - {pool: nope}\n", "routes[0].pool", 5),
     ("timeouts:\n  connect: fast\n", "timeouts.connect", 2),
     ("listeners:\n  - address: nowhere\n", "listeners[0].address", 2),
     ("listeners:\n  - {address: '127.0.0.1:1', mode: udp}\n", "listeners[0].mode", 2),
     ("workers: 0\n", "workers", 1),
     ("bogus: 1\n", "bogus", 1),
-    ("pools:\n  web:\n    backends:\n      - {id: a, url: 'x:1'}\n      - {id: a, url: 'y:1'}\n", "pools.web.backends[1]", 5),
+    (
+        "pools:\n  web:\n    backends:\n      - {id: a, url: 'x:1'}\n      - {id: a, url: 'y:1'}\n",
+        "pools.web.backends[1]",
+        5,
+    ),
     ("pools:\n  web:\n    backends: [ftp://x:1]\n", "pools.web.backends[0]", 3),
 ]
 
