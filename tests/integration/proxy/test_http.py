@@ -182,3 +182,20 @@ async def test_twin_active_websocket_tunnel_stays_open(procs: Procs, three: dict
             await ws.send(f"m{i}")
             assert (await asyncio.wait_for(ws.recv(), 5)).endswith(f": m{i}")
             await asyncio.sleep(0.4)
+
+
+def test_pipelined_requests_with_bodies(proxy) -> None:
+    requests = (
+        b"POST /one HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+        b"POST /two HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+        b"GET /three HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    data = raw_exchange(proxy.port, requests).decode()
+    lines = data.splitlines()
+    order = [line.split()[1] for line in lines if line.startswith(("GET /", "POST /"))]
+    assert order == ["/one", "/two", "/three"]
+    assert [line for line in lines if line.startswith("body-bytes")] == [
+        "body-bytes: 5",
+        "body-bytes: 3",
+        "body-bytes: 0",
+    ]
