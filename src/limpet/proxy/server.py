@@ -82,6 +82,11 @@ class PoolRuntime:
     def passive(self, backend_id: str, event: HealthEvent) -> None:
         if not self.passive_enabled:
             return
+        if event is HealthEvent.PASSIVE_OK:
+            # the hot path: a success only matters when it breaks a run of failures
+            member = self.pool.get(backend_id)
+            if member is None or member.status.passive_fails == 0:
+                return
         before = self.state(backend_id)
         self.pool.record(backend_id, event, time.monotonic())
         if self.state(backend_id) is not before:
