@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import subprocess
 import sys
 import threading
@@ -292,6 +293,32 @@ def test_clear_errors(api: tuple[ApiServer, str], tmp_path: Path) -> None:
     closed["clusters"][0]["cluster"]["server"] = f"http://127.0.0.1:{free_port()}"
     unreachable = tmp_path / "unreachable"
     unreachable.write_text(json.dumps(closed))
-    err = limpet_proxy_fails("--kubernetes-service", "default/chat", "--kubeconfig", str(unreachable))
+    err = limpet_proxy_fails(
+        "--kubernetes-service", "default/chat", "--kubeconfig", str(unreachable)
+    )
     assert "Kubernetes API unreachable" in err
     assert "dns://NAME:PORT" in limpet_proxy_fails("--backend", "dns://no-port")
+
+
+def test_api_errors_after_start_are_logged_and_retried(
+    procs: Procs, port: int, api: tuple[ApiServer, str], tmp_path: Path
+) -> None:
+    server, _ = api
+    server.pods(port, [("a", READY)])
+    wrong = json.loads(server.fake.kubeconfig())
+    wrong["users"][0]["user"]["token"] = "wrong"  # the Service reads, the EndpointSlices refuse
+    path = tmp_path / "wrong-token"
+    path.write_text(json.dumps(wrong))
+    proxy = start_proxy(procs, {}, "--kubernetes-service", "default/chat", "--kubeconfig",
+                        str(path))  # fmt: skip
+    error = eventually(
+        "the discovery error in /status",
+        lambda: proxy.status()["pools"][0]["discovery"].get("error"),
+    )
+    assert "401" in error and "EndpointSlices of default/chat" in error
+    assert Client(proxy.url).get()[0] == 503  # no members yet: 503, and the proxy lives on
+    procs.kill(proxy.proc, signal.SIGTERM)  # type: ignore[arg-type]
+    assert proxy.proc.returncode == 0  # type: ignore[attr-defined]
+    log = procs.output(proxy.proc)  # type: ignore[arg-type]
+    assert "discovery from kubernetes EndpointSlices of default/chat failed" in log
+    assert "Traceback" not in log

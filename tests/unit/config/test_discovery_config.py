@@ -71,8 +71,7 @@ def test_bad_blocks_name_key_and_line(block: str, key: str, line: int, message: 
 def test_backends_and_discovery_exclude_each_other() -> None:
     with pytest.raises(ConfigError, match="backends or a discovery"):
         parse_config(
-            "pools:\n  p:\n    backends: [127.0.0.1:1]\n"
-            "    discovery: {dns: {name: x, port: 80}}\n"
+            "pools:\n  p:\n    backends: [127.0.0.1:1]\n    discovery: {dns: {name: x, port: 80}}\n"
         )
 
 
