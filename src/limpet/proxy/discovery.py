@@ -108,6 +108,8 @@ def apply_flags(cfg: ProxyConfig, args: argparse.Namespace) -> tuple[ProxyConfig
         cfg = replace(
             cfg, pools=(replace(cfg.pools[0], discovery=DiscoveryConfig()), *cfg.pools[1:])
         )
+    if first is None and service and not cfg.pools:
+        first = DiscoveryConfig()  # the flags' static pool, whose affinity the Service gives
     if first is not None:
         if cfg.pools:
             head = replace(cfg.pools[0], backends=(), discovery=first)

@@ -148,3 +148,25 @@ def test_explicit_affinity_keys_win_over_the_derived_rule() -> None:
     assert (merged.mode, merged.cookie_name, merged.cookie_ttl) == ("cookie", "mine", 600)
     hashed = merge_affinity(derived, AffinitySpec.from_flag("hash:header:X-User"), "p")
     assert (hashed.mode, hashed.hash_source, hashed.hash_key) == ("hash", "header", "X-User")
+
+
+def test_service_affinity_with_static_backends(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--kubernetes-service with --backend URLs: members from the flags, affinity from the
+    Service (read once), explicit flags still on top."""
+    from limpet.proxy import discovery
+
+    seen: list[str] = []
+
+    def derive(ref: str, kubeconfig: str | None) -> AffinitySpec:
+        seen.append(ref)
+        return AffinitySpec(mode="client-ip", client_ip_timeout=600)
+
+    monkeypatch.setattr(discovery, "derive_service_affinity", derive)
+    cfg = resolve("--kubernetes-service", "web/chat", "--backend", "http://127.0.0.1:9000")
+    pool = cfg.pools[0]  # type: ignore[attr-defined]
+    assert seen == ["web/chat"] and pool.discovery.kind == "static"
+    assert (pool.affinity.mode, pool.affinity.client_ip_timeout) == ("client-ip", 600)
+    assert [b.address for b in pool.backends] == ["127.0.0.1:9000"]
+    cfg = resolve("--kubernetes-service", "web/chat", "--client-ip-timeout", "30")
+    pool = cfg.pools[0]  # type: ignore[attr-defined]
+    assert pool.discovery.service == "web/chat" and pool.affinity.client_ip_timeout == 30
