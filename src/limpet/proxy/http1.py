@@ -806,6 +806,8 @@ class Exchange:
             self.runtime.closed(conn.backend_id)
             if self.down.write_paused and conn.transport is not None:
                 conn.transport.resume_reading()
+            # a backend that stopped reading our request body no longer holds the client back
+            self.down.resume_for("upstream")
             conn.release(keep_alive=reuse)
 
     def response_timeout(self) -> None:

@@ -22,6 +22,7 @@ from limpet.config.model import PoolConfig, ProxyConfig, RouteConfig
 from limpet.pool.health import HealthEvent, HealthRules
 from limpet.pool.model import BackendState, PoolSnapshot
 from limpet.pool.pool import Pool
+from limpet.proxy import discovery
 from limpet.proxy.upstream import UpstreamPool
 from limpet.runtime import parse_hostport
 
@@ -52,6 +53,7 @@ class PoolRuntime:
             b.id: metrics.backend_open.labels(cfg.name, b.id) for b in cfg.backends
         }
         self._responses: dict[tuple[str, int], Any] = {}
+        self.discovery_info: dict[str, Any] | None = None  # set by limpet.proxy.discovery
         self.refresh_gauges()
 
     def __repr__(self) -> str:
@@ -80,6 +82,11 @@ class PoolRuntime:
     def passive(self, backend_id: str, event: HealthEvent) -> None:
         if not self.passive_enabled:
             return
+        if event is HealthEvent.PASSIVE_OK:
+            # the hot path: a success only matters when it breaks a run of failures
+            member = self.pool.get(backend_id)
+            if member is None or member.status.passive_fails == 0:
+                return
         before = self.state(backend_id)
         self.pool.record(backend_id, event, time.monotonic())
         if self.state(backend_id) is not before:
@@ -151,10 +158,11 @@ class PoolRuntime:
                     "state": b.state.value,
                     "open": self.open.get(b.id, 0),
                     "sessions_pinned": self.pins.get(b.id, 0),
-                    "idle_upstream_connections": len(self.upstreams[b.id].idle),
+                    "idle_upstream_connections": len(getattr(self.upstreams.get(b.id), "idle", ())),
                 }
                 for b in self.pool.snapshot().backends
             ],
+            **({"discovery": discovery.status(self.discovery_info)} if self.discovery_info else {}),
         }
 
 
@@ -208,6 +216,7 @@ class ProxyServer:
 
         for runtime in self.pools.values():
             self.spawn(run_probes(self, runtime))
+        discovery.start(self)  # DNS / EndpointSlice pools follow their discovery
         for listener in self.config.listeners:
             host, port = parse_hostport(listener.address)
             factory: Any

@@ -138,6 +138,13 @@ def test_smuggled_request_after_a_good_one(proxy: Proxy) -> None:
     assert relayed(proxy) == before + 1
 
 
+def test_trailing_garbage_after_a_good_request(proxy: Proxy) -> None:
+    data = b"GET /ok HTTP/1.1\r\n" + H + b"\r\n\x00\x01garbage\r\n\r\n"
+    answer = raw_exchange(proxy.port, data)
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"HTTP/1.1 400 Bad Request\r\n" in answer and answer.endswith(b"<EOF>")
+
+
 def test_too_many_headers_is_431(proxy: Proxy) -> None:
     headers = b"".join(b"X-H%d: v\r\n" % i for i in range(30))
     answer = raw_exchange(proxy.port, b"GET / HTTP/1.1\r\n" + H + headers + b"\r\n")

@@ -156,3 +156,46 @@ def test_head_and_http10(proxy) -> None:
     data = raw_exchange(proxy.port, b"GET /old HTTP/1.0\r\n\r\n")
     assert data.startswith(b"HTTP/1.1 200") and b"GET /old HTTP/1.0" not in data
     assert data.endswith(b"<EOF>")
+
+
+async def test_idle_websocket_tunnel_is_closed(procs: Procs, three: dict[str, str]) -> None:
+    websockets = pytest.importorskip("websockets")
+    config = procs.tmp / "idle.yaml"
+    config.write_text("timeouts: {tunnel-idle: 1}\n")
+    proxy = start_proxy(procs, three, "--config", str(config), admin=False)
+    url = proxy.url.replace("http://", "ws://") + "/ws"
+    async with websockets.connect(url, ping_interval=None) as ws:
+        await ws.send("hi")
+        assert (await asyncio.wait_for(ws.recv(), 5)).endswith(": hi")
+        with pytest.raises(websockets.ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 10)  # nothing flows: the proxy ends the tunnel
+
+
+async def test_twin_active_websocket_tunnel_stays_open(procs: Procs, three: dict[str, str]) -> None:
+    websockets = pytest.importorskip("websockets")
+    config = procs.tmp / "idle.yaml"
+    config.write_text("timeouts: {tunnel-idle: 1}\n")
+    proxy = start_proxy(procs, three, "--config", str(config), admin=False)
+    url = proxy.url.replace("http://", "ws://") + "/ws"
+    async with websockets.connect(url, ping_interval=None) as ws:
+        for i in range(8):  # 8 x 0.4 s: longer than the idle timeout, but never idle that long
+            await ws.send(f"m{i}")
+            assert (await asyncio.wait_for(ws.recv(), 5)).endswith(f": m{i}")
+            await asyncio.sleep(0.4)
+
+
+def test_pipelined_requests_with_bodies(proxy) -> None:
+    requests = (
+        b"POST /one HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+        b"POST /two HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+        b"GET /three HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    data = raw_exchange(proxy.port, requests).decode()
+    lines = data.splitlines()
+    order = [line.split()[1] for line in lines if line.startswith(("GET /", "POST /"))]
+    assert order == ["/one", "/two", "/three"]
+    assert [line for line in lines if line.startswith("body-bytes")] == [
+        "body-bytes: 5",
+        "body-bytes: 3",
+        "body-bytes: 0",
+    ]

@@ -48,6 +48,8 @@ class Handler(socketserver.BaseRequestHandler):
         elif path == b"/slow":
             time.sleep(1.0)
             sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow")
+        elif path == b"/500":
+            sock.sendall(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\noops")
         elif path == b"/hang":
             sock.recv(1)
         else:
@@ -161,3 +163,24 @@ def test_connections_beyond_the_limit_get_503(proxy: Proxy) -> None:
     assert raw_exchange(
         proxy.port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     ).endswith(b"plain<EOF>")
+
+
+def five_hundreds(port: int, n: int) -> list[bytes]:
+    return [
+        raw_exchange(port, b"GET /500 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")[:12]
+        for _ in range(n)
+    ]
+
+
+def test_repeated_5xx_ejects_the_backend(proxy: Proxy) -> None:
+    # passive-failures defaults to 3: the fourth request finds no healthy backend
+    assert five_hundreds(proxy.port, 4) == [b"HTTP/1.1 500"] * 3 + [b"HTTP/1.1 503"]
+
+
+def test_twin_without_passive_health_5xx_keeps_the_backend(procs: Procs, raw_backend: str) -> None:
+    config = procs.tmp / "nopassive.yaml"
+    config.write_text(
+        f"pools:\n  raw:\n    backends: [{raw_backend}]\n    health: {{active: false, passive: false}}\n"
+    )
+    proxy = start_proxy(procs, {}, "--config", str(config), admin=False)
+    assert five_hundreds(proxy.port, 4) == [b"HTTP/1.1 500"] * 4

@@ -132,3 +132,39 @@ def test_backend_ids_are_stable_across_processes() -> None:
 def test_bad_backend_flag() -> None:
     with pytest.raises(UsageError):
         parse_backend_flag("a=ftp://x:1")
+
+
+def yaml_blocks(doc: str) -> list[str]:
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[3] / "docs" / doc
+    if not path.exists():
+        return []
+    blocks, current, inside = [], [], False
+    for line in path.read_text().splitlines():
+        if line.strip() == "```yaml":
+            inside, current = True, []
+        elif inside and line.strip() == "```":
+            inside = False
+            blocks.append("\n".join(current) + "\n")
+        elif inside:
+            current.append(line)
+    return blocks
+
+
+DOC_BLOCKS = [
+    (doc, i, b) for doc in ("proxy.md", "affinity.md") for i, b in enumerate(yaml_blocks(doc))
+]
+
+
+@pytest.mark.parametrize(
+    ("doc", "index", "text"), DOC_BLOCKS, ids=[f"{d}#{i}" for d, i, _ in DOC_BLOCKS]
+)
+def test_config_examples_in_the_docs_load(doc: str, index: int, text: str) -> None:
+    if "pools:" not in text and "listeners:" not in text:
+        pytest.skip("not a proxy config example")
+    parse_config(text, f"{doc}#{index}")
+
+
+def test_the_docs_have_config_examples() -> None:
+    assert len(yaml_blocks("proxy.md")) >= 1
