@@ -563,7 +563,18 @@ def _parse_since(value: Any) -> Position | None:
 async def serve(hub: Hub, host: str, port: int, stop: asyncio.Event) -> None:
     """Serve ``hub`` on host:port until ``stop`` is set; then shut down in order."""
     runner = web.AppRunner(hub.app(), access_log=None, shutdown_timeout=1.0)
-    await runner.setup()
+    # Startup connects to the broker, which may hang; a signal must still stop us.
+    setup = asyncio.ensure_future(runner.setup())
+    stopped = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({setup, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    if not setup.done():
+        setup.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await setup
+        await runner.cleanup()
+        return
+    stopped.cancel()
+    setup.result()
     site = web.TCPSite(runner, host, port, reuse_address=True)
     await site.start()
     print(

@@ -87,21 +87,25 @@ class NatsBroker(Broker):
     async def start(self) -> None:
         interval = max(1, round(self.options.health_interval))
         try:
-            self.nc = await nats.connect(
-                self.url,
-                connect_timeout=2,
-                ping_interval=interval,
-                max_outstanding_pings=2,
-                reconnect_time_wait=0.2,
-                max_reconnect_attempts=-1,
-                allow_reconnect=True,
-                reconnected_cb=self._reconnected,
-                error_cb=self._error,
-            )
+            # bounded: with unlimited reconnects nats-py would retry the first connect forever
+            self.nc = await asyncio.wait_for(self._connect(interval), 10)
         except (NatsError, OSError, TimeoutError) as exc:
-            raise BrokerError(f"cannot reach nats at {self.url}: {exc}") from exc
+            raise BrokerError(f"cannot reach nats at {self.url}: {str(exc) or 'timed out'}") from exc
         self.js = self.nc.jetstream()
         await self._ensure()
+
+    async def _connect(self, interval: int) -> Any:
+        return await nats.connect(
+            self.url,
+            connect_timeout=2,
+            ping_interval=interval,
+            max_outstanding_pings=2,
+            reconnect_time_wait=0.2,
+            max_reconnect_attempts=-1,
+            allow_reconnect=True,
+            reconnected_cb=self._reconnected,
+            error_cb=self._error,
+        )
 
     async def close(self) -> None:
         if self.nc is not None:
@@ -109,7 +113,8 @@ class NatsBroker(Broker):
                 await self.nc.drain()
 
     async def _error(self, exc: Exception) -> None:
-        log.warning("nats: %s", exc)
+        # before the first connection, start() reports the failure once; no log per attempt
+        (log.warning if self.js is not None else log.debug)("nats: %s", exc)
 
     async def _reconnected(self) -> None:
         self.reconnects += 1
