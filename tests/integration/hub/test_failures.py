@@ -10,6 +10,7 @@ import jwt
 import pytest
 import redis.asyncio as aioredis
 import socketio
+
 from tests.conftest import start_redis
 from tests.integration.hub.conftest import (
     Peer,
