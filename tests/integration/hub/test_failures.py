@@ -256,3 +256,42 @@ async def test_presence_of_a_crashed_replica_expires(
     finally:
         await a.close()
         await b.close()
+
+
+async def test_nats_restart_resumes_subscriptions_and_keeps_history(
+    procs: Procs, http: aiohttp.ClientSession
+) -> None:
+    from tests.conftest import start_nats
+
+    server = start_nats(procs)  # file storage: history survives the restart
+    reps = start_hub_procs(procs, server.url, 2)
+    channel = f"nrestart-{uuid.uuid4().hex[:8]}"
+    a = await Peer("a").connect(reps.urls[0])
+    late: list[Peer] = []
+    try:
+        ack = await a.subscribe(channel)
+        for n in range(3):
+            await http_publish(http, reps.urls[1], channel, n)
+        await eventually(lambda: a.offsets(channel) == [1, 2, 3], what="before restart")
+
+        server.stop()
+        server.start()
+
+        status = 0
+        for _ in range(100):
+            status, body = await http_publish(http, reps.urls[1], channel, "after")
+            if status == 201:
+                break
+            await asyncio.sleep(0.1)
+        assert status == 201 and body["epoch"] == ack["epoch"] and body["offset"] == 4
+        await eventually(lambda: a.offsets(channel) == [1, 2, 3, 4], timeout=20, what="resumed")
+        assert a.recoveries == []  # nothing was lost, so nothing to report
+
+        b = await Peer("b").connect(reps.urls[0])
+        late.append(b)
+        back = await b.subscribe(channel, {"epoch": ack["epoch"], "offset": 1})
+        assert back["recovered"] is True
+        await eventually(lambda: b.offsets(channel) == [2, 3, 4], what="recovered from disk")
+    finally:
+        for p in [a, *late]:
+            await p.close()
