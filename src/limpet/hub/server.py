@@ -215,16 +215,24 @@ class Hub:
         client.subs[channel] = sub
         first = channel not in self.local
         self.local.setdefault(channel, set()).add(client.sid)
-        if first:
-            await self.broker.subscribe(channel)
-        member = {client.sid: {"user": client.user, "replica": self.settings.name}}
-        await self.broker.presence_touch(channel, member)
-        await self.broker.announce(
-            channel, PresenceEvent(channel, "join", client.sid, member[client.sid])
-        )
-        page = await self.broker.history(
-            channel, sub.fetch_since if since is not None else None, self.settings.history_limit
-        )
+        try:
+            if first:
+                await self.broker.subscribe(channel)
+            member = {client.sid: {"user": client.user, "replica": self.settings.name}}
+            await self.broker.presence_touch(channel, member)
+            await self.broker.announce(
+                channel, PresenceEvent(channel, "join", client.sid, member[client.sid])
+            )
+            page = await self.broker.history(
+                channel, sub.fetch_since if since is not None else None, self.settings.history_limit
+            )
+        except BaseException:
+            if client.subs.get(channel) is sub:
+                self._detach(client, channel)
+                if channel not in self.local:
+                    with contextlib.suppress(Exception):
+                        await self.broker.unsubscribe(channel)
+            raise
         if client.subs.get(channel) is not sub:
             return error("unsubscribed while subscribing")
         step = sub.on_history(page)

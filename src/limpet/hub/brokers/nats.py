@@ -90,7 +90,9 @@ class NatsBroker(Broker):
             # bounded: with unlimited reconnects nats-py would retry the first connect forever
             self.nc = await asyncio.wait_for(self._connect(interval), 10)
         except (NatsError, OSError, TimeoutError) as exc:
-            raise BrokerError(f"cannot reach nats at {self.url}: {str(exc) or 'timed out'}") from exc
+            raise BrokerError(
+                f"cannot reach nats at {self.url}: {str(exc) or 'timed out'}"
+            ) from exc
         self.js = self.nc.jetstream()
         await self._ensure()
 
