@@ -39,6 +39,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="seconds before a silent client leaves presence",
     )
     parser.add_argument(
+        "--health-interval",
+        type=float,
+        default=2.0,
+        help="seconds between broker PINGs; a live subscriber silent for 2x this is replaced",
+    )
+    parser.add_argument(
         "--max-payload", type=int, default=64 * 1024, help="largest message data, in JSON bytes"
     )
     parser.add_argument(
@@ -64,13 +70,18 @@ def run(args: argparse.Namespace) -> int:
         level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
     host, port = parse_hostport(args.listen)
-    if args.max_payload <= 0 or args.presence_ttl <= 0 or args.idempotency_ttl <= 0:
-        raise UsageError("--max-payload, --presence-ttl and --idempotency-ttl must be > 0")
+    if min(args.max_payload, args.presence_ttl, args.idempotency_ttl, args.health_interval) <= 0:
+        raise UsageError(
+            "--max-payload, --presence-ttl, --idempotency-ttl and --health-interval must be > 0"
+        )
     rules = HistoryRules.parse(
         HistoryPolicy(args.history_size, args.history_ttl), args.history_rule
     )
     options = BrokerOptions(
-        history=rules, idempotency_ttl=args.idempotency_ttl, presence_ttl=args.presence_ttl
+        history=rules,
+        idempotency_ttl=args.idempotency_ttl,
+        presence_ttl=args.presence_ttl,
+        health_interval=args.health_interval,
     )
     broker = open_broker(args.broker, options)
     settings = HubSettings(

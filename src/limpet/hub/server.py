@@ -215,16 +215,24 @@ class Hub:
         client.subs[channel] = sub
         first = channel not in self.local
         self.local.setdefault(channel, set()).add(client.sid)
-        if first:
-            await self.broker.subscribe(channel)
-        member = {client.sid: {"user": client.user, "replica": self.settings.name}}
-        await self.broker.presence_touch(channel, member)
-        await self.broker.announce(
-            channel, PresenceEvent(channel, "join", client.sid, member[client.sid])
-        )
-        page = await self.broker.history(
-            channel, sub.fetch_since if since is not None else None, self.settings.history_limit
-        )
+        try:
+            if first:
+                await self.broker.subscribe(channel)
+            member = {client.sid: {"user": client.user, "replica": self.settings.name}}
+            await self.broker.presence_touch(channel, member)
+            await self.broker.announce(
+                channel, PresenceEvent(channel, "join", client.sid, member[client.sid])
+            )
+            page = await self.broker.history(
+                channel, sub.fetch_since if since is not None else None, self.settings.history_limit
+            )
+        except BaseException:
+            if client.subs.get(channel) is sub:
+                self._detach(client, channel)
+                if channel not in self.local:
+                    with contextlib.suppress(Exception):
+                        await self.broker.unsubscribe(channel)
+            raise
         if client.subs.get(channel) is not sub:
             return error("unsubscribed while subscribing")
         step = sub.on_history(page)
@@ -563,7 +571,18 @@ def _parse_since(value: Any) -> Position | None:
 async def serve(hub: Hub, host: str, port: int, stop: asyncio.Event) -> None:
     """Serve ``hub`` on host:port until ``stop`` is set; then shut down in order."""
     runner = web.AppRunner(hub.app(), access_log=None, shutdown_timeout=1.0)
-    await runner.setup()
+    # Startup connects to the broker, which may hang; a signal must still stop us.
+    setup = asyncio.ensure_future(runner.setup())
+    stopped = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({setup, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    if not setup.done():
+        setup.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await setup
+        await runner.cleanup()
+        return
+    stopped.cancel()
+    setup.result()
     site = web.TCPSite(runner, host, port, reuse_address=True)
     await site.start()
     print(

@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from tests.support.procs import which_or_skip
 
 JS = Path(__file__).resolve().parents[1] / "js"

@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+
 from tests.integration.hub.conftest import http_publish, start_hub_procs
 from tests.support.procs import Procs, which_or_skip
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import aiohttp
 import pytest
 import socketio
+
 from tests.support.procs import Procs, free_port, wait_listening
 
 REPLICAS = 3
@@ -134,8 +135,18 @@ async def start_memory_hubs(count: int = REPLICAS, **settings: Any) -> tuple[Rep
     return Replicas(urls), runners
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def replicas(request: pytest.FixtureRequest, procs: Procs) -> AsyncIterator[Replicas]:
+@pytest.fixture(scope="module")
+def shared_hubs() -> Iterator[tuple[Procs, dict[str, Replicas]]]:
+    """Hub processes shared by a module's tests (each test uses its own channels)."""
+    owner = Procs()
+    try:
+        yield owner, {}
+    finally:
+        owner.close()
+
+
+@pytest.fixture(params=["memory", "redis", "nats"])
+async def replicas(request: pytest.FixtureRequest) -> AsyncIterator[Replicas]:
     """Three hub replicas sharing one broker of each kind in turn."""
     if request.param == "memory":
         reps, runners = await start_memory_hubs()
@@ -145,8 +156,11 @@ async def replicas(request: pytest.FixtureRequest, procs: Procs) -> AsyncIterato
             for runner in runners:
                 await runner.cleanup()
         return
-    server = request.getfixturevalue(f"{request.param}_server")
-    yield start_hub_procs(procs, server.url)
+    owner, started = request.getfixturevalue("shared_hubs")
+    if request.param not in started:
+        server = request.getfixturevalue(f"{request.param}_server")
+        started[request.param] = start_hub_procs(owner, server.url)
+    yield started[request.param]
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import jwt
 import pytest
 import redis.asyncio as aioredis
 import socketio
+
 from tests.conftest import start_redis
 from tests.integration.hub.conftest import (
     Peer,
@@ -20,7 +21,7 @@ from tests.integration.hub.conftest import (
 from tests.support.procs import Procs, free_port
 
 
-@pytest.mark.parametrize("broker", ["redis"])
+@pytest.mark.parametrize("broker", ["redis", "nats"])
 async def test_replica_killed_clients_resume_elsewhere_without_loss_or_duplicate(
     broker: str, request: pytest.FixtureRequest, procs: Procs, http: aiohttp.ClientSession
 ) -> None:
@@ -255,3 +256,124 @@ async def test_presence_of_a_crashed_replica_expires(
     finally:
         await a.close()
         await b.close()
+
+
+async def test_nats_restart_resumes_subscriptions_and_keeps_history(
+    procs: Procs, http: aiohttp.ClientSession
+) -> None:
+    from tests.conftest import start_nats
+
+    server = start_nats(procs)  # file storage: history survives the restart
+    reps = start_hub_procs(procs, server.url, 2)
+    channel = f"nrestart-{uuid.uuid4().hex[:8]}"
+    a = await Peer("a").connect(reps.urls[0])
+    late: list[Peer] = []
+    try:
+        ack = await a.subscribe(channel)
+        for n in range(3):
+            await http_publish(http, reps.urls[1], channel, n)
+        await eventually(lambda: a.offsets(channel) == [1, 2, 3], what="before restart")
+
+        server.stop()
+        server.start()
+
+        status = 0
+        for _ in range(100):
+            status, body = await http_publish(http, reps.urls[1], channel, "after")
+            if status == 201:
+                break
+            await asyncio.sleep(0.1)
+        assert status == 201 and body["epoch"] == ack["epoch"] and body["offset"] == 4
+        await eventually(lambda: a.offsets(channel) == [1, 2, 3, 4], timeout=20, what="resumed")
+        assert a.recoveries == []  # nothing was lost, so nothing to report
+
+        b = await Peer("b").connect(reps.urls[0])
+        late.append(b)
+        back = await b.subscribe(channel, {"epoch": ack["epoch"], "offset": 1})
+        assert back["recovered"] is True
+        await eventually(lambda: b.offsets(channel) == [2, 3, 4], what="recovered from disk")
+    finally:
+        for p in [a, *late]:
+            await p.close()
+
+
+class FreezingProxy:
+    """A TCP forwarder on loopback that can freeze its open connections: bytes stop flowing but
+    nothing is closed, like a half-open connection after a network partition. New connections
+    made after the freeze flow normally."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = free_port()
+        self.frozen: set[int] = set()
+        self.generation = 0
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+
+    def freeze_open_connections(self) -> None:
+        self.frozen.add(self.generation)
+        self.generation += 1
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        generation = self.generation
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    if generation in self.frozen:
+                        continue  # swallow: the peer hears nothing, and nothing is closed
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+
+async def test_silent_dead_subscriber_is_detected_and_replaced(
+    redis_server: object, procs: Procs, http: aiohttp.ClientSession
+) -> None:
+    """The subscriber's connection goes silent without closing (a half-open TCP connection):
+    its missed PONGs get it replaced, and the messages published meanwhile are delivered."""
+    direct_url = redis_server.url  # type: ignore[attr-defined]
+    proxy = FreezingProxy(int(direct_url.rsplit(":", 1)[1]))
+    await proxy.start()
+    try:
+        # in a thread: the proxy serves on this event loop while the hub connects through it
+        (silent,) = (
+            await asyncio.to_thread(
+                start_hub_procs,
+                procs,
+                f"redis://127.0.0.1:{proxy.port}",
+                1,
+                "--health-interval",
+                "0.5",
+            )
+        ).urls
+        (direct,) = start_hub_procs(procs, direct_url, 1).urls
+        channel = f"silent-{uuid.uuid4().hex[:8]}"
+        a = await Peer("a").connect(silent)
+        try:
+            await a.subscribe(channel)
+            await http_publish(http, direct, channel, 0)
+            await eventually(lambda: a.offsets(channel) == [1], what="first")
+            proxy.freeze_open_connections()
+            for n in range(1, 4):
+                status, _ = await http_publish(http, direct, channel, n)
+                assert status == 201
+            await eventually(lambda: len(a.messages[channel]) >= 4, timeout=20, what="healed")
+            await asyncio.sleep(0.2)
+            assert a.offsets(channel) == [1, 2, 3, 4]
+        finally:
+            await a.close()
+    finally:
+        await proxy.close()

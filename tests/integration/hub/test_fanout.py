@@ -7,6 +7,7 @@ import uuid
 
 import aiohttp
 import pytest
+
 from tests.integration.hub.conftest import Peer, Replicas, eventually, http_publish
 
 

@@ -175,7 +175,7 @@ class RedisBroker(Broker):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._listener
         with contextlib.suppress(Exception):
-            await self.redis.aclose()  # type: ignore[no-untyped-call]
+            await self.redis.aclose()
 
     @contextlib.asynccontextmanager
     async def _errors(self, what: str) -> AsyncIterator[None]:
@@ -277,10 +277,10 @@ class RedisBroker(Broker):
                 if not first:
                     self.reconnects += 1
                     log.warning("redis subscriber reconnected; re-syncing subscriptions")
-                    self.on_resync()
+                resync = not first
                 first = False
                 backoff = 0.05
-                await self._read(pubsub)
+                await self._read(pubsub, resync=resync)
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError, TimeoutError) as exc:
@@ -298,7 +298,11 @@ class RedisBroker(Broker):
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 1.0)
 
-    async def _read(self, pubsub: Any) -> None:
+    async def _read(self, pubsub: Any, *, resync: bool = False) -> None:
+        """Read live records; PING every health interval and fail when PONGs stop coming.
+
+        With ``resync``, the hub is asked to re-read history once the first PONG arrives: Redis
+        answers in order, so by then every SUBSCRIBE of the reconnect is in effect."""
         interval = self.options.health_interval
         last_pong = time.monotonic()
         last_ping = 0.0
@@ -316,6 +320,9 @@ class RedisBroker(Broker):
             kind = message["type"]
             if kind == "pong" or kind == b"pong":
                 last_pong = time.monotonic()
+                if resync:
+                    resync = False
+                    self.on_resync()
             elif kind == "subscribe":
                 name = message["channel"].decode()
                 channel = name[prefix_len : -len("}:live")] if name.endswith("}:live") else None
