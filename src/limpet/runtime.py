@@ -54,3 +54,40 @@ def run_until_signal(main: Callable[[asyncio.Event], Coroutine[Any, Any, None]])
     finally:
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
+
+
+async def serve_aiohttp(
+    app: Any, host: str, port: int, stop: asyncio.Event, *, banner: str
+) -> None:
+    """Serve an aiohttp ``app`` until ``stop`` is set, then shut down and unwind every task.
+
+    Start-up may hang (an app connecting to its broker): a signal during it still stops us.
+    """
+    import contextlib
+
+    from aiohttp import web
+
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+    setup = asyncio.ensure_future(runner.setup())
+    stopped = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({setup, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    if not setup.done():
+        setup.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await setup
+        await runner.cleanup()
+        return
+    stopped.cancel()
+    setup.result()
+    site = web.TCPSite(runner, host, port, reuse_address=True)
+    await site.start()
+    print(banner, flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        # engine.io's service tasks end only when cancelled; let them unwind before the loop closes
+        pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)

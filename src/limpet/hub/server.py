@@ -31,6 +31,7 @@ from limpet.hub.channels import (
 )
 from limpet.hub.channels.records import encode_data
 from limpet.hub.channels.recovery import Step
+from limpet.runtime import serve_aiohttp
 
 log = logging.getLogger("limpet.hub")
 STATIC = Path(__file__).parent / "static"
@@ -570,31 +571,8 @@ def _parse_since(value: Any) -> Position | None:
 
 async def serve(hub: Hub, host: str, port: int, stop: asyncio.Event) -> None:
     """Serve ``hub`` on host:port until ``stop`` is set; then shut down in order."""
-    runner = web.AppRunner(hub.app(), access_log=None, shutdown_timeout=1.0)
-    # Startup connects to the broker, which may hang; a signal must still stop us.
-    setup = asyncio.ensure_future(runner.setup())
-    stopped = asyncio.ensure_future(stop.wait())
-    await asyncio.wait({setup, stopped}, return_when=asyncio.FIRST_COMPLETED)
-    if not setup.done():
-        setup.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await setup
-        await runner.cleanup()
-        return
-    stopped.cancel()
-    setup.result()
-    site = web.TCPSite(runner, host, port, reuse_address=True)
-    await site.start()
-    print(
+    banner = (
         f"limpet hub {hub.settings.name!r} listening on http://{host}:{port}/ "
-        f"(broker {hub.broker.kind})",
-        flush=True,
+        f"(broker {hub.broker.kind})"
     )
-    try:
-        await stop.wait()
-    finally:
-        await runner.cleanup()
-        pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+    await serve_aiohttp(hub.app(), host, port, stop, banner=banner)

@@ -12,7 +12,7 @@ import os
 import socket
 from typing import Any
 
-from limpet.runtime import parse_hostport, run_until_signal
+from limpet.runtime import parse_hostport, run_until_signal, serve_aiohttp
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -87,22 +87,8 @@ def build_app(name: str, *, socketio: bool = True, socketio_path: str = "socket.
 
 
 async def serve(host: str, port: int, name: str, stop: asyncio.Event, **kw: Any) -> None:
-    from aiohttp import web
-
-    runner = web.AppRunner(build_app(name, **kw), access_log=None, shutdown_timeout=1.0)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True)
-    await site.start()
-    print(f"limpet whoami {name!r} listening on http://{host}:{port}/", flush=True)
-    try:
-        await stop.wait()
-    finally:
-        await runner.cleanup()
-        # engine.io's service task is cancelled by shutdown(); let it finish unwinding
-        pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+    banner = f"limpet whoami {name!r} listening on http://{host}:{port}/"
+    await serve_aiohttp(build_app(name, **kw), host, port, stop, banner=banner)
 
 
 def run(args: argparse.Namespace) -> int:
