@@ -5,8 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.support.procs import Procs, free_port, which_or_skip
+
+# Property tests count examples, not milliseconds: a busy 2-core CI machine must not turn a slow
+# example into a failure (no timing assertions, see the README).
+settings.register_profile(
+    "limpet", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+)
+settings.load_profile("limpet")
 
 
 @pytest.fixture

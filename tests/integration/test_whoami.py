@@ -5,6 +5,7 @@ from __future__ import annotations
 import urllib.request
 
 import pytest
+
 from tests.support.procs import Procs
 
 

@@ -205,8 +205,16 @@ def _pool(ctx: _Ctx, name: str, node: yaml.Node, key: str) -> PoolConfig:
             pool = replace(pool, affinity=_affinity(ctx, vnode, sub))
         elif k == "health":
             pool = replace(pool, health=_section(ctx, vnode, sub, HealthConfig))
+        elif k == "discovery":
+            from limpet.config.discovery import parse_discovery
+
+            pool = replace(pool, discovery=parse_discovery(ctx, vnode, sub))
         else:
-            raise ctx.error(f"unknown key {k!r} (expected backends, affinity, health)", sub, knode)
+            raise ctx.error(
+                f"unknown key {k!r} (expected backends, affinity, health, discovery)", sub, knode
+            )
+    if pool.backends and pool.discovery.kind != "static":
+        raise ctx.error("a pool takes backends or a discovery, not both", key, node)
     if pool.health.rise < 1 or pool.health.fall < 1 or pool.health.passive_failures < 1:
         raise ctx.error("rise, fall and passive-failures must be >= 1", f"{key}.health", node)
     return pool
@@ -317,7 +325,7 @@ def finish(cfg: ProxyConfig, check: Callable[[str], None] | None = None) -> Prox
     if not cfg.pools:
         raise ConfigError("no backends: give --backend URL or a pools: section", key="pools")
     for p in cfg.pools:
-        if not p.backends:
+        if not p.backends and p.discovery.kind == "static":
             raise ConfigError("pool has no backends", key=f"pools.{p.name}.backends")
     if not cfg.routes:
         cfg = replace(cfg, routes=(RouteConfig(pool=cfg.pools[0].name),))

@@ -64,12 +64,36 @@ class ForwardingConfig:
     via: str = "limpet"
 
 
+DiscoveryKind = Literal["static", "dns", "kubernetes"]
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoveryConfig:
+    """Where a pool's backends come from (limpet.proxy.discovery runs it).
+
+    ``static``: the ``backends`` list. ``dns``: ``name`` re-resolved every ``interval`` seconds
+    (``record`` A, AAAA, A+AAAA with ``port``, or SRV), optionally at ``nameserver`` HOST:PORT.
+    ``kubernetes``: the EndpointSlices of ``service`` (NAMESPACE/NAME), in-cluster or ``kubeconfig``.
+    """
+
+    kind: DiscoveryKind = "static"
+    name: str | None = None
+    port: int | None = None
+    record: str = "A+AAAA"
+    interval: float = 5.0
+    nameserver: str | None = None
+    service: str | None = None
+    kubeconfig: str | None = None
+    port_name: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class PoolConfig:
     name: str
     backends: tuple[BackendConfig, ...] = ()
     affinity: AffinitySpec = field(default_factory=AffinitySpec)
     health: HealthConfig = field(default_factory=HealthConfig)
+    discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--backend",
         action="append",
         metavar="[NAME=]URL",
-        help="a backend of the default pool (repeat); unnamed ones get an id derived from the URL",
+        help="a backend of the default pool (repeat); unnamed ones get an id derived from the URL;"
+        " dns://NAME:PORT or dns+srv://_http._tcp.NAME follows a DNS name",
     )
     parser.add_argument(
         "--affinity",
@@ -61,6 +62,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="keep incoming X-Forwarded-* and X-Request-Id (only behind a trusted proxy)",
     )
+    from limpet.proxy.discovery import add_flags
+
+    add_flags(parser)  # --dns-nameserver, --dns-interval, --kubernetes-service, --kubeconfig
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
 
 
@@ -72,11 +76,13 @@ def resolve(args: argparse.Namespace) -> Any:
     from limpet.config.load import finish, load_config, parse_backend_flag
     from limpet.config.model import ListenerConfig, PoolConfig, ProxyConfig
     from limpet.errors import ConfigError, UsageError
+    from limpet.proxy.discovery import apply_flags
     from limpet.runtime import parse_hostport
 
     cfg = load_config(args.config) if args.config else ProxyConfig()
-    if args.backend:
-        backends = tuple(parse_backend_flag(b) for b in args.backend)
+    cfg, static_backends = apply_flags(cfg, args)  # dns:// backends, --kubernetes-service
+    if static_backends:
+        backends = tuple(parse_backend_flag(b) for b in static_backends)
         ids = [b.id for b in backends]
         if len(set(ids)) != len(ids):
             raise UsageError("--backend: two backends with the same name or URL")

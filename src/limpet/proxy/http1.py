@@ -22,6 +22,7 @@ import httptools
 
 from limpet.affinity.base import Pick, RequestFacts
 from limpet.pool.health import HealthEvent
+from limpet.proxy import engineio
 from limpet.proxy.headers import (
     FORWARDED,
     HOP_BY_HOP,
@@ -402,6 +403,7 @@ class Exchange:
         "body_sent",
         "down",
         "early_data",
+        "engineio",
         "expect_continue",
         "failed",
         "headers",
@@ -468,6 +470,7 @@ class Exchange:
         self.until_close = False
         self.status = 0
         self.timer: asyncio.TimerHandle | None = None
+        self.engineio: engineio.EngineIOExchange | None = None
 
     def __repr__(self) -> str:
         backend = self.pick.backend.id if self.pick and self.pick.backend else None
@@ -524,6 +527,8 @@ class Exchange:
         )
 
     def choose(self, pick: Pick) -> None:
+        if not engineio.admit(self, pick):  # --affinity engineio: unknown session -> 400
+            return
         backend = pick.backend
         if backend is None:
             self.local(503, "no healthy backend can serve this request")
@@ -563,11 +568,8 @@ class Exchange:
             return
         self.down.server.metrics.repins.labels(runtime.name).inc()
         path, _, query = self.url.partition(b"?")
-        pick = runtime.pick(self.facts(path, query), exclude=self.failed)
-        if pick.backend is None:
-            self.local(503, "no healthy backend can serve this request")
-            return
-        self.choose(pick)
+        # choose() answers a pick without a backend (503, or engineio's Session ID unknown)
+        self.choose(runtime.pick(self.facts(path, query), exclude=self.failed))
 
     def attach(self, conn: UpstreamConnection) -> None:
         """Send the request head (and what body we hold) on ``conn``."""
@@ -603,6 +605,9 @@ class Exchange:
             [v for n, v in self.headers if n.lower() == b"connection"]
         )
         url = self.url
+        if self.engineio is not None:  # the backend's own sid; no compression of the handshake
+            url = self.engineio.url(url)
+            drop = drop | self.engineio.strip_headers
         out = [self.method, b" ", url, b" HTTP/1.1\r\n"]
         xff = b""
         host = b""
@@ -705,6 +710,10 @@ class Exchange:
             self.upstream = None
             self.down.tunnel_exchange = self
             self.down.start_tunnel(conn, self.early_data)
+            if self.engineio is not None:
+                self.engineio.tunnel(conn)
+            return
+        if self.engineio is not None and self.engineio.hold(self, status, reason, headers):
             return
         self.response_started = True
         self.write_down(self.response_bytes(status, reason, headers))
@@ -780,6 +789,8 @@ class Exchange:
     def response_body(self, data: bytes) -> None:
         if self.method == b"HEAD":
             return
+        if self.engineio is not None and self.engineio.held_body(data):
+            return
         if self.resp_chunked:
             self.write_down(b"%x\r\n%b\r\n" % (len(data), data))
         else:
@@ -788,6 +799,8 @@ class Exchange:
     def response_complete(self, conn: UpstreamConnection, upstream_keep_alive: bool) -> None:
         if self.status == 0:  # an interim response ended; wait for the final one
             return
+        if self.engineio is not None:
+            self.engineio.release(self)
         if self.resp_chunked:
             self.write_down(b"0\r\n\r\n")
         self.finish(conn, upstream_keep_alive and self.body_done and self.method != b"HEAD")

@@ -22,6 +22,7 @@ from limpet.config.model import PoolConfig, ProxyConfig, RouteConfig
 from limpet.pool.health import HealthEvent, HealthRules
 from limpet.pool.model import BackendState, PoolSnapshot
 from limpet.pool.pool import Pool
+from limpet.proxy import discovery
 from limpet.proxy.upstream import UpstreamPool
 from limpet.runtime import parse_hostport
 
@@ -52,6 +53,7 @@ class PoolRuntime:
             b.id: metrics.backend_open.labels(cfg.name, b.id) for b in cfg.backends
         }
         self._responses: dict[tuple[str, int], Any] = {}
+        self.discovery_info: dict[str, Any] | None = None  # set by limpet.proxy.discovery
         self.refresh_gauges()
 
     def __repr__(self) -> str:
@@ -156,10 +158,11 @@ class PoolRuntime:
                     "state": b.state.value,
                     "open": self.open.get(b.id, 0),
                     "sessions_pinned": self.pins.get(b.id, 0),
-                    "idle_upstream_connections": len(self.upstreams[b.id].idle),
+                    "idle_upstream_connections": len(getattr(self.upstreams.get(b.id), "idle", ())),
                 }
                 for b in self.pool.snapshot().backends
             ],
+            **({"discovery": discovery.status(self.discovery_info)} if self.discovery_info else {}),
         }
 
 
@@ -213,6 +216,7 @@ class ProxyServer:
 
         for runtime in self.pools.values():
             self.spawn(run_probes(self, runtime))
+        discovery.start(self)  # DNS / EndpointSlice pools follow their discovery
         for listener in self.config.listeners:
             host, port = parse_hostport(listener.address)
             factory: Any

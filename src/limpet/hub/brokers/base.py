@@ -1,0 +1,87 @@
+"""The broker interface every backplane implements (memory, Redis, NATS).
+
+A broker assigns offsets (atomically, so every replica sees one order per channel), keeps bounded
+history, routes live messages only to replicas that subscribed to a channel, and keeps presence
+with TTL heartbeats so a crashed replica's clients vanish within ``presence_ttl``.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from limpet.hub.channels import Envelope, HistoryPage, HistoryRules, Position
+
+
+@dataclass(frozen=True)
+class BrokerOptions:
+    history: HistoryRules = field(default_factory=HistoryRules)
+    idempotency_ttl: float = 60.0
+    presence_ttl: float = 15.0
+    #: the live stream is checked this often (ping); a silent subscriber is replaced after 2x
+    health_interval: float = 2.0
+    #: key / stream / subject prefix, so several hubs can share one Redis or NATS
+    prefix: str = "limpet"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Broker(abc.ABC):
+    """One hub replica's connection to the backplane."""
+
+    kind = "abstract"
+
+    def __init__(self, options: BrokerOptions) -> None:
+        self.options = options
+        #: called for each live record of a subscribed channel, in offset order per channel
+        self.on_envelope: Callable[[Envelope], None] = lambda envelope: None
+        #: called after the live stream may have lost records (reconnect): re-fetch history
+        self.on_resync: Callable[[], None] = lambda: None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Connect; raise limpet.errors.BrokerError if the broker cannot be reached."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Disconnect and stop background tasks."""
+
+    @abc.abstractmethod
+    async def publish(
+        self, channel: str, data: Any, *, idempotency_key: str | None = None
+    ) -> tuple[Position, bool]:
+        """Store ``data`` at the channel's next offset and fan it out; (position, duplicate)."""
+
+    @abc.abstractmethod
+    async def history(self, channel: str, since: int | None, limit: int) -> HistoryPage:
+        """The channel's position and retained messages with offset > since (none if since is None)."""
+
+    @abc.abstractmethod
+    async def subscribe(self, channel: str) -> None:
+        """Start receiving the channel's live records on this replica."""
+
+    @abc.abstractmethod
+    async def unsubscribe(self, channel: str) -> None:
+        """Stop receiving the channel's live records on this replica."""
+
+    @abc.abstractmethod
+    async def announce(self, channel: str, record: Envelope) -> None:
+        """Fan out an ephemeral record (presence join/leave) to the channel's subscribers."""
+
+    @abc.abstractmethod
+    async def presence_touch(self, channel: str, members: dict[str, dict[str, Any]]) -> None:
+        """Add or refresh members (id -> info) of the channel's presence for ``presence_ttl``."""
+
+    @abc.abstractmethod
+    async def presence_remove(self, channel: str, member: str) -> None:
+        """Remove one member of the channel's presence now."""
+
+    @abc.abstractmethod
+    async def presence(self, channel: str) -> list[dict[str, Any]]:
+        """The channel's live members: [{"id": ..., **info}], expired ones left out."""

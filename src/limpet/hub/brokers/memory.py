@@ -1,0 +1,105 @@
+"""The memory broker: one process. Several hubs in one process share a named backplane."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from limpet.hub.brokers.base import Broker, BrokerOptions, now_ms
+from limpet.hub.channels import ChannelLog, Envelope, HistoryPage, Position, new_epoch
+
+
+class MemoryBackplane:
+    """Channel logs, routing and presence of every hub attached to it (same event loop)."""
+
+    def __init__(self) -> None:
+        self.logs: dict[str, ChannelLog] = {}
+        self.routes: dict[str, set[MemoryBroker]] = {}
+        self.presence: dict[str, dict[str, tuple[dict[str, Any], int]]] = {}
+
+    def log(self, channel: str, options: BrokerOptions) -> ChannelLog:
+        log = self.logs.get(channel)
+        if log is None:
+            log = self.logs[channel] = ChannelLog(
+                channel,
+                new_epoch(),
+                options.history.for_channel(channel),
+                idempotency_ttl=options.idempotency_ttl,
+            )
+        return log
+
+    def fan_out(self, channel: str, record: Envelope) -> None:
+        for broker in list(self.routes.get(channel, ())):
+            broker.on_envelope(record)
+
+
+_BACKPLANES: dict[str, MemoryBackplane] = {}
+
+
+def backplane(name: str = "") -> MemoryBackplane:
+    """The process-wide backplane called ``name`` (created on first use)."""
+    return _BACKPLANES.setdefault(name, MemoryBackplane())
+
+
+class MemoryBroker(Broker):
+    kind = "memory"
+
+    def __init__(self, options: BrokerOptions, *, backplane: str | MemoryBackplane = "") -> None:
+        super().__init__(options)
+        self.plane = backplane if isinstance(backplane, MemoryBackplane) else _named(backplane)
+        self.channels: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"MemoryBroker(channels={len(self.channels)})"
+
+    async def close(self) -> None:
+        for channel in list(self.channels):
+            await self.unsubscribe(channel)
+
+    async def publish(
+        self, channel: str, data: Any, *, idempotency_key: str | None = None
+    ) -> tuple[Position, bool]:
+        # No await between append and fan-out: offsets and delivery order are one sequence.
+        message, duplicate = self.plane.log(channel, self.options).append(
+            data, now_ms=now_ms(), idempotency_key=idempotency_key
+        )
+        if not duplicate:
+            self.plane.fan_out(channel, message)
+        return Position(message.epoch, message.offset), duplicate
+
+    async def history(self, channel: str, since: int | None, limit: int) -> HistoryPage:
+        return self.plane.log(channel, self.options).page(since, limit, now_ms=now_ms())
+
+    async def subscribe(self, channel: str) -> None:
+        self.channels.add(channel)
+        self.plane.routes.setdefault(channel, set()).add(self)
+
+    async def unsubscribe(self, channel: str) -> None:
+        self.channels.discard(channel)
+        routes = self.plane.routes.get(channel)
+        if routes is not None:
+            routes.discard(self)
+            if not routes:
+                del self.plane.routes[channel]
+
+    async def announce(self, channel: str, record: Envelope) -> None:
+        self.plane.fan_out(channel, record)
+
+    async def presence_touch(self, channel: str, members: dict[str, dict[str, Any]]) -> None:
+        expires = now_ms() + int(self.options.presence_ttl * 1000)
+        table = self.plane.presence.setdefault(channel, {})
+        for member, info in members.items():
+            table[member] = (info, expires)
+
+    async def presence_remove(self, channel: str, member: str) -> None:
+        self.plane.presence.get(channel, {}).pop(member, None)
+
+    async def presence(self, channel: str) -> list[dict[str, Any]]:
+        now = now_ms()
+        table = self.plane.presence.get(channel, {})
+        for member in [m for m, (_, exp) in table.items() if exp <= now]:
+            del table[member]
+        return [{"id": member, **info} for member, (info, _) in sorted(table.items())]
+
+
+def _named(name: str) -> MemoryBackplane:
+    return backplane(name)

@@ -1,0 +1,371 @@
+"""The Redis broker: Redis Streams for history, one Lua script per write for atomic offsets,
+routed pub/sub (one Redis channel per hub channel) for live fan-out.
+
+Keys of a channel share a hash tag, ``{prefix}:{<channel>}:*``, so a Redis Cluster keeps them on
+one slot and the scripts stay single-slot:
+
+    meta      HASH   e = epoch, o = last offset (one key, so they can only vanish together)
+    stream    STREAM entries with id ``<offset>-0``, fields d = data (JSON), t = ms timestamp,
+                     trimmed to the history size; PEXPIRE = history ttl
+    idem:<k>  STRING "<epoch>:<offset>" of the first publish with idempotency key k, PX window
+    presence  ZSET   member -> expiry (ms); presence:info HASH member -> JSON info
+    live      pub/sub channel carrying encoded ``Message`` / ``PresenceEvent`` records
+
+The epoch changes only when ``meta`` is missing (a Redis restarted without persistence, a flush,
+an eviction): the script then starts a new epoch at offset 0 and drops any stale stream.
+PUBLISH happens inside the publish script, so the live order is the offset order.
+
+The live subscriber runs on its own connection with redis-py's silent retries turned off: any
+error, or a PING left unanswered for two health intervals (a half-open TCP connection, a subscriber
+a proxy or Redis dropped without a word), replaces the connection, re-subscribes every channel
+and asks the hub to re-sync its subscriptions from history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.exceptions import RedisError
+
+from limpet.errors import BrokerError
+from limpet.hub.brokers.base import Broker, BrokerOptions, now_ms
+from limpet.hub.channels import (
+    Envelope,
+    HistoryPage,
+    Message,
+    Position,
+    decode_envelope,
+    encode_envelope,
+    new_epoch,
+)
+from limpet.hub.channels.history import trim_expired
+from limpet.hub.channels.records import encode_data
+
+log = logging.getLogger("limpet.hub.redis")
+
+_ENSURE_EPOCH = """
+local epoch = redis.call('HGET', KEYS[1], 'e')
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0)
+  redis.call('DEL', KEYS[2])
+end
+"""
+
+# KEYS: meta, stream, idem (or meta when none), live
+# ARGV: new epoch, data JSON, ts ms, history size, history ttl ms, idem ttl ms, has idem, channel JSON
+PUBLISH = (
+    _ENSURE_EPOCH
+    + """
+if ARGV[7] == '1' then
+  local seen = redis.call('GET', KEYS[3])
+  if seen then
+    local e, o = string.match(seen, '^(.*):(%d+)$')
+    if e == epoch then return {epoch, tonumber(o), 1} end
+  end
+end
+local offset = redis.call('HINCRBY', KEYS[1], 'o', 1)
+if tonumber(ARGV[4]) > 0 then
+  redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[4], offset .. '-0', 'd', ARGV[2], 't', ARGV[3])
+  redis.call('PEXPIRE', KEYS[2], ARGV[5])
+end
+if ARGV[7] == '1' then
+  redis.call('SET', KEYS[3], epoch .. ':' .. offset, 'PX', ARGV[6])
+end
+redis.call('PUBLISH', KEYS[4], '{"kind":"message","channel":' .. ARGV[8] .. ',"epoch":"' .. epoch
+  .. '","offset":' .. offset .. ',"data":' .. ARGV[2] .. ',"ts":' .. ARGV[3] .. ',"v":1}')
+return {epoch, offset, 0}
+"""
+)
+
+# KEYS: meta, stream; ARGV: new epoch, since (-1: position only), limit
+HISTORY = (
+    _ENSURE_EPOCH
+    + """
+local offset = tonumber(redis.call('HGET', KEYS[1], 'o'))
+local since = tonumber(ARGV[2])
+local entries = {}
+if since >= 0 and tonumber(ARGV[3]) > 0 and offset > since then
+  entries = redis.call('XRANGE', KEYS[2], (since + 1) .. '-0', '+', 'COUNT', ARGV[3])
+end
+return {epoch, offset, entries}
+"""
+)
+
+# KEYS: presence, presence:info; ARGV: now ms
+PRESENCE = """
+local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if #gone > 0 then
+  redis.call('ZREM', KEYS[1], unpack(gone))
+  redis.call('HDEL', KEYS[2], unpack(gone))
+end
+local members = redis.call('ZRANGE', KEYS[1], 0, -1)
+if #members == 0 then return {} end
+local infos = redis.call('HMGET', KEYS[2], unpack(members))
+local out = {}
+for i, m in ipairs(members) do out[#out + 1] = m; out[#out + 1] = infos[i] or '{}' end
+return out
+"""
+
+_CONTROL = "control"
+
+
+class RedisBroker(Broker):
+    kind = "redis"
+
+    def __init__(self, url: str, options: BrokerOptions) -> None:
+        super().__init__(options)
+        self.url = url
+        self.channels: set[str] = set()
+        self._pending: dict[str, asyncio.Future[None]] = {}
+        self._pubsub: Any = None
+        self._listener: asyncio.Task[None] | None = None
+        self._connected = asyncio.Event()
+        self._closing = False
+        self.reconnects = 0
+        self.redis = aioredis.from_url(
+            url,
+            socket_connect_timeout=2,
+            socket_timeout=5,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+            health_check_interval=10,
+        )
+        self._publish = self.redis.register_script(PUBLISH)
+        self._history = self.redis.register_script(HISTORY)
+        self._presence = self.redis.register_script(PRESENCE)
+
+    def __repr__(self) -> str:
+        return (
+            f"RedisBroker(url={self.url!r}, channels={len(self.channels)}, "
+            f"connected={self._connected.is_set()}, reconnects={self.reconnects})"
+        )
+
+    # --- keys ----------------------------------------------------------------------------
+
+    def _key(self, channel: str, part: str) -> str:
+        return f"{self.options.prefix}:{{{channel}}}:{part}"
+
+    def _live(self, channel: str) -> str:
+        return self._key(channel, "live")
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        async with self._errors("connect"):
+            await self.redis.ping()
+        self._listener = asyncio.create_task(self._listen(), name="limpet-redis-listener")
+        try:
+            await asyncio.wait_for(self._connected.wait(), 10)
+        except TimeoutError:
+            raise BrokerError(f"redis at {self.url}: live subscriber did not connect") from None
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._listener
+        with contextlib.suppress(Exception):
+            await self.redis.aclose()
+
+    @contextlib.asynccontextmanager
+    async def _errors(self, what: str) -> AsyncIterator[None]:
+        """The one place redis-py exceptions become BrokerError."""
+        try:
+            yield
+        except (RedisError, OSError) as exc:
+            raise BrokerError(f"redis {what} failed: {exc}") from exc
+
+    # --- history and offsets -------------------------------------------------------------
+
+    async def publish(
+        self, channel: str, data: Any, *, idempotency_key: str | None = None
+    ) -> tuple[Position, bool]:
+        policy = self.options.history.for_channel(channel)
+        meta, stream = self._key(channel, "meta"), self._key(channel, "stream")
+        idem = self._key(channel, f"idem:{idempotency_key}") if idempotency_key else meta
+        args: list[bytes | str | int] = [
+            new_epoch(),
+            encode_data(data),
+            now_ms(),
+            policy.size,
+            int(policy.ttl * 1000),
+            int(self.options.idempotency_ttl * 1000),
+            "1" if idempotency_key else "0",
+            encode_data(channel),
+        ]
+        async with self._errors("publish"):
+            epoch, offset, duplicate = await self._publish(
+                keys=[meta, stream, idem, self._live(channel)], args=args
+            )
+        return Position(epoch.decode(), int(offset)), bool(duplicate)
+
+    async def history(self, channel: str, since: int | None, limit: int) -> HistoryPage:
+        keys = [self._key(channel, "meta"), self._key(channel, "stream")]
+        args: list[str | int] = [new_epoch(), -1 if since is None else since, limit]
+        async with self._errors("history"):
+            epoch_raw, offset, entries = await self._history(keys=keys, args=args)
+        epoch = epoch_raw.decode()
+        messages: list[Message] = []
+        for entry_id, fields in entries:
+            values = dict(zip(fields[::2], fields[1::2], strict=True))
+            messages.append(
+                Message(
+                    channel,
+                    epoch,
+                    int(entry_id.split(b"-", 1)[0]),
+                    msgspec.json.decode(values[b"d"]),
+                    int(values[b"t"]),
+                )
+            )
+        policy = self.options.history.for_channel(channel)
+        kept = trim_expired(messages, now_ms=now_ms(), ttl=policy.ttl)
+        return HistoryPage(epoch, int(offset), tuple(kept))
+
+    # --- routing -------------------------------------------------------------------------
+
+    async def subscribe(self, channel: str) -> None:
+        self.channels.add(channel)
+        pubsub = self._pubsub
+        if pubsub is None:
+            return  # the listener subscribes every channel when it (re)connects
+        waiter = self._pending.get(channel)
+        if waiter is None or waiter.done():
+            waiter = self._pending[channel] = asyncio.get_running_loop().create_future()
+        try:
+            await pubsub.subscribe(self._live(channel))
+            # Wait for Redis to confirm: only then is history read after it safe to splice.
+            await asyncio.wait_for(asyncio.shield(waiter), 5)
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning("subscribe %s deferred to reconnect: %s", channel, exc)
+
+    async def unsubscribe(self, channel: str) -> None:
+        self.channels.discard(channel)
+        self._pending.pop(channel, None)
+        if self._pubsub is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self._pubsub.unsubscribe(self._live(channel))
+
+    async def announce(self, channel: str, record: Envelope) -> None:
+        async with self._errors("announce"):
+            await self.redis.publish(self._live(channel), encode_envelope(record))
+
+    async def _listen(self) -> None:
+        """Own the live subscriber: connect, subscribe all, read; on any failure start over."""
+        backoff = 0.05
+        first = True
+        while not self._closing:
+            client = aioredis.from_url(
+                self.url, socket_connect_timeout=2, retry=Retry(NoBackoff(), 0)
+            )
+            pubsub = client.pubsub()
+            try:
+                await pubsub.subscribe(
+                    f"{self.options.prefix}:{_CONTROL}", *[self._live(c) for c in self.channels]
+                )
+                self._pubsub = pubsub
+                self._connected.set()
+                if not first:
+                    self.reconnects += 1
+                    log.warning("redis subscriber reconnected; re-syncing subscriptions")
+                resync = not first
+                first = False
+                backoff = 0.05
+                await self._read(pubsub, resync=resync)
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError, TimeoutError) as exc:
+                log.warning("redis subscriber lost (%s); reconnecting", exc)
+            except Exception:
+                log.exception("redis subscriber failed; reconnecting")
+            finally:
+                self._pubsub = None
+                self._connected.clear()
+                with contextlib.suppress(BaseException):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                with contextlib.suppress(BaseException):
+                    await client.aclose()
+            if not self._closing:
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 1.0)
+
+    async def _read(self, pubsub: Any, *, resync: bool = False) -> None:
+        """Read live records; PING every health interval and fail when PONGs stop coming.
+
+        With ``resync``, the hub is asked to re-read history once the first PONG arrives: Redis
+        answers in order, so by then every SUBSCRIBE of the reconnect is in effect."""
+        interval = self.options.health_interval
+        last_pong = time.monotonic()
+        last_ping = 0.0
+        prefix_len = len(self.options.prefix) + 2
+        while True:
+            now = time.monotonic()
+            if now - last_pong > 2 * interval + 1:
+                raise TimeoutError(f"no PONG from redis for {now - last_pong:.1f}s")
+            if now - last_ping >= interval:
+                await pubsub.ping()
+                last_ping = now
+            message = await pubsub.get_message(timeout=interval / 2)
+            if message is None:
+                continue
+            kind = message["type"]
+            if kind == "pong" or kind == b"pong":
+                last_pong = time.monotonic()
+                if resync:
+                    resync = False
+                    self.on_resync()
+            elif kind == "subscribe":
+                name = message["channel"].decode()
+                channel = name[prefix_len : -len("}:live")] if name.endswith("}:live") else None
+                waiter = self._pending.pop(channel, None) if channel else None
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(None)
+            elif kind == "message":
+                last_pong = time.monotonic()  # traffic proves the connection is alive too
+                try:
+                    record = decode_envelope(message["data"])
+                except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                    log.warning("dropping an undecodable record: %s", exc)
+                    continue
+                if record.channel in self.channels:
+                    self.on_envelope(record)
+
+    # --- presence ------------------------------------------------------------------------
+
+    async def presence_touch(self, channel: str, members: dict[str, dict[str, Any]]) -> None:
+        ttl_ms = int(self.options.presence_ttl * 1000)
+        expires = now_ms() + ttl_ms
+        zkey, hkey = self._key(channel, "presence"), self._key(channel, "presence:info")
+        async with self._errors("presence"):
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.zadd(zkey, dict.fromkeys(members, expires))
+            pipe.hset(hkey, mapping={m: encode_data(info) for m, info in members.items()})
+            pipe.pexpire(zkey, ttl_ms * 2)
+            pipe.pexpire(hkey, ttl_ms * 2)
+            await pipe.execute()
+
+    async def presence_remove(self, channel: str, member: str) -> None:
+        async with self._errors("presence"):
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.zrem(self._key(channel, "presence"), member)
+            pipe.hdel(self._key(channel, "presence:info"), member)
+            await pipe.execute()
+
+    async def presence(self, channel: str) -> list[dict[str, Any]]:
+        keys = [self._key(channel, "presence"), self._key(channel, "presence:info")]
+        async with self._errors("presence"):
+            flat = await self._presence(keys=keys, args=[now_ms()])
+        out: list[dict[str, Any]] = []
+        for member, info in zip(flat[::2], flat[1::2], strict=True):
+            decoded = msgspec.json.decode(info)
+            out.append({"id": member.decode(), **(decoded if isinstance(decoded, dict) else {})})
+        return out

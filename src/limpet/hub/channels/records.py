@@ -1,0 +1,92 @@
+"""Typed, versioned records that cross process boundaries (encoded with msgspec JSON).
+
+Every broker carries the same records, so a hub never passes untyped dicts around and never
+unpickles anything. ``v`` is the record version; a decoder rejects a tag or shape it does not know.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any, Literal
+
+import msgspec
+
+RECORD_VERSION = 1
+
+
+class Position(msgspec.Struct, frozen=True):
+    """Where a channel (or a client) is: the history identity and the last offset."""
+
+    epoch: str
+    offset: int
+
+
+class Message(msgspec.Struct, frozen=True, tag="message", tag_field="kind"):
+    """One published message of a channel. ``ts`` is wall-clock milliseconds at publish."""
+
+    channel: str
+    epoch: str
+    offset: int
+    data: Any
+    ts: int = 0
+    v: int = RECORD_VERSION
+
+    def wire(self) -> dict[str, Any]:
+        """The socket.io / HTTP form of DESIGN.md: {channel, epoch, offset, data}."""
+        return {
+            "channel": self.channel,
+            "epoch": self.epoch,
+            "offset": self.offset,
+            "data": self.data,
+        }
+
+
+class PresenceEvent(msgspec.Struct, frozen=True, tag="presence", tag_field="kind"):
+    """A client joined or left a channel (ephemeral: never stored in history, has no offset)."""
+
+    channel: str
+    action: Literal["join", "leave"]
+    client: str
+    info: dict[str, Any] = {}
+    v: int = RECORD_VERSION
+
+
+Envelope = Message | PresenceEvent
+
+
+class HistoryPage(msgspec.Struct, frozen=True):
+    """What a broker knows about a channel at one instant: its position and messages after ``since``."""
+
+    epoch: str
+    offset: int
+    messages: tuple[Message, ...] = ()
+
+    @property
+    def position(self) -> Position:
+        return Position(self.epoch, self.offset)
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(Envelope)
+
+
+def encode_envelope(record: Envelope) -> bytes:
+    return _encoder.encode(record)
+
+
+def decode_envelope(raw: bytes | str) -> Envelope:
+    """Decode a record; raise msgspec.ValidationError/DecodeError on anything unexpected."""
+    record: Envelope = _decoder.decode(raw)
+    if record.v != RECORD_VERSION:
+        raise msgspec.ValidationError(f"unsupported record version {record.v}")
+    return record
+
+
+def encode_data(data: Any) -> bytes:
+    """The JSON encoding of a message's data (also what the payload size limit measures)."""
+    return _encoder.encode(data)
+
+
+def new_epoch() -> str:
+    """A fresh, opaque epoch: random so two histories never share one by accident."""
+    return secrets.token_hex(6)

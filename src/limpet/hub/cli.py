@@ -1,0 +1,96 @@
+"""`limpet hub`: flags -> settings; the server and brokers are imported only when run."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--listen", required=True, metavar="HOST:PORT", help="address to serve on")
+    parser.add_argument(
+        "--broker",
+        default="memory",
+        help="backplane: memory, redis://HOST:PORT[/DB] or nats://HOST:PORT",
+    )
+    parser.add_argument("--name", default=None, help="replica name (default: the host name)")
+    parser.add_argument("--history-size", type=int, default=1000, help="messages kept per channel")
+    parser.add_argument(
+        "--history-ttl", type=float, default=300.0, help="seconds a message is kept for recovery"
+    )
+    parser.add_argument(
+        "--history-rule",
+        action="append",
+        default=[],
+        metavar="PREFIX=SIZE[:TTL]",
+        help="history size/ttl for channels starting with PREFIX (repeatable)",
+    )
+    parser.add_argument(
+        "--idempotency-ttl",
+        type=float,
+        default=60.0,
+        help="seconds an idempotency_key is remembered",
+    )
+    parser.add_argument(
+        "--presence-ttl",
+        type=float,
+        default=15.0,
+        help="seconds before a silent client leaves presence",
+    )
+    parser.add_argument(
+        "--health-interval",
+        type=float,
+        default=2.0,
+        help="seconds between broker PINGs; a live subscriber silent for 2x this is replaced",
+    )
+    parser.add_argument(
+        "--max-payload", type=int, default=64 * 1024, help="largest message data, in JSON bytes"
+    )
+    parser.add_argument(
+        "--jwt-secret",
+        default=os.environ.get("LIMPET_HUB_JWT_SECRET"),
+        help="require HS256 JWTs signed with this secret (env LIMPET_HUB_JWT_SECRET)",
+    )
+    parser.add_argument(
+        "--cors-origin", action="append", default=None, help="allowed origin (default: any)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+
+    from limpet.errors import UsageError
+    from limpet.hub.brokers import BrokerOptions, open_broker
+    from limpet.hub.channels import HistoryPolicy, HistoryRules
+    from limpet.hub.server import Hub, HubSettings, serve
+    from limpet.runtime import parse_hostport, run_until_signal
+
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
+    host, port = parse_hostport(args.listen)
+    if min(args.max_payload, args.presence_ttl, args.idempotency_ttl, args.health_interval) <= 0:
+        raise UsageError(
+            "--max-payload, --presence-ttl, --idempotency-ttl and --health-interval must be > 0"
+        )
+    rules = HistoryRules.parse(
+        HistoryPolicy(args.history_size, args.history_ttl), args.history_rule
+    )
+    options = BrokerOptions(
+        history=rules,
+        idempotency_ttl=args.idempotency_ttl,
+        presence_ttl=args.presence_ttl,
+        health_interval=args.health_interval,
+    )
+    broker = open_broker(args.broker, options)
+    settings = HubSettings(
+        name=args.name or os.environ.get("HOSTNAME") or socket.gethostname(),
+        max_payload=args.max_payload,
+        history_limit=max(1, max([args.history_size, *[p.size for _, p in rules.by_prefix]])),
+        presence_ttl=args.presence_ttl,
+        jwt_secret=args.jwt_secret or None,
+        cors_origins=args.cors_origin or "*",
+    )
+    run_until_signal(lambda stop: serve(Hub(broker, settings), host, port, stop))
+    return 0

@@ -1,0 +1,187 @@
+"""`limpet k8s lint|render|explain`: the I/O around the sans-IO lint, render and dialects."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from limpet.k8s.render import TARGETS
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="k8s_command", metavar="ACTION")
+    lint = sub.add_parser("lint", help="find sticky-session mistakes in manifests")
+    lint.add_argument("files", nargs="+", metavar="FILE", help="YAML files; - for stdin")
+    lint.add_argument("--format", choices=("text", "json"), default="text")
+    lint.add_argument(
+        "--color", choices=("auto", "always", "never"), default="auto", help="colour in text"
+    )
+
+    render = sub.add_parser(
+        "render",
+        help="print manifests for one affinity rule on a platform",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    render.add_argument("--target", required=True, choices=TARGETS)
+    render.add_argument(
+        "--affinity",
+        default="cookie",
+        help="none|cookie|client-ip|engineio|hash:header:H|hash:cookie:C|hash:query:Q",
+    )
+    render.add_argument("--cookie-name", default="limpet")
+    render.add_argument("--cookie-ttl", type=int, default=None, help="seconds; unset: session")
+    render.add_argument("--client-ip-timeout", type=int, default=10800, help="seconds")
+    render.add_argument("--name", default="app", help="name of the Service and its objects")
+    render.add_argument("--namespace", default="default")
+    render.add_argument("--port", type=int, default=80, help="Service port")
+    render.add_argument("--target-port", type=int, default=8080, help="the pods' port")
+    render.add_argument("--image", default="ghcr.io/limpet/limpet:latest", help="backend image")
+    render.add_argument("--replicas", type=int, default=3)
+    render.add_argument("--host", default="app.example.com", help="Ingress host")
+    render.add_argument("--traefik-version", type=int, choices=(1, 2, 3), default=3)
+
+    explain = sub.add_parser(
+        "explain", help="which affinity do these manifests (or this live Service) configure?"
+    )
+    explain.add_argument("files", nargs="*", metavar="FILE", help="YAML files; - for stdin")
+    explain.add_argument("--service", default=None, help="Service name (default: the first)")
+    explain.add_argument(
+        "--kubernetes-service",
+        metavar="NAMESPACE/NAME",
+        default=None,
+        help="read the Service and what configures it from the cluster instead of files",
+    )
+    explain.add_argument("--kubeconfig", default=None, help="default: in-cluster or $KUBECONFIG")
+    explain.add_argument("--context", default=None, help="kubeconfig context")
+    explain.add_argument("--format", choices=("text", "json"), default="text")
+    parser.set_defaults(_k8s_parser=parser)
+
+
+def _read(files: list[str]) -> list[tuple[str, str]]:
+    from limpet.errors import ManifestError
+
+    inputs: list[tuple[str, str]] = []
+    for name in files:
+        try:
+            if name == "-":
+                inputs.append(("<stdin>", sys.stdin.read()))
+            else:
+                with open(name, encoding="utf-8") as f:
+                    inputs.append((name, f.read()))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ManifestError(f"cannot read {name}: {exc}") from None
+    return inputs
+
+
+_COLOURS = {"error": "\033[31m", "warning": "\033[33m"}
+
+
+def run_lint(args: argparse.Namespace) -> int:
+    from limpet.k8s.lint import has_errors, lint_sources
+
+    findings = lint_sources(_read(args.files))
+    if args.format == "json":
+        print(json.dumps([f.as_dict() for f in findings], indent=2))
+    else:
+        colour = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
+        for f in findings:
+            sev = f"{_COLOURS[f.severity]}{f.severity}\033[0m" if colour else f.severity
+            print(f"{f.file}:{f.line}: {sev} [{f.rule}] {f.message}")
+            print(f"    fix: {f.hint}")
+        errors = sum(f.severity == "error" for f in findings)
+        summary = f"{errors} error(s), {len(findings) - errors} warning(s)"
+        print(summary if findings else "no findings", file=sys.stderr)
+    return 1 if has_errors(findings) else 0
+
+
+def run_render(args: argparse.Namespace) -> int:
+    import secrets
+    from dataclasses import replace
+
+    from limpet.affinity.spec import AffinitySpec
+    from limpet.errors import UsageError
+    from limpet.k8s.render import RenderOptions, render
+    from limpet.k8s.yamlnodes import dump_all
+
+    if (args.cookie_ttl or 0) < 0:
+        raise UsageError("--cookie-ttl must not be negative")
+    if not 0 < args.client_ip_timeout <= 86400:
+        raise UsageError("--client-ip-timeout must be 1..86400 (the Kubernetes limit)")
+    spec = AffinitySpec.from_flag(args.affinity)
+    spec = replace(
+        spec,
+        cookie_name=args.cookie_name,
+        cookie_ttl=args.cookie_ttl or None,
+        client_ip_timeout=args.client_ip_timeout,
+    )
+    options = RenderOptions(
+        name=args.name,
+        namespace=args.namespace,
+        port=args.port,
+        target_port=args.target_port,
+        image=args.image,
+        replicas=args.replicas,
+        host=args.host,
+        traefik_version=args.traefik_version,
+        secret=secrets.token_urlsafe(32) if args.target == "limpet" else "",
+    )
+    rendered = render(args.target, spec, options)
+    sys.stdout.write(dump_all(rendered.manifests))
+    for note in rendered.notes:
+        print(f"note: {note}", file=sys.stderr)
+    return 0
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from limpet.errors import UsageError
+    from limpet.k8s.dialects import derive
+    from limpet.k8s.yamlnodes import expand_lists, parse
+
+    objects: list[Any] = []
+    service = args.service
+    if args.kubernetes_service:
+        import asyncio
+
+        from limpet.discovery.kubernetes import fetch_service_objects, parse_service_ref
+
+        namespace, service = parse_service_ref(args.kubernetes_service)
+        objects += asyncio.run(
+            fetch_service_objects(
+                namespace, service, kubeconfig=args.kubeconfig, context=args.context
+            )
+        )
+    elif not args.files:
+        raise UsageError("give manifest files (or - for stdin) or --kubernetes-service NS/NAME")
+    for name, text in _read(args.files):
+        documents, problems = parse(text)
+        if problems:
+            from limpet.errors import ManifestError
+
+            p = problems[0]
+            raise ManifestError(f"{name}:{p.line}: {p.message}")
+        objects += [doc.obj for doc in expand_lists(documents) if isinstance(doc.obj, dict)]
+    derivation = derive(objects, service)
+    if args.format == "json":
+        out = {"dialect": derivation.dialect, "spec": asdict(derivation.spec)}
+        print(json.dumps({**out, "notes": list(derivation.notes)}, indent=2))
+    else:
+        print(f"affinity: {derivation.spec.flag()}  (from {derivation.dialect})")
+        for note in derivation.notes:
+            print(f"  {note}")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    action = getattr(args, "k8s_command", None)
+    if action == "lint":
+        return run_lint(args)
+    if action == "render":
+        return run_render(args)
+    if action == "explain":
+        return run_explain(args)
+    args._k8s_parser.print_help()
+    return 2

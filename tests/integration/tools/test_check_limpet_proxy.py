@@ -1,0 +1,82 @@
+"""`limpet check` against `limpet proxy`: every transport sticky with cookie affinity, and twins."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from tests.support.procs import Procs, free_port, limpet_env
+
+NAMES = ("a", "b", "c")
+
+
+def start_proxy(procs: Procs, *flags: str) -> str:
+    backends = [f"--backend={n}={procs.whoami(n)}" for n in NAMES]
+    port = free_port()
+    procs.limpet(
+        "proxy", "--listen", f"127.0.0.1:{port}", *backends, "--secret", "s3cret", *flags,
+        wait_for=("127.0.0.1", port),
+    )  # fmt: skip
+    return f"http://127.0.0.1:{port}/"
+
+
+def check(*args: str) -> tuple[int, dict]:  # type: ignore[type-arg]
+    result = subprocess.run(
+        [sys.executable, "-m", "limpet", "check", *args, "--json"],
+        env=limpet_env(),
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert "Traceback" not in result.stderr, result.stderr
+    return result.returncode, json.loads(result.stdout)
+
+
+@pytest.mark.parametrize("transport", ["http", "websocket", "socketio"])
+def test_cookie_affinity_is_sticky_on_every_transport(procs: Procs, transport: str) -> None:
+    url = start_proxy(procs, "--affinity", "cookie")
+    # WebSocket clients load the page first, as a browser does: the proxy hands its cookie out
+    # on HTTP answers
+    page = ["--page-first"] if transport == "websocket" else []
+    code, rep = check(url, "--clients", "6", "--requests", "4", "--transport", transport, *page)
+    assert code == 0, rep
+    assert set(rep["distribution"]) == set(NAMES)
+    assert rep["cookies"][0]["name"] == "limpet" and rep["cookies"][0]["httponly"]
+
+
+def test_no_affinity_twin_moves_clients(procs: Procs) -> None:
+    url = start_proxy(procs, "--affinity", "none")
+    code, rep = check(url, "--clients", "4", "--requests", "3", "--concurrency", "1")
+    assert code == 1 and rep["moved_clients"] == 4 and rep["cookies"] == []
+
+
+def test_no_affinity_twin_breaks_socketio_sessions(procs: Procs) -> None:
+    url = start_proxy(procs, "--affinity", "none")
+    code, rep = check(
+        url, "--transport", "socketio", "--clients", "3", "--requests", "3", "--concurrency", "1"
+    )
+    assert code == 1 and rep["failed_clients"] == 3
+    assert all(c["errors"] == ["HTTP 400 Session ID unknown"] for c in rep["per_client"])
+
+
+def test_short_cookie_ttl_is_reported(procs: Procs) -> None:
+    url = start_proxy(procs, "--affinity", "cookie", "--cookie-ttl", "30")
+    code, rep = check(url, "--clients", "3", "--requests", "2", "--transport", "socketio")
+    assert code == 0  # sticky now; the warning says why it will not stay so
+    assert rep["cookies"][0]["max_age"] == 30
+    [warning] = [w for w in rep["warnings"] if w["code"] == "cookie-ttl-too-short"]
+    assert warning["severity"] == "error"
+
+
+def test_engineio_affinity_keeps_socketio_sessions_without_a_cookie(procs: Procs) -> None:
+    """The twin of test_no_affinity_twin_breaks_socketio_sessions: same run, sid affinity."""
+    url = start_proxy(procs, "--affinity", "engineio")
+    code, rep = check(
+        url, "--transport", "socketio", "--clients", "6", "--requests", "3", "--concurrency", "1"
+    )
+    assert code == 0, rep
+    assert rep["failed_clients"] == 0 and rep["cookies"] == []
+    assert set(rep["distribution"]) == set(NAMES)
+    assert [w["code"] for w in rep["warnings"]] == ["no-cookie"]
