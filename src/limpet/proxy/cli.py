@@ -11,6 +11,9 @@ HEALTH_HELP = "active health checks (GET PATH every INTERVAL seconds; status < 5
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    # the defaults live in the config model (flags only override it), so each help text
+    # names its default in [brackets] instead of argparse's "(default: None)"
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("--config", metavar="FILE", help="YAML config file (flags override it)")
     parser.add_argument(
         "--listen", metavar="HOST:PORT", help="address to accept clients on [127.0.0.1:8080]"

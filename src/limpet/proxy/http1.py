@@ -486,8 +486,19 @@ class Exchange:
             if name.lower() == b"host":
                 host = value
                 break
-        path, _, query = self.url.partition(b"?")
-        runtime = down.server.route(host.decode("latin-1"), path.decode("latin-1"))
+        url = self.url
+        if not url.startswith(b"/") and b"://" in url:
+            # RFC 9112 §3.2.2: absolute-form must be accepted; its authority replaces Host,
+            # and the backend gets the origin-form
+            authority, slash, rest = url.split(b"://", 1)[1].partition(b"/")
+            url = self.url = b"/" + rest if slash else b"/"
+            if authority:
+                host = authority
+                self.headers = [(n, v) for n, v in self.headers if n.lower() != b"host"]
+                self.headers.append((b"Host", authority))
+        path, _, query = url.partition(b"?")
+        route_path = path if path.startswith(b"/") else b"/"  # "*" (OPTIONS) routes as "/"
+        runtime = down.server.route(host.decode("latin-1"), route_path.decode("latin-1"))
         if runtime is None:
             self.local(404, "no route for this host and path")
             return

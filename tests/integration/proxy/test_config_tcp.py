@@ -107,3 +107,15 @@ def test_twin_tcp_mode_without_affinity_spreads(procs: Procs, three: dict[str, s
     proxy = start_proxy(procs, three, "--mode", "tcp", "--affinity", "none", admin=False)
     seen = Counter(tcp_backend(proxy.port, "127.0.0.2") for _ in range(9))
     assert len(seen) > 1
+
+
+def test_port_in_use_is_a_clear_error() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        result = run_limpet(
+            "proxy", "--backend", "127.0.0.1:1", "--listen", f"127.0.0.1:{port}", "--secret", "x"
+        )
+    assert result.returncode == 1
+    assert "cannot listen" in result.stderr and "Traceback" not in result.stderr

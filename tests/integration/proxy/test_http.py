@@ -199,3 +199,16 @@ def test_pipelined_requests_with_bodies(proxy) -> None:
         "body-bytes: 3",
         "body-bytes: 0",
     ]
+
+
+def test_absolute_form_and_asterisk_targets(proxy) -> None:
+    data = raw_exchange(
+        proxy.port,
+        b"GET http://example.test/abs?q=1 HTTP/1.1\r\nHost: other\r\nConnection: close\r\n\r\n",
+    ).decode()
+    assert data.startswith("HTTP/1.1 200 ")
+    assert "GET /abs?q=1 HTTP/1.1" in data and "Host: example.test" in data
+    data = raw_exchange(
+        proxy.port, b"OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    ).decode()
+    assert "Via: 1.1 limpet" in data and "no route" not in data  # routed, answered upstream

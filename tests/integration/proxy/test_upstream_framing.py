@@ -50,6 +50,8 @@ class Handler(socketserver.BaseRequestHandler):
             sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow")
         elif path == b"/500":
             sock.sendall(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\noops")
+        elif path == b"/stall":
+            time.sleep(3)  # reads nothing of the body, holds the connection
         elif path == b"/hang":
             sock.recv(1)
         else:
@@ -184,3 +186,51 @@ def test_twin_without_passive_health_5xx_keeps_the_backend(procs: Procs, raw_bac
     )
     proxy = start_proxy(procs, {}, "--config", str(config), admin=False)
     assert five_hundreds(proxy.port, 4) == [b"HTTP/1.1 500"] * 4
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_slow_client_gets_back_pressure_not_a_buffered_body(proxy: Proxy) -> None:
+    """The client reads nothing for a while: the proxy must stop reading the backend (its
+    memory stays flat) instead of holding the whole 20 MiB body, then deliver all of it."""
+    pid = proxy.proc.pid  # type: ignore[attr-defined]
+    raw_exchange(proxy.port, b"GET /plain HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    before = rss_kib(pid)
+    with socket.create_connection((proxy.host, proxy.port), timeout=30) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        s.sendall(b"GET /chunked HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        time.sleep(1.5)  # the backend pushes as fast as it can meanwhile
+        grown = rss_kib(pid) - before
+        data = read_all(s)
+    assert grown < 8 * 1024, f"the proxy buffered {grown} KiB for a client that did not read"
+    assert len(dechunk(data.partition(b"\r\n\r\n")[2])) == BIG
+
+
+def test_slow_backend_gets_back_pressure_on_an_upload(procs: Procs, raw_backend: str) -> None:
+    """The backend reads nothing: the proxy must stop reading the client's body (the client's
+    sends stall) instead of holding it in memory."""
+    proxy = start_proxy(procs, {"raw": raw_backend}, "--no-health", admin=False)
+    pid = proxy.proc.pid  # type: ignore[attr-defined]
+    raw_exchange(proxy.port, b"GET /plain HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    before = rss_kib(pid)
+    with socket.create_connection((proxy.host, proxy.port), timeout=30) as s:
+        # kernel socket buffers on loopback absorb ~20 MiB along the way, so offer far more
+        upload = 200 * 1024 * 1024
+        s.sendall(b"POST /stall HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % upload)
+        s.setblocking(False)
+        sent, block = 0, b"u" * 65536
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline and sent < upload:
+            try:
+                sent += s.send(block)
+            except BlockingIOError:
+                time.sleep(0.01)
+        grown = rss_kib(pid) - before
+    assert sent < upload, "the whole body went through although the backend reads nothing"
+    assert grown < 8 * 1024, f"the proxy buffered {grown} KiB of a body nobody reads"
