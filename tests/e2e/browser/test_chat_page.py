@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from tests.conftest import BrokerServer
 from tests.support.procs import Procs, free_port, which_or_skip
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from tests.support.procs import Procs, free_port, which_or_skip
 
 pytestmark = pytest.mark.e2e

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import dns.exception
 import pytest
-from tests.support.procs import Procs, free_port
 
 from limpet.discovery.base import Endpoint, Snapshot
 from limpet.discovery.dns import DnsDiscovery
 from limpet.errors import DiscoveryError
+from tests.support.procs import Procs, free_port
 
 SERVER = Path(__file__).with_name("dns_server.py")
 NAME = "chat.web.svc.cluster.local."

@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from tests.integration.discovery.fake_apiserver import FakeApiServer, endpoint_slice
 
 from limpet.discovery.base import Endpoint, Snapshot
 from limpet.discovery.kubernetes import EndpointSliceDiscovery, read_service_affinity
 from limpet.errors import DiscoveryError
+from tests.integration.discovery.fake_apiserver import FakeApiServer, endpoint_slice
 
 READY = {"ready": True, "serving": True, "terminating": False}
 DRAINING = {"ready": False, "serving": True, "terminating": True}

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from tests.integration.discovery.fake_apiserver import FakeApiServer, endpoint_slice
 
 from limpet.affinity.base import AffinityPolicy, Pick, PickReason, RequestFacts
 from limpet.affinity.factory import build_policy
@@ -17,6 +16,7 @@ from limpet.affinity.spec import AffinitySpec
 from limpet.discovery.base import Snapshot, feed_pool
 from limpet.discovery.kubernetes import EndpointSliceDiscovery
 from limpet.pool.pool import Pool
+from tests.integration.discovery.fake_apiserver import FakeApiServer, endpoint_slice
 
 READY = {"ready": True, "serving": True, "terminating": False}
 DRAINING = {"ready": False, "serving": True, "terminating": True}

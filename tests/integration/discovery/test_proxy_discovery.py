@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+
 from tests.integration.discovery.fake_apiserver import FakeApiServer, endpoint_slice
 from tests.integration.discovery.test_dns import Zone
 from tests.integration.proxy.conftest import Client, Proxy, start_proxy

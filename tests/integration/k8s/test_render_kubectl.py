@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.support.procs import which_or_skip
 
 from limpet.affinity.spec import AffinitySpec
 from limpet.k8s.render import TARGETS, RenderOptions, render
 from limpet.k8s.yamlnodes import dump_all
+from tests.support.procs import which_or_skip
 
 SPECS = {
     "gke": AffinitySpec(mode="cookie", cookie_ttl=3600),

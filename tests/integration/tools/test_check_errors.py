@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+
 from tests.support.procs import free_port, limpet_env
 
 

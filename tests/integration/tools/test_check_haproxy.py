@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import pytest
+
 from tests.support.procs import Procs, free_port, limpet_env, which_or_skip
 
 NAMES = ("a", "b", "c")

@@ -13,6 +13,7 @@ import time
 import urllib.request
 
 import pytest
+
 from tests.support.procs import Procs, free_port, limpet_env, which_or_skip
 
 

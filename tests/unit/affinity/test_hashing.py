@@ -9,10 +9,10 @@ import sys
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.support.procs import limpet_env
 
 from limpet.affinity.hashing import TABLE_SIZE, Maglev, MaglevCache, stable_hash
 from limpet.pool.model import BackendView
+from tests.support.procs import limpet_env
 
 KEYS = [f"user-{i}".encode() for i in range(20_000)]
 
