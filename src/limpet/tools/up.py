@@ -162,7 +162,7 @@ def plan(args: argparse.Namespace, facts: Facts) -> Plan:
                     argv=(
                         facts.redis_server,
                         *("--port", str(port), "--bind", "127.0.0.1"),
-                        *("--save", "", "--appendonly", "no"),
+                        *("--save", "", "--appendonly", "no", "--loglevel", "warning"),
                     ),
                     host="127.0.0.1",
                     port=port,
