@@ -111,7 +111,10 @@ class Hub:
     # --- lifecycle -------------------------------------------------------------------------
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=max(1 << 20, 4 * self.settings.max_payload))
+        app = web.Application(
+            client_max_size=max(1 << 20, 4 * self.settings.max_payload),
+            middlewares=[_errors_as_json],
+        )
         self.sio.attach(app, socketio_path="socket.io")
         app.router.add_post("/api/channels/{channel}/messages", self.http_publish)
         app.router.add_get("/api/channels/{channel}/messages", self.http_history)
@@ -442,39 +445,36 @@ class Hub:
         try:
             claims = self.verify(token)
         except AuthError as exc:
-            raise web.HTTPUnauthorized(
-                text=msgspec.json.encode(error(str(exc))).decode(), content_type="application/json"
-            ) from None
+            raise HttpError(401, str(exc)) from None
         if not _granted(claims, claim, channel):
-            raise _json_error(web.HTTPForbidden, f"token does not grant {channel!r}")
+            raise HttpError(403, f"token does not grant {channel!r}")
 
     def _channel(self, request: web.Request) -> str:
         try:
             return validate_channel(request.match_info["channel"])
         except ChannelError as exc:
-            raise _json_error(web.HTTPBadRequest, str(exc)) from None
+            raise HttpError(400, str(exc)) from None
 
     async def http_publish(self, request: web.Request) -> web.Response:
         channel = self._channel(request)
         self._http_auth(request, "publish", channel)
         raw = await request.read()
         if len(raw) > 2 * self.settings.max_payload + 1024:
-            raise _json_error(web.HTTPRequestEntityTooLarge, "payload too large")
+            raise HttpError(413, "payload too large")
         try:
             body = msgspec.json.decode(raw)
         except msgspec.DecodeError as exc:
-            raise _json_error(web.HTTPBadRequest, f"body is not JSON: {exc}") from None
+            raise HttpError(400, f"body is not JSON: {exc}") from None
         if not isinstance(body, dict) or "data" not in body:
-            raise _json_error(web.HTTPBadRequest, 'body must be {"data": <json>}')
+            raise HttpError(400, 'body must be {"data": <json>}')
         try:
             position, duplicate = await self._publish(
                 channel, body["data"], body.get("idempotency_key")
             )
         except ChannelError as exc:
-            cls = web.HTTPRequestEntityTooLarge if "too large" in str(exc) else web.HTTPBadRequest
-            raise _json_error(cls, str(exc)) from None
+            raise HttpError(413 if "too large" in str(exc) else 400, str(exc)) from None
         except BrokerError as exc:
-            raise _json_error(web.HTTPServiceUnavailable, f"broker unavailable: {exc}") from None
+            raise HttpError(503, f"broker unavailable: {exc}") from None
         payload: dict[str, Any] = {"epoch": position.epoch, "offset": position.offset}
         if duplicate:
             payload["duplicate"] = True
@@ -489,13 +489,13 @@ class Hub:
             if since < 0 or limit < 0:
                 raise ValueError
         except ValueError:
-            raise _json_error(web.HTTPBadRequest, "since and limit must be integers >= 0") from None
+            raise HttpError(400, "since and limit must be integers >= 0") from None
         try:
             page = await self.broker.history(
                 channel, since, min(limit, self.settings.history_limit)
             )
         except BrokerError as exc:
-            raise _json_error(web.HTTPServiceUnavailable, f"broker unavailable: {exc}") from None
+            raise HttpError(503, f"broker unavailable: {exc}") from None
         return web.json_response(
             {
                 "epoch": page.epoch,
@@ -510,7 +510,7 @@ class Hub:
         try:
             clients = await self.broker.presence(channel)
         except BrokerError as exc:
-            raise _json_error(web.HTTPServiceUnavailable, f"broker unavailable: {exc}") from None
+            raise HttpError(503, f"broker unavailable: {exc}") from None
         return web.json_response({"clients": clients})
 
     async def http_health(self, request: web.Request) -> web.Response:
@@ -522,8 +522,21 @@ class Hub:
         return web.FileResponse(STATIC / "index.html")
 
 
-def _json_error(cls: type[web.HTTPException], message: str) -> web.HTTPException:
-    return cls(text=msgspec.json.encode(error(message)).decode(), content_type="application/json")
+class HttpError(Exception):
+    """An HTTP API failure: answered as ``{"error": message}`` with ``status``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@web.middleware
+async def _errors_as_json(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except HttpError as exc:
+        return web.json_response(error(str(exc)), status=exc.status)
 
 
 def _query_token(query: str) -> str | None:
