@@ -134,7 +134,7 @@ async def start_memory_hubs(count: int = REPLICAS, **settings: Any) -> tuple[Rep
     return Replicas(urls), runners
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "nats"])
 async def replicas(request: pytest.FixtureRequest, procs: Procs) -> AsyncIterator[Replicas]:
     """Three hub replicas sharing one broker of each kind in turn."""
     if request.param == "memory":

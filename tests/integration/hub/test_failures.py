@@ -20,7 +20,7 @@ from tests.integration.hub.conftest import (
 from tests.support.procs import Procs, free_port
 
 
-@pytest.mark.parametrize("broker", ["redis"])
+@pytest.mark.parametrize("broker", ["redis", "nats"])
 async def test_replica_killed_clients_resume_elsewhere_without_loss_or_duplicate(
     broker: str, request: pytest.FixtureRequest, procs: Procs, http: aiohttp.ClientSession
 ) -> None:

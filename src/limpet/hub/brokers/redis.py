@@ -175,7 +175,7 @@ class RedisBroker(Broker):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._listener
         with contextlib.suppress(Exception):
-            await self.redis.aclose()  # type: ignore[no-untyped-call]
+            await self.redis.aclose()
 
     @contextlib.asynccontextmanager
     async def _errors(self, what: str) -> AsyncIterator[None]:

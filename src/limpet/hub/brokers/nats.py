@@ -1,0 +1,320 @@
+"""The NATS broker: JetStream for history and offsets, republished subjects for routed live fan-out.
+
+Layout (``limpet`` is the prefix):
+
+    stream LIMPET_HUB   subjects ``limpet.ch.<channel>``; one stream for every channel.
+                        max_msgs_per_subject = the largest history size (per-prefix sizes and
+                        TTLs are applied when reading); duplicate_window = idempotency window;
+                        RePublish ``limpet.ch.>`` -> ``limpet.live.>`` so replicas get *stored*
+                        messages only, in stream order, on plain core subscriptions.
+    headers             Limpet-Offset (the channel offset), Limpet-Epoch, Limpet-Ts, Limpet-Prev
+                        (stream sequence of the channel's previous message).
+    kv  limpet_presence key ``<hex(channel)>.<member>``, bucket TTL = presence ttl.
+
+Offsets: the stream sequence is shared by all channels, so it cannot be a channel's offset; the
+offset is a header, assigned with optimistic concurrency: publish with
+``Nats-Expected-Last-Subject-Sequence`` = the sequence of the channel's last message and
+``Limpet-Offset`` = its offset + 1; JetStream rejects the write if another replica got there
+first, and we re-read and retry. Idempotency keys map to ``Nats-Msg-Id`` (deduplicated by
+JetStream within duplicate_window).
+
+Epoch: derived from the stream's creation time, so it changes exactly when the stream (the
+history) was lost and recreated. Live subscriptions are core NATS subscriptions on
+``limpet.live.<channel>``; nats-py re-subscribes after a reconnect and its PINGs detect a dead
+connection; on every reconnect the hub re-syncs its subscriptions from history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from typing import Any
+
+import msgspec
+import nats
+from nats.errors import Error as NatsError
+from nats.js import api
+from nats.js.errors import APIError, BadRequestError, NotFoundError
+
+from limpet.errors import BrokerError
+from limpet.hub.brokers.base import Broker, BrokerOptions, now_ms
+from limpet.hub.channels import (
+    Envelope,
+    HistoryPage,
+    Message,
+    Position,
+    decode_envelope,
+    encode_envelope,
+)
+from limpet.hub.channels.history import trim_expired
+from limpet.hub.channels.records import encode_data
+
+log = logging.getLogger("limpet.hub.nats")
+#: JetStream error code for a failed Nats-Expected-Last-Subject-Sequence check
+WRONG_LAST_SEQUENCE = 10071
+
+
+class NatsBroker(Broker):
+    kind = "nats"
+
+    def __init__(self, url: str, options: BrokerOptions) -> None:
+        super().__init__(options)
+        self.url = url
+        p = options.prefix
+        self.stream = f"{p.upper()}_HUB"
+        self.epoch = ""
+        self.nc: Any = None
+        self.js: Any = None
+        self.kv: Any = None
+        self.subs: dict[str, Any] = {}
+        self.reconnects = 0
+        self._last: dict[str, tuple[int, int]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def __repr__(self) -> str:
+        return f"NatsBroker(url={self.url!r}, epoch={self.epoch!r}, channels={len(self.subs)})"
+
+    def _subject(self, channel: str) -> str:
+        return f"{self.options.prefix}.ch.{channel}"
+
+    def _live(self, channel: str) -> str:
+        return f"{self.options.prefix}.live.{channel}"
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        interval = max(1, round(self.options.health_interval))
+        try:
+            self.nc = await nats.connect(
+                self.url,
+                connect_timeout=2,
+                ping_interval=interval,
+                max_outstanding_pings=2,
+                reconnect_time_wait=0.2,
+                max_reconnect_attempts=-1,
+                allow_reconnect=True,
+                reconnected_cb=self._reconnected,
+                error_cb=self._error,
+            )
+        except (NatsError, OSError, TimeoutError) as exc:
+            raise BrokerError(f"cannot reach nats at {self.url}: {exc}") from exc
+        self.js = self.nc.jetstream()
+        await self._ensure()
+
+    async def close(self) -> None:
+        if self.nc is not None:
+            with contextlib.suppress(Exception):
+                await self.nc.drain()
+
+    async def _error(self, exc: Exception) -> None:
+        log.warning("nats: %s", exc)
+
+    async def _reconnected(self) -> None:
+        self.reconnects += 1
+        log.warning("nats reconnected; re-syncing subscriptions")
+        try:
+            await self._ensure()
+        except BrokerError as exc:
+            log.warning("after reconnect: %s", exc)
+        self.on_resync()
+
+    async def _ensure(self) -> None:
+        """Create the stream and presence bucket if missing; learn the epoch."""
+        sizes = [self.options.history.default.size] + [
+            p.size for _, p in self.options.history.by_prefix
+        ]
+        prefix = self.options.prefix
+        config = api.StreamConfig(
+            name=self.stream,
+            subjects=[f"{prefix}.ch.>"],
+            max_msgs_per_subject=max(1, *sizes),
+            duplicate_window=self.options.idempotency_ttl,
+            allow_direct=True,
+            republish=api.RePublish(src=f"{prefix}.ch.>", dest=f"{prefix}.live.>"),
+        )
+        try:
+            try:
+                info = await self.js.stream_info(self.stream)
+            except NotFoundError:
+                info = await self.js.add_stream(config)
+            created = info.created.isoformat() if info.created else self.stream
+            self.epoch = hashlib.sha256(created.encode()).hexdigest()[:12]
+            bucket = f"{prefix}_presence"
+            try:
+                self.kv = await self.js.key_value(bucket)
+            except (NotFoundError, BadRequestError, NatsError):
+                self.kv = await self.js.create_key_value(
+                    bucket=bucket, ttl=self.options.presence_ttl, history=1
+                )
+        except (NatsError, OSError, TimeoutError) as exc:
+            raise BrokerError(f"nats jetstream setup failed: {exc}") from exc
+        self._last.clear()
+
+    # --- history and offsets -------------------------------------------------------------
+
+    async def _last_of(self, channel: str, *, fresh: bool = False) -> tuple[int, int]:
+        """(stream sequence, offset) of the channel's last message; (0, 0) when it has none."""
+        if not fresh and channel in self._last:
+            return self._last[channel]
+        try:
+            raw = await self.js.get_last_msg(self.stream, self._subject(channel), direct=True)
+        except NotFoundError:
+            last = (0, 0)
+        else:
+            last = (int(raw.seq), int(raw.headers["Limpet-Offset"]))
+        self._last[channel] = last
+        return last
+
+    async def publish(
+        self, channel: str, data: Any, *, idempotency_key: str | None = None
+    ) -> tuple[Position, bool]:
+        payload = encode_data(data)
+        lock = self._locks.setdefault(channel, asyncio.Lock())
+        try:
+            async with lock:  # one local writer per channel: conflicts only across replicas
+                for _ in range(100):
+                    seq, offset = await self._last_of(channel)
+                    headers = {
+                        "Limpet-Offset": str(offset + 1),
+                        "Limpet-Epoch": self.epoch,
+                        "Limpet-Ts": str(now_ms()),
+                        "Limpet-Prev": str(seq),
+                        "Nats-Expected-Last-Subject-Sequence": str(seq),
+                    }
+                    if idempotency_key is not None:
+                        headers["Nats-Msg-Id"] = f"{channel}:{idempotency_key}"
+                    try:
+                        ack = await self.js.publish(
+                            self._subject(channel), payload, stream=self.stream, headers=headers
+                        )
+                    except APIError as exc:
+                        if exc.err_code == WRONG_LAST_SEQUENCE:
+                            self._last.pop(channel, None)  # another replica wrote; re-read
+                            continue
+                        raise
+                    if ack.duplicate:
+                        raw = await self.js.get_msg(self.stream, seq=ack.seq, direct=True)
+                        return Position(
+                            raw.headers["Limpet-Epoch"], int(raw.headers["Limpet-Offset"])
+                        ), True
+                    self._last[channel] = (ack.seq, offset + 1)
+                    return Position(self.epoch, offset + 1), False
+        except (NatsError, OSError, TimeoutError) as exc:
+            self._last.pop(channel, None)
+            raise BrokerError(f"nats publish failed: {exc}") from exc
+        raise BrokerError(f"nats publish to {channel!r}: too much contention, try again")
+
+    async def history(self, channel: str, since: int | None, limit: int) -> HistoryPage:
+        policy = self.options.history.for_channel(channel)
+        try:
+            seq, last = await self._last_of(channel, fresh=True)
+            if since is None or limit <= 0 or last <= since:
+                return HistoryPage(self.epoch, last)
+            # Walk back along Limpet-Prev with direct gets: at most min(gap, size) messages.
+            wanted = min(last - since, policy.size)
+            found: list[Message] = []
+            while seq > 0 and len(found) < wanted:
+                try:
+                    raw = await self.js.get_msg(self.stream, seq=seq, direct=True)
+                except NotFoundError:
+                    break  # trimmed: the rest of the gap is beyond the window
+                message = self._message(channel, raw.headers, raw.data)
+                if message.offset <= since:
+                    break
+                found.append(message)
+                seq = int(raw.headers.get("Limpet-Prev", 0))
+        except (NatsError, OSError, TimeoutError) as exc:
+            raise BrokerError(f"nats history failed: {exc}") from exc
+        found.reverse()
+        kept = trim_expired(found, now_ms=now_ms(), ttl=policy.ttl)
+        return HistoryPage(self.epoch, last, tuple(kept[:limit]))
+
+    @staticmethod
+    def _message(channel: str, headers: dict[str, str], data: bytes) -> Message:
+        return Message(
+            channel,
+            headers["Limpet-Epoch"],
+            int(headers["Limpet-Offset"]),
+            msgspec.json.decode(data),
+            int(headers.get("Limpet-Ts", 0)),
+        )
+
+    # --- routing -------------------------------------------------------------------------
+
+    async def subscribe(self, channel: str) -> None:
+        if channel in self.subs:
+            return
+        try:
+            self.subs[channel] = await self.nc.subscribe(self._live(channel), cb=self._on_live)
+            await self.nc.flush(timeout=5)  # the server has the SUB before we read history
+        except (NatsError, OSError, TimeoutError) as exc:
+            raise BrokerError(f"nats subscribe failed: {exc}") from exc
+
+    async def unsubscribe(self, channel: str) -> None:
+        sub = self.subs.pop(channel, None)
+        if sub is not None:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def _on_live(self, msg: Any) -> None:
+        channel = msg.subject[len(self.options.prefix) + len(".live.") :]
+        if channel not in self.subs:
+            return
+        try:
+            headers = msg.headers or {}
+            if "Limpet-Offset" in headers:
+                message = self._message(channel, headers, msg.data)
+                self._last[channel] = (int(headers.get("Nats-Sequence", 0)), message.offset)
+                record: Envelope = message
+            else:
+                record = decode_envelope(msg.data)
+        except (KeyError, ValueError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+            log.warning("dropping an undecodable record on %s: %s", msg.subject, exc)
+            return
+        self.on_envelope(record)
+
+    async def announce(self, channel: str, record: Envelope) -> None:
+        try:
+            await self.nc.publish(self._live(channel), encode_envelope(record))
+        except (NatsError, OSError) as exc:
+            raise BrokerError(f"nats announce failed: {exc}") from exc
+
+    # --- presence ------------------------------------------------------------------------
+
+    def _member_key(self, channel: str, member: str) -> str:
+        return f"{channel.encode().hex()}.{member}"
+
+    async def presence_touch(self, channel: str, members: dict[str, dict[str, Any]]) -> None:
+        try:
+            for member, info in members.items():
+                await self.kv.put(self._member_key(channel, member), encode_data(info))
+        except (NatsError, OSError, TimeoutError) as exc:
+            raise BrokerError(f"nats presence failed: {exc}") from exc
+
+    async def presence_remove(self, channel: str, member: str) -> None:
+        try:
+            await self.kv.purge(self._member_key(channel, member))
+        except (NatsError, OSError, TimeoutError) as exc:
+            raise BrokerError(f"nats presence failed: {exc}") from exc
+
+    async def presence(self, channel: str) -> list[dict[str, Any]]:
+        prefix = channel.encode().hex() + "."
+        out: list[dict[str, Any]] = []
+        try:
+            # a watcher filtered on the server to this channel's keys: one round, with values
+            watcher = await self.kv.watch(prefix + ">", ignore_deletes=True)
+            try:
+                async for entry in watcher:
+                    if entry is None:
+                        break
+                    if entry.value:
+                        info = msgspec.json.decode(entry.value)
+                        extra = info if isinstance(info, dict) else {}
+                        out.append({"id": entry.key[len(prefix) :], **extra})
+            finally:
+                await watcher.stop()
+        except (NatsError, OSError, TimeoutError) as exc:
+            raise BrokerError(f"nats presence failed: {exc}") from exc
+        return sorted(out, key=lambda member: str(member["id"]))
