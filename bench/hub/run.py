@@ -224,10 +224,36 @@ def bench_system(
             urls = [f"http://127.0.0.1:{p}" for p in ports]
             for url, proc in zip(urls, started, strict=True):
                 wait_http(url, proc)
+            spy = None
+            if args.profile and system.startswith("limpet"):
+                # Sample replica 1 for the whole load (py-spy writes collapsed stacks on SIGINT).
+                out_file = logdir / f"profile-{system}-{sc.name}.txt"
+                spy = subprocess.Popen(
+                    [
+                        args.profile,
+                        "record",
+                        "--pid",
+                        str(started[0].pid),
+                        "--format",
+                        "raw",
+                        "--rate",
+                        "200",
+                        "--nonblocking",
+                        "-o",
+                        str(out_file),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                procs.procs.append(spy)
             t0 = time.monotonic()
             print(f"  {LABELS[system]}: {sc.name} ...", end="", flush=True)
             res = run_load(urls, [p.pid for p in started], args, sc, logdir, f"{system}-{sc.name}")
             res["wallSeconds"] = round(time.monotonic() - t0, 1)
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    spy.wait(10)
             crashed = [i + 1 for i, p in enumerate(started) if p.poll() is not None]
             if crashed:
                 res["error"] = f"replica(s) {crashed} exited during the run"
@@ -365,11 +391,17 @@ def main() -> int:
     p.add_argument(
         "--drain",
         type=float,
-        default=15,
+        default=10,
         help="seconds to wait for deliveries after a phase's last publish",
     )
     p.add_argument(
-        "--settle", type=float, default=30, help="longest wait for a quiet server after subscribing"
+        "--settle", type=float, default=15, help="longest wait for a quiet server after subscribing"
+    )
+    p.add_argument(
+        "--profile",
+        metavar="PY_SPY",
+        default=None,
+        help="path of a py-spy binary: sample limpet replica 1 in every scenario",
     )
     p.add_argument(
         "--systems",
