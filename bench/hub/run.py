@@ -244,6 +244,7 @@ def bench_system(
                     ],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
+                    start_new_session=True,  # so Procs can stop it as a group like the rest
                 )
                 procs.procs.append(spy)
             t0 = time.monotonic()
@@ -311,12 +312,13 @@ def table(report: dict[str, Any]) -> str:
             "delivered",
             "cpu ms/1k",
             "setup s",
+            "dropped",
         )
     ]
     for s in report["systems"]:
         for name, r in s["scenarios"].items():
             if r.get("error") or "phases" not in r:
-                rows.append((s["label"], name, "n/a", r.get("error", "")[:70], "", "", "", ""))
+                rows.append((s["label"], name, "n/a", r.get("error", "")[:70], *[""] * 5))
                 continue
             sat, steady = r["phases"].get("saturate", {}), r["phases"].get("steady", {})
             got = sum(ph["delivered"] for ph in r["phases"].values())
@@ -333,6 +335,8 @@ def table(report: dict[str, Any]) -> str:
                     f"{got}/{want}",
                     fmt(sat.get("replicaCpuMsPer1000")),
                     f"{r['setupSeconds'] + r['settleSeconds']:.1f}",
+                    # subscribers the servers disconnected (the load generator does not reconnect)
+                    str(sum((r.get("disconnects") or {}).values())),
                 )
             )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

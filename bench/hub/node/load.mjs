@@ -58,6 +58,9 @@ for (let i = 0; i < subscribers; i++) perChannel[i % channels]++;
 // One phase at a time; a delivery counts for the phase its message was sent in.
 let phase = null;
 let lastEvent = 0, otherEvents = 0;
+const disconnects = {}; // subscribers the server dropped (no reconnection here), by reason
+let closing = false;
+const eventCounts = {}; // every event the subscribers received, by name, over the whole run
 const onMessage = (m) => {
   const now = performance.now();
   const d = m && m.data;
@@ -123,7 +126,12 @@ async function main() {
       const i = next++;
       const socket = await connect(urls[i % urls.length]);
       socket.on("message", onMessage);
-      socket.onAny((event) => { lastEvent = performance.now(); if (event !== "message") otherEvents++; });
+      socket.on("disconnect", (reason) => { if (!closing) disconnects[reason] = (disconnects[reason] ?? 0) + 1; });
+      socket.onAny((event) => {
+        lastEvent = performance.now();
+        eventCounts[event] = (eventCounts[event] ?? 0) + 1;
+        if (event !== "message") otherEvents++;
+      });
       await request(socket, "subscribe", { channel: channelName(i % channels) });
     }
   }
@@ -146,9 +154,13 @@ async function main() {
   for (const ph of cfg.phases) {
     result.phases[ph.name] = await runPhase(pubs, ph.name, ph.rate, ph.messages);
     const r = result.phases[ph.name];
+    if (Object.keys(disconnects).length) log(`subscribers disconnected so far: ${JSON.stringify(disconnects)}`);
     log(`${ph.name}: ${r.delivered}/${r.expected} in ${r.spanSeconds.toFixed(1)}s, p50 ${r.latencyMs.p50} p99 ${r.latencyMs.p99}`);
     await new Promise((r) => setTimeout(r, 300));
   }
+  result.eventCounts = eventCounts;
+  result.disconnects = disconnects;
+  closing = true;
   process.stdout.write(JSON.stringify(result) + "\n");
   for (const s of sockets) s.disconnect();
   setTimeout(() => process.exit(0), 200);
