@@ -21,14 +21,14 @@ def build(redis_url: str) -> tuple[socketio.AsyncServer, web.Application]:
     mgr = socketio.AsyncRedisManager(redis_url)
     sio = socketio.AsyncServer(async_mode="aiohttp", client_manager=mgr, cors_allowed_origins="*")
 
-    @sio.on("subscribe")  # type: ignore[untyped-decorator]
+    @sio.on("subscribe")
     async def subscribe(sid: str, msg: Any) -> dict[str, Any]:
         if not isinstance(msg, dict) or not isinstance(msg.get("channel"), str):
             return {"error": "channel expected"}
         await sio.enter_room(sid, msg["channel"])
         return {"channel": msg["channel"]}
 
-    @sio.on("publish")  # type: ignore[untyped-decorator]
+    @sio.on("publish")
     async def publish(sid: str, msg: Any) -> dict[str, Any]:
         if not isinstance(msg, dict) or not isinstance(msg.get("channel"), str):
             return {"error": "channel expected"}

@@ -444,6 +444,7 @@ def main() -> int:
     logdir = ROOT / "bench" / "results" / "hub-logs"
     logdir.mkdir(parents=True, exist_ok=True)
     procs = Procs(logdir)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started ignoring it
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     report: dict[str, Any] = {"machine": machine(), "args": vars(args), "systems": []}
     t0 = time.monotonic()
