@@ -29,6 +29,9 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 NODE_DIR = HERE / "node"
+sys.path.insert(0, str(HERE.parent))
+from common import Procs, free_port, wait_port  # noqa: E402
+
 SYSTEMS = ("limpet-redis", "limpet-nats", "python-socketio", "node-socketio")
 LABELS = {
     "limpet-redis": "limpet hub (redis)",
@@ -36,23 +39,6 @@ LABELS = {
     "python-socketio": "python-socketio + AsyncRedisManager",
     "node-socketio": "node socket.io + redis-adapter",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listening on {port} after {timeout}s")
 
 
 def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
@@ -93,44 +79,6 @@ def rate_count(text: str) -> tuple[float, int]:
     if r <= 0 or c <= 0:
         raise argparse.ArgumentTypeError("RATE and COUNT must be > 0")
     return r, c
-
-
-class Procs:
-    """Child processes, each in its own session; all killed by ``close`` (idempotent)."""
-
-    def __init__(self, logdir: Path) -> None:
-        self.logdir = logdir
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def start(
-        self, name: str, argv: list[str], env: dict[str, str] | None = None
-    ) -> subprocess.Popen[bytes]:
-        log = open(self.logdir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True, cwd=ROOT
-        )
-        log.close()
-        self.procs.append(proc)
-        return proc
-
-    def stop(self, procs: list[subprocess.Popen[bytes]]) -> None:
-        for p in procs:
-            if p.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(p.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 3
-        for p in procs:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                p.wait(max(0.05, deadline - time.monotonic()))
-            if p.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
-            if p in self.procs:
-                self.procs.remove(p)
-
-    def close(self) -> None:
-        self.stop(list(self.procs))
 
 
 def replica_argv(

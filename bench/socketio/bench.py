@@ -23,7 +23,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,32 +31,14 @@ from pathlib import Path
 import aiohttp
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"process exited with {proc.returncode} before listening on {port}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"nothing listening on {port}")
+sys.path.insert(0, str(ROOT / "bench"))
+from common import free_port, limpet_argv, limpet_env, wait_port  # noqa: E402
 
 
 def start(*args: str) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
     return subprocess.Popen(
-        [sys.executable, "-m", "limpet", *args],
-        env=env,
+        limpet_argv(*args),
+        env=limpet_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -135,7 +116,7 @@ def main() -> int:
     targets = (("direct", backend_port), ("proxy", engineio_port), ("proxy-none", none_port))
     try:
         for (_, port), proc in zip(targets, procs, strict=True):
-            wait_listening(port, proc)
+            wait_port(port, proc)
         results: dict[str, dict[str, float]] = {}
         for target, port in targets:
             base = f"http://127.0.0.1:{port}"
