@@ -758,6 +758,10 @@ class Exchange:
                     if name.lower() == b"upgrade":
                         out += (b"Upgrade: ", value, b"\r\n")
                 out.append(b"Connection: upgrade\r\n")
+                # a client that opens a WebSocket first (no page load) gets its pin here, as
+                # HAProxy's `cookie insert` does; a repin's new cookie too
+                if self.pick is not None and self.pick.set_cookie:
+                    out += (b"Set-Cookie: ", self.pick.set_cookie.encode("latin-1"), b"\r\n")
             out.append(b"\r\n")
             return b"".join(out)
         assert self.pick is not None
