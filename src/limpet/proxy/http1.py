@@ -173,10 +173,27 @@ class Downstream(asyncio.Protocol):
             self.tunnel.close()
             return False
         if self.active is not None:
+            if self.server.stopping:
+                # shutting down: a half-closed client is not waited for (a long-poll may hold
+                # its response for half a minute); the request is dropped, nothing is retried
+                return None
             # a client may half-close after sending its request; let the response finish
             self.closing = True
             return True
         return None
+
+    def drain(self) -> None:
+        """Shutdown has begun: close at once unless a live exchange or tunnel is in flight.
+
+        Idle keep-alive connections (and those waiting for a head) have nothing to lose; a
+        half-closed client (it sent its request then FIN, as a socket.io long-poll client that
+        exited does) would keep the process up until the deadline for a response nobody
+        needs. Live exchanges finish with ``Connection: close`` (see response_bytes).
+        """
+        if self.transport is None:
+            return
+        if self.tunnel is None and (self.active is None or self.closing):
+            self.transport.close()
 
     def pause_writing(self) -> None:
         self.write_paused = True

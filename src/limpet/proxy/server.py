@@ -244,12 +244,17 @@ class ProxyServer:
             self.admin_runner = await start_admin(self, self.config.admin)
 
     async def stop(self) -> None:
-        """Stop accepting, let open exchanges finish until the deadline, then close the rest."""
+        """Shut down in order: stop accepting, stop new sessions (``stopping`` refuses new
+        connections), close what has nothing in flight, drain open exchanges and tunnels until
+        the deadline (``timeouts.shutdown``, ``--drain-timeout``), then close the rest."""
         self.stopping = True
         for server in self.listeners:
             server.close()
         for conn in list(self.connections):
-            if getattr(conn, "active", None) is None and getattr(conn, "tunnel", None) is None:
+            drain = getattr(conn, "drain", None)
+            if drain is not None:
+                drain()  # idle keep-alive and half-closed downstreams close at once
+            elif getattr(conn, "active", None) is None and getattr(conn, "tunnel", None) is None:
                 conn.close()
         deadline = self.loop.time() + self.config.timeouts.shutdown
         while self.connections and self.loop.time() < deadline:
