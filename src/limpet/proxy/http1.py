@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 import httptools
@@ -92,6 +92,67 @@ class Deadline:
         callback()
 
 
+def relay_fields(
+    status: int, reason: bytes, headers: list[tuple[bytes, bytes]], drop: frozenset[bytes]
+) -> tuple[list[bytes], bool, bool, bytes, list[bytes]]:
+    """One pass over a response's fields: the status line and the fields to relay (without
+    ``drop`` and Via), whether a kept Content-Length or a Transfer-Encoding came, the Via
+    value, and the Connection values."""
+    out = [b"HTTP/1.1 %d " % status, reason, b"\r\n"]
+    has_length = False
+    chunked = False
+    via = b""
+    listed: list[bytes] = []
+    for name, value in headers:
+        lname = name.lower()
+        if lname in drop:
+            if lname == b"transfer-encoding":
+                chunked = True
+            elif lname == b"connection":
+                listed.append(value)
+            continue
+        if lname == b"via":
+            via = value
+            continue
+        if lname == b"content-length":
+            has_length = True
+        out += (name, b": ", value, b"\r\n")
+    return out, has_length, chunked, via, listed
+
+
+class LazyHeaders(Mapping[str, str]):
+    """RequestFacts.headers for a policy that asks (hash:header): lower-case str names, repeated
+    fields joined with ", ". Decoded on first use only; the cookie policy never asks."""
+
+    __slots__ = ("_dict", "_headers", "_lnames")
+
+    def __init__(self, headers: list[tuple[bytes, bytes]], lnames: list[bytes]) -> None:
+        self._headers = headers
+        self._lnames = lnames
+        self._dict: dict[str, str] | None = None
+
+    def _decoded(self) -> dict[str, str]:
+        d = self._dict
+        if d is None:
+            d = self._dict = {}
+            for lname, (_, value) in zip(self._lnames, self._headers, strict=True):
+                name, svalue = lname.decode("latin-1"), value.decode("latin-1")
+                d[name] = d[name] + ", " + svalue if name in d else svalue
+        return d
+
+    def __getitem__(self, key: str) -> str:
+        return self._decoded()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._decoded())
+
+    def __len__(self) -> int:
+        return len(self._decoded())
+
+    def __repr__(self) -> str:
+        return f"LazyHeaders({self._decoded()!r})"
+
+
 class BadRequest(Exception):
     """The downstream sent something we must refuse (RFC 9112 §2.2: respond 400 and close)."""
 
@@ -128,7 +189,14 @@ class Downstream(asyncio.Protocol):
         self._last_activity = 0.0
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
+        self._lnames: list[bytes] = []  # the lower-cased names of _headers, computed once
         self._header_bytes = 0
+        self._cookie_key: list[bytes] | None = None  # the last request's Cookie values...
+        self._cookie_jar: dict[str, str] = {}  # ...parsed (a keep-alive client repeats them)
+        fwd = server.config.forwarding
+        self.rid_name = fwd.request_id_header.encode()
+        self.rid_lower = self.rid_name.lower()
+        self.via = b"1.1 " + fwd.via.encode()
 
     def __repr__(self) -> str:
         return (
@@ -296,6 +364,7 @@ class Downstream(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self._url = b""
         self._headers = []
+        self._lnames = []
         self._header_bytes = 0
         if self.active is None and self.receiving is None:
             self._arm(self.timeouts.header, self._on_header_timeout)
@@ -313,6 +382,7 @@ class Downstream(asyncio.Protocol):
         if len(self._headers) >= self.limits.max_headers:
             raise BadRequest(431, "too many request header fields")
         self._headers.append((name, value))
+        self._lnames.append(name.lower())
 
     def on_headers_complete(self) -> None:
         parser = self.parser
@@ -320,17 +390,19 @@ class Downstream(asyncio.Protocol):
         if method == b"CONNECT":
             raise BadRequest(501, "CONNECT is not supported")
         version = parser.get_http_version()
-        hosts = [v for n, v in self._headers if n.lower() == b"host"]
+        lnames = self._lnames
+        hosts = lnames.count(b"host")
         # RFC 9112 §3.2: a request without Host (HTTP/1.1) or with more than one is a 400
-        if len(hosts) > 1 or (version == "1.1" and not hosts):
+        if hosts > 1 or (version == "1.1" and not hosts):
             raise BadRequest(400, "a request needs exactly one Host header")
         if self.active is None and self.receiving is None:
             self._disarm()
         exchange = Exchange(
-            self, method, self._url, version, self._headers, parser.should_keep_alive()
+            self, method, self._url, version, self._headers, parser.should_keep_alive(), lnames
         )
         self._url = b""
         self._headers = []
+        self._lnames = []
         self.receiving = exchange
         if self.active is None:
             self.active = exchange
@@ -443,6 +515,13 @@ class Downstream(asyncio.Protocol):
         if self.out is None:
             self.out = []
 
+    def cookies(self, values: list[bytes]) -> dict[str, str]:
+        """The request's cookies, parsed once per distinct Cookie header on this connection."""
+        if values != self._cookie_key:
+            self._cookie_jar = parse_cookies([v.decode("latin-1") for v in values])
+            self._cookie_key = values
+        return self._cookie_jar
+
     def write(self, data: bytes) -> None:
         out = self.out
         if out is not None:
@@ -472,6 +551,7 @@ class Exchange:
         "failed",
         "headers",
         "keep_alive",
+        "lnames",
         "method",
         "pick",
         "resp_chunked",
@@ -498,6 +578,7 @@ class Exchange:
         version: str,
         headers: list[tuple[bytes, bytes]],
         keep_alive: bool,
+        lnames: list[bytes] | None = None,
     ) -> None:
         self.down = down
         self.method = method
@@ -505,17 +586,16 @@ class Exchange:
         self.version = version
         self.headers = headers
         self.keep_alive = keep_alive
-        self.upgrade = False
-        self.expect_continue = False
-        self.body_chunked = False
-        for name, value in headers:
-            lname = name.lower()
-            if lname == b"upgrade":
-                self.upgrade = True
-            elif lname == b"expect" and value.lower() == b"100-continue":
-                self.expect_continue = True
-            elif lname == b"transfer-encoding":
-                self.body_chunked = True  # llhttp accepts only "chunked" as the final coding
+        #: lower-cased names, parallel to headers (each name is lowered once, in on_header)
+        self.lnames = lnames if lnames is not None else [n.lower() for n, _ in headers]
+        lnames = self.lnames
+        self.upgrade = b"upgrade" in lnames
+        self.expect_continue = b"expect" in lnames and any(
+            ln == b"expect" and v.lower() == b"100-continue"
+            for ln, (_, v) in zip(lnames, headers, strict=True)
+        )
+        # llhttp accepts only "chunked" as the final coding
+        self.body_chunked = b"transfer-encoding" in lnames
         self.body_buffer: list[bytes] = []
         self.body_buffered = 0
         self.body_done = False
@@ -545,11 +625,8 @@ class Exchange:
         """Choose the backend (the route's policy decides) and get a connection to it."""
         self.started = True
         down = self.down
-        host = b""
-        for name, value in self.headers:
-            if name.lower() == b"host":
-                host = value
-                break
+        lnames = self.lnames
+        host = self.headers[lnames.index(b"host")][1] if b"host" in lnames else b""
         url = self.url
         if not url.startswith(b"/") and b"://" in url:
             # RFC 9112 §3.2.2: absolute-form must be accepted; its authority replaces Host,
@@ -560,6 +637,7 @@ class Exchange:
                 host = authority
                 self.headers = [(n, v) for n, v in self.headers if n.lower() != b"host"]
                 self.headers.append((b"Host", authority))
+                self.lnames = [n.lower() for n, _ in self.headers]
         path, _, query = url.partition(b"?")
         route_path = path if path.startswith(b"/") else b"/"  # "*" (OPTIONS) routes as "/"
         runtime = down.server.route(host.decode("latin-1"), route_path.decode("latin-1"))
@@ -570,23 +648,18 @@ class Exchange:
         self.choose(runtime.pick(self.facts(path, query)))
 
     def facts(self, path: bytes, query: bytes) -> RequestFacts:
-        headers: dict[str, str] = {}
-        cookies: list[str] = []
-        for name, value in self.headers:
-            lname = name.decode("latin-1").lower()
-            svalue = value.decode("latin-1")
-            if lname == "cookie":
-                cookies.append(svalue)
-            if lname in headers:
-                headers[lname] += ", " + svalue
-            else:
-                headers[lname] = svalue
+        lnames = self.lnames
+        if b"cookie" in lnames:
+            values = [v for ln, (_, v) in zip(lnames, self.headers, strict=True) if ln == b"cookie"]
+            cookies = self.down.cookies(values)
+        else:
+            cookies = {}
         return RequestFacts(
             client_ip=self.down.client_ip,
             path=path.decode("latin-1"),
             query=query.decode("latin-1"),
-            headers=headers,
-            cookies=parse_cookies(cookies),
+            headers=LazyHeaders(self.headers, lnames),
+            cookies=cookies,
             now=time.time(),
         )
 
@@ -663,11 +736,13 @@ class Exchange:
 
     def request_head(self) -> bytes:
         down = self.down
-        fwd = down.server.config.forwarding
-        trust = fwd.trust_forwarded
-        drop = HOP_BY_HOP | connection_tokens(
-            [v for n, v in self.headers if n.lower() == b"connection"]
-        )
+        trust = down.server.config.forwarding.trust_forwarded
+        lnames = self.lnames
+        drop = HOP_BY_HOP
+        if b"connection" in lnames:
+            drop = drop | connection_tokens(
+                [v for ln, (_, v) in zip(lnames, self.headers, strict=True) if ln == b"connection"]
+            )
         url = self.url
         if self.engineio is not None:  # the backend's own sid; no compression of the handshake
             url = self.engineio.url(url)
@@ -676,13 +751,12 @@ class Exchange:
         xff = b""
         host = b""
         request_id = b""
-        rid_name = fwd.request_id_header.encode()
-        rid_lower = rid_name.lower()
+        rid_name = down.rid_name
+        rid_lower = down.rid_lower
         proto = b""
         fhost = b""
         via = b""
-        for name, value in self.headers:
-            lname = name.lower()
+        for lname, (name, value) in zip(lnames, self.headers, strict=True):
             if lname in drop:
                 continue
             if lname in FORWARDED:
@@ -715,11 +789,11 @@ class Exchange:
         out += (b"X-Forwarded-Proto: ", proto or b"http", b"\r\n")
         out += (b"X-Forwarded-Host: ", fhost or host, b"\r\n")
         out += (rid_name, b": ", request_id or new_request_id(), b"\r\n")
-        mine = b"1.1 " + fwd.via.encode()
+        mine = down.via
         out += (b"Via: ", via + b", " + mine if via else mine, b"\r\n")
         if self.upgrade:
-            for name, value in self.headers:
-                if name.lower() == b"upgrade":
+            for lname, (_, value) in zip(lnames, self.headers, strict=True):
+                if lname == b"upgrade":
                     out += (b"Upgrade: ", value, b"\r\n")
             out.append(b"Connection: upgrade\r\n")
         else:
@@ -797,24 +871,16 @@ class Exchange:
         interim: bool = False,
     ) -> bytes:
         down = self.down
-        drop = HOP_BY_HOP | connection_tokens([v for n, v in headers if n.lower() == b"connection"])
-        out = [b"HTTP/1.1 %d " % status, reason, b"\r\n"]
-        has_length = False
-        chunked = False
-        via = b""
-        for name, value in headers:
-            lname = name.lower()
-            if lname == b"transfer-encoding":
-                chunked = True
-            if lname in drop:
-                continue
-            if lname == b"via":
-                via = value
-                continue
-            if lname == b"content-length":
-                has_length = True
-            out += (name, b": ", value, b"\r\n")
-        mine = b"1.1 " + down.server.config.forwarding.via.encode()
+        out, has_length, chunked, via, listed = relay_fields(status, reason, headers, HOP_BY_HOP)
+        if listed:
+            # RFC 9110 §7.6.1: fields the Connection header names are hop-by-hop too; the usual
+            # "keep-alive"/"close" name nothing new, so this second pass is rare
+            extra = connection_tokens(listed) - HOP_BY_HOP
+            if extra:
+                out, has_length, chunked, via, _ = relay_fields(
+                    status, reason, headers, HOP_BY_HOP | extra
+                )
+        mine = down.via
         out += (b"Via: ", via + b", " + mine if via else mine, b"\r\n")
         if interim:
             if status == 101:
