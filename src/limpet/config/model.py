@@ -45,7 +45,7 @@ class TimeoutsConfig:
     header: float = 10.0  # downstream request head must arrive within (slowloris)
     idle: float = 60.0  # downstream keep-alive idle
     tunnel_idle: float = 3600.0  # WebSocket / TCP tunnel with no bytes either way
-    shutdown: float = 10.0  # graceful shutdown deadline
+    shutdown: float = 5.0  # graceful shutdown (drain) deadline; --drain-timeout
 
 
 @dataclass(frozen=True, slots=True)

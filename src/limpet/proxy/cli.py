@@ -50,6 +50,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--mode", choices=["http", "tcp"], help="listener mode [http]")
     parser.add_argument(
+        "--drain-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="on SIGTERM, let exchanges and tunnels in flight finish within this [5]",
+    )
+    parser.add_argument(
         "--health", action=argparse.BooleanOptionalAction, default=None, help=HEALTH_HELP
     )
     parser.add_argument("--health-path", metavar="PATH", help="active health check path [/]")
@@ -123,6 +129,10 @@ def resolve(args: argparse.Namespace) -> Any:
         if args.workers < 1:
             raise UsageError("--workers must be >= 1")
         cfg = replace(cfg, workers=args.workers)
+    if args.drain_timeout is not None:
+        if not args.drain_timeout >= 0:
+            raise UsageError("--drain-timeout must be >= 0 seconds")
+        cfg = replace(cfg, timeouts=replace(cfg.timeouts, shutdown=args.drain_timeout))
     if args.trust_forwarded is not None:
         cfg = replace(cfg, forwarding=replace(cfg.forwarding, trust_forwarded=args.trust_forwarded))
     cfg = finish(cfg)

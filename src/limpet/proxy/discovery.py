@@ -290,9 +290,7 @@ def apply(runtime: PoolRuntime, endpoints: Snapshot) -> None:
             runtime.upstreams[backend.id] = UpstreamPool(backend.id, backend.address)
             runtime.pins.setdefault(backend.id, 0)
             runtime.open.setdefault(backend.id, 0)
-            runtime._open_gauges[backend.id] = runtime.metrics.backend_open.labels(
-                runtime.name, backend.id
-            )
+            runtime._open_gauges[backend.id] = runtime.open_gauge(backend.id)
             log.warning("pool %s: backend %s (%s) joined%s", runtime.name, backend.id,
                         backend.address, " draining" if backend.terminating else "")  # fmt: skip
     gone = [bid for bid in runtime.upstreams if bid not in pool]

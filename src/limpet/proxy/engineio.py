@@ -69,7 +69,8 @@ def admit(exchange: Exchange, pick: Pick) -> bool:
         down = exchange.down
         down.server.metrics.local_responses.labels("400").inc()
         if down.transport is not None:
-            origin = next((v for n, v in exchange.headers if n.lower() == b"origin"), None)
+            lnames = exchange.lnames
+            origin = exchange.headers[lnames.index(b"origin")][1] if b"origin" in lnames else None
             down.write(session_unknown(origin))  # in order with any corked bytes
             down.close()
         return False

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 import httptools
@@ -40,6 +41,116 @@ if TYPE_CHECKING:
 #: request bodies read before the upstream connection is ready are held up to this, then the
 #: downstream is paused (the water mark for buffering, not for the transports)
 BODY_BUFFER_HIGH = 256 * 1024
+
+
+class Deadline:
+    """A re-armable deadline that costs no loop timer per re-arm on the keep-alive path.
+
+    ``arm`` moves the deadline; the loop timer is replaced only when the new deadline is
+    earlier than the scheduled one. A later one is found when the timer fires, which then
+    sleeps again for the rest. ``disarm`` only forgets the callback. Per request this saves
+    a ``call_later`` and a ``cancel`` for each of the header, idle and response timeouts
+    (they showed in the profile).
+    """
+
+    __slots__ = ("callback", "deadline", "handle", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.handle: asyncio.TimerHandle | None = None
+        self.deadline = 0.0
+        self.callback: Callable[[], object] | None = None
+
+    def arm(self, delay: float, callback: Callable[[], object]) -> None:
+        deadline = self.loop.time() + delay
+        self.deadline = deadline
+        self.callback = callback
+        handle = self.handle
+        if handle is None or handle.when() > deadline:
+            if handle is not None:
+                handle.cancel()
+            self.handle = self.loop.call_at(deadline, self._fire)
+
+    def disarm(self) -> None:
+        self.callback = None
+
+    def cancel(self) -> None:
+        self.callback = None
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
+
+    def _fire(self) -> None:
+        self.handle = None
+        callback = self.callback
+        if callback is None:
+            return
+        if self.loop.time() < self.deadline:
+            self.handle = self.loop.call_at(self.deadline, self._fire)
+            return
+        self.callback = None
+        callback()
+
+
+def relay_fields(
+    status: int, reason: bytes, headers: list[tuple[bytes, bytes]], drop: frozenset[bytes]
+) -> tuple[list[bytes], bool, bool, bytes, list[bytes]]:
+    """One pass over a response's fields: the status line and the fields to relay (without
+    ``drop`` and Via), whether a kept Content-Length or a Transfer-Encoding came, the Via
+    value, and the Connection values."""
+    out = [b"HTTP/1.1 %d " % status, reason, b"\r\n"]
+    has_length = False
+    chunked = False
+    via = b""
+    listed: list[bytes] = []
+    for name, value in headers:
+        lname = name.lower()
+        if lname in drop:
+            if lname == b"transfer-encoding":
+                chunked = True
+            elif lname == b"connection":
+                listed.append(value)
+            continue
+        if lname == b"via":
+            via = value
+            continue
+        if lname == b"content-length":
+            has_length = True
+        out += (name, b": ", value, b"\r\n")
+    return out, has_length, chunked, via, listed
+
+
+class LazyHeaders(Mapping[str, str]):
+    """RequestFacts.headers for a policy that asks (hash:header): lower-case str names, repeated
+    fields joined with ", ". Decoded on first use only; the cookie policy never asks."""
+
+    __slots__ = ("_dict", "_headers", "_lnames")
+
+    def __init__(self, headers: list[tuple[bytes, bytes]], lnames: list[bytes]) -> None:
+        self._headers = headers
+        self._lnames = lnames
+        self._dict: dict[str, str] | None = None
+
+    def _decoded(self) -> dict[str, str]:
+        d = self._dict
+        if d is None:
+            d = self._dict = {}
+            for lname, (_, value) in zip(self._lnames, self._headers, strict=True):
+                name, svalue = lname.decode("latin-1"), value.decode("latin-1")
+                d[name] = d[name] + ", " + svalue if name in d else svalue
+        return d
+
+    def __getitem__(self, key: str) -> str:
+        return self._decoded()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._decoded())
+
+    def __len__(self) -> int:
+        return len(self._decoded())
+
+    def __repr__(self) -> str:
+        return f"LazyHeaders({self._decoded()!r})"
 
 
 class BadRequest(Exception):
@@ -73,11 +184,19 @@ class Downstream(asyncio.Protocol):
         self.pending_refusal: tuple[int, str] | None = None
         self.discarding = False  # a refusal was sent: read and drop until the client closes
         self.out: list[bytes] | None = None  # corked downstream writes (see cork)
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer = Deadline(self.loop)  # header, idle, tunnel-idle and lingering close
+        self.resp_timer = Deadline(self.loop)  # the active exchange's response timeout
         self._last_activity = 0.0
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
+        self._lnames: list[bytes] = []  # the lower-cased names of _headers, computed once
         self._header_bytes = 0
+        self._cookie_key: list[bytes] | None = None  # the last request's Cookie values...
+        self._cookie_jar: dict[str, str] = {}  # ...parsed (a keep-alive client repeats them)
+        fwd = server.config.forwarding
+        self.rid_name = fwd.request_id_header.encode()
+        self.rid_lower = self.rid_name.lower()
+        self.via = b"1.1 " + fwd.via.encode()
 
     def __repr__(self) -> str:
         return (
@@ -103,7 +222,8 @@ class Downstream(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
         self.server.metrics.downstream_connections.dec()
-        self._disarm()
+        self._timer.cancel()
+        self.resp_timer.cancel()
         tunnel, self.tunnel = self.tunnel, None
         if tunnel is not None:
             tunnel.close()
@@ -173,10 +293,27 @@ class Downstream(asyncio.Protocol):
             self.tunnel.close()
             return False
         if self.active is not None:
+            if self.server.stopping:
+                # shutting down: a half-closed client is not waited for (a long-poll may hold
+                # its response for half a minute); the request is dropped, nothing is retried
+                return None
             # a client may half-close after sending its request; let the response finish
             self.closing = True
             return True
         return None
+
+    def drain(self) -> None:
+        """Shutdown has begun: close at once unless a live exchange or tunnel is in flight.
+
+        Idle keep-alive connections (and those waiting for a head) have nothing to lose; a
+        half-closed client (it sent its request then FIN, as a socket.io long-poll client that
+        exited does) would keep the process up until the deadline for a response nobody
+        needs. Live exchanges finish with ``Connection: close`` (see response_bytes).
+        """
+        if self.transport is None:
+            return
+        if self.tunnel is None and (self.active is None or self.closing):
+            self.transport.close()
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -202,17 +339,13 @@ class Downstream(asyncio.Protocol):
                 self.transport.resume_reading()
 
     # -- timers ------------------------------------------------------------------------------
-    def _arm(self, delay: float, callback: object) -> None:
-        self._disarm()
-        self._timer = self.loop.call_later(delay, callback)  # type: ignore[arg-type]
+    def _arm(self, delay: float, callback: Callable[[], object]) -> None:
+        self._timer.arm(delay, callback)
 
     def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._timer.disarm()
 
     def _on_header_timeout(self) -> None:
-        self._timer = None
         if self.active is None and self.transport is not None:
             if self._url or self._headers:
                 self.refuse(408, "request head not received in time")
@@ -223,15 +356,15 @@ class Downstream(asyncio.Protocol):
         idle = self.loop.time() - self._last_activity
         limit = self.timeouts.tunnel_idle
         if idle >= limit:
-            self._timer = None
             self.close()
         else:
-            self._timer = self.loop.call_later(limit - idle, self._on_tunnel_timer)
+            self._arm(limit - idle, self._on_tunnel_timer)
 
     # -- httptools callbacks -----------------------------------------------------------------
     def on_message_begin(self) -> None:
         self._url = b""
         self._headers = []
+        self._lnames = []
         self._header_bytes = 0
         if self.active is None and self.receiving is None:
             self._arm(self.timeouts.header, self._on_header_timeout)
@@ -249,6 +382,7 @@ class Downstream(asyncio.Protocol):
         if len(self._headers) >= self.limits.max_headers:
             raise BadRequest(431, "too many request header fields")
         self._headers.append((name, value))
+        self._lnames.append(name.lower())
 
     def on_headers_complete(self) -> None:
         parser = self.parser
@@ -256,17 +390,19 @@ class Downstream(asyncio.Protocol):
         if method == b"CONNECT":
             raise BadRequest(501, "CONNECT is not supported")
         version = parser.get_http_version()
-        hosts = [v for n, v in self._headers if n.lower() == b"host"]
+        lnames = self._lnames
+        hosts = lnames.count(b"host")
         # RFC 9112 §3.2: a request without Host (HTTP/1.1) or with more than one is a 400
-        if len(hosts) > 1 or (version == "1.1" and not hosts):
+        if hosts > 1 or (version == "1.1" and not hosts):
             raise BadRequest(400, "a request needs exactly one Host header")
         if self.active is None and self.receiving is None:
             self._disarm()
         exchange = Exchange(
-            self, method, self._url, version, self._headers, parser.should_keep_alive()
+            self, method, self._url, version, self._headers, parser.should_keep_alive(), lnames
         )
         self._url = b""
         self._headers = []
+        self._lnames = []
         self.receiving = exchange
         if self.active is None:
             self.active = exchange
@@ -379,6 +515,13 @@ class Downstream(asyncio.Protocol):
         if self.out is None:
             self.out = []
 
+    def cookies(self, values: list[bytes]) -> dict[str, str]:
+        """The request's cookies, parsed once per distinct Cookie header on this connection."""
+        if values != self._cookie_key:
+            self._cookie_jar = parse_cookies([v.decode("latin-1") for v in values])
+            self._cookie_key = values
+        return self._cookie_jar
+
     def write(self, data: bytes) -> None:
         out = self.out
         if out is not None:
@@ -408,6 +551,7 @@ class Exchange:
         "failed",
         "headers",
         "keep_alive",
+        "lnames",
         "method",
         "pick",
         "resp_chunked",
@@ -434,6 +578,7 @@ class Exchange:
         version: str,
         headers: list[tuple[bytes, bytes]],
         keep_alive: bool,
+        lnames: list[bytes] | None = None,
     ) -> None:
         self.down = down
         self.method = method
@@ -441,17 +586,16 @@ class Exchange:
         self.version = version
         self.headers = headers
         self.keep_alive = keep_alive
-        self.upgrade = False
-        self.expect_continue = False
-        self.body_chunked = False
-        for name, value in headers:
-            lname = name.lower()
-            if lname == b"upgrade":
-                self.upgrade = True
-            elif lname == b"expect" and value.lower() == b"100-continue":
-                self.expect_continue = True
-            elif lname == b"transfer-encoding":
-                self.body_chunked = True  # llhttp accepts only "chunked" as the final coding
+        #: lower-cased names, parallel to headers (each name is lowered once, in on_header)
+        self.lnames = lnames if lnames is not None else [n.lower() for n, _ in headers]
+        lnames = self.lnames
+        self.upgrade = b"upgrade" in lnames
+        self.expect_continue = b"expect" in lnames and any(
+            ln == b"expect" and v.lower() == b"100-continue"
+            for ln, (_, v) in zip(lnames, headers, strict=True)
+        )
+        # llhttp accepts only "chunked" as the final coding
+        self.body_chunked = b"transfer-encoding" in lnames
         self.body_buffer: list[bytes] = []
         self.body_buffered = 0
         self.body_done = False
@@ -469,7 +613,7 @@ class Exchange:
         self.resp_close = False
         self.until_close = False
         self.status = 0
-        self.timer: asyncio.TimerHandle | None = None
+        self.timer = False  # our response timeout is armed on down.resp_timer
         self.engineio: engineio.EngineIOExchange | None = None
 
     def __repr__(self) -> str:
@@ -481,11 +625,8 @@ class Exchange:
         """Choose the backend (the route's policy decides) and get a connection to it."""
         self.started = True
         down = self.down
-        host = b""
-        for name, value in self.headers:
-            if name.lower() == b"host":
-                host = value
-                break
+        lnames = self.lnames
+        host = self.headers[lnames.index(b"host")][1] if b"host" in lnames else b""
         url = self.url
         if not url.startswith(b"/") and b"://" in url:
             # RFC 9112 §3.2.2: absolute-form must be accepted; its authority replaces Host,
@@ -496,6 +637,7 @@ class Exchange:
                 host = authority
                 self.headers = [(n, v) for n, v in self.headers if n.lower() != b"host"]
                 self.headers.append((b"Host", authority))
+                self.lnames = [n.lower() for n, _ in self.headers]
         path, _, query = url.partition(b"?")
         route_path = path if path.startswith(b"/") else b"/"  # "*" (OPTIONS) routes as "/"
         runtime = down.server.route(host.decode("latin-1"), route_path.decode("latin-1"))
@@ -506,23 +648,18 @@ class Exchange:
         self.choose(runtime.pick(self.facts(path, query)))
 
     def facts(self, path: bytes, query: bytes) -> RequestFacts:
-        headers: dict[str, str] = {}
-        cookies: list[str] = []
-        for name, value in self.headers:
-            lname = name.decode("latin-1").lower()
-            svalue = value.decode("latin-1")
-            if lname == "cookie":
-                cookies.append(svalue)
-            if lname in headers:
-                headers[lname] += ", " + svalue
-            else:
-                headers[lname] = svalue
+        lnames = self.lnames
+        if b"cookie" in lnames:
+            values = [v for ln, (_, v) in zip(lnames, self.headers, strict=True) if ln == b"cookie"]
+            cookies = self.down.cookies(values)
+        else:
+            cookies = {}
         return RequestFacts(
             client_ip=self.down.client_ip,
             path=path.decode("latin-1"),
             query=query.decode("latin-1"),
-            headers=headers,
-            cookies=parse_cookies(cookies),
+            headers=LazyHeaders(self.headers, lnames),
+            cookies=cookies,
             now=time.time(),
         )
 
@@ -594,16 +731,18 @@ class Exchange:
             transport.write(b"0\r\n\r\n")
         if self.down.write_paused:
             transport.pause_reading()
-        timeout = self.down.server.config.timeouts.response
-        self.timer = self.down.loop.call_later(timeout, self.response_timeout)
+        self.down.resp_timer.arm(self.down.timeouts.response, self.response_timeout)
+        self.timer = True
 
     def request_head(self) -> bytes:
         down = self.down
-        fwd = down.server.config.forwarding
-        trust = fwd.trust_forwarded
-        drop = HOP_BY_HOP | connection_tokens(
-            [v for n, v in self.headers if n.lower() == b"connection"]
-        )
+        trust = down.server.config.forwarding.trust_forwarded
+        lnames = self.lnames
+        drop = HOP_BY_HOP
+        if b"connection" in lnames:
+            drop = drop | connection_tokens(
+                [v for ln, (_, v) in zip(lnames, self.headers, strict=True) if ln == b"connection"]
+            )
         url = self.url
         if self.engineio is not None:  # the backend's own sid; no compression of the handshake
             url = self.engineio.url(url)
@@ -612,13 +751,12 @@ class Exchange:
         xff = b""
         host = b""
         request_id = b""
-        rid_name = fwd.request_id_header.encode()
-        rid_lower = rid_name.lower()
+        rid_name = down.rid_name
+        rid_lower = down.rid_lower
         proto = b""
         fhost = b""
         via = b""
-        for name, value in self.headers:
-            lname = name.lower()
+        for lname, (name, value) in zip(lnames, self.headers, strict=True):
             if lname in drop:
                 continue
             if lname in FORWARDED:
@@ -651,11 +789,11 @@ class Exchange:
         out += (b"X-Forwarded-Proto: ", proto or b"http", b"\r\n")
         out += (b"X-Forwarded-Host: ", fhost or host, b"\r\n")
         out += (rid_name, b": ", request_id or new_request_id(), b"\r\n")
-        mine = b"1.1 " + fwd.via.encode()
+        mine = down.via
         out += (b"Via: ", via + b", " + mine if via else mine, b"\r\n")
         if self.upgrade:
-            for name, value in self.headers:
-                if name.lower() == b"upgrade":
+            for lname, (_, value) in zip(lnames, self.headers, strict=True):
+                if lname == b"upgrade":
                     out += (b"Upgrade: ", value, b"\r\n")
             out.append(b"Connection: upgrade\r\n")
         else:
@@ -686,9 +824,9 @@ class Exchange:
 
     # -- response side ---------------------------------------------------------------------
     def response_head(self, status: int, reason: bytes, conn: UpstreamConnection) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        if self.timer:
+            self.down.resp_timer.disarm()
+            self.timer = False
         headers, self.resp_headers = self.resp_headers, []
         if 100 <= status < 200 and status != 101:
             # interim responses (103 Early Hints...) are relayed; the final one follows
@@ -733,24 +871,16 @@ class Exchange:
         interim: bool = False,
     ) -> bytes:
         down = self.down
-        drop = HOP_BY_HOP | connection_tokens([v for n, v in headers if n.lower() == b"connection"])
-        out = [b"HTTP/1.1 %d " % status, reason, b"\r\n"]
-        has_length = False
-        chunked = False
-        via = b""
-        for name, value in headers:
-            lname = name.lower()
-            if lname == b"transfer-encoding":
-                chunked = True
-            if lname in drop:
-                continue
-            if lname == b"via":
-                via = value
-                continue
-            if lname == b"content-length":
-                has_length = True
-            out += (name, b": ", value, b"\r\n")
-        mine = b"1.1 " + down.server.config.forwarding.via.encode()
+        out, has_length, chunked, via, listed = relay_fields(status, reason, headers, HOP_BY_HOP)
+        if listed:
+            # RFC 9110 §7.6.1: fields the Connection header names are hop-by-hop too; the usual
+            # "keep-alive"/"close" name nothing new, so this second pass is rare
+            extra = connection_tokens(listed) - HOP_BY_HOP
+            if extra:
+                out, has_length, chunked, via, _ = relay_fields(
+                    status, reason, headers, HOP_BY_HOP | extra
+                )
+        mine = down.via
         out += (b"Via: ", via + b", " + mine if via else mine, b"\r\n")
         if interim:
             if status == 101:
@@ -758,6 +888,10 @@ class Exchange:
                     if name.lower() == b"upgrade":
                         out += (b"Upgrade: ", value, b"\r\n")
                 out.append(b"Connection: upgrade\r\n")
+                # a client that opens a WebSocket first (no page load) gets its pin here, as
+                # HAProxy's `cookie insert` does; a repin's new cookie too
+                if self.pick is not None and self.pick.set_cookie:
+                    out += (b"Set-Cookie: ", self.pick.set_cookie.encode("latin-1"), b"\r\n")
             out.append(b"\r\n")
             return b"".join(out)
         assert self.pick is not None
@@ -808,9 +942,9 @@ class Exchange:
 
     def finish(self, conn: UpstreamConnection | None, reuse: bool) -> None:
         """Give the upstream connection back (or close it) and account the exchange as closed."""
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        if self.timer:
+            self.down.resp_timer.disarm()
+            self.timer = False
         if conn is not None and self.upstream is conn:
             self.upstream = None
             assert self.runtime is not None
@@ -822,7 +956,7 @@ class Exchange:
             conn.release(keep_alive=reuse)
 
     def response_timeout(self) -> None:
-        self.timer = None
+        self.timer = False
         conn = self.upstream
         if conn is not None:
             self.finish(conn, reuse=False)

@@ -49,10 +49,10 @@ class PoolRuntime:
         self.passive_enabled = h.passive
         self.pins: dict[str, int] = {b.id: 0 for b in cfg.backends}
         self.open: dict[str, int] = {b.id: 0 for b in cfg.backends}
-        self._open_gauges = {
-            b.id: metrics.backend_open.labels(cfg.name, b.id) for b in cfg.backends
-        }
-        self._responses: dict[tuple[str, int], Any] = {}
+        self._open_gauges = {b.id: self.open_gauge(b.id) for b in cfg.backends}
+        #: (backend id, status class) -> responses; plain ints on the hot path, read by
+        #: ResponsesCollector at scrape time (Counter.inc takes a lock and showed in the profile)
+        self.response_counts: dict[tuple[str, int], int] = {}
         self.discovery_info: dict[str, Any] | None = None  # set by limpet.proxy.discovery
         self.refresh_gauges()
 
@@ -125,27 +125,24 @@ class PoolRuntime:
         for b in self.pool.snapshot().backends:
             self.metrics.backend_healthy.labels(self.name, b.id).set(1 if b.takes_new else 0)
 
+    def open_gauge(self, backend_id: str) -> Any:
+        """The backend's open-exchanges gauge, read from ``self.open`` at scrape time."""
+        gauge = self.metrics.backend_open.labels(self.name, backend_id)
+        gauge.set_function(lambda: self.open.get(backend_id, 0))
+        return gauge
+
     def opened(self, backend_id: str, pick: Pick) -> None:
         self.pool.opened(backend_id)
         self.open[backend_id] = self.open.get(backend_id, 0) + 1
-        gauge = self._open_gauges.get(backend_id)
-        if gauge is not None:
-            gauge.inc()
 
     def closed(self, backend_id: str) -> None:
         self.pool.closed(backend_id)
         self.open[backend_id] = self.open.get(backend_id, 1) - 1
-        gauge = self._open_gauges.get(backend_id)
-        if gauge is not None:
-            gauge.dec()
 
     def count_response(self, backend_id: str, status: int) -> None:
         key = (backend_id, status // 100)
-        counter = self._responses.get(key)
-        if counter is None:
-            counter = self.metrics.responses.labels(self.name, backend_id, f"{status // 100}xx")
-            self._responses[key] = counter
-        counter.inc()
+        counts = self.response_counts
+        counts[key] = counts.get(key, 0) + 1
 
     def status(self) -> dict[str, Any]:
         return {
@@ -166,6 +163,26 @@ class PoolRuntime:
         }
 
 
+class ResponsesCollector:
+    """``limpet_responses_total`` built at scrape time from the pools' plain-int counts."""
+
+    def __init__(self, server: ProxyServer) -> None:
+        self.server = server
+
+    def collect(self) -> Any:
+        from prometheus_client.core import CounterMetricFamily
+
+        family = CounterMetricFamily(
+            "limpet_responses",
+            "Responses relayed from backends, by pool, backend and status class",
+            labels=["pool", "backend", "code"],
+        )
+        for runtime in self.server.pools.values():
+            for (backend_id, cls), n in list(runtime.response_counts.items()):
+                family.add_metric([runtime.name, backend_id, f"{cls}xx"], n)
+        yield family
+
+
 class ProxyServer:
     """Everything one proxy process runs; built from a resolved ProxyConfig."""
 
@@ -179,6 +196,9 @@ class ProxyServer:
         self.loop = asyncio.get_running_loop()
         self.metrics = ProxyMetrics()
         self.pools = {p.name: PoolRuntime(p, secret, self.metrics) for p in config.pools}
+        # the declared Counter is replaced by a collector over plain ints (same metric name)
+        self.metrics.registry.unregister(self.metrics.responses)
+        self.metrics.registry.register(ResponsesCollector(self))
         self.routes: list[tuple[RouteConfig, PoolRuntime]] = [
             (r, self.pools[r.pool]) for r in config.routes
         ]
@@ -244,12 +264,17 @@ class ProxyServer:
             self.admin_runner = await start_admin(self, self.config.admin)
 
     async def stop(self) -> None:
-        """Stop accepting, let open exchanges finish until the deadline, then close the rest."""
+        """Shut down in order: stop accepting, stop new sessions (``stopping`` refuses new
+        connections), close what has nothing in flight, drain open exchanges and tunnels until
+        the deadline (``timeouts.shutdown``, ``--drain-timeout``), then close the rest."""
         self.stopping = True
         for server in self.listeners:
             server.close()
         for conn in list(self.connections):
-            if getattr(conn, "active", None) is None and getattr(conn, "tunnel", None) is None:
+            drain = getattr(conn, "drain", None)
+            if drain is not None:
+                drain()  # idle keep-alive and half-closed downstreams close at once
+            elif getattr(conn, "active", None) is None and getattr(conn, "tunnel", None) is None:
                 conn.close()
         deadline = self.loop.time() + self.config.timeouts.shutdown
         while self.connections and self.loop.time() < deadline:

@@ -212,3 +212,64 @@ def test_absolute_form_and_asterisk_targets(proxy) -> None:
         proxy.port, b"OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     ).decode()
     assert "Via: 1.1 limpet" in data and "no route" not in data  # routed, answered upstream
+
+
+def ws_handshake(port: int, cookie: str | None = None) -> tuple[str, str | None]:
+    """A raw WebSocket handshake and one echoed text frame: (backend name, Set-Cookie or None)."""
+    import base64
+    import os
+
+    key = base64.b64encode(os.urandom(16)).decode()
+    head = (
+        f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+    )
+    if cookie:
+        head += f"Cookie: {cookie}\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(head.encode() + b"\r\n")
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(65536)
+            assert chunk, data
+            data += chunk
+        resp_head, _, rest = data.partition(b"\r\n\r\n")
+        lines = resp_head.decode("latin-1").split("\r\n")
+        assert lines[0].startswith("HTTP/1.1 101"), lines
+        set_cookie = None
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            if name.strip().lower() == "set-cookie":
+                set_cookie = value.strip()
+        mask = os.urandom(4)
+        payload = b"hi"
+        s.sendall(bytes([0x81, 0x80 | len(payload)]) + mask
+                  + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))  # fmt: skip
+        while len(rest) < 2 or len(rest) < 2 + (rest[1] & 0x7F):
+            chunk = s.recv(65536)
+            assert chunk, rest
+            rest += chunk
+        text = rest[2 : 2 + (rest[1] & 0x7F)].decode()
+        s.sendall(bytes([0x88, 0x80]) + mask)  # close
+    name, _, echoed = text.partition(": ")
+    assert echoed == "hi", text
+    return name, set_cookie
+
+
+def test_websocket_handshake_gets_the_affinity_cookie(procs: Procs, three: dict[str, str]) -> None:
+    """No page load first: the 101 answer carries the pin, and reconnects that send it stick."""
+    proxy = start_proxy(procs, three, "--affinity", "cookie")
+    first, set_cookie = ws_handshake(proxy.port)
+    assert set_cookie is not None and set_cookie.startswith("limpet="), set_cookie
+    cookie = set_cookie.split(";", 1)[0]
+    landed = [ws_handshake(proxy.port, cookie) for _ in range(8)]
+    assert {name for name, _ in landed} == {first}
+    assert all(sc is None for _, sc in landed)  # a valid pin needs no new cookie
+
+
+def test_twin_websocket_reconnects_without_the_cookie_spread(
+    procs: Procs, three: dict[str, str]
+) -> None:
+    proxy = start_proxy(procs, three, "--affinity", "cookie")
+    names = {ws_handshake(proxy.port)[0] for _ in range(9)}
+    assert len(names) > 1, names

@@ -37,13 +37,22 @@ def check(*args: str) -> tuple[int, dict]:  # type: ignore[type-arg]
 @pytest.mark.parametrize("transport", ["http", "websocket", "socketio"])
 def test_cookie_affinity_is_sticky_on_every_transport(procs: Procs, transport: str) -> None:
     url = start_proxy(procs, "--affinity", "cookie")
-    # WebSocket clients load the page first, as a browser does: the proxy hands its cookie out
-    # on HTTP answers
+    # here WebSocket clients load the page first, as a browser does; the case without a page
+    # load is test_websocket_clients_are_sticky_without_loading_a_page_first
     page = ["--page-first"] if transport == "websocket" else []
     code, rep = check(url, "--clients", "6", "--requests", "4", "--transport", transport, *page)
     assert code == 0, rep
     assert set(rep["distribution"]) == set(NAMES)
     assert rep["cookies"][0]["name"] == "limpet" and rep["cookies"][0]["httponly"]
+
+
+def test_websocket_clients_are_sticky_without_loading_a_page_first(procs: Procs) -> None:
+    """The proxy's 101 answer carries the affinity cookie, so WebSocket-only clients stick."""
+    url = start_proxy(procs, "--affinity", "cookie")
+    code, rep = check(url, "--clients", "6", "--requests", "4", "--transport", "websocket")
+    assert code == 0, rep
+    assert rep["moved_clients"] == 0 and set(rep["distribution"]) == set(NAMES)
+    assert rep["cookies"][0]["name"] == "limpet"
 
 
 def test_no_affinity_twin_moves_clients(procs: Procs) -> None:
