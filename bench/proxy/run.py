@@ -15,69 +15,17 @@ Prints requests/s and p99 latency for each and the ratio limpet/HAProxy.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"{proc.args!r} exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"nothing listening on {port}")
-
-
-class Procs:
-    def __init__(self) -> None:
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.tmp = Path(tempfile.mkdtemp(prefix="limpet-bench-"))
-
-    def start(self, argv: list[str], port: int, env: dict[str, str] | None = None) -> None:
-        log = (self.tmp / f"p{len(self.procs)}.log").open("wb")
-        proc = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
-        self.procs.append(proc)
-        wait_port(port, proc)
-
-    def close(self) -> None:
-        for proc in reversed(self.procs):
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
-
-def limpet_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT / "src")
-    return env
+sys.path.insert(0, str(ROOT / "bench"))
+from common import Procs, free_port, limpet_argv, limpet_env  # noqa: E402
 
 
 def start_backends(procs: Procs, kind: str, n: int) -> list[int]:
@@ -85,30 +33,19 @@ def start_backends(procs: Procs, kind: str, n: int) -> list[int]:
     for i in range(n):
         port = free_port()
         if kind == "whoami":
-            procs.start(
-                [
-                    sys.executable,
-                    "-m",
-                    "limpet",
-                    "whoami",
-                    "--listen",
-                    f"127.0.0.1:{port}",
-                    "--name",
-                    f"b{i}",
-                    "--no-socketio",
-                ],
-                port,
-                limpet_env(),
-            )
+            argv = limpet_argv("whoami", "--listen", f"127.0.0.1:{port}", "--name", f"b{i}")
+            procs.start(f"whoami-{i}", [*argv, "--no-socketio"], limpet_env(), port=port)
         else:
-            conf = procs.tmp / f"nginx-{i}.conf"
+            conf = procs.logdir / f"nginx-{i}.conf"
             conf.write_text(
-                f"daemon off; master_process off; worker_processes 1; pid {procs.tmp}/n{i}.pid;\n"
+                f"daemon off; master_process off; worker_processes 1; pid {procs.logdir}/n{i}.pid;\n"
                 f"error_log stderr; events {{ worker_connections 4096; }}\n"
                 f"http {{ access_log off; server {{ listen 127.0.0.1:{port};\n"
                 f'  location / {{ return 200 "b{i}\\n"; }} }} }}\n'
             )
-            procs.start(["nginx", "-c", str(conf), "-p", str(procs.tmp)], port)
+            procs.start(
+                f"nginx-{i}", ["nginx", "-c", str(conf), "-p", str(procs.logdir)], port=port
+            )
         ports.append(port)
     return ports
 
@@ -175,7 +112,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=1, help="alternate the two proxies N times")
     args = ap.parse_args()
 
-    procs = Procs()
+    procs = Procs(Path(tempfile.mkdtemp(prefix="limpet-bench-")))
     try:
         backends = start_backends(procs, args.backends, args.count)
         limpet_port, haproxy_port = free_port(), free_port()
@@ -183,10 +120,7 @@ def main() -> int:
             "taskset",
             "-c",
             args.cpu,
-            sys.executable,
-            "-m",
-            "limpet",
-            "proxy",
+            *limpet_argv("proxy"),
             "--listen",
             f"127.0.0.1:{limpet_port}",
             "--secret",
@@ -196,10 +130,14 @@ def main() -> int:
         ]
         for i, p in enumerate(backends):
             argv += ["--backend", f"b{i}=http://127.0.0.1:{p}"]
-        procs.start(argv, limpet_port, limpet_env())
-        cfg = procs.tmp / "haproxy.cfg"
+        procs.start("limpet", argv, limpet_env(), port=limpet_port)
+        cfg = procs.logdir / "haproxy.cfg"
         cfg.write_text(haproxy_config(haproxy_port, backends))
-        procs.start(["taskset", "-c", args.cpu, "haproxy", "-f", str(cfg), "-db"], haproxy_port)
+        procs.start(
+            "haproxy",
+            ["taskset", "-c", args.cpu, "haproxy", "-f", str(cfg), "-db"],
+            port=haproxy_port,
+        )
 
         results: dict[str, list[tuple[float, str]]] = {"limpet": [], "haproxy": []}
         targets = {
@@ -226,6 +164,7 @@ def main() -> int:
         print(f"ratio limpet/haproxy: {best['limpet'] / best['haproxy']:.2f}")
     finally:
         procs.close()
+        shutil.rmtree(procs.logdir, ignore_errors=True)
     return 0
 
 
