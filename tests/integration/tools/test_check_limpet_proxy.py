@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+
 from tests.support.procs import Procs, free_port, limpet_env
 
 NAMES = ("a", "b", "c")
