@@ -54,6 +54,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="packets waiting for one client before it is disconnected as too slow",
     )
     parser.add_argument(
+        "--ws-compression",
+        action="store_true",
+        help="allow per-message deflate on websockets (off: less CPU per delivery)",
+    )
+    parser.add_argument(
         "--jwt-secret",
         default=os.environ.get("LIMPET_HUB_JWT_SECRET"),
         help="require HS256 JWTs signed with this secret (env LIMPET_HUB_JWT_SECRET)",
@@ -108,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
         jwt_secret=args.jwt_secret or None,
         cors_origins=args.cors_origin or "*",
         max_queue=args.max_queue,
+        ws_compression=args.ws_compression,
     )
     run_until_signal(lambda stop: serve(Hub(broker, settings), host, port, stop))
     return 0

@@ -24,6 +24,7 @@ import msgspec
 import socketio
 from aiohttp import web
 from engineio import packet as eio_packet
+from engineio.async_drivers.aiohttp import WebSocket as _EioWebSocket
 from socketio import packet as sio_packet
 
 from limpet.errors import BrokerError, ChannelError, LimpetError
@@ -60,6 +61,8 @@ class HubSettings:
     #: most packets waiting for one client; past it the client is disconnected (it recovers
     #: with ``since`` on reconnect)
     max_queue: int = 1000
+    #: per-message deflate on websockets (costs CPU per frame per client; saves bandwidth)
+    ws_compression: bool = False
 
 
 @dataclass
@@ -122,6 +125,10 @@ class Hub:
             # rather than a dropped connection; Engine.IO still caps the rest.
             max_http_buffer_size=max(1 << 20, 4 * settings.max_payload),
         )
+        if not settings.ws_compression:
+            # python-engineio picks its websocket wrapper from this table and offers no switch
+            # for aiohttp's per-message deflate; the subclass below only turns it off.
+            self.sio.eio._async = {**self.sio.eio._async, "websocket": _PlainWebSocket}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._heartbeat: asyncio.Task[None] | None = None
         broker.on_envelope = self._on_envelope
@@ -638,6 +645,20 @@ async def _errors_as_json(request: web.Request, handler: Any) -> web.StreamRespo
         return response
     except HttpError as exc:
         return web.json_response(error(str(exc)), status=exc.status)
+
+
+class _PlainWebSocket(_EioWebSocket):  # type: ignore[misc]
+    """python-engineio's aiohttp websocket without per-message compression."""
+
+    async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
+        request = environ["aiohttp.request"]
+        self._sock = web.WebSocketResponse(
+            max_msg_size=self.server.max_http_buffer_size, compress=False
+        )
+        await self._sock.prepare(request)
+        self.environ = environ
+        await self.handler(self)
+        return self._sock
 
 
 def _packet(event: str, payload: dict[str, Any]) -> eio_packet.Packet:

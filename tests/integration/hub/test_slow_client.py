@@ -134,3 +134,23 @@ async def test_slow_client_is_disconnected_and_recovers_with_since(
             assert not [e for e, _ in slow.events if e == "overflow"]
             await slow.ws.close()
             await reader
+
+
+@pytest.mark.parametrize("compression", [False, True], ids=["default-off", "twin-on"])
+async def test_websocket_compression_is_off_unless_asked(compression: bool) -> None:
+    """A client offering per-message deflate gets plain frames by default (less CPU per
+    delivery); --ws-compression (the twin) negotiates it."""
+    from tests.integration.hub.conftest import start_memory_hubs
+
+    reps, runners = await start_memory_hubs(1, ws_compression=compression)
+    try:
+        host_port = reps.urls[0].removeprefix("http://")
+        async with websockets.connect(
+            f"ws://{host_port}/socket.io/?EIO=4&transport=websocket", compression="deflate"
+        ) as ws:
+            assert (await ws.recv()).startswith("0")
+            negotiated = ws.response.headers.get("Sec-WebSocket-Extensions") or ""
+        assert ("permessage-deflate" in negotiated) is compression
+    finally:
+        for runner in runners:
+            await runner.cleanup()
