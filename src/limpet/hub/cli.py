@@ -48,6 +48,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--max-payload", type=int, default=64 * 1024, help="largest message data, in JSON bytes"
     )
     parser.add_argument(
+        "--max-queue",
+        type=int,
+        default=1000,
+        help="packets waiting for one client before it is disconnected as too slow",
+    )
+    parser.add_argument(
+        "--ws-compression",
+        action="store_true",
+        help="allow per-message deflate on websockets (off: less CPU per delivery)",
+    )
+    parser.add_argument(
         "--jwt-secret",
         default=os.environ.get("LIMPET_HUB_JWT_SECRET"),
         help="require HS256 JWTs signed with this secret (env LIMPET_HUB_JWT_SECRET)",
@@ -70,9 +81,19 @@ def run(args: argparse.Namespace) -> int:
         level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
     host, port = parse_hostport(args.listen)
-    if min(args.max_payload, args.presence_ttl, args.idempotency_ttl, args.health_interval) <= 0:
+    if (
+        min(
+            args.max_payload,
+            args.presence_ttl,
+            args.idempotency_ttl,
+            args.health_interval,
+            args.max_queue,
+        )
+        <= 0
+    ):
         raise UsageError(
-            "--max-payload, --presence-ttl, --idempotency-ttl and --health-interval must be > 0"
+            "--max-payload, --presence-ttl, --idempotency-ttl, --health-interval and "
+            "--max-queue must be > 0"
         )
     rules = HistoryRules.parse(
         HistoryPolicy(args.history_size, args.history_ttl), args.history_rule
@@ -91,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
         presence_ttl=args.presence_ttl,
         jwt_secret=args.jwt_secret or None,
         cors_origins=args.cors_origin or "*",
+        max_queue=args.max_queue,
+        ws_compression=args.ws_compression,
     )
     run_until_signal(lambda stop: serve(Hub(broker, settings), host, port, stop))
     return 0

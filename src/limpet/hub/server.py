@@ -1,8 +1,13 @@
 """The hub's socket.io server and HTTP API (python-socketio on aiohttp, Engine.IO v4).
 
 Decisions (offsets, recovery, the live/history seam) live in ``limpet.hub.channels``; this module
-moves bytes between socket.io clients, the HTTP API and the broker. Every client has one outbound
-queue drained by one task, so the messages of a channel reach it in offset order.
+moves bytes between socket.io clients, the HTTP API and the broker.
+
+Fan-out encodes each message once per replica: the socket.io packet is built once and the same
+Engine.IO packet object is put, synchronously, into every receiving client's Engine.IO send queue
+(the queue python-engineio's writer drains). One synchronous put per client keeps the order of a
+channel identical for every client, with no per-client task, and the queue length is a client's
+backlog: past ``max_queue`` the client is disconnected and recovers with ``since``.
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ from typing import Any
 import msgspec
 import socketio
 from aiohttp import web
+from engineio import packet as eio_packet
+from engineio.async_drivers.aiohttp import WebSocket as _EioWebSocket
+from socketio import packet as sio_packet
 
 from limpet.errors import BrokerError, ChannelError, LimpetError
 from limpet.hub.brokers.base import Broker
@@ -50,6 +58,11 @@ class HubSettings:
     presence_ttl: float = 15.0
     jwt_secret: str | None = None
     cors_origins: str | list[str] = "*"
+    #: most packets waiting for one client; past it the client is disconnected (it recovers
+    #: with ``since`` on reconnect)
+    max_queue: int = 1000
+    #: per-message deflate on websockets (costs CPU per frame per client; saves bandwidth)
+    ws_compression: bool = False
 
 
 @dataclass
@@ -61,8 +74,18 @@ class Client:
     claims: dict[str, Any]
     subs: dict[str, Subscription] = field(default_factory=dict)
     filling: set[str] = field(default_factory=set)
-    queue: asyncio.Queue[tuple[str, dict[str, Any]] | None] = field(default_factory=asyncio.Queue)
-    sender: asyncio.Task[None] | None = None
+    #: channels whose join/leave events this client asked for (subscribe with presence: true)
+    presence: set[str] = field(default_factory=set)
+    #: the Engine.IO socket packets are queued on (looked up on first use)
+    socket: Any = None
+    #: while > 0, outbound packets wait in ``held`` (a subscribe ack must go out first)
+    holds: int = 0
+    held: list[Any] = field(default_factory=list)
+    #: disconnected for falling behind: nothing more is queued
+    overflowed: bool = False
+    #: packets queued outside the bound (recovered messages, at most one history page each
+    #: time): the bound applies on top of them until the queue is short again
+    slack: int = 0
 
     def __repr__(self) -> str:
         return f"Client(sid={self.sid!r}, user={self.user!r}, channels={sorted(self.subs)})"
@@ -93,6 +116,8 @@ class Hub:
         self.clients: dict[str, Client] = {}
         #: channel -> sids of local clients subscribed to it (the routing the broker follows)
         self.local: dict[str, set[str]] = {}
+        #: channel -> sids of local clients that asked for its join/leave events
+        self.watchers: dict[str, set[str]] = {}
         self.sio = socketio.AsyncServer(
             async_mode="aiohttp",
             cors_allowed_origins=settings.cors_origins,
@@ -100,6 +125,10 @@ class Hub:
             # rather than a dropped connection; Engine.IO still caps the rest.
             max_http_buffer_size=max(1 << 20, 4 * settings.max_payload),
         )
+        if not settings.ws_compression:
+            # python-engineio picks its websocket wrapper from this table and offers no switch
+            # for aiohttp's per-message deflate; the subclass below only turns it off.
+            self.sio.eio._async = {**self.sio.eio._async, "websocket": _PlainWebSocket}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._heartbeat: asyncio.Task[None] | None = None
         broker.on_envelope = self._on_envelope
@@ -197,9 +226,7 @@ class Hub:
             except AuthError as exc:
                 raise socketio.exceptions.ConnectionRefusedError(error(str(exc))) from None
         user = claims.get("sub") or (auth.get("user") if isinstance(auth, dict) else None) or sid
-        client = Client(sid, str(user)[:128], claims)
-        client.sender = asyncio.create_task(self._send_loop(client))
-        self.clients[sid] = client
+        self.clients[sid] = Client(sid, str(user)[:128], claims)
 
     async def on_disconnect(self, sid: str, *reason: Any) -> None:
         await self._drop_client(sid)
@@ -209,11 +236,17 @@ class Hub:
         if not _granted(client.claims, "channels", channel):
             raise AuthError(f"token does not grant subscribe to {channel!r}")
         since = _parse_since(data.get("since"))
+        presence = data.get("presence", False)
+        if not isinstance(presence, bool):
+            raise ChannelError("presence must be true or false")
         if channel in client.subs:
             self._detach(client, channel)
         sub = Subscription(channel, since)
         # Live first, then history: whatever is published in between is buffered by the seam.
         client.subs[channel] = sub
+        if presence:
+            client.presence.add(channel)
+            self.watchers.setdefault(channel, set()).add(client.sid)
         first = channel not in self.local
         self.local.setdefault(channel, set()).add(client.sid)
         try:
@@ -238,8 +271,11 @@ class Hub:
             return error("unsubscribed while subscribing")
         step = sub.on_history(page)
         assert step.recovery is not None
-        # No await from here to the return: the ack is queued by python-socketio before the
-        # sender task can run, so it precedes the recovered messages.
+        # The ack must precede the recovered messages. python-socketio queues it right after we
+        # return, with no suspension in between; until then (the call_soon below runs after
+        # it) this client's packets are held, live ones included, and released in order.
+        client.holds += 1
+        asyncio.get_running_loop().call_soon(self._release, client)
         self._apply(client, sub, step, report=False)
         position = step.recovery.position
         return {
@@ -319,6 +355,13 @@ class Hub:
 
     def _detach(self, client: Client, channel: str) -> None:
         client.subs.pop(channel, None)
+        if channel in client.presence:
+            client.presence.discard(channel)
+            watchers = self.watchers.get(channel)
+            if watchers is not None:
+                watchers.discard(client.sid)
+                if not watchers:
+                    del self.watchers[channel]
         sids = self.local.get(channel)
         if sids is not None:
             sids.discard(client.sid)
@@ -331,28 +374,40 @@ class Hub:
             return
         for channel in list(client.subs):
             await self._leave(client, channel)
-        if client.sender is not None:
-            client.sender.cancel()
 
     # --- delivery ------------------------------------------------------------------------------
 
     def _on_envelope(self, record: Envelope) -> None:
-        sids = self.local.get(record.channel)
-        if not sids:
-            return
-        for sid in list(sids):
-            client = self.clients.get(sid)
-            if client is None:
-                continue
-            if isinstance(record, Message):
+        if isinstance(record, Message):
+            sids = self.local.get(record.channel)
+            if not sids:
+                return
+            packet = None
+            position = Position(record.epoch, record.offset)
+            clients = self.clients
+            for sid in list(sids):
+                client = clients.get(sid)
+                if client is None:
+                    continue
                 sub = client.subs.get(record.channel)
-                if sub is not None:
+                if sub is None:
+                    continue
+                if sub.advance(record, position):  # the common case: next offset, in order
+                    if packet is None:
+                        packet = _packet("message", record.wire())
+                    self._put(client, packet)
+                else:
                     self._apply(client, sub, sub.on_live(record))
-            elif record.client != sid:
-                event = "join" if record.action == "join" else "leave"
-                client.queue.put_nowait(
-                    (event, {"channel": record.channel, "client": record.client, **record.info})
-                )
+            return
+        watchers = self.watchers.get(record.channel)
+        if not watchers:
+            return
+        event = "join" if record.action == "join" else "leave"
+        packet = _packet(event, {"channel": record.channel, "client": record.client, **record.info})
+        for sid in list(watchers):
+            client = self.clients.get(sid)
+            if client is not None and sid != record.client:
+                self._put(client, packet)
 
     def _on_resync(self) -> None:
         for client in list(self.clients.values()):
@@ -369,20 +424,16 @@ class Hub:
         fill: bool = True,
     ) -> None:
         for message in step.deliver:
-            client.queue.put_nowait(("message", message.wire()))
+            self._put(client, _packet("message", message.wire()), bounded=False)
         if report and step.recovery is not None and not step.recovery.recovered:
             position = step.recovery.position
-            client.queue.put_nowait(
-                (
-                    "recovery",
-                    {
-                        "channel": sub.channel,
-                        "epoch": position.epoch,
-                        "offset": position.offset,
-                        "recovered": False,
-                    },
-                )
-            )
+            payload = {
+                "channel": sub.channel,
+                "epoch": position.epoch,
+                "offset": position.offset,
+                "recovered": False,
+            }
+            self._put(client, _packet("recovery", payload), bounded=False)
         if fill and step.fetch_since is not None and sub.channel not in client.filling:
             client.filling.add(sub.channel)
             self._spawn(self._fill(client, sub))
@@ -412,16 +463,64 @@ class Hub:
         finally:
             client.filling.discard(sub.channel)
 
-    async def _send_loop(self, client: Client) -> None:
-        while True:
-            item = await client.queue.get()
-            if item is None:
+    def _put(self, client: Client, packet: eio_packet.Packet, *, bounded: bool = True) -> None:
+        """Queue one packet for ``client``, synchronously, in call order (see the module doc).
+        ``bounded`` packets (live ones) disconnect a client whose queue is full."""
+        if client.overflowed:
+            return
+        if client.holds:
+            client.held.append((packet, bounded))
+            return
+        socket = client.socket
+        if socket is None:
+            eio_sid = self.sio.manager.eio_sid_from_sid(client.sid, "/")
+            socket = client.socket = self.sio.eio.sockets.get(eio_sid)
+            if socket is None:
+                return  # not connected (any more); disconnect cleans up
+        if socket.closed or socket.closing:
+            return
+        if not bounded:
+            client.slack += 1
+        else:
+            queued = socket.queue.qsize()
+            if queued >= self.settings.max_queue + client.slack:
+                self._overflow(client, socket)
                 return
-            event, payload = item
+            if client.slack and queued < self.settings.max_queue:
+                client.slack = 0
+        socket.queue.put_nowait(packet)
+
+    def _release(self, client: Client) -> None:
+        client.holds -= 1
+        if client.holds == 0 and client.held:
+            held, client.held = client.held, []
+            for packet, bounded in held:
+                self._put(client, packet, bounded=bounded)
+
+    def _overflow(self, client: Client, socket: Any) -> None:
+        """The client cannot keep up: drop its backlog, say why, and disconnect it. What it
+        missed is in history; it gets it back by re-subscribing with ``since``."""
+        client.overflowed = True
+        queued = socket.queue.qsize()
+        while True:
             try:
-                await self.sio.emit(event, payload, to=client.sid)
-            except Exception:  # a closing socket; disconnect cleans up
-                log.debug("emit to %s failed", client.sid, exc_info=True)
+                socket.queue.get_nowait()
+            except asyncio.QueueEmpty:
+                break
+            socket.queue.task_done()
+        reason = (
+            f"slow consumer: {queued} packets queued (limit {self.settings.max_queue}); "
+            "reconnect and subscribe with since"
+        )
+        log.warning("disconnecting %s: %s", client.sid, reason)
+        socket.queue.put_nowait(_packet("overflow", {"reason": reason}))
+        self._spawn(self._disconnect(client.sid, socket.sid))
+
+    async def _disconnect(self, sid: str, eio_sid: str) -> None:
+        with contextlib.suppress(Exception):
+            await self.sio.disconnect(sid)
+        with contextlib.suppress(Exception):
+            await self.sio.eio.disconnect(eio_sid)
 
     async def _presence_heartbeat(self) -> None:
         """Refresh presence of local clients every ttl/3, so they expire only if we die."""
@@ -546,6 +645,26 @@ async def _errors_as_json(request: web.Request, handler: Any) -> web.StreamRespo
         return response
     except HttpError as exc:
         return web.json_response(error(str(exc)), status=exc.status)
+
+
+class _PlainWebSocket(_EioWebSocket):  # type: ignore[misc]
+    """python-engineio's aiohttp websocket without per-message compression."""
+
+    async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
+        request = environ["aiohttp.request"]
+        self._sock = web.WebSocketResponse(
+            max_msg_size=self.server.max_http_buffer_size, compress=False
+        )
+        await self._sock.prepare(request)
+        self.environ = environ
+        await self.handler(self)
+        return self._sock
+
+
+def _packet(event: str, payload: dict[str, Any]) -> eio_packet.Packet:
+    """One socket.io event as an Engine.IO packet, encoded once however many clients get it."""
+    encoded = sio_packet.Packet(sio_packet.EVENT, data=[event, payload]).encode()
+    return eio_packet.Packet(eio_packet.MESSAGE, data=encoded)
 
 
 def _query_token(query: str) -> str | None:

@@ -54,10 +54,14 @@ class Peer:
     async def call(self, event: str, data: Any, timeout: float = 10) -> Any:
         return await self.sio.call(event, data, timeout=timeout)
 
-    async def subscribe(self, channel: str, since: dict[str, Any] | None = None) -> dict[str, Any]:
+    async def subscribe(
+        self, channel: str, since: dict[str, Any] | None = None, *, presence: bool = False
+    ) -> dict[str, Any]:
         payload: dict[str, Any] = {"channel": channel}
         if since is not None:
             payload["since"] = since
+        if presence:
+            payload["presence"] = True
         return dict(await self.call("subscribe", payload))
 
     def offsets(self, channel: str) -> list[int]:

@@ -63,9 +63,12 @@ async def test_history_and_presence_over_http(
 ) -> None:
     channel = f"hist-{uuid.uuid4().hex[:8]}"
     peers = [await Peer(f"p{i}").connect(url) for i, url in enumerate(replicas.urls[:2])]
+    # the twin: a subscriber that does not ask for presence events
+    quiet = await Peer("quiet").connect(replicas.urls[2])
     try:
+        await quiet.subscribe(channel)
         for p in peers:
-            await p.subscribe(channel)
+            await p.subscribe(channel, presence=True)
         for n in range(5):
             await http_publish(http, replicas.urls[n % 3], channel, n)
         async with http.get(
@@ -78,18 +81,23 @@ async def test_history_and_presence_over_http(
         async with http.get(f"{replicas.urls[2]}/api/channels/{channel}/presence") as r:
             assert r.status == 200
             clients = (await r.json())["clients"]
-        assert sorted(c["replica"] for c in clients) == sorted(
-            ["h0", "h1"] if "h0" in str(clients) else ["m0", "m1"]
+        assert sorted(c["replica"] for c in clients) == (
+            ["h0", "h1", "h2"] if "h0" in str(clients) else ["m0", "m1", "m2"]
         )
-        # presence join/leave events reach the other subscribers
+        # presence join/leave events reach the subscribers that asked for them (opt-in)
+        await eventually(lambda: len(peers[0].presence) == 1, what="join")
         await peers[1].close()
         await eventually(
             lambda: any(kind == "leave" for kind, _ in peers[0].presence), what="leave"
         )
         async with http.get(f"{replicas.urls[0]}/api/channels/{channel}/presence") as r:
-            assert len((await r.json())["clients"]) == 1
+            assert len((await r.json())["clients"]) == 2
+        # ... and only to them: the quiet subscriber got every message and no presence event
+        await eventually(lambda: quiet.offsets(channel) == [1, 2, 3, 4, 5], what="quiet messages")
+        assert [kind for kind, _ in peers[0].presence] == ["join", "leave"]
+        assert quiet.presence == []
     finally:
-        for p in peers:
+        for p in [*peers, quiet]:
             await p.close()
 
 

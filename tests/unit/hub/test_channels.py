@@ -300,3 +300,38 @@ def test_offsets_are_contiguous_and_idempotency_holds(ops: list[tuple[int, str |
                 first_offset[key] = (message.offset, now)
     stored = [m.offset for m in log.page(0, 10_000, now_ms=now).messages]
     assert stored == list(range(1, log.offset + 1))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(0, 5),
+    st.lists(st.tuples(st.sampled_from(["e", "f"]), st.integers(0, 12)), max_size=30),
+)
+def test_advance_is_the_fast_path_of_on_live(start: int, live: list[tuple[str, int]]) -> None:
+    """The hub's fan-out calls ``advance`` first and ``on_live`` only when it says no: that must
+    deliver exactly what ``on_live`` alone delivers, and leave the same state."""
+    fast, slow = Subscription("c"), Subscription("c")
+    for sub in (fast, slow):
+        sub.on_history(HistoryPage("e", start))
+    fast_out: list[tuple[str, int]] = []
+    slow_out: list[tuple[str, int]] = []
+    for epoch, offset in live:
+        message = Message("c", epoch, offset, None)
+        if fast.advance(message):
+            fast_out.append((epoch, offset))
+        else:
+            fast_out += [(m.epoch, m.offset) for m in fast.on_live(message).deliver]
+        slow_out += [(m.epoch, m.offset) for m in slow.on_live(message).deliver]
+    assert fast_out == slow_out
+    assert (fast.state, fast.position, fast.buffer) == (slow.state, slow.position, slow.buffer)
+
+
+def test_advance_refuses_while_recovering_and_on_a_gap() -> None:
+    sub = Subscription("c", Position("e", 0))
+    assert not sub.advance(Message("c", "e", 1, 1))  # still recovering: the seam decides
+    sub.on_history(HistoryPage("e", 1, msgs("e", range(1, 2))))
+    assert sub.advance(Message("c", "e", 2, 2))
+    assert sub.position == Position("e", 2)
+    assert not sub.advance(Message("c", "e", 4, 4))  # a gap: on_live goes back to history
+    assert not sub.advance(Message("c", "f", 3, 3))  # a new epoch
+    assert sub.position == Position("e", 2)

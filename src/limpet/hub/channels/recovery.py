@@ -94,6 +94,22 @@ class Subscription:
             return self.position.offset
         return self.since.offset if self.since is not None else 0
 
+    def advance(self, message: Message, position: Position | None = None) -> bool:
+        """The fast path of ``on_live``: True if ``message`` is the next one of a live
+        subscription (the position moves to it and it is to be delivered); False changes nothing
+        and the caller feeds the message to ``on_live``. ``position`` may pass the message's
+        position, shared by every subscription of the channel."""
+        current = self.position
+        if (
+            self.state is SeamState.LIVE
+            and current is not None
+            and message.offset == current.offset + 1
+            and message.epoch == current.epoch
+        ):
+            self.position = position or Position(message.epoch, message.offset)
+            return True
+        return False
+
     def on_live(self, message: Message) -> Step:
         """A message from the broker's live stream."""
         if self.state is SeamState.RECOVERING or self.position is None:
