@@ -10,6 +10,7 @@ import pytest
 
 from tests.integration.proxy.conftest import Client, raw_exchange, start_proxy
 from tests.support.procs import Procs
+from tests.support.rawhttp import recv_head
 
 
 @pytest.fixture
@@ -228,12 +229,8 @@ def ws_handshake(port: int, cookie: str | None = None) -> tuple[str, str | None]
         head += f"Cookie: {cookie}\r\n"
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall(head.encode() + b"\r\n")
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = s.recv(65536)
-            assert chunk, data
-            data += chunk
-        resp_head, _, rest = data.partition(b"\r\n\r\n")
+        resp_head, rest = recv_head(s)
+        assert resp_head, rest
         lines = resp_head.decode("latin-1").split("\r\n")
         assert lines[0].startswith("HTTP/1.1 101"), lines
         set_cookie = None

@@ -19,6 +19,7 @@ import pytest
 
 from tests.integration.proxy.conftest import start_proxy
 from tests.support.procs import Procs
+from tests.support.rawhttp import recv_head
 
 DRAIN = "30"
 HANG_GUARD = 15
@@ -29,13 +30,10 @@ class SlowHandler(socketserver.BaseRequestHandler):
 
     def handle(self) -> None:
         sock: socket.socket = self.request
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = sock.recv(65536)
-            if not chunk:
-                return
-            data += chunk
-        if data.split(b" ", 2)[1] == b"/slow":
+        head, _ = recv_head(sock)
+        if not head:
+            return
+        if head.split(b" ", 2)[1] == b"/slow":
             time.sleep(1.0)
             sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow")
         sock.recv(1)  # hold the connection until the proxy lets go
@@ -62,10 +60,8 @@ def read_all(sock: socket.socket) -> bytes:
 
 def recv_response(sock: socket.socket) -> bytes:
     """One response with a Content-Length body (all the backends here send one)."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        data += sock.recv(65536)
-    head, _, body = data.partition(b"\r\n\r\n")
+    head, body = recv_head(sock)
+    assert head, body
     length = next(
         int(line.split(b":", 1)[1])
         for line in head.split(b"\r\n")

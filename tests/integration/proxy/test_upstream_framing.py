@@ -13,6 +13,7 @@ import pytest
 
 from tests.integration.proxy.conftest import Proxy, raw_exchange, start_proxy
 from tests.support.procs import Procs
+from tests.support.rawhttp import recv_head
 
 BIG = 20 * 1024 * 1024
 
@@ -23,13 +24,10 @@ class Handler(socketserver.BaseRequestHandler):
 
     def handle(self) -> None:
         sock: socket.socket = self.request
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = sock.recv(65536)
-            if not chunk:
-                return
-            data += chunk
-        path = data.split(b" ", 2)[1]
+        head, _ = recv_head(sock)
+        if not head:
+            return
+        path = head.split(b" ", 2)[1]
         if path == b"/close":
             sock.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil-close-body")
         elif path == b"/chunked":
