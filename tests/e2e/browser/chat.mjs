@@ -9,7 +9,7 @@ const browser = await chromium.launch({
   args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync"],
 });
-const result = { joinedA: false, joinedB: false, seenInB: false, seenInA: false, errors: [] };
+const result = { joinedA: false, joinedB: false, seenInB: false, seenInA: false, presence: "", errors: [] };
 try {
   const open = async (url, user) => {
     const context = await browser.newContext();
@@ -34,6 +34,9 @@ try {
   await b.press("#text", "Enter");
   await a.locator("#log li", { hasText: "hi alice, bob here" }).waitFor({ timeout: 15000 });
   result.seenInA = true;
+  // presence names people by the name they joined with, not the one they connected with
+  await b.locator("#presence li", { hasText: "alice" }).waitFor({ timeout: 10000 }).catch(() => {});
+  result.presence = await b.locator("#presence").innerText();
   await b.screenshot({ path: screenshot });
 } catch (e) {
   result.errors.push(String(e).split("\n")[0]);

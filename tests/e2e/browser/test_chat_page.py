@@ -53,6 +53,8 @@ def test_two_pages_on_two_replicas_chat(procs: Procs, redis_server: BrokerServer
     result = run_pages(url_a, url_b, "e2e.browser", shot)
     assert result["errors"] == []
     assert result["seenInB"] and result["seenInA"]
+    presence = str(result["presence"])
+    assert "alice @hub-a" in presence and "bob @hub-b" in presence, presence
     assert shot.stat().st_size > 1000
 
 
