@@ -22,6 +22,36 @@ from typing import Any
 from aiohttp import web
 
 SLICES = "/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices"
+BACKEND_CONFIG = "/apis/cloud.google.com/v1/namespaces/default/backendconfigs/chat-bc"
+
+#: EndpointSlice endpoint conditions of a serving pod and of a pod being terminated.
+READY = {"ready": True, "serving": True, "terminating": False}
+DRAINING = {"ready": False, "serving": True, "terminating": True}
+
+
+def put_gke_service(objects: dict[str, Any], service_spec: dict[str, Any]) -> None:
+    """Service ``default/chat`` with NEG + a GENERATED_COOKIE BackendConfig (TTL 600 s)."""
+    objects["/api/v1/namespaces/default/services/chat"] = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": "chat",
+            "namespace": "default",
+            "annotations": {
+                "cloud.google.com/neg": '{"ingress": true}',
+                "cloud.google.com/backend-config": '{"default": "chat-bc"}',
+            },
+        },
+        "spec": service_spec,
+    }
+    objects[BACKEND_CONFIG] = {
+        "apiVersion": "cloud.google.com/v1",
+        "kind": "BackendConfig",
+        "metadata": {"name": "chat-bc", "namespace": "default"},
+        "spec": {
+            "sessionAffinity": {"affinityType": "GENERATED_COOKIE", "affinityCookieTtlSec": 600}
+        },
+    }
 
 
 def endpoint_slice(

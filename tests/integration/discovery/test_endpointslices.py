@@ -12,20 +12,14 @@ import pytest
 from limpet.discovery.base import Endpoint, Snapshot
 from limpet.discovery.kubernetes import EndpointSliceDiscovery, read_service_affinity
 from limpet.errors import DiscoveryError
-from tests.integration.discovery.fake_apiserver import FakeApiServer, endpoint_slice
-
-READY = {"ready": True, "serving": True, "terminating": False}
-DRAINING = {"ready": False, "serving": True, "terminating": True}
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[FakeApiServer]:
-    fake = FakeApiServer()
-    await fake.start()
-    try:
-        yield fake
-    finally:
-        await fake.stop()
+from tests.integration.discovery.fake_apiserver import (
+    BACKEND_CONFIG,
+    DRAINING,
+    READY,
+    FakeApiServer,
+    endpoint_slice,
+    put_gke_service,
+)
 
 
 @pytest.fixture
@@ -154,32 +148,12 @@ async def test_missing_kubeconfig_is_a_clear_error(
 
 
 async def test_read_service_affinity(server: FakeApiServer, kubeconfig: str) -> None:
-    server.objects["/api/v1/namespaces/default/services/chat"] = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {
-            "name": "chat",
-            "namespace": "default",
-            "annotations": {
-                "cloud.google.com/neg": '{"ingress": true}',
-                "cloud.google.com/backend-config": '{"default": "chat-bc"}',
-            },
-        },
-        "spec": {"sessionAffinity": "ClientIP", "ports": [{"port": 80}]},
-    }
-    server.objects["/apis/cloud.google.com/v1/namespaces/default/backendconfigs/chat-bc"] = {
-        "apiVersion": "cloud.google.com/v1",
-        "kind": "BackendConfig",
-        "metadata": {"name": "chat-bc", "namespace": "default"},
-        "spec": {
-            "sessionAffinity": {"affinityType": "GENERATED_COOKIE", "affinityCookieTtlSec": 600}
-        },
-    }
+    put_gke_service(server.objects, {"sessionAffinity": "ClientIP", "ports": [{"port": 80}]})
     spec, notes = await read_service_affinity("default", "chat", kubeconfig=kubeconfig)
     assert (spec.mode, spec.cookie_name, spec.cookie_ttl) == ("cookie", "GCLB", 600)
     assert any("gke" in n for n in notes) and any("kube-proxy" in n for n in notes)
     # the twin: without the BackendConfig, the Service's own ClientIP affinity applies
-    del server.objects["/apis/cloud.google.com/v1/namespaces/default/backendconfigs/chat-bc"]
+    del server.objects[BACKEND_CONFIG]
     spec, _ = await read_service_affinity("default", "chat", kubeconfig=kubeconfig)
     assert spec.mode == "client-ip"
     with pytest.raises(DiscoveryError, match="404"):

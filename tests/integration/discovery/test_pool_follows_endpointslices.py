@@ -5,7 +5,6 @@ a pool that does not follow discovery keeps sending sessions to the dead pod."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -16,21 +15,14 @@ from limpet.affinity.spec import AffinitySpec
 from limpet.discovery.base import Snapshot, feed_pool
 from limpet.discovery.kubernetes import EndpointSliceDiscovery
 from limpet.pool.pool import Pool
-from tests.integration.discovery.fake_apiserver import FakeApiServer, endpoint_slice
+from tests.integration.discovery.fake_apiserver import (
+    DRAINING,
+    READY,
+    FakeApiServer,
+    endpoint_slice,
+)
 
-READY = {"ready": True, "serving": True, "terminating": False}
-DRAINING = {"ready": False, "serving": True, "terminating": True}
 SPEC = AffinitySpec(mode="cookie", cookie_name="route")
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[FakeApiServer]:
-    fake = FakeApiServer()
-    await fake.start()
-    try:
-        yield fake
-    finally:
-        await fake.stop()
 
 
 class Session:

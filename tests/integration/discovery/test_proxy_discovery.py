@@ -18,7 +18,13 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tests.integration.discovery.fake_apiserver import FakeApiServer, endpoint_slice
+from tests.integration.discovery.fake_apiserver import (
+    DRAINING,
+    READY,
+    FakeApiServer,
+    endpoint_slice,
+    put_gke_service,
+)
 from tests.integration.discovery.test_dns import Zone
 from tests.integration.proxy.conftest import Client, Proxy, start_proxy
 from tests.support.procs import Procs, free_port, limpet_env
@@ -26,8 +32,6 @@ from tests.support.procs import Procs, free_port, limpet_env
 T = TypeVar("T")
 NAME = "chat.web.svc.cluster.local."
 HOSTS = {"a": "127.0.0.2", "b": "127.0.0.3", "c": "127.0.0.4"}
-READY = {"ready": True, "serving": True, "terminating": False}
-DRAINING = {"ready": False, "serving": True, "terminating": True}
 
 
 @pytest.fixture(scope="module")
@@ -187,27 +191,7 @@ class ApiServer:
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[tuple[ApiServer, str]]:
     server = ApiServer()
-    server.fake.objects["/api/v1/namespaces/default/services/chat"] = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {
-            "name": "chat",
-            "namespace": "default",
-            "annotations": {
-                "cloud.google.com/neg": '{"ingress": true}',
-                "cloud.google.com/backend-config": '{"default": "chat-bc"}',
-            },
-        },
-        "spec": {"ports": [{"port": 80}]},
-    }
-    server.fake.objects["/apis/cloud.google.com/v1/namespaces/default/backendconfigs/chat-bc"] = {
-        "apiVersion": "cloud.google.com/v1",
-        "kind": "BackendConfig",
-        "metadata": {"name": "chat-bc", "namespace": "default"},
-        "spec": {
-            "sessionAffinity": {"affinityType": "GENERATED_COOKIE", "affinityCookieTtlSec": 600}
-        },
-    }
+    put_gke_service(server.fake.objects, {"ports": [{"port": 80}]})
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(server.fake.kubeconfig())
     try:
