@@ -18,14 +18,22 @@ from tests.support.procs import free_port
 
 
 @pytest.fixture
-async def two_apps(redis_server: Any) -> AsyncIterator[list[tuple[socketio.AsyncServer, str]]]:
+async def two_apps(
+    redis_server: Any, request: pytest.FixtureRequest
+) -> AsyncIterator[list[tuple[socketio.AsyncServer, str]]]:
+    """Two python-socketio servers; with ``indirect`` param "default", python-socketio's own
+    in-process manager instead of StreamManager (the twin)."""
     channel = f"sm-{free_port()}"
+    manager = getattr(request, "param", "stream")
     apps: list[tuple[socketio.AsyncServer, str]] = []
     runners = []
     for _ in range(2):
-        sio = socketio.AsyncServer(
-            async_mode="aiohttp", client_manager=StreamManager(redis_server.url, channel=channel)
+        client_manager = (
+            StreamManager(redis_server.url, channel=channel)
+            if manager == "stream"
+            else socketio.AsyncManager()
         )
+        sio = socketio.AsyncServer(async_mode="aiohttp", client_manager=client_manager)
 
         @sio.on("join")
         async def join(sid: str, room: str, sio: socketio.AsyncServer = sio) -> str:
@@ -76,3 +84,24 @@ async def test_emits_from_one_replica_reach_clients_of_another_in_order_despite_
     finally:
         await client.disconnect()
         await admin.aclose()
+
+
+@pytest.mark.parametrize("two_apps", ["default"], indirect=True)
+async def test_twin_without_stream_manager_emits_stay_on_their_replica(
+    two_apps: list[tuple[socketio.AsyncServer, str]],
+) -> None:
+    (sio_a, _url_a), (sio_b, url_b) = two_apps
+    got: list[int] = []
+    client = socketio.AsyncClient(reconnection=False)
+    client.on("news", lambda data: got.append(data["n"]))
+    await client.connect(url_b, transports=["websocket"])
+    try:
+        assert await client.call("join", "room-1", timeout=5) == "ok"
+        for n in range(10):
+            await sio_a.emit("news", {"n": n}, room="room-1")
+        # a marker from the client's own replica: once it is in, A's emits had their chance
+        await sio_b.emit("news", {"n": -1}, room="room-1")
+        await eventually(lambda: -1 in got, what="the local marker")
+        assert got == [-1]
+    finally:
+        await client.disconnect()
