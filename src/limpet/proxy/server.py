@@ -87,10 +87,7 @@ class PoolRuntime:
             member = self.pool.get(backend_id)
             if member is None or member.status.passive_fails == 0:
                 return
-        before = self.state(backend_id)
-        self.pool.record(backend_id, event, time.monotonic())
-        if self.state(backend_id) is not before:
-            self.state_changed(backend_id)
+        self.record(backend_id, event)
 
     def record(self, backend_id: str, event: HealthEvent) -> None:
         before = self.state(backend_id)

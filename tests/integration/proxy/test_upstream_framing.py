@@ -177,6 +177,25 @@ def test_repeated_5xx_ejects_the_backend(proxy: Proxy) -> None:
     assert five_hundreds(proxy.port, 4) == [b"HTTP/1.1 500"] * 3 + [b"HTTP/1.1 503"]
 
 
+def test_passive_ejection_expires_without_active_probes(procs: Procs, raw_backend: str) -> None:
+    # No probe will ever say the backend is back: only eject-seconds passing can, delivered to
+    # the core pool as TICK events by the health loop (which runs without probes too).
+    config = procs.tmp / "expiry.yaml"
+    config.write_text(
+        f"pools:\n  raw:\n    backends: [{raw_backend}]\n"
+        "    health: {active: false, passive: true, eject-seconds: 0.5}\n"
+    )
+    proxy = start_proxy(procs, {}, "--config", str(config), admin=False)
+    assert five_hundreds(proxy.port, 4) == [b"HTTP/1.1 500"] * 3 + [b"HTTP/1.1 503"]
+    answers = []
+    for _ in range(100):  # bounded: ~10 s at most
+        answers += five_hundreds(proxy.port, 1)
+        if answers[-1] == b"HTTP/1.1 500":
+            break
+        time.sleep(0.1)
+    assert answers[-1] == b"HTTP/1.1 500", "the ejected backend never came back"
+
+
 def test_twin_without_passive_health_5xx_keeps_the_backend(procs: Procs, raw_backend: str) -> None:
     config = procs.tmp / "nopassive.yaml"
     config.write_text(
