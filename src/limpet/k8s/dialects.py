@@ -25,7 +25,6 @@ Obj = Mapping[str, Any]
 GKE_BACKEND_CONFIG = "cloud.google.com/backend-config"
 GKE_BACKEND_CONFIG_BETA = "beta.cloud.google.com/backend-config"
 GKE_NEG = "cloud.google.com/neg"
-GKE_GROUP = "cloud.google.com"
 GKE_COOKIE = "GCLB"  # the name GKE gives its GENERATED_COOKIE; not configurable
 INGRESS_CLASS_ANNOTATION = "kubernetes.io/ingress.class"
 NGINX = "nginx.ingress.kubernetes.io/"

@@ -72,10 +72,6 @@ class Source:
 Emit = Callable[[Source, Document, tuple[str | int, ...], str, str, str], None]
 
 
-def _annotation_line(doc: Document, key: str) -> int:
-    return doc.line("metadata", "annotations", key)
-
-
 # --- rules over one document -------------------------------------------------------------------
 def _find_keys(value: Any, path: tuple[str | int, ...]) -> Iterator[tuple[str | int, ...]]:
     if isinstance(value, Mapping):
