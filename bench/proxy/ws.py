@@ -100,11 +100,11 @@ def start_proxy(name: str, procs: Procs, backend: int, args: argparse.Namespace)
     if name == "haproxy":
         cfg = procs.logdir / "haproxy.cfg"
         # HAProxy wants 2 x maxconn + a few descriptors and will not start without them
-        cfg.write_text(haproxy_config(port, backend, args.idle + 8))
+        cfg.write_text(haproxy_config(port, backend, max(args.idle, args.connections) + 8))
         proc = procs.start("haproxy", [*pin, "haproxy", "-f", str(cfg), "-db"], port=port)
     else:
         cfg = procs.logdir / "limpet.yaml"
-        cfg.write_text(f"limits:\n  max-connections: {args.idle + 64}\n")
+        cfg.write_text(f"limits:\n  max-connections: {max(args.idle, args.connections) + 64}\n")
         argv = limpet_argv(
             "proxy",
             "--config",
@@ -243,7 +243,7 @@ def run(args: argparse.Namespace) -> int:
                     )
                 if pid:
                     procs.stop([p for p in procs.procs if p.pid == pid])
-            except (RuntimeError, OSError) as exc:
+            except Exception as exc:  # one target's failure is reported, not fatal
                 log = procs.logdir / f"{name}.log"
                 tail = (
                     log.read_text(errors="replace").strip().splitlines()[-1:]

@@ -76,7 +76,10 @@ const onMessage = (m) => {
   if (phase.delivered >= phase.expected && phase.done) phase.done();
 };
 
-async function runPhase(pubs, name, rate, messages) {
+// A phase ends when every delivery arrived, or after drainSeconds (the phase's own, else the
+// run's), or, with quietSeconds, once nothing has arrived for that long after the last publish:
+// a system still delivering is waited for, one that stopped is not.
+async function runPhase(pubs, name, rate, messages, drainSeconds, quietSeconds) {
   let expected = 0;
   for (let k = 0; k < messages; k++) expected += perChannel[k % channels];
   const ph = phase = { name, expected, delivered: 0, extra: 0, lastRecv: 0, done: null,
@@ -100,7 +103,18 @@ async function runPhase(pubs, name, rate, messages) {
     tick();
   });
   const lastSend = performance.now();
-  await Promise.race([finished, new Promise((r) => setTimeout(r, drainMs))]);
+  const quiet = new Promise((resolve) => {
+    if (!quietSeconds) return;
+    const check = () => {
+      if (performance.now() - Math.max(ph.lastRecv, lastSend) > quietSeconds * 1000) resolve();
+      else setTimeout(check, 100);
+    };
+    check();
+  });
+  const drain = drainSeconds ? drainSeconds * 1000 : drainMs;
+  let timer;
+  await Promise.race([finished, quiet, new Promise((r) => { timer = setTimeout(r, drain); })]);
+  clearTimeout(timer);
   const cpu = process.cpuUsage(cpu0);
   const replicaCpuSeconds = replicaCpu() - replica0;
   const n = Math.min(ph.delivered, ph.latencies.length);
@@ -174,7 +188,7 @@ async function main() {
   const result = { subscribers, channels, publishers, setupSeconds, settleSeconds,
     setupEvents: otherEvents, storm, phases: {} };
   for (const ph of cfg.phases) {
-    result.phases[ph.name] = await runPhase(pubs, ph.name, ph.rate, ph.messages);
+    result.phases[ph.name] = await runPhase(pubs, ph.name, ph.rate, ph.messages, ph.drain, ph.quiet);
     const r = result.phases[ph.name];
     if (Object.keys(disconnects).length) log(`subscribers disconnected so far: ${JSON.stringify(disconnects)}`);
     log(`${ph.name}: ${r.delivered}/${r.expected} in ${r.spanSeconds.toFixed(1)}s, p50 ${r.latencyMs.p50} p99 ${r.latencyMs.p99}`);
