@@ -17,6 +17,7 @@ The backend is this file run as ``ws.py --serve PORT``: a ``websockets`` echo se
 Compression (permessage-deflate) is off on both ends, so the proxies relay plain frames. Loopback
 only; every process is stopped at the end, on an error and on Ctrl-C.
 
+    LIMPET_BENCH=1 scripts/bootstrap     # haproxy (Debian) and `websockets` (pip install -e '.[bench]')
     python bench/proxy/ws.py                                   # relay 5 s, 10 000 idle
     python bench/proxy/ws.py --duration 3 --idle 2000 --only limpet,haproxy
 """
