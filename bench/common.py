@@ -75,6 +75,14 @@ class Procs:
             wait_port(port, proc)
         return proc
 
+    def tail(self, name: str) -> str:
+        """The last line ``name`` logged: why it would not start, for the report."""
+        try:
+            lines = (self.logdir / f"{name}.log").read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return lines[-1][:160] if lines else ""
+
     def stop(self, procs: list[subprocess.Popen[bytes]]) -> None:
         for p in procs:
             if p.poll() is None:

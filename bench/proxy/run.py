@@ -308,7 +308,7 @@ def ready_cookie(c: Contender, url: str, proc: subprocess.Popen[bytes]) -> tuple
     deadline = time.monotonic() + 20
     while True:
         if proc.poll() is not None:
-            raise NotAvailable(f"exited with {proc.returncode} (see its log)")
+            raise NotAvailable(f"exited with {proc.returncode}")
         try:
             _, set_cookie = get(url, c.cookie)
             break
@@ -394,10 +394,13 @@ def run_one(
     try:
         proc = ctx.procs.start(c.key, argv, env, port=port)
     except RuntimeError as exc:
-        raise NotAvailable(str(exc)) from None
+        raise NotAvailable(f"{exc}: {ctx.procs.tail(c.key)}") from None
     try:
         url = f"http://127.0.0.1:{port}/"
-        cookie, sticky = ready_cookie(c, url, proc)
+        try:
+            cookie, sticky = ready_cookie(c, url, proc)
+        except NotAvailable as exc:
+            raise NotAvailable(f"{exc}: {ctx.procs.tail(c.key)}") from None
         res["cookie"], res["sticky"] = cookie[:40], sticky
         wrk(url, cookie, args.load_cpu, 1, 10, 1)  # warm up
         return measure(url, cookie, proc.pid, args, args.duration, args.connections)

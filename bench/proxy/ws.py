@@ -245,15 +245,8 @@ def run(args: argparse.Namespace) -> int:
                 if pid:
                     procs.stop([p for p in procs.procs if p.pid == pid])
             except Exception as exc:  # one target's failure is reported, not fatal
-                log = procs.logdir / f"{name}.log"
-                tail = (
-                    log.read_text(errors="replace").strip().splitlines()[-1:]
-                    if log.exists()
-                    else []
-                )
-                res["error"] = f"{type(exc).__name__}: {exc}"[:160] + (
-                    f" ({tail[0][:120]})" if tail else ""
-                )
+                tail = procs.tail(name)
+                res["error"] = f"{type(exc).__name__}: {exc}"[:160] + (f" ({tail})" if tail else "")
                 print(f"{name}: {res['error']}", file=sys.stderr)
     except KeyboardInterrupt:
         print("interrupted; stopping every process", file=sys.stderr)
