@@ -5,7 +5,16 @@ Every system gets the same load generator (bench/hub/node/load.mjs, the official
 over websocket), the same subscribers, channels, rate and message count. Prints a table, writes JSON.
 Every process it starts runs in its own process group and is killed on exit, Ctrl-C included.
 
+Scenarios: one channel, many channels, and a subscribe storm (every subscriber connects, then all
+subscribe to one channel at the same moment, then messages; "lost" = expected - delivered must be
+0, a refused subscribe being expected nothing). ``--broker URL`` runs against a broker that is
+already there (e.g. a Redis cluster, or nats://...) instead of starting redis-server /
+nats-server: nothing is flushed there and each scenario uses channels of its own
+(``bench-<run>-<scenario>-N``, left behind in the broker's history).
+
     python bench/hub/run.py [--subscribers 1000] [--systems limpet-redis,limpet-nats,...] [--json F]
+    python bench/hub/run.py --scenarios subscribe-storm --systems limpet-redis
+    python bench/hub/run.py --broker redis://127.0.0.1:7000 --systems limpet-redis
 """
 
 from __future__ import annotations
@@ -60,6 +69,8 @@ class Phase:
     name: str
     rate: float
     messages: int
+    drain: float | None = None  # longest wait after the last publish (None: --drain)
+    quiet: float | None = None  # also stop once nothing arrived for this long
 
 
 @dataclass
@@ -67,6 +78,7 @@ class Scenario:
     name: str
     channels: int
     phases: list[Phase]
+    storm: bool = False  # all subscribes at once, after every subscriber has connected
 
 
 def rate_count(text: str) -> tuple[float, int]:
@@ -125,8 +137,14 @@ def run_load(
         "phases": [vars(ph) for ph in sc.phases],
         "drainSeconds": args.drain,
         "settleSeconds": args.settle,
+        "storm": sc.storm,
+        "channelPrefix": f"bench-{args.run_id}-{sc.name}-",
     }
-    budget = 120 + args.settle + sum(ph.messages / ph.rate + args.drain for ph in sc.phases)
+    budget = (
+        120
+        + args.settle
+        + sum(ph.messages / ph.rate + (ph.drain or args.drain) for ph in sc.phases)
+    )
     with open(logdir / f"load-{tag}.log", "wb") as err:
         out = subprocess.run(
             ["node", str(NODE_DIR / "load.mjs"), json.dumps(cfg)],
@@ -154,15 +172,17 @@ def bench_system(
     args: argparse.Namespace,
     scenarios: list[Scenario],
     procs: Procs,
-    redis_port: int,
+    redis_url: str,
+    redis_port: int | None,
     nats_url: str | None,
     logdir: Path,
 ) -> dict[str, Any]:
-    redis_url = f"redis://127.0.0.1:{redis_port}"
     out: dict[str, Any] = {"system": system, "label": LABELS[system], "scenarios": {}}
     for sc in scenarios:
-        # Fresh replicas and an empty Redis per scenario: no state carried from one to the next.
-        redis_cli_flush(redis_port)
+        # Fresh replicas and (our own) Redis emptied per scenario: no state carried over. A
+        # given broker is never flushed: the scenario's channel names are its own instead.
+        if redis_port is not None:
+            redis_cli_flush(redis_port)
         ports = [free_port() for _ in range(3)]
         started = []
         try:
@@ -261,14 +281,18 @@ def table(report: dict[str, Any]) -> str:
             "cpu ms/1k",
             "setup s",
             "dropped",
+            "lost",
+            "sub refused",
         )
     ]
     for s in report["systems"]:
         for name, r in s["scenarios"].items():
             if r.get("error") or "phases" not in r:
-                rows.append((s["label"], name, "n/a", r.get("error", "")[:70], *[""] * 5))
+                rows.append((s["label"], name, "n/a", r.get("error", "")[:70], *[""] * 7))
                 continue
-            sat, steady = r["phases"].get("saturate", {}), r["phases"].get("steady", {})
+            # the capacity phase: "saturate", or the storm's only phase
+            sat = r["phases"].get("saturate") or list(r["phases"].values())[-1]
+            steady = r["phases"].get("steady", {})
             got = sum(ph["delivered"] for ph in r["phases"].values())
             want = sum(ph["expected"] for ph in r["phases"].values())
             rows.append(
@@ -285,6 +309,12 @@ def table(report: dict[str, Any]) -> str:
                     f"{r['setupSeconds'] + r['settleSeconds']:.1f}",
                     # subscribers the servers disconnected (the load generator does not reconnect)
                     str(sum((r.get("disconnects") or {}).values())),
+                    # only the storm waits until deliveries stop: elsewhere a shortfall at
+                    # the end of --drain may be a backlog, shown in "delivered"
+                    str(sum(ph["expected"] - ph["delivered"] for ph in r["phases"].values()))
+                    if r.get("storm")
+                    else "-",
+                    str((r.get("storm") or {}).get("failed", "-")),
                 )
             )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -297,8 +327,17 @@ def table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def capacity(phases: dict[str, Any]) -> dict[str, Any]:
+    """The phase that measures capacity: "saturate", else the last one (the storm's)."""
+    if not phases:
+        return {}
+    result: dict[str, Any] = phases.get("saturate") or list(phases.values())[-1]
+    return result
+
+
 def ratios(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """limpet / baseline: delivered/s at saturation (higher is better), steady p99 (lower is)."""
+    """limpet / baseline: delivered/s at saturation (higher is better), CPU ms per 1,000
+    deliveries and steady p99 (lower is better)."""
     by = {s["system"]: s["scenarios"] for s in report["systems"]}
     out: dict[str, dict[str, Any]] = {}
     for limpet in ("limpet-redis", "limpet-nats"):
@@ -310,9 +349,15 @@ def ratios(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
                 mine = r.get("phases") or {}
                 theirs = by[other].get(sc, {}).get("phases") or {}
                 rs[f"{sc} delivered/s"] = ratio(
-                    mine.get("saturate", {}).get("deliveredPerSecond"),
-                    theirs.get("saturate", {}).get("deliveredPerSecond"),
+                    capacity(mine).get("deliveredPerSecond"),
+                    capacity(theirs).get("deliveredPerSecond"),
                 )
+                rs[f"{sc} cpu/1k"] = ratio(
+                    capacity(mine).get("replicaCpuMsPer1000"),
+                    capacity(theirs).get("replicaCpuMsPer1000"),
+                )
+                if "steady" not in mine:
+                    continue
                 rs[f"{sc} steady p99"] = ratio(
                     mine.get("steady", {}).get("latencyMs", {}).get("p99"),
                     theirs.get("steady", {}).get("latencyMs", {}).get("p99"),
@@ -340,6 +385,33 @@ def main() -> int:
     p.add_argument("--one-saturate", type=rate_count, default="200:100", metavar="RATE:COUNT")
     p.add_argument("--many-steady", type=rate_count, default="200:600", metavar="RATE:COUNT")
     p.add_argument("--many-saturate", type=rate_count, default="5000:5000", metavar="RATE:COUNT")
+    p.add_argument(
+        "--storm-messages",
+        type=rate_count,
+        default="200:100",
+        metavar="RATE:COUNT",
+        help="subscribe storm: messages after every subscriber subscribed at once",
+    )
+    p.add_argument(
+        "--storm-drain",
+        type=float,
+        default=60,
+        help="subscribe storm: longest wait for deliveries after the last publish; it ends "
+        "earlier once everything arrived or nothing has for 5 s",
+    )
+    p.add_argument(
+        "--scenarios",
+        default="one-channel,many-channels,subscribe-storm",
+        help="comma-separated subset of one-channel,many-channels,subscribe-storm",
+    )
+    p.add_argument(
+        "--broker",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="use this broker instead of starting one (repeatable: one redis URL and/or one "
+        "nats:// URL); the redis URL serves limpet-redis and both baselines",
+    )
     p.add_argument(
         "--drain",
         type=float,
@@ -372,7 +444,21 @@ def main() -> int:
             p.error(f"unknown system {s!r}")
     if args.subscribers < 1 or args.many_channels < 1 or args.publishers < 1:
         p.error("--subscribers, --many-channels and --publishers must be >= 1")
-    for tool in ("node", "redis-server"):
+    given_redis = given_nats = None
+    for url in args.broker:
+        scheme = url.partition("://")[0]
+        if not scheme or scheme == url:
+            p.error(f"--broker {url!r}: expected a URL such as redis://HOST:PORT")
+        if scheme in ("nats", "tls"):
+            given_nats = url
+        else:  # redis, rediss, unix, or a scheme a later limpet knows (its hub checks it)
+            given_redis = url
+    wanted = [s for s in args.scenarios.split(",") if s]
+    for sc_name in wanted:
+        if sc_name not in ("one-channel", "many-channels", "subscribe-storm"):
+            p.error(f"unknown scenario {sc_name!r}")
+    args.run_id = f"{int(time.time()) % 100000:05d}"
+    for tool in ("node",) + (() if given_redis else ("redis-server",)):
         if shutil.which(tool) is None:
             p.error(f"{tool} not found on PATH")
     if not (NODE_DIR / "node_modules").is_dir():
@@ -388,7 +474,16 @@ def main() -> int:
             args.many_channels,
             phases(args.many_steady, args.many_saturate),
         ),
+        # a shortfall here must be a loss, not a backlog: wait while deliveries keep coming
+        Scenario(
+            "subscribe-storm",
+            1,
+            [Phase("messages", *args.storm_messages, drain=args.storm_drain, quiet=5.0)],
+            storm=True,
+        ),
     ]
+    keep = {"one-channel": 0, "many-channels": 1, "subscribe-storm": 2}
+    scenarios = [scenarios[keep[name]] for name in keep if name in wanted]
     logdir = ROOT / "bench" / "results" / "hub-logs"
     logdir.mkdir(parents=True, exist_ok=True)
     procs = Procs(logdir)
@@ -397,41 +492,45 @@ def main() -> int:
     report: dict[str, Any] = {"machine": machine(), "args": vars(args), "systems": []}
     t0 = time.monotonic()
     try:
-        redis_port = free_port()
-        redis = procs.start(
-            "redis",
-            [
-                "redis-server",
-                "--port",
-                str(redis_port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-        )
-        wait_port(redis_port, redis)
-        nats_url: str | None = None
-        if "limpet-nats" in systems:
+        redis_port: int | None = None
+        redis_url = given_redis or ""
+        if not given_redis:
+            redis_port = free_port()
+            redis_url = f"redis://127.0.0.1:{redis_port}"
+            redis = procs.start(
+                "redis",
+                [
+                    "redis-server",
+                    "--port",
+                    str(redis_port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ],
+            )
+            wait_port(redis_port, redis)
+        nats_url: str | None = given_nats
+        if "limpet-nats" in systems and not nats_broker_available():
+            report["systems"].append(
+                {
+                    "system": "limpet-nats",
+                    "label": LABELS["limpet-nats"],
+                    "scenarios": {
+                        sc.name: {"error": "n/a: no nats broker in this limpet build"}
+                        for sc in scenarios
+                    },
+                }
+            )
+            print("limpet hub (nats): n/a (the nats broker is not in this limpet build)")
+            systems.remove("limpet-nats")
+        if "limpet-nats" in systems and given_nats is None:
             nats_bin = shutil.which(
                 "nats-server", path=str(Path(sys.executable).parent)
             ) or shutil.which("nats-server")
-            if not nats_broker_available():
-                report["systems"].append(
-                    {
-                        "system": "limpet-nats",
-                        "label": LABELS["limpet-nats"],
-                        "scenarios": {
-                            sc.name: {"error": "n/a: no nats broker in this limpet build"}
-                            for sc in scenarios
-                        },
-                    }
-                )
-                print("limpet hub (nats): n/a (the nats broker is not in this limpet build)")
-                systems.remove("limpet-nats")
-            elif nats_bin is None:
+            if nats_bin is None:
                 p.error("nats-server not found")
             else:
                 nats_port = free_port()
@@ -452,7 +551,9 @@ def main() -> int:
                 nats_url = f"nats://127.0.0.1:{nats_port}"
         for system in systems:
             report["systems"].append(
-                bench_system(system, args, scenarios, procs, redis_port, nats_url, logdir)
+                bench_system(
+                    system, args, scenarios, procs, redis_url, redis_port, nats_url, logdir
+                )
             )
     except KeyboardInterrupt:
         print("\ninterrupted; stopping every process", file=sys.stderr)

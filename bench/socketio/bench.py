@@ -9,8 +9,11 @@ and is the same for both targets):
   ack (the proxy verifies the token and restores the backend's sid on both).
 
 The ratio proxy/direct is the proxy's overhead; a second proxy with ``--affinity none`` in front
-of the same backend separates the cost of proxying from the cost of the sid rewriting. All run on
-one machine: on few cores the proxy also takes CPU from the backend and the client.
+of the same backend, in the same run, separates the cost of proxying from the cost of the sid
+rewriting: "engineio ÷ none" is the figure to watch (target: round trips within 10 %). For each
+proxy it also reports its CPU µs per handshake and per round trip (utime+stime of the proxy
+process from /proc over the measurement, divided by the count). All run on one machine: on few
+cores the proxy also takes CPU from the backend and the client.
 Run from the checkout:
 
     PYTHONPATH=src .venv/bin/python bench/socketio/bench.py [--seconds 5] [--concurrency 32]
@@ -32,7 +35,7 @@ import aiohttp
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
-from common import free_port, limpet_argv, limpet_env, wait_port  # noqa: E402
+from common import cpu_seconds, free_port, limpet_argv, limpet_env, wait_port  # noqa: E402
 
 
 def start(*args: str) -> subprocess.Popen[bytes]:
@@ -118,12 +121,16 @@ def main() -> int:
         for (_, port), proc in zip(targets, procs, strict=True):
             wait_port(port, proc)
         results: dict[str, dict[str, float]] = {}
-        for target, port in targets:
+        for (target, port), proc in zip(targets, procs, strict=True):
             base = f"http://127.0.0.1:{port}"
-            results[target] = {
-                "handshakes_per_s": asyncio.run(handshakes(base, args.seconds, args.concurrency)),
-                "round_trips_per_s": asyncio.run(round_trips(base, args.seconds, args.concurrency)),
-            }
+            res = results[target] = {}
+            for key, run in (("handshakes", handshakes), ("round_trips", round_trips)):
+                cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
+                rate = asyncio.run(run(base, args.seconds, args.concurrency))
+                used, elapsed = cpu_seconds(proc.pid) - cpu0, time.monotonic() - t0
+                res[f"{key}_per_s"] = rate
+                # CPU of the process serving this target (for "direct": the backend itself)
+                res[f"cpu_us_per_{key.rstrip('s')}"] = 1e6 * used / (rate * elapsed) if rate else 0
     finally:
         for proc in procs:
             try:
@@ -135,7 +142,10 @@ def main() -> int:
         print(json.dumps(results))
         return 0
     print(f"socket.io polling, {args.concurrency} concurrent clients, {args.seconds:g} s each")
-    print(f"{'':16}{'direct':>9}{'engineio':>10}{'ratio':>7}{'none':>9}{'ratio':>7}")
+    print(
+        f"{'':16}{'direct':>9}{'engineio':>10}{'ratio':>7}{'none':>9}{'ratio':>7}"
+        f"{'engineio ÷ none':>17}"
+    )
     for key, label in (
         ("handshakes_per_s", "handshakes/s"),
         ("round_trips_per_s", "round trips/s"),
@@ -143,7 +153,12 @@ def main() -> int:
         direct, eio, none = (results[t][key] for t in ("direct", "proxy", "proxy-none"))
         print(
             f"{label:16}{direct:9.0f}{eio:10.0f}{eio / direct:7.2f}{none:9.0f}{none / direct:7.2f}"
+            f"{eio / none:17.2f}"
         )
+    print("proxy CPU µs per handshake / round trip (backend's own for direct):")
+    for t, label in (("direct", "direct"), ("proxy", "engineio"), ("proxy-none", "none")):
+        r = results[t]
+        print(f"  {label:10}{r['cpu_us_per_handshake']:8.1f} /{r['cpu_us_per_round_trip']:7.1f}")
     return 0
 
 

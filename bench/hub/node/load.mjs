@@ -5,8 +5,11 @@
 // Phases run one after another on the same connections: e.g. "steady" (a rate every system keeps
 // up with: its latency is the system's, not a queue's) then "saturate" (more than it can take:
 // delivered/s is its capacity).
+// With "storm", every subscriber connects first and then all of them subscribe at the same moment
+// (the burst a deploy or a reconnect wave causes); subscribe errors are counted, not fatal, and
+// every phase reports lost = expected - delivered (a refused subscribe is expected nothing).
 // argv[2]: JSON {urls, subscribers, channels, publishers, phases: [{name, rate, messages}],
-//                drainSeconds, settleSeconds, connectConcurrency}
+//                drainSeconds, settleSeconds, connectConcurrency, storm, channelPrefix}
 import { io } from "socket.io-client";
 import { performance } from "node:perf_hooks";
 import { readFileSync } from "node:fs";
@@ -17,7 +20,8 @@ const drainMs = (cfg.drainSeconds ?? 10) * 1000;
 const concurrency = cfg.connectConcurrency ?? 50;
 const settleMs = (cfg.settleSeconds ?? 60) * 1000;
 const log = (msg) => process.stderr.write(`[load] ${msg}\n`);
-const channelName = (c) => `bench-${c}`;
+const channelPrefix = cfg.channelPrefix ?? "bench-";
+const channelName = (c) => `${channelPrefix}${c}`;
 
 // CPU seconds (user+system) the replicas under test have used so far: the cost of a phase.
 const ticks = 100; // USER_HZ, 100 on every Linux the benchmark runs on
@@ -72,7 +76,10 @@ const onMessage = (m) => {
   if (phase.delivered >= phase.expected && phase.done) phase.done();
 };
 
-async function runPhase(pubs, name, rate, messages) {
+// A phase ends when every delivery arrived, or after drainSeconds (the phase's own, else the
+// run's), or, with quietSeconds, once nothing has arrived for that long after the last publish:
+// a system still delivering is waited for, one that stopped is not.
+async function runPhase(pubs, name, rate, messages, drainSeconds, quietSeconds) {
   let expected = 0;
   for (let k = 0; k < messages; k++) expected += perChannel[k % channels];
   const ph = phase = { name, expected, delivered: 0, extra: 0, lastRecv: 0, done: null,
@@ -96,7 +103,18 @@ async function runPhase(pubs, name, rate, messages) {
     tick();
   });
   const lastSend = performance.now();
-  await Promise.race([finished, new Promise((r) => setTimeout(r, drainMs))]);
+  const quiet = new Promise((resolve) => {
+    if (!quietSeconds) return;
+    const check = () => {
+      if (performance.now() - Math.max(ph.lastRecv, lastSend) > quietSeconds * 1000) resolve();
+      else setTimeout(check, 100);
+    };
+    check();
+  });
+  const drain = drainSeconds ? drainSeconds * 1000 : drainMs;
+  let timer;
+  await Promise.race([finished, quiet, new Promise((r) => { timer = setTimeout(r, drain); })]);
+  clearTimeout(timer);
   const cpu = process.cpuUsage(cpu0);
   const replicaCpuSeconds = replicaCpu() - replica0;
   const n = Math.min(ph.delivered, ph.latencies.length);
@@ -107,6 +125,7 @@ async function runPhase(pubs, name, rate, messages) {
   return {
     rate, messages, sent, acked, ackErrors, expected, delivered: ph.delivered,
     extra: ph.extra, complete: ph.delivered === expected,
+    lost: Math.max(0, expected - ph.delivered),
     publishSeconds: (lastSend - firstSend) / 1000, spanSeconds: span,
     deliveredPerSecond: span ? ph.delivered / span : 0,
     offeredPerSecond: (expected / messages) * rate,
@@ -119,8 +138,9 @@ async function runPhase(pubs, name, rate, messages) {
 
 async function main() {
   const t0 = performance.now();
-  // Connect and subscribe, a bounded number in flight at a time.
+  // Connect and subscribe, a bounded number in flight at a time (storm: connect only).
   let next = 0;
+  const subs = [];
   async function worker() {
     while (next < subscribers) {
       const i = next++;
@@ -132,10 +152,26 @@ async function main() {
         eventCounts[event] = (eventCounts[event] ?? 0) + 1;
         if (event !== "message") otherEvents++;
       });
-      await request(socket, "subscribe", { channel: channelName(i % channels) });
+      subs[i] = socket;
+      if (!cfg.storm) await request(socket, "subscribe", { channel: channelName(i % channels) });
     }
   }
   await Promise.all(Array.from({ length: Math.min(concurrency, subscribers) }, worker));
+  let storm = null;
+  if (cfg.storm) {
+    // every subscribe at once; each answer counted (an error ack or a timeout is not fatal here)
+    const t = performance.now();
+    const answers = await Promise.allSettled(
+      subs.map((socket, i) => request(socket, "subscribe", { channel: channelName(i % channels) })));
+    const failed = answers.filter((a) => a.status === "rejected");
+    // a refused subscribe was told to its client (not a silent loss): expect nothing for it
+    perChannel.fill(0);
+    answers.forEach((a, i) => { if (a.status === "fulfilled") perChannel[i % channels]++; });
+    storm = { subscribes: answers.length, failed: failed.length,
+      firstError: failed.length ? String(failed[0].reason && failed[0].reason.message) : null,
+      seconds: (performance.now() - t) / 1000 };
+    log(`storm: ${answers.length} subscribes at once, ${failed.length} failed, ${storm.seconds.toFixed(1)}s`);
+  }
   const pubs = [];
   for (let p = 0; p < publishers; p++) pubs.push(await connect(urls[p % urls.length]));
   const setupSeconds = (performance.now() - t0) / 1000;
@@ -150,9 +186,9 @@ async function main() {
   const settleSeconds = (performance.now() - t1) / 1000;
   log(`settled in ${settleSeconds.toFixed(1)}s (${otherEvents} non-message events received)`);
   const result = { subscribers, channels, publishers, setupSeconds, settleSeconds,
-    setupEvents: otherEvents, phases: {} };
+    setupEvents: otherEvents, storm, phases: {} };
   for (const ph of cfg.phases) {
-    result.phases[ph.name] = await runPhase(pubs, ph.name, ph.rate, ph.messages);
+    result.phases[ph.name] = await runPhase(pubs, ph.name, ph.rate, ph.messages, ph.drain, ph.quiet);
     const r = result.phases[ph.name];
     if (Object.keys(disconnects).length) log(`subscribers disconnected so far: ${JSON.stringify(disconnects)}`);
     log(`${ph.name}: ${r.delivered}/${r.expected} in ${r.spanSeconds.toFixed(1)}s, p50 ${r.latencyMs.p50} p99 ${r.latencyMs.p99}`);
