@@ -64,7 +64,7 @@ class Cluster:
                 broker,
                 "--name",
                 f"h{i}",
-            ]  # fmt: skip
+            ]
             for i, port in enumerate(self.hub_ports)
         ]
         self.proxy_port = free_port()

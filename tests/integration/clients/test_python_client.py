@@ -159,7 +159,7 @@ async def test_refused_channel_raises_and_unreachable_hub_is_a_clear_error(
             pass
     cluster = Cluster(procs, redis_server.url, replicas=1)
     async with Client(cluster.hub_url(0)) as client:
-        with pytest.raises(ClientError, match="invalid channel|channel"):
+        with pytest.raises(ClientError, match="subscribe bad channel!: "):
             async with client.subscribe("bad channel!"):
                 pass
         with pytest.raises(ClientError, match="payload too large"):

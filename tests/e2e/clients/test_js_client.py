@@ -1,0 +1,93 @@
+"""limpet-client (clients/js) under Node: its own unit tests (`node --test`), and three
+subscribers (default transports, websocket only, polling only) through a rolling restart of three
+hub replicas on redis-server behind `limpet proxy --affinity engineio`, with the plain socket.io
+client as the twin that misses messages in the same run."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import BrokerServer
+from tests.support.procs import ROOT, Procs, which_or_skip
+from tests.support.rolling import Cluster, plan
+
+pytestmark = pytest.mark.e2e
+
+HERE = Path(__file__).parent
+PACKAGE = ROOT / "clients" / "js"
+TOTAL = 1000
+
+
+def node_with_packages() -> str:
+    node = which_or_skip("node")
+    for folder in (PACKAGE, HERE):
+        if not (folder / "node_modules" / "socket.io-client").is_dir():
+            pytest.skip(f"npm packages of {folder} not installed (scripts/bootstrap installs them)")
+    return node
+
+
+def test_package_unit_tests_pass_under_node_test() -> None:
+    node = node_with_packages()
+    done = subprocess.run(
+        [node, "--test", "test/"], cwd=PACKAGE, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "# fail 0" in done.stdout
+
+
+async def test_rolling_restart_node_subscribers_get_every_offset_once_in_order(
+    procs: Procs, redis_server: BrokerServer
+) -> None:
+    node = node_with_packages()
+    cluster = Cluster(procs, redis_server.url)
+    steps = plan(TOTAL)
+    channel = f"roll-js-{uuid.uuid4().hex[:8]}"
+    peer = await asyncio.create_subprocess_exec(
+        node, str(HERE / "peers.mjs"), cluster.url, channel, str(TOTAL),
+        ",".join(str(s.at) for s in steps),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=HERE,
+    )  # fmt: skip
+    assert peer.stdin is not None and peer.stdout is not None
+
+    async def expect(event: str, timeout: float = 40) -> dict[str, Any]:
+        assert peer.stdout is not None
+        while True:
+            line = await asyncio.wait_for(peer.stdout.readline(), timeout)
+            assert line, "the node peers exited"
+            reply: dict[str, Any] = json.loads(line)
+            if reply["event"] == event:
+                return reply
+
+    async def at_gate(n: int) -> None:
+        assert (await expect("gate"))["n"] == n
+
+    def release() -> None:
+        assert peer.stdin is not None
+        peer.stdin.write(b"go\n")
+
+    try:
+        await expect("ready", 30)
+        await asyncio.wait_for(cluster.run(steps, at_gate, release), 50)
+        done = await expect("done", 70)
+    finally:
+        if peer.returncode is None:
+            peer.kill()
+        await peer.wait()
+
+    everything = list(range(1, TOTAL + 1))
+    assert sorted(done["acks"]) == everything, "each publish stored once"
+    for record in done["subs"]:
+        assert record["offsets"] == everything
+        assert record["data"] == list(range(TOTAL))
+        assert record["gaps"] == []
+        assert record["connects"] >= 3
+    assert cluster.done == [s.what for s in steps]
+    twin = done["twin"]
+    assert set(everything) - set(twin), "the plain socket.io client missed nothing?"
