@@ -577,5 +577,6 @@ async def _quietly_disconnect(sio: socketio.AsyncClient) -> None:
 def _reason(data: Any) -> str:
     """The hub's words when it refused a connection: ``{"error": ...}`` or ``{"message": ...}``."""
     if isinstance(data, dict):
-        return str(data.get("error") or data.get("message") or data)
+        inner = data.get("error") or data.get("message")
+        return _reason(inner) if inner is not None else str(data)
     return str(data)

@@ -17,7 +17,7 @@ import socketio
 
 from limpet.client import Client, ClientError, Gap, Message
 from tests.conftest import BrokerServer
-from tests.support.procs import Procs
+from tests.support.procs import Procs, free_port
 from tests.support.rolling import Cluster, plan
 
 TOTAL = 1000
@@ -164,3 +164,83 @@ async def test_refused_channel_raises_and_unreachable_hub_is_a_clear_error(
                 pass
         with pytest.raises(ClientError, match="payload too large"):
             await client.publish("ok.channel", "x" * 100_000)
+
+
+async def test_history_lost_is_yielded_as_a_gap_then_delivery_goes_on(procs: Procs) -> None:
+    # A redis-server without persistence restarted: the channel's history is gone and its epoch
+    # new. The subscriber is told once, as a Gap in the stream, and carries on from the new epoch.
+    from tests.conftest import start_redis
+
+    redis = start_redis(procs)
+    cluster = Cluster(procs, redis.url, replicas=1)
+    channel = f"gap-{uuid.uuid4().hex[:8]}"
+    client = Client(cluster.hub_url(0), reconnection_delay=0.1)
+    async with client, client.subscribe(channel) as sub:
+        for n in range(3):
+            await sub.publish(n)
+        got = [await anext(sub) for _ in range(3)]
+        assert [m.offset for m in got if isinstance(m, Message)] == [1, 2, 3]
+        before = sub.position
+        assert before is not None and before.offset == 3
+        await asyncio.to_thread(redis.stop)
+        await asyncio.to_thread(redis.start)
+        await sub.publish("after")  # retried while the hub reconnects to its broker
+        gap = await asyncio.wait_for(anext(sub), 20)
+        assert isinstance(gap, Gap), gap
+        assert gap.from_ == before and gap.reason == "epoch-changed"
+        assert gap.to.epoch != before.epoch
+        # "after" is in the gap or just after it, depending on when the hub re-synced
+        await sub.publish("next")
+        after: list[Message] = []
+        while not after or after[-1].data != "next":
+            item = await asyncio.wait_for(anext(sub), 20)
+            assert isinstance(item, Message), item
+            after.append(item)
+        offsets = [m.offset for m in after]
+        assert offsets == list(range(gap.to.offset + 1, gap.to.offset + 1 + len(after)))
+        assert {m.epoch for m in after} == {gap.to.epoch}
+        assert sub.position == after[-1].position
+
+
+async def test_a_consumer_slower_than_its_queue_loses_nothing(
+    procs: Procs, redis_server: BrokerServer
+) -> None:
+    # The subscription's queue holds at most max_queue messages; past it the client drops what
+    # arrives and, once the application has read half of it, asks the hub again from the last
+    # queued position: every offset still arrives once, in order, and memory stays bounded.
+    cluster = Cluster(procs, redis_server.url, replicas=1)
+    channel = f"slow-{uuid.uuid4().hex[:8]}"
+    client = Client(cluster.hub_url(0), max_queue=20)
+    async with client, client.subscribe(channel) as sub:
+        for n in range(200):
+            await sub.publish(n)
+        assert len(sub._items) <= 20
+        offsets = []
+        while len(offsets) < 200:
+            item = await asyncio.wait_for(anext(sub), 10)
+            assert isinstance(item, Message), item
+            offsets.append(item.offset)
+            assert len(sub._items) <= 21
+        assert offsets == list(range(1, 201))
+
+
+async def test_token_is_sent_and_a_refused_connection_is_a_clear_error(procs: Procs) -> None:
+    import jwt
+
+    secret = "s3cret-for-tests-only-0123456789ab"
+    port = free_port()
+    procs.limpet(
+        "hub", "--listen", f"127.0.0.1:{port}", "--jwt-secret", secret,
+        wait_for=("127.0.0.1", port),
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    token = jwt.encode({"sub": "ann", "channels": ["ok.*"]}, secret, algorithm="HS256")
+    async with Client(url, token=token) as client:
+        async with client.subscribe("ok.one") as sub:
+            assert (await sub.publish(1)).offset == 1
+        with pytest.raises(ClientError, match="does not grant"):
+            async with client.subscribe("other.one"):
+                pass
+    with pytest.raises(ClientError, match=r"connection refused: .*bad JWT"):
+        async with Client(url, token="not-a-jwt"):
+            pass
