@@ -1,7 +1,8 @@
 """limpet-client (clients/js) under Node: its own unit tests (`node --test`), and three
-subscribers (default transports, websocket only, polling only) through a rolling restart of three
-hub replicas on redis-server behind `limpet proxy --affinity engineio`, with the plain socket.io
-client as the twin that misses messages in the same run."""
+subscribers (default transports, websocket only, polling only) plus the chat page in Chromium
+(limpet-client in a browser) through a rolling restart of three hub replicas on redis-server
+behind `limpet proxy --affinity engineio`, with the plain socket.io client as the twin that misses
+messages in the same run."""
 
 from __future__ import annotations
 
@@ -33,6 +34,33 @@ def node_with_packages() -> str:
     return node
 
 
+async def start_page_peer(url: str, channel: str) -> asyncio.subprocess.Process | None:
+    """The chat page in Chromium (tests/e2e/browser/page_peer.mjs), when Chromium and
+    playwright-core are there; the Node subscribers run either way."""
+    import shutil
+
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    browser_dir = HERE.parent / "browser"
+    if (
+        not Path(chromium).exists()
+        or not (browser_dir / "node_modules" / "playwright-core").is_dir()
+    ):
+        return None
+    return await asyncio.create_subprocess_exec(
+        which_or_skip("node"), str(browser_dir / "page_peer.mjs"), url, channel, str(TOTAL),
+        stdout=asyncio.subprocess.PIPE,
+        env={"PATH": "/usr/bin:/bin", "CHROMIUM": chromium, "HOME": str(browser_dir)},
+    )  # fmt: skip
+
+
+async def read_json(proc: asyncio.subprocess.Process, timeout: float) -> dict[str, Any]:
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), timeout)
+    assert line, "the page driver exited"
+    reply: dict[str, Any] = json.loads(line)
+    return reply
+
+
 def test_package_unit_tests_pass_under_node_test() -> None:
     node = node_with_packages()
     done = subprocess.run(
@@ -49,6 +77,9 @@ async def test_rolling_restart_node_subscribers_get_every_offset_once_in_order(
     cluster = Cluster(procs, redis_server.url)
     steps = plan(TOTAL)
     channel = f"roll-js-{uuid.uuid4().hex[:8]}"
+    browser = await start_page_peer(cluster.url, channel)
+    if browser is not None:  # joined before anything is published
+        assert (await read_json(browser, 40)).get("step") == "joined"
     peer = await asyncio.create_subprocess_exec(
         node, str(HERE / "peers.mjs"), cluster.url, channel, str(TOTAL),
         ",".join(str(s.at) for s in steps),
@@ -76,10 +107,13 @@ async def test_rolling_restart_node_subscribers_get_every_offset_once_in_order(
         await expect("ready", 30)
         await asyncio.wait_for(cluster.run(steps, at_gate, release), 50)
         done = await expect("done", 70)
+        page = await read_json(browser, 120) if browser is not None else None
     finally:
-        if peer.returncode is None:
-            peer.kill()
-        await peer.wait()
+        for proc in (peer, browser):
+            if proc is not None and proc.returncode is None:
+                proc.kill()
+            if proc is not None:
+                await proc.wait()
 
     everything = list(range(1, TOTAL + 1))
     assert sorted(done["acks"]) == everything, "each publish stored once"
@@ -89,5 +123,10 @@ async def test_rolling_restart_node_subscribers_get_every_offset_once_in_order(
         assert record["gaps"] == []
         assert record["connects"] >= 3
     assert cluster.done == [s.what for s in steps]
+    if page is not None:  # the browser: limpet-client as the chat page uses it
+        assert page["errors"] == [], page
+        assert page["offsets"] == everything, page["offsets"][:50]
+        assert any("rejoined" in note for note in page["notes"]), page["notes"]
+        assert not any("could not be recovered" in note for note in page["notes"]), page["notes"]
     twin = done["twin"]
     assert set(everything) - set(twin), "the plain socket.io client missed nothing?"
