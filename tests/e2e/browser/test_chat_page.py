@@ -79,6 +79,9 @@ async def test_chat_page_on_limpet_client_survives_a_replica_kill(
     # messages are published elsewhere while it is away: the page reconnects by itself, shows
     # each of them once and in order, and sends again.
     import asyncio
+    import contextlib
+    import os
+    import signal
     import urllib.request
     import uuid
 
@@ -94,6 +97,7 @@ async def test_chat_page_on_limpet_client_survives_a_replica_kill(
         node, str(HERE / "failover.mjs"), cluster.url, channel, str(procs.tmp / "failover.png"),
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         env={"PATH": "/usr/bin:/bin", "CHROMIUM": chromium, "HOME": str(procs.tmp)},
+        start_new_session=True,
     )  # fmt: skip
     assert driver.stdin is not None and driver.stdout is not None
 
@@ -132,8 +136,9 @@ async def test_chat_page_on_limpet_client_survives_a_replica_kill(
         driver.stdin.write((json.dumps(away) + "\n").encode())
         result = await step()
     finally:
-        if driver.returncode is None:
-            driver.kill()
+        if driver.returncode is None:  # the driver and its Chromium: one process group
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(driver.pid, signal.SIGKILL)
         await driver.wait()
 
     assert result["errors"] == [], result

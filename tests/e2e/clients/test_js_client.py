@@ -7,7 +7,10 @@ messages in the same run."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import uuid
 from pathlib import Path
@@ -50,7 +53,18 @@ async def start_page_peer(url: str, channel: str) -> asyncio.subprocess.Process 
         which_or_skip("node"), str(browser_dir / "page_peer.mjs"), url, channel, str(TOTAL),
         stdout=asyncio.subprocess.PIPE,
         env={"PATH": "/usr/bin:/bin", "CHROMIUM": chromium, "HOME": str(browser_dir)},
+        start_new_session=True,
     )  # fmt: skip
+
+
+async def stop(proc: asyncio.subprocess.Process | None) -> None:
+    """Kill a driver and what it started (Chromium): it leads its own process group."""
+    if proc is None:
+        return
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    await proc.wait()
 
 
 async def read_json(proc: asyncio.subprocess.Process, timeout: float) -> dict[str, Any]:
@@ -78,13 +92,18 @@ async def test_rolling_restart_node_subscribers_get_every_offset_once_in_order(
     steps = plan(TOTAL)
     channel = f"roll-js-{uuid.uuid4().hex[:8]}"
     browser = await start_page_peer(cluster.url, channel)
-    if browser is not None:  # joined before anything is published
-        assert (await read_json(browser, 40)).get("step") == "joined"
-    peer = await asyncio.create_subprocess_exec(
-        node, str(HERE / "peers.mjs"), cluster.url, channel, str(TOTAL),
-        ",".join(str(s.at) for s in steps),
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=HERE,
-    )  # fmt: skip
+    try:
+        if browser is not None:  # joined before anything is published
+            assert (await read_json(browser, 40)).get("step") == "joined"
+        peer = await asyncio.create_subprocess_exec(
+            node, str(HERE / "peers.mjs"), cluster.url, channel, str(TOTAL),
+            ",".join(str(s.at) for s in steps),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=HERE,
+            start_new_session=True,
+        )  # fmt: skip
+    except BaseException:
+        await stop(browser)
+        raise
     assert peer.stdin is not None and peer.stdout is not None
 
     async def expect(event: str, timeout: float = 40) -> dict[str, Any]:
@@ -109,11 +128,8 @@ async def test_rolling_restart_node_subscribers_get_every_offset_once_in_order(
         done = await expect("done", 70)
         page = await read_json(browser, 120) if browser is not None else None
     finally:
-        for proc in (peer, browser):
-            if proc is not None and proc.returncode is None:
-                proc.kill()
-            if proc is not None:
-                await proc.wait()
+        await stop(peer)
+        await stop(browser)
 
     everything = list(range(1, TOTAL + 1))
     assert sorted(done["acks"]) == everything, "each publish stored once"
