@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+import aiohttp
 import socketio
 from engineio import payload as eio_payload
 
@@ -236,6 +237,9 @@ class Client:
         self._supervisor: asyncio.Task[None] | None = None
         self._listeners: dict[str, list[Callable[[Any], None]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        #: one HTTP session for every connection, closed with the client (python-engineio would
+        #: make one per connection and leave it open when a polling disconnect is cut short)
+        self._http: aiohttp.ClientSession | None = None
         if eio_payload.Payload.max_decode_packets < _POLL_PACKETS:
             eio_payload.Payload.max_decode_packets = _POLL_PACKETS
 
@@ -345,6 +349,8 @@ class Client:
                 await self._supervisor
         for task in list(self._tasks):
             task.cancel()
+        if self._http is not None:
+            await self._http.close()
 
     # --- the connection ------------------------------------------------------------------------
 
@@ -357,7 +363,11 @@ class Client:
         delay = self.reconnection_delay
         while not self.closed:
             self.connections += 1
-            conn = _Connection(socketio.AsyncClient(reconnection=False), self.connections)
+            if self._http is None:
+                self._http = aiohttp.ClientSession()
+            conn = _Connection(
+                socketio.AsyncClient(reconnection=False, http_session=self._http), self.connections
+            )
             self._wire(conn)
             try:
                 await conn.sio.connect(
