@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import BrokerServer
-from tests.support.procs import ROOT, Procs, which_or_skip
+from tests.support.procs import ROOT, Procs, free_port, which_or_skip
 from tests.support.rolling import Cluster, plan
 
 pytestmark = pytest.mark.e2e
@@ -146,3 +146,34 @@ async def test_rolling_restart_node_subscribers_get_every_offset_once_in_order(
         assert not any("could not be recovered" in note for note in page["notes"]), page["notes"]
     twin = done["twin"]
     assert set(everything) - set(twin), "the plain socket.io client missed nothing?"
+
+
+def test_promises_and_errors_against_one_hub(procs: Procs) -> None:
+    """Refusals reject `ready` / publish with a LimpetError naming the cause; a repeated key is
+    stored once; a saved position from a lost epoch is a gap; a publish nobody acknowledges times
+    out; close() rejects what is pending; a throwing callback does not stop delivery."""
+    node = node_with_packages()
+    port = free_port()
+    procs.limpet("hub", "--listen", f"127.0.0.1:{port}", wait_for=("127.0.0.1", port))
+    done = subprocess.run(
+        [node, str(HERE / "contract.mjs"), f"http://127.0.0.1:{port}"],
+        capture_output=True, text=True, timeout=60, cwd=HERE,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+
+    refused = seen["refusedChannel"]
+    assert refused["isLimpetError"] and refused["code"] == "refused", refused
+    assert "channel" in refused["message"] and refused["onError"] == ["refused"]
+    assert seen["tooLarge"]["code"] == "refused" and "too large" in seen["tooLarge"]["message"]
+    twice = seen["sameKeyTwice"]
+    assert twice["second"]["duplicate"] is True
+    assert twice["second"]["offset"] == twice["first"]["offset"]
+    [gap] = seen["otherEpoch"]["gaps"]
+    assert gap["reason"] == "epoch-changed" and gap["from"] == {"epoch": "gone", "offset": 5}
+    assert gap["to"] == seen["otherEpoch"]["position"]
+    assert seen["alreadySubscribed"]["code"] == "subscribed"
+    assert seen["unreachableTimesOut"]["code"] == "timeout"
+    assert seen["closeRejectsPending"]["code"] == "closed"
+    callback = seen["throwingCallbackDoesNotStopDelivery"]
+    assert callback["got"] == [1, 2] and "boom" in callback["errors"][0]
