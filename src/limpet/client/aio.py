@@ -94,11 +94,12 @@ class Subscription:
         self._items: collections.deque[Any] = collections.deque()
         self._wakeup = asyncio.Event()
         self._messages = 0
+        self._error: BaseException | None = None
         #: what the application has been given (the core's position runs ahead of the queue)
         self._last_delivered = position
         self.ready: asyncio.Future[Position] = asyncio.get_running_loop().create_future()
         # a refusal is also raised by the iterator; don't log it as never retrieved
-        self.ready.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self.ready.add_done_callback(lambda f: f.exception())
 
     def __repr__(self) -> str:
         return f"Subscription(channel={self.channel!r}, state={self.core.state.name}, position={self.position}, queued={len(self._items)})"
@@ -115,7 +116,7 @@ class Subscription:
     async def unsubscribe(self) -> None:
         if not self.active:
             return
-        self._end(ClientError(f"unsubscribed from {self.channel}"))
+        self._end(None)
         await self.client._unsubscribe(self)
 
     async def __aenter__(self) -> Subscription:
@@ -130,15 +131,15 @@ class Subscription:
 
     async def __anext__(self) -> Message | Gap | Presence:
         while not self._items:
-            if not self.active:
-                if self.ready.done() and not self.ready.cancelled() and self.ready.exception():
-                    raise self.ready.exception()  # type: ignore[misc]
-                raise StopAsyncIteration
             self._wakeup.clear()
             await self._wakeup.wait()
         item = self._items.popleft()
         if item is _END:
+            # the end stays in place: every later call ends the same way (a refusal raises;
+            # unsubscribe / close end the iteration)
             self._items.appendleft(item)
+            if self._error is not None:
+                raise self._error
             raise StopAsyncIteration
         if isinstance(item, Gap):
             self._last_delivered = item.to
@@ -174,12 +175,13 @@ class Subscription:
         return decision.resubscribe
 
     def _end(self, error: BaseException | None) -> None:
+        """No more items: ``error`` is raised by the iterator (None: it just stops)."""
         self.active = False
+        self._error = error
         if not self.ready.done():
-            if error is None:
-                self.ready.cancel()
-            else:
-                self.ready.set_exception(error)
+            self.ready.set_exception(
+                error or ClientError(f"subscription to {self.channel} ended before it was ready")
+            )
         self._push(_END)
 
 

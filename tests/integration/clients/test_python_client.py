@@ -244,3 +244,24 @@ async def test_token_is_sent_and_a_refused_connection_is_a_clear_error(procs: Pr
     with pytest.raises(ClientError, match=r"connection refused: .*bad JWT"):
         async with Client(url, token="not-a-jwt"):
             pass
+
+
+async def test_iteration_ends_on_unsubscribe_and_raises_on_refusal(
+    procs: Procs, redis_server: BrokerServer
+) -> None:
+    cluster = Cluster(procs, redis_server.url, replicas=1)
+    async with Client(cluster.hub_url(0)) as client:
+        refused = client.subscribe("bad channel!")
+        with pytest.raises(ClientError, match="subscribe bad channel!"):
+            async for _ in refused:
+                pass
+        sub = client.subscribe(f"end-{uuid.uuid4().hex[:8]}")
+        await sub.ready
+        await sub.publish(1)
+        first = await anext(sub)
+        assert isinstance(first, Message) and first.data == 1
+        await sub.unsubscribe()
+        assert [item async for item in sub] == []
+        await client.close()
+        with pytest.raises(ClientError, match="client is closed"):
+            client.subscribe("x")
