@@ -37,7 +37,7 @@ def node_with_packages() -> str:
     return node
 
 
-async def start_page_peer(url: str, channel: str) -> asyncio.subprocess.Process | None:
+async def start_page_peer(url: str, channel: str, home: Path) -> asyncio.subprocess.Process | None:
     """The chat page in Chromium (tests/e2e/browser/page_peer.mjs), when Chromium and
     playwright-core are there; the Node subscribers run either way."""
     import shutil
@@ -52,7 +52,7 @@ async def start_page_peer(url: str, channel: str) -> asyncio.subprocess.Process 
     return await asyncio.create_subprocess_exec(
         which_or_skip("node"), str(browser_dir / "page_peer.mjs"), url, channel, str(TOTAL),
         stdout=asyncio.subprocess.PIPE,
-        env={"PATH": "/usr/bin:/bin", "CHROMIUM": chromium, "HOME": str(browser_dir)},
+        env={"PATH": "/usr/bin:/bin", "CHROMIUM": chromium, "HOME": str(home)},
         start_new_session=True,
     )  # fmt: skip
 
@@ -91,7 +91,7 @@ async def test_rolling_restart_node_subscribers_get_every_offset_once_in_order(
     cluster = Cluster(procs, redis_server.url)
     steps = plan(TOTAL)
     channel = f"roll-js-{uuid.uuid4().hex[:8]}"
-    browser = await start_page_peer(cluster.url, channel)
+    browser = await start_page_peer(cluster.url, channel, procs.tmp)
     try:
         if browser is not None:  # joined before anything is published
             assert (await read_json(browser, 40)).get("step") == "joined"
