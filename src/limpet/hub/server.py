@@ -151,6 +151,7 @@ class Hub:
         app.router.add_get("/api/channels/{channel}/presence", self.http_presence)
         app.router.add_get("/healthz", self.http_health)
         app.router.add_get("/", self.http_index)
+        app.router.add_get("/favicon.ico", self.http_favicon)
         app.router.add_static("/static/", STATIC)
         app.on_startup.append(self._startup)
         app.on_shutdown.append(self._shutdown)
@@ -628,6 +629,9 @@ class Hub:
 
     async def http_index(self, request: web.Request) -> web.FileResponse:
         return web.FileResponse(STATIC / "index.html")
+
+    async def http_favicon(self, request: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC / "favicon.ico")
 
 
 class HttpError(Exception):

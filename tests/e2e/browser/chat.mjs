@@ -37,6 +37,8 @@ try {
   // presence names people by the name they joined with, not the one they connected with
   await b.locator("#presence li", { hasText: "alice" }).waitFor({ timeout: 10000 }).catch(() => {});
   result.presence = await b.locator("#presence").innerText();
+  result.logA = await a.locator("#log").innerText();
+  result.logB = await b.locator("#log").innerText();
   await b.screenshot({ path: screenshot });
 } catch (e) {
   result.errors.push(String(e).split("\n")[0]);
