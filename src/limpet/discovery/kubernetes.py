@@ -211,7 +211,8 @@ class EndpointSliceDiscovery:
 
 
 async def read_service_objects(client: Any, namespace: str, name: str) -> list[dict[str, Any]]:
-    """The Service plus what can configure its affinity: BackendConfigs, Ingresses, Traefik CRDs."""
+    """The Service plus what can configure its affinity: BackendConfigs, Ingresses, Traefik CRDs,
+    Gateway API routes and BackendLBPolicies, GKE GCPBackendPolicies."""
     from kubernetes_asyncio.client import CoreV1Api, CustomObjectsApi, NetworkingV1Api
     from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -250,15 +251,22 @@ async def read_service_objects(client: Any, namespace: str, name: str) -> list[d
             obj.setdefault("apiVersion", "networking.k8s.io/v1")
             obj.setdefault("kind", "Ingress")
             objects.append(obj)
-    for group in ("traefik.io", "traefik.containo.us"):
-        for plural in ("ingressroutes", "traefikservices"):
-            try:
-                found = await custom.list_namespaced_custom_object(
-                    group, "v1alpha1", namespace, plural
-                )
-            except ApiException:
-                continue  # the CRD is not installed: the usual case
-            objects += found.get("items") or []
+    custom_lists = [
+        (group, "v1alpha1", plural)
+        for group in ("traefik.io", "traefik.containo.us")
+        for plural in ("ingressroutes", "traefikservices")
+    ] + [
+        ("gateway.networking.k8s.io", "v1", "httproutes"),
+        ("gateway.networking.k8s.io", "v1", "grpcroutes"),
+        ("gateway.networking.k8s.io", "v1alpha2", "backendlbpolicies"),
+        ("networking.gke.io", "v1", "gcpbackendpolicies"),
+    ]
+    for group, version, plural in custom_lists:
+        try:
+            found = await custom.list_namespaced_custom_object(group, version, namespace, plural)
+        except ApiException:
+            continue  # the CRD is not installed: the usual case
+        objects += found.get("items") or []
     return objects
 
 

@@ -160,6 +160,31 @@ async def test_read_service_affinity(server: FakeApiServer, kubeconfig: str) -> 
         await read_service_affinity("default", "missing", kubeconfig=kubeconfig)
 
 
+async def test_service_behind_an_httproute_with_session_persistence(
+    server: FakeApiServer, kubeconfig: str
+) -> None:
+    server.objects["/api/v1/namespaces/default/services/chat"] = {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "chat", "namespace": "default"}, "spec": {"ports": [{"port": 80}]},
+    }  # fmt: skip
+    spec, notes = await read_service_affinity("default", "chat", kubeconfig=kubeconfig)
+    assert spec.mode == "none"  # the twin: no route, no affinity
+    route = "/apis/gateway.networking.k8s.io/v1/namespaces/default/httproutes/chat"
+    server.objects[route] = {
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "chat", "namespace": "default"},
+        "spec": {"rules": [{
+            "backendRefs": [{"name": "chat", "port": 80}],
+            "sessionPersistence": {"sessionName": "chat-s", "absoluteTimeout": "2h",
+                                   "cookieConfig": {"lifetimeType": "Permanent"}},
+        }]},
+    }  # fmt: skip
+    spec, notes = await read_service_affinity("default", "chat", kubeconfig=kubeconfig)
+    assert (spec.mode, spec.cookie_name, spec.cookie_ttl) == ("cookie", "chat-s", 7200)
+    assert "Service default/chat: affinity from gateway-api" in notes
+    assert "HTTPRoute chat rule 0 sessionPersistence Cookie" in notes
+
+
 async def test_in_cluster_service_account(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """In a pod: KUBERNETES_SERVICE_HOST/PORT, the mounted token and CA, over TLS."""
     import ssl

@@ -15,18 +15,21 @@ from limpet.k8s.lint import RULES, has_errors, lint_sources
 CORPUS = Path(__file__).resolve().parents[2] / "fixtures" / "k8s"
 GOOD = sorted((CORPUS / "good").glob("*.yaml"))
 BAD = sorted((CORPUS / "bad").glob("*.yaml"))
-EXPECT = re.compile(r"^# expect: (\S+) (\d+)(?: (warning))?$", re.M)
+# "# expect: RULE LINE[:COLUMN] [warning]"; a finding about one character carries its column
+EXPECT = re.compile(r"^# expect: (\S+) (\d+(?::\d+)?)(?: (warning))?$", re.M)
 
 
-def expected(path: Path) -> Counter[tuple[str, int, str]]:
+def expected(path: Path) -> Counter[tuple[str, str, str]]:
     return Counter(
-        (rule, int(line), sev or "error") for rule, line, sev in EXPECT.findall(path.read_text())
+        (rule, where, sev or "error") for rule, where, sev in EXPECT.findall(path.read_text())
     )
 
 
-def lint_file(path: Path) -> Counter[tuple[str, int, str]]:
+def lint_file(path: Path) -> Counter[tuple[str, str, str]]:
     findings = lint_sources([(str(path), path.read_text())])
-    return Counter((f.rule, f.line, f.severity) for f in findings)
+    return Counter(
+        (f.rule, f"{f.line}:{f.column}" if f.column else str(f.line), f.severity) for f in findings
+    )
 
 
 @pytest.mark.parametrize("path", GOOD, ids=lambda p: p.name)
