@@ -192,6 +192,8 @@ def run_render(args: argparse.Namespace) -> int:
     sys.stdout.write(dump_all(rendered.manifests))
     for note in rendered.notes:
         print(f"note: {note}", file=sys.stderr)
+    for warning in rendered.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 

@@ -61,6 +61,8 @@ class RenderOptions:
 class Rendered:
     manifests: list[Manifest]
     notes: list[str] = field(default_factory=list)
+    #: lint warnings of the output, also printed by ``render`` (errors are refused instead)
+    warnings: list[str] = field(default_factory=list)
 
 
 def _meta(o: RenderOptions, name: str, **extra: Any) -> Manifest:
@@ -668,4 +670,23 @@ def render(target: str, spec: AffinitySpec, options: RenderOptions | None = None
         renderer = RENDERERS[target]
     except KeyError:
         raise UsageError(f"--target {target!r}: expected one of {', '.join(TARGETS)}") from None
-    return renderer(spec, options)
+    rendered = renderer(spec, options)
+    return _self_lint(target, rendered)
+
+
+def _self_lint(target: str, rendered: Rendered) -> Rendered:
+    """Lint the output as ``limpet k8s lint`` would: refuse on errors, carry warnings along.
+
+    So what ``render`` prints never fails ``lint``, and a short TTL is said at render time by
+    the same rule that ``lint`` would name later.
+    """
+    from limpet.k8s.lint import lint_sources
+    from limpet.k8s.yamlnodes import dump_all
+
+    findings = lint_sources([(target, dump_all(rendered.manifests))])
+    errors = [f for f in findings if f.severity == "error"]
+    if errors:
+        why = "; ".join(f"[{f.rule}] {f.message} (fix: {f.hint})" for f in errors)
+        raise UsageError(f"--target {target}: the manifests would not pass lint: {why}")
+    rendered.warnings = [f"[{f.rule}] {f.message}" for f in findings]
+    return rendered

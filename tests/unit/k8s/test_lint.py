@@ -100,3 +100,56 @@ def test_colour_only_when_asked(capsys: pytest.CaptureFixture[str]) -> None:
     assert "\033[31merror" in capsys.readouterr().out
     main(["k8s", "lint", bad])  # captured output is not a tty
     assert "\033[" not in capsys.readouterr().out
+
+
+PASTED = sorted((CORPUS / "bad").glob("pasted-*.yaml"))
+
+
+@pytest.mark.parametrize("path", PASTED, ids=lambda p: p.name)
+def test_pasted_lookalikes_hide_mistakes_without_the_check(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The twin of the corpus test: without the look-alike pass these files lint (nearly) clean
+    although kubectl refuses or misreads them."""
+    monkeypatch.setattr("limpet.k8s.lint.lookalikes", lambda text: (text, []))
+    findings = lint_sources([(str(path), path.read_text())])
+    want = expected(path)
+    assert len(findings) < sum(want.values())
+    assert not any(f.rule == "affinity-misplaced" for f in findings)
+
+
+def test_lint_fix_rewrites_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = CORPUS / "bad" / "pasted-nbsp-selector.yaml"
+    path = tmp_path / "chat.yaml"
+    path.write_text(source.read_text())
+    path.chmod(0o640)
+    assert main(["k8s", "lint", "--fix", str(path)]) == 1  # the misplaced key is still there
+    out = capsys.readouterr()
+    assert "replaced 2 character(s)" in out.err
+    assert "unicode-lookalike" not in out.out and "[affinity-misplaced]" in out.out
+    fixed = path.read_text()
+    assert "\u00a0" not in fixed and "    sessionAffinity: ClientIP" in fixed
+    assert path.stat().st_mode & 0o777 == 0o640
+    assert [p.name for p in tmp_path.iterdir()] == ["chat.yaml"]  # no temporary left behind
+    # the fixed file lints without look-alikes; fixing again changes nothing
+    assert main(["k8s", "lint", "--fix", str(path)]) == 1
+    assert "replaced" not in capsys.readouterr().err and path.read_text() == fixed
+
+
+def test_lint_fix_of_stdin_prints_the_fixed_text(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import io
+
+    text = (CORPUS / "bad" / "pasted-fullwidth.yaml").read_text()
+    monkeypatch.setattr("sys.stdin", io.StringIO(text))
+    assert main(["k8s", "lint", "--fix", "-"]) == 0
+    out = capsys.readouterr().out
+    assert "nginx.ingress.kubernetes.io/affinity: cookie" in out and "\uff1a" not in out
+
+
+def test_text_report_shows_the_column(capsys: pytest.CaptureFixture[str]) -> None:
+    path = CORPUS / "bad" / "pasted-fullwidth.yaml"
+    assert main(["k8s", "lint", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert f"{path}:9:41: error [unicode-lookalike] U+FF1A FULLWIDTH COLON" in out
