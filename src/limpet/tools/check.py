@@ -34,7 +34,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="M",
         help="requests (http), connections (websocket) or round trips (socketio) per client",
     )
-    parser.add_argument("--transport", choices=TRANSPORTS, default="http")
+    parser.add_argument(
+        "--transport",
+        choices=TRANSPORTS,
+        default="http",
+        help="what each client does: http requests, websocket connections, or socket.io "
+        "round trips (Engine.IO long-polling, which needs stickiness most)",
+    )
     parser.add_argument("--json", action="store_true", help="print a machine-readable report")
     parser.add_argument(
         "--concurrency", type=int, default=10, metavar="K", help="clients running at once"
@@ -409,6 +415,7 @@ class SocketIOClient:
         self.session, self.target, self.index = session, target, index
         self.sid = ""
         self.name: str | None = None
+        self.replica: str | None = None  # the X-Backend header of the last answer (the hub's)
         self.connected = False
         self.acks: dict[int, Any] = {}
         self.polls = 0
@@ -422,7 +429,7 @@ class SocketIOClient:
         attempts: list[Attempt] = []
         try:
             await self._handshake()
-            attempts.append(Attempt(backend=self.name or UNNAMED))
+            attempts.append(Attempt(backend=self.name or self.replica or UNNAMED))
             for n in range(1, self.target.requests):
                 attempts.append(Attempt(backend=await self._echo(n)))
             await self._close()
@@ -448,6 +455,7 @@ class SocketIOClient:
             ssl=not self.target.insecure,
         ) as resp:
             text = await resp.text(errors="replace")
+            self.replica = resp.headers.get("X-Backend") or self.replica
             if resp.status != 200:
                 raise self.Failure(f"HTTP {resp.status} {self._reason(resp.status, text)}".strip())
             return text
@@ -494,8 +502,8 @@ class SocketIOClient:
         if isinstance(ack, list) and ack and isinstance(ack[0], dict) and "name" in ack[0]:
             return str(ack[0]["name"])
         # any ack proves the session lives on; a server that is not `limpet whoami` (the hub
-        # acks unknown events with an error) just does not say its name
-        return self.name or UNNAMED
+        # acks unknown events with an error) names itself in a header, if at all
+        return self.replica or self.name or UNNAMED
 
     async def _poll(self) -> None:
         self.polls += 1
