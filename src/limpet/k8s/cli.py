@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from limpet.helpformat import HelpFormatter
 from limpet.k8s.render import TARGETS
 
 
@@ -14,6 +15,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="k8s_command", metavar="ACTION")
     lint = sub.add_parser(
         "lint",
+        formatter_class=HelpFormatter,
         help="find sticky-session mistakes in manifests",
         description="Find sticky-session mistakes in Kubernetes manifests, each with its file, "
         "line, rule and a fix. Lint the files of one application together. Exits 1 when any "
@@ -39,25 +41,49 @@ def configure(parser: argparse.ArgumentParser) -> None:
     render = sub.add_parser(
         "render",
         help="print manifests for one affinity rule on a platform",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Print complete manifests (YAML, on stdout) that give one affinity rule on "
+        "one platform; notes and lint warnings go to stderr. What lint would call an error is "
+        "refused.",
+        formatter_class=HelpFormatter,
     )
-    render.add_argument("--target", required=True, choices=TARGETS)
+    render.add_argument(
+        "--target",
+        required=True,
+        choices=TARGETS,
+        metavar="PLATFORM",
+        help=f"where it runs: {', '.join(TARGETS)}",
+    )
     render.add_argument(
         "--affinity",
         default="cookie",
         help="none|cookie|client-ip|engineio|hash:header:H|hash:cookie:C|hash:query:Q",
     )
-    render.add_argument("--cookie-name", default="limpet")
-    render.add_argument("--cookie-ttl", type=int, default=None, help="seconds; unset: session")
-    render.add_argument("--client-ip-timeout", type=int, default=10800, help="seconds")
+    render.add_argument("--cookie-name", default="limpet", help="the affinity cookie's name")
+    render.add_argument(
+        "--cookie-ttl",
+        type=int,
+        default=None,
+        help="cookie lifetime in seconds (default: a session cookie)",
+    )
+    render.add_argument(
+        "--client-ip-timeout", type=int, default=10800, help="client-IP pin, in seconds"
+    )
     render.add_argument("--name", default="app", help="name of the Service and its objects")
-    render.add_argument("--namespace", default="default")
+    render.add_argument("--namespace", default="default", help="namespace of every object")
     render.add_argument("--port", type=int, default=80, help="Service port")
     render.add_argument("--target-port", type=int, default=8080, help="the pods' port")
     render.add_argument("--image", default="ghcr.io/limpet/limpet:latest", help="backend image")
-    render.add_argument("--replicas", type=int, default=3)
+    render.add_argument(
+        "--replicas", type=int, default=3, help="backend pods (limpet target: at least 2 proxies)"
+    )
     render.add_argument("--host", default="app.example.com", help="Ingress host")
-    render.add_argument("--traefik-version", type=int, choices=(1, 2, 3), default=3)
+    render.add_argument(
+        "--traefik-version",
+        type=int,
+        choices=(1, 2, 3),
+        default=3,
+        help="traefik target: 1 and 2 annotate the Service, 3 renders its CRDs",
+    )
     render.add_argument(
         "--gateway-class",
         default="",
@@ -67,7 +93,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
     explain = sub.add_parser(
-        "explain", help="which affinity do these manifests (or this live Service) configure?"
+        "explain",
+        formatter_class=HelpFormatter,
+        help="which affinity do these manifests (or this live Service) configure?",
+        description="Say which affinity rule the manifests (or a live Service and what routes "
+        "to it) configure, which dialect it comes from, and what else was found and ignored: "
+        "what limpet proxy --kubernetes-service would derive.",
     )
     explain.add_argument("files", nargs="*", metavar="FILE", help="YAML files; - for stdin")
     explain.add_argument("--service", default=None, help="Service name (default: the first)")
@@ -77,9 +108,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="read the Service and what configures it from the cluster instead of files",
     )
-    explain.add_argument("--kubeconfig", default=None, help="default: in-cluster or $KUBECONFIG")
+    explain.add_argument(
+        "--kubeconfig",
+        default=None,
+        metavar="PATH",
+        help="default: in a pod its service account, else $KUBECONFIG or ~/.kube/config",
+    )
     explain.add_argument("--context", default=None, help="kubeconfig context")
-    explain.add_argument("--format", choices=("text", "json"), default="text")
+    explain.add_argument(
+        "--format", choices=("text", "json"), default="text", help="report format (default: text)"
+    )
     parser.set_defaults(_k8s_parser=parser)
 
 
