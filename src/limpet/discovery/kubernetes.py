@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
@@ -23,12 +24,27 @@ log = logging.getLogger("limpet.discovery.kubernetes")
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
 
+#: RFC 1123 label (a namespace) and RFC 1035 label (a Service name), as the API server checks
+_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_SERVICE = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
 def parse_service_ref(text: str) -> tuple[str, str]:
     """``NAMESPACE/NAME`` (or ``NAME`` in ``default``) as a pair; DiscoveryError otherwise."""
     namespace, _, name = text.rpartition("/")
     namespace = namespace or "default"
     if not name or "/" in namespace:
         raise DiscoveryError(f"expected a Service as NAMESPACE/NAME, got {text!r}")
+    if not _NAMESPACE.fullmatch(namespace):
+        raise DiscoveryError(
+            f"{text!r}: namespace {namespace!r} is not a Kubernetes name "
+            "(lower-case a-z, 0-9 and '-', at most 63)"
+        )
+    if not _SERVICE.fullmatch(name):
+        raise DiscoveryError(
+            f"{text!r}: {name!r} is not a Service name (lower-case a-z, 0-9 and '-', "
+            "starting with a letter, at most 63)"
+        )
     return namespace, name
 
 
@@ -78,6 +94,7 @@ async def api_client(
     In a pod (KUBERNETES_SERVICE_HOST set) and without an explicit kubeconfig, the mounted
     service-account token is used; otherwise ``kubeconfig`` or $KUBECONFIG or ~/.kube/config.
     """
+    import yaml
     from kubernetes_asyncio import client, config
 
     configuration = client.Configuration()
@@ -91,13 +108,22 @@ async def api_client(
         except config.ConfigException as exc:
             raise DiscoveryError(f"in-cluster Kubernetes config: {exc}") from None
         return client.ApiClient(configuration=configuration)
+    where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+    paths = [os.path.expanduser(p) for p in where.split(os.pathsep) if p]
+    if not any(os.path.exists(p) for p in paths):
+        # said here: the library logs "Config not found: /home/..." and then complains about
+        # a missing current-context of the empty config it fell back to
+        raise DiscoveryError(
+            f"no Kubernetes config: {where} does not exist (not in a pod either); pass "
+            "--kubeconfig PATH or set KUBECONFIG"
+        )
     try:
         await config.load_kube_config(
             config_file=kubeconfig, context=context, client_configuration=configuration
         )
-    except (config.ConfigException, OSError, ValueError, TypeError) as exc:
-        where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
-        raise DiscoveryError(f"cannot load kubeconfig {where}: {exc}") from None
+    except (config.ConfigException, OSError, ValueError, TypeError, yaml.YAMLError) as exc:
+        reason = str(exc).replace("\n", " ")
+        raise DiscoveryError(f"cannot load kubeconfig {where}: {reason}") from None
     return client.ApiClient(configuration=configuration)
 
 

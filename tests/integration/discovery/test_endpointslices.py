@@ -143,8 +143,11 @@ async def test_missing_kubeconfig_is_a_clear_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    with pytest.raises(DiscoveryError, match="cannot load kubeconfig"):
+    with pytest.raises(DiscoveryError, match=r"no Kubernetes config: .*/nope does not exist"):
         await next_snapshot(discovery(str(tmp_path / "nope")).watch())
+    (tmp_path / "broken").write_text("x: [\n")
+    with pytest.raises(DiscoveryError, match=r"cannot load kubeconfig .*/broken: while parsing"):
+        await next_snapshot(discovery(str(tmp_path / "broken")).watch())
 
 
 async def test_read_service_affinity(server: FakeApiServer, kubeconfig: str) -> None:
