@@ -693,6 +693,10 @@ def lint_sources(inputs: Iterable[tuple[str, str]]) -> list[Finding]:
                     "yaml-duplicate-key": "keep one of them"}.get(p.rule, "fix the syntax")  # fmt: skip
             findings.append(Finding(name, p.line, p.rule, "error", p.message, hint))
         source = Source(name, expand_lists(documents))
+        if not source.documents and not problems:
+            findings.append(Finding(name, 1, "not-a-manifest", "error",
+                                    "no Kubernetes object in this input: kubectl refuses it",
+                                    "check that this is the file you meant"))  # fmt: skip
         sources.append(source)
         for doc in source.documents:
             if not isinstance(doc.obj, Mapping):

@@ -121,44 +121,71 @@ def _replacement(char: str) -> str | None:
     return None
 
 
+def _inside_word(line: str, col: int) -> bool:
+    """An apostrophe between letters (U+2019 in a word) is text, not a quote."""
+    return 0 < col < len(line) - 1 and line[col - 1].isalnum() and line[col + 1].isalnum()
+
+
+def _beside_prose(line: str, col: int) -> bool:
+    """Full-width punctuation next to CJK letters is prose (a description), not YAML syntax."""
+    near = line[max(0, col - 1) : col] + line[col + 1 : col + 2]
+    return any(ord(c) > 0x2E7F and unicodedata.category(c).startswith("L") for c in near)
+
+
+_BLOCK_SCALAR = re.compile(r"(^|[:-]\s+)[|>][-+1-9]{0,2}\s*(#.*)?$")
+
+
 def lookalikes(text: str) -> tuple[str, list[Lookalike]]:
     """``text`` with pasted look-alike characters made ASCII, and each one found.
 
-    Comments are left alone (any character is fine there); a byte-order mark at the very start
-    is allowed by YAML and kept.
+    Text is left alone where any character is text: comments, strings in ASCII quotes, block
+    scalars (``|``, ``>``), an apostrophe inside a word, full-width punctuation in CJK prose. A
+    byte-order mark at the very start is allowed by YAML and kept.
     """
     found: list[Lookalike] = []
     out_lines: list[str] = []
+    block_indent: int | None = None  # inside a block scalar: lines indented deeper than this
     for number, line in enumerate(text.split("\n"), 1):
+        lead = len(line) - len(line.lstrip(" " + _SPACES + _INVISIBLE))
+        if block_indent is not None:
+            if not line.strip() or lead > block_indent:
+                out_lines.append(line)
+                continue
+            block_indent = None
         out: list[str] = []
-        quote = ""
-        stripped = line.lstrip(" " + _SPACES + _INVISIBLE)
-        lead = len(line) - len(stripped)
+        quote, real_quote = "", False
         for col, char in enumerate(line):
             if number == 1 and col == 0 and char == "\ufeff":
                 out.append(char)
                 continue
-            repl = _replacement(char)
-            if repl is None and char in _DASHES and col == lead:
+            repl = None if real_quote else _replacement(char)
+            if repl is None and not quote and char in _DASHES and col == lead:
                 repl = "-"
+            if repl is not None and char in _QUOTES and _inside_word(line, col):
+                repl = None
+            if repl is not None and "\uff01" <= char <= "\uff5e" and _beside_prose(line, col):
+                repl = None
             effective = char if repl is None else repl
             if not quote and effective == "#" and (col == 0 or out[-1:] in ([" "], ["\t"])):
                 out.append(line[col:])  # the rest is a comment
                 break
             if quote and effective == quote:
-                quote = ""
+                quote, real_quote = "", False
             elif (
                 not quote
                 and effective in "'\""
-                and (col == 0 or out[-1:] in ([" "], [":"], ["["], ["{"], [","]))
+                and (col == lead or out[-1:] in ([" "], [":"], ["["], ["{"], [","]))
             ):
-                quote = effective
+                quote, real_quote = effective, repl is None
             if repl is not None:
                 found.append(Lookalike(number, col + 1, char, repl))
                 out.append(repl)
             else:
                 out.append(char)
-        out_lines.append("".join(out))
+        fixed = "".join(out)
+        if _BLOCK_SCALAR.search(fixed.rstrip()):
+            block_indent = lead
+        out_lines.append(fixed)
     return "\n".join(out_lines), found
 
 

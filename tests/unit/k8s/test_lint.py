@@ -153,3 +153,11 @@ def test_text_report_shows_the_column(capsys: pytest.CaptureFixture[str]) -> Non
     assert main(["k8s", "lint", str(path)]) == 1
     out = capsys.readouterr().out
     assert f"{path}:9:41: error [unicode-lookalike] U+FF1A FULLWIDTH COLON" in out
+
+
+def test_an_input_with_no_object_is_not_no_findings() -> None:
+    for text in ("", "# only a comment\n", "---\n"):
+        (finding,) = lint_sources([("empty.yaml", text)])
+        assert (finding.rule, finding.line, finding.severity) == ("not-a-manifest", 1, "error")
+    (finding,) = lint_sources([("list.yaml", "- a\n- b\n")])
+    assert finding.rule == "not-a-manifest" and "list" in finding.message

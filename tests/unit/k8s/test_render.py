@@ -281,3 +281,16 @@ def test_gateway_class_is_checked() -> None:
         render("gateway-api", SPECS["cookie"], RenderOptions(gateway_class="Not A Name"))
     notes = render("gke-gateway", SPECS["cookie"], RenderOptions(gateway_class="envoy")).notes
     assert any("not one of GKE's Gateway classes" in n for n in notes)
+
+
+@pytest.mark.parametrize(("target", "dialect"), [("gateway-api", "gateway-api"),
+                                                 ("gke-gateway", "gke-gateway")])  # fmt: skip
+def test_cli_explain_gateway(
+    target: str, dialect: str, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "m.yaml"
+    assert main(["k8s", "render", "--target", target, "--cookie-ttl", "3600"]) == 0
+    path.write_text(capsys.readouterr().out)
+    assert main(["k8s", "explain", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"affinity: cookie  (from {dialect})")

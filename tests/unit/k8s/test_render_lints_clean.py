@@ -50,7 +50,7 @@ OPTIONS = st.builds(
 )
 
 
-@settings(max_examples=250, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.sampled_from(TARGETS), SPECS, OPTIONS)
 def test_every_render_lints_without_errors(
     target: str, spec: AffinitySpec, o: RenderOptions
