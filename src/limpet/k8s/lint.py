@@ -601,6 +601,20 @@ def check_ignored(src: Source, doc: Document, emit: Emit) -> None:
                  "kube-proxy then spreads over pods: no pod is sticky (AWS Load Balancer "
                  "Controller docs: target-type)",
                  "set alb.ingress.kubernetes.io/target-type: ip")  # fmt: skip
+    if doc.kind == "Service" and d.get(doc.obj, "spec", "sessionAffinity") == "ClientIP":
+        spec = d.get(doc.obj, "spec")
+        headless = d.get(spec, "clusterIP") == "None"
+        external = d.get(spec, "type") == "ExternalName"
+        if headless or external:
+            what = (
+                "a headless Service (clusterIP: None): clients get the pods' addresses"
+                if headless
+                else "an ExternalName Service: clients get a CNAME"
+            )
+            emit(src, doc, ("spec", "sessionAffinity"), "setting-ignored",
+                 f"sessionAffinity does nothing on {what} from DNS and kube-proxy never sees the "
+                 "connection (Kubernetes docs: Services, headless and ExternalName)",
+                 "give the Service a cluster IP, or pin in the client or a proxy")  # fmt: skip
     if doc.kind == "BackendConfig":
         at_bc = ("spec", "sessionAffinity")
         block = d.get(doc.obj, *at_bc)
@@ -646,6 +660,22 @@ def check_gke_l4(sources: list[Source], emit: Emit) -> None:
                      "to Ingress and Gateway backends only)",
                      "put a gce Ingress in front (and lint it with this file), or use the "
                      "Service's sessionAffinity: ClientIP for an L4 load balancer")  # fmt: skip
+
+
+def check_traefik_v1_with_v2(sources: list[Source], emit: Emit) -> None:
+    """Traefik 1.x Service annotations beside Traefik 2+ resources: 2.0 stopped reading them."""
+    docs = [(s, doc) for s in sources for doc in s.documents if isinstance(doc.obj, Mapping)]
+    if not any(d.group_of(doc.obj) in d.TRAEFIK_GROUPS for _, doc in docs):
+        return
+    for s, doc in docs:
+        notes = d.annotations_of(doc.obj)
+        for key in (d.TRAEFIK_V1_AFFINITY, d.TRAEFIK_V1_COOKIE_NAME):
+            if doc.kind == "Service" and key in notes:
+                emit(s, doc, ("metadata", "annotations", key), "annotation-removed",
+                     f"{key} is a Traefik 1.x annotation; these manifests use Traefik 2+ "
+                     "resources, and Traefik 2.0 no longer reads it (Traefik v1 to v2 migration "
+                     "guide)", "use sticky.cookie in the TraefikService or IngressRoute, or "
+                     f"{d.TRAEFIK_STICKY} on the Service")  # fmt: skip
 
 
 def check_manifest(src: Source, doc: Document, emit: Emit) -> None:
@@ -708,6 +738,7 @@ def lint_sources(inputs: Iterable[tuple[str, str]]) -> list[Finding]:
                 check(source, doc, emit)
     check_gke(sources, emit)
     check_gke_l4(sources, emit)
+    check_traefik_v1_with_v2(sources, emit)
     for source in sources:
         check_gateway_refs(source, emit)
     return sorted(set(findings))
