@@ -12,7 +12,8 @@ covered (or this file fails, saying which command no test runs). Each command is
 - synopsis: a usage line (``[--flag X]``, ``HOST:PORT``, ``...``) or an example against a host
   that is not loopback: each ``--flag`` must be one the command accepts.
 - pytest: the per-area test command runs with ``--collect-only`` (the suite runs the tests).
-- bench: a benchmark runs with ``--help`` (benchmarks are run on a quiet machine, not in CI).
+- bench: a benchmark runs with ``--help`` (benchmarks are run on a quiet machine, not in CI);
+  bench/proxy/hotpath.py has no flags and runs whole (a few seconds, in memory).
 - elsewhere: ``limpet up`` (8080 fixed) and the node client are run by the tests named below.
 """
 
