@@ -56,7 +56,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     render.add_argument(
         "--affinity",
         default="cookie",
-        help="none|cookie|client-ip|engineio|hash:header:H|hash:cookie:C|hash:query:Q",
+        metavar="RULE",
+        help="cookie, client-ip, none, engineio, or hash:header:H, hash:cookie:C, "
+        "hash:query:Q (default: cookie)",
     )
     render.add_argument("--cookie-name", default="limpet", help="the affinity cookie's name")
     render.add_argument(
@@ -68,7 +70,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     render.add_argument(
         "--client-ip-timeout", type=int, default=10800, help="client-IP pin, in seconds"
     )
-    render.add_argument("--name", default="app", help="name of the Service and its objects")
+    render.add_argument(
+        "--name", default="app", help="name of the Service and its objects (default: app)"
+    )
     render.add_argument("--namespace", default="default", help="namespace of every object")
     render.add_argument("--port", type=int, default=80, help="Service port")
     render.add_argument("--target-port", type=int, default=8080, help="the pods' port")
