@@ -82,6 +82,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "(and its affinity cookie) before it opens a socket",
     )
     parser.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="first wait up to SECONDS for the URL to answer without a 5xx (servers still "
+        "starting, backends not yet healthy), then check (default: 0, check at once)",
+    )
 
 
 @dataclass(frozen=True)
@@ -100,6 +108,7 @@ class Target:
     insecure: bool
     page_first: bool = False
     headers: dict[str, str] = field(default_factory=dict)
+    wait: float = 0.0  # seconds to wait for a first answer that is not a 5xx
 
 
 def target_from_args(args: argparse.Namespace) -> Target:
@@ -130,6 +139,9 @@ def target_from_args(args: argparse.Namespace) -> Target:
             raise UsageError(f"--{flag} must be at least 1")
     if not args.timeout > 0:
         raise UsageError("--timeout must be positive")
+    wait = getattr(args, "wait", 0.0)
+    if not 0 <= wait <= 3600:
+        raise UsageError("--wait must be 0..3600 seconds")
     identify = args.identify
     kind, _, key = identify.partition(":")
     if identify not in ("auto", "body") and not (kind in ("header", "json") and key):
@@ -165,6 +177,7 @@ def target_from_args(args: argparse.Namespace) -> Target:
         insecure=args.insecure,
         headers=headers,
         page_first=args.page_first,
+        wait=wait,
     )
 
 
@@ -247,7 +260,27 @@ def _os_reason(err: OSError) -> str:
 
 
 async def preflight(target: Target) -> None:
-    """One plain GET: turn 'nothing there' and 'not HTTP' into a clear error before the run."""
+    """One plain GET: turn 'nothing there' and 'not HTTP' into a clear error before the run.
+
+    With ``--wait`` it is retried (5 times a second) until the answer is not a 5xx or the time
+    is up: a tour pasted as one block starts its servers and checks at once. A 5xx at the end is
+    not an error here: the report then says every answer was one.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + target.wait
+    while True:
+        try:
+            status = await _get_once(target)
+        except LimpetError:
+            if loop.time() >= deadline:
+                raise
+        else:
+            if status < 500 or loop.time() >= deadline:
+                return
+        await asyncio.sleep(0.2)
+
+
+async def _get_once(target: Target) -> int:
     import aiohttp
 
     timeout = aiohttp.ClientTimeout(total=target.timeout)
@@ -259,6 +292,7 @@ async def preflight(target: Target) -> None:
             session.get(target.url, ssl=not target.insecure, allow_redirects=False) as resp,
         ):
             await resp.read()
+            return resp.status
     except TimeoutError:
         raise LimpetError(f"no answer from {target.url} within {target.timeout:g} s") from None
     except aiohttp.ClientConnectorCertificateError as exc:
