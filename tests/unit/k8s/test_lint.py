@@ -161,3 +161,11 @@ def test_an_input_with_no_object_is_not_no_findings() -> None:
         assert (finding.rule, finding.line, finding.severity) == ("not-a-manifest", 1, "error")
     (finding,) = lint_sources([("list.yaml", "- a\n- b\n")])
     assert finding.rule == "not-a-manifest" and "list" in finding.message
+
+
+def test_docs_list_every_rule() -> None:
+    """docs/kubernetes.md's rule table names exactly the rules the linter has."""
+    docs = (Path(__file__).resolve().parents[3] / "docs" / "kubernetes.md").read_text()
+    table = docs.split("## Lint rules", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `([a-z0-9-]+)` \|", table, re.M))
+    assert documented == set(RULES)
