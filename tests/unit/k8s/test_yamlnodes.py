@@ -101,7 +101,7 @@ def test_ascii_text_is_never_changed(text: str) -> None:
     assert lookalikes(text) == (text, [])
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.lists(st.from_regex(r"[a-z]{1,8}: [a-z0-9]{1,8}", fullmatch=True), min_size=1, max_size=6),
        st.data())  # fmt: skip
 def test_a_no_break_space_in_any_indentation_is_found(
