@@ -159,7 +159,8 @@ class Hub:
 
     async def _name_header(self, request: web.Request, response: web.StreamResponse) -> None:
         """Every answer names its replica, as `limpet whoami` does, so `limpet check` can."""
-        response.headers["X-Backend"] = self.settings.name
+        if self.settings.name.isascii() and self.settings.name.isprintable():  # a header value
+            response.headers["X-Backend"] = self.settings.name
 
     async def _startup(self, app: web.Application) -> None:
         await self.broker.start()
