@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from limpet import __version__
 from limpet.errors import LimpetError
+from limpet.helpformat import HelpFormatter, parse
 
 #: subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -41,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
             name,
             help=help_text,
             description=help_text,
-            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+            formatter_class=HelpFormatter,
         )
         module.configure(p)
         p.set_defaults(_run=module.run)
@@ -50,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     run = getattr(args, "_run", None)
     if run is None:
         parser.print_help()

@@ -80,9 +80,14 @@ async def serve_aiohttp(
     stopped.cancel()
     setup.result()
     site = web.TCPSite(runner, host, port, reuse_address=True)
-    await site.start()
-    print(banner, flush=True)
     try:
+        try:
+            await site.start()
+        except OSError as exc:  # a port in use: one line, as `limpet proxy` says it
+            from limpet.errors import LimpetError
+
+            raise LimpetError(f"cannot listen: {exc.strerror or exc}") from None
+        print(banner, flush=True)
         await stop.wait()
     finally:
         await runner.cleanup()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
@@ -23,12 +24,27 @@ log = logging.getLogger("limpet.discovery.kubernetes")
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
 
+#: RFC 1123 label (a namespace) and RFC 1035 label (a Service name), as the API server checks
+_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_SERVICE = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
 def parse_service_ref(text: str) -> tuple[str, str]:
     """``NAMESPACE/NAME`` (or ``NAME`` in ``default``) as a pair; DiscoveryError otherwise."""
     namespace, _, name = text.rpartition("/")
     namespace = namespace or "default"
     if not name or "/" in namespace:
         raise DiscoveryError(f"expected a Service as NAMESPACE/NAME, got {text!r}")
+    if not _NAMESPACE.fullmatch(namespace):
+        raise DiscoveryError(
+            f"{text!r}: namespace {namespace!r} is not a Kubernetes name "
+            "(lower-case a-z, 0-9 and '-', at most 63)"
+        )
+    if not _SERVICE.fullmatch(name):
+        raise DiscoveryError(
+            f"{text!r}: {name!r} is not a Service name (lower-case a-z, 0-9 and '-', "
+            "starting with a letter, at most 63)"
+        )
     return namespace, name
 
 
@@ -78,6 +94,7 @@ async def api_client(
     In a pod (KUBERNETES_SERVICE_HOST set) and without an explicit kubeconfig, the mounted
     service-account token is used; otherwise ``kubeconfig`` or $KUBECONFIG or ~/.kube/config.
     """
+    import yaml
     from kubernetes_asyncio import client, config
 
     configuration = client.Configuration()
@@ -91,13 +108,22 @@ async def api_client(
         except config.ConfigException as exc:
             raise DiscoveryError(f"in-cluster Kubernetes config: {exc}") from None
         return client.ApiClient(configuration=configuration)
+    where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+    paths = [os.path.expanduser(p) for p in where.split(os.pathsep) if p]
+    if not any(os.path.exists(p) for p in paths):
+        # said here: the library logs "Config not found: /home/..." and then complains about
+        # a missing current-context of the empty config it fell back to
+        raise DiscoveryError(
+            f"no Kubernetes config: {where} does not exist (not in a pod either); pass "
+            "--kubeconfig PATH or set KUBECONFIG"
+        )
     try:
         await config.load_kube_config(
             config_file=kubeconfig, context=context, client_configuration=configuration
         )
-    except (config.ConfigException, OSError, ValueError, TypeError) as exc:
-        where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
-        raise DiscoveryError(f"cannot load kubeconfig {where}: {exc}") from None
+    except (config.ConfigException, OSError, ValueError, TypeError, yaml.YAMLError) as exc:
+        reason = str(exc).replace("\n", " ")
+        raise DiscoveryError(f"cannot load kubeconfig {where}: {reason}") from None
     return client.ApiClient(configuration=configuration)
 
 
@@ -211,7 +237,8 @@ class EndpointSliceDiscovery:
 
 
 async def read_service_objects(client: Any, namespace: str, name: str) -> list[dict[str, Any]]:
-    """The Service plus what can configure its affinity: BackendConfigs, Ingresses, Traefik CRDs."""
+    """The Service plus what can configure its affinity: BackendConfigs, Ingresses, Traefik CRDs,
+    Gateway API routes and BackendLBPolicies, GKE GCPBackendPolicies."""
     from kubernetes_asyncio.client import CoreV1Api, CustomObjectsApi, NetworkingV1Api
     from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -250,15 +277,22 @@ async def read_service_objects(client: Any, namespace: str, name: str) -> list[d
             obj.setdefault("apiVersion", "networking.k8s.io/v1")
             obj.setdefault("kind", "Ingress")
             objects.append(obj)
-    for group in ("traefik.io", "traefik.containo.us"):
-        for plural in ("ingressroutes", "traefikservices"):
-            try:
-                found = await custom.list_namespaced_custom_object(
-                    group, "v1alpha1", namespace, plural
-                )
-            except ApiException:
-                continue  # the CRD is not installed: the usual case
-            objects += found.get("items") or []
+    custom_lists = [
+        (group, "v1alpha1", plural)
+        for group in ("traefik.io", "traefik.containo.us")
+        for plural in ("ingressroutes", "traefikservices")
+    ] + [
+        ("gateway.networking.k8s.io", "v1", "httproutes"),
+        ("gateway.networking.k8s.io", "v1", "grpcroutes"),
+        ("gateway.networking.k8s.io", "v1alpha2", "backendlbpolicies"),
+        ("networking.gke.io", "v1", "gcpbackendpolicies"),
+    ]
+    for group, version, plural in custom_lists:
+        try:
+            found = await custom.list_namespaced_custom_object(group, version, namespace, plural)
+        except ApiException:
+            continue  # the CRD is not installed: the usual case
+        objects += found.get("items") or []
     return objects
 
 

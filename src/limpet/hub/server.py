@@ -155,7 +155,13 @@ class Hub:
         app.router.add_static("/static/", STATIC)
         app.on_startup.append(self._startup)
         app.on_shutdown.append(self._shutdown)
+        app.on_response_prepare.append(self._name_header)
         return app
+
+    async def _name_header(self, request: web.Request, response: web.StreamResponse) -> None:
+        """Every answer names its replica, as `limpet whoami` does, so `limpet check` can."""
+        if self.settings.name.isascii() and self.settings.name.isprintable():  # a header value
+            response.headers["X-Backend"] = self.settings.name
 
     async def _startup(self, app: web.Application) -> None:
         await self.broker.start()

@@ -1,13 +1,14 @@
 """SANS-IO: the sticky-session settings users already write, read into one AffinitySpec.
 
-Each dialect (Service sessionAffinity, GKE BackendConfig, ingress-nginx, Traefik, Alibaba SLB)
-is a reader from manifests (plain dicts) to an AffinitySpec plus notes for the log. The writers
+Each dialect (Service sessionAffinity, GKE BackendConfig and GCPBackendPolicy, Gateway API
+sessionPersistence and BackendLBPolicy, ingress-nginx, Traefik, Alibaba SLB) is a reader from manifests (plain dicts) to an AffinitySpec plus notes for the log. The writers
 that go the other way live in ``render``; the names of annotations are kept here, once.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -39,6 +40,15 @@ ALIBABA_PERSISTENCE = ALIBABA + "persistence-timeout"
 ALIBABA_PROTOCOL_PORT = ALIBABA + "protocol-port"
 #: Alibaba SLB accepts persistence-timeout 0..3600 seconds on a TCP listener.
 ALIBABA_PERSISTENCE_MAX = 3600
+GATEWAY_GROUP = "gateway.networking.k8s.io"
+GATEWAY_ROUTE_KINDS = ("HTTPRoute", "GRPCRoute")
+GKE_POLICY_GROUP = "networking.gke.io"
+#: Gateway API Duration (GEP-2257), the pattern of the published CRDs: 1h30m, 500ms; no days.
+GATEWAY_DURATION = re.compile(r"^([0-9]{1,5}(h|m|s|ms)){1,4}$")
+#: sessionPersistence.sessionName maxLength in the published CRDs.
+GATEWAY_SESSION_NAME_MAX = 128
+#: What a gateway calls its session when sessionName is unset ("implementation-specific").
+GATEWAY_DEFAULT_SESSION = "(chosen by the gateway)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +191,53 @@ def ingress_backends(ingress: Obj) -> set[str]:
                 names.add(str(get(b, "service", "name") or b.get("serviceName") or ""))
     names.discard("")
     return names
+
+
+def parse_duration(text: Any) -> float | None:
+    """Seconds of a Gateway API Duration (``1h30m``, ``500ms``); None when it does not match."""
+    if not isinstance(text, str) or not GATEWAY_DURATION.match(text):
+        return None
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+    return sum(int(n) * units[u] for n, u in re.findall(r"([0-9]+)(ms|h|m|s)", text))
+
+
+def format_duration(seconds: int) -> str:
+    """A Gateway API Duration for whole seconds; 100000 s is 27h46m40s (at most 5 digits each)."""
+    hours, rest = divmod(max(seconds, 0), 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{n}{u}" for n, u in ((hours, "h"), (minutes, "m"), (secs, "s")) if n]
+    return "".join(parts) or "0s"
+
+
+def route_backend_refs(route: Obj) -> list[tuple[int, int, Mapping[str, Any]]]:
+    """(rule index, backendRef index, backendRef) of every backendRef of an HTTPRoute/GRPCRoute."""
+    out: list[tuple[int, int, Mapping[str, Any]]] = []
+    rules = get(route, "spec", "rules")
+    for i, rule in enumerate(rules if isinstance(rules, list) else []):
+        refs = get(rule, "backendRefs")
+        for j, ref in enumerate(refs if isinstance(refs, list) else []):
+            if isinstance(ref, Mapping):
+                out.append((i, j, ref))
+    return out
+
+
+def is_service_ref(ref: Any) -> bool:
+    """A Gateway API reference to a core Service (group "" and kind Service are the defaults)."""
+    return (
+        isinstance(ref, Mapping)
+        and str(ref.get("group") or "") == ""
+        and str(ref.get("kind") or "Service") == "Service"
+    )
+
+
+def policy_target_refs(policy: Obj) -> list[Mapping[str, Any]]:
+    """A policy's ``targetRefs`` (Gateway API) or single ``targetRef`` (GKE policies)."""
+    refs = get(policy, "spec", "targetRefs")
+    out = [r for r in refs if isinstance(r, Mapping)] if isinstance(refs, list) else []
+    single = get(policy, "spec", "targetRef")
+    if isinstance(single, Mapping):
+        out.append(single)
+    return out
 
 
 # --- readers -----------------------------------------------------------------------------------
@@ -357,6 +414,95 @@ def from_alibaba(service: Obj) -> Derivation | None:
     return Derivation(spec, "alibaba", tuple(notes))
 
 
+def from_session_persistence(block: Any, where: str) -> Derivation:
+    """Gateway API ``sessionPersistence`` (GEP-1619), as on an HTTPRoute rule or BackendLBPolicy.
+
+    Cookie: the gateway issues a cookie named ``sessionName``; with ``lifetimeType: Permanent``
+    its lifetime is ``absoluteTimeout``. Header: the gateway issues a header the client echoes;
+    limpet's nearest rule hashes that header.
+    """
+    kind = str(get(block, "type") or "Cookie")
+    name = get(block, "sessionName")
+    notes = [f"{where} sessionPersistence {kind}"]
+    if not isinstance(name, str) or not name:
+        name = GATEWAY_DEFAULT_SESSION
+        notes.append("sessionName not set: the gateway chooses the name")
+    if kind == "Header":
+        notes.append("a gateway-issued session header, approximated by hashing that header")
+        return Derivation(
+            AffinitySpec(mode="hash", hash_source="header", hash_key=name), "gateway-api",
+            tuple(notes),
+        )  # fmt: skip
+    ttl: int | None = None
+    absolute = parse_duration(get(block, "absoluteTimeout"))
+    if get(block, "cookieConfig", "lifetimeType") == "Permanent" and absolute:
+        ttl = max(1, int(absolute))
+    elif absolute:
+        notes.append(
+            "absoluteTimeout bounds the session at the gateway; the cookie is a session cookie"
+        )
+    spec = AffinitySpec(mode="cookie", cookie_name=name, cookie_ttl=ttl)
+    return Derivation(spec, "gateway-api", tuple(notes))
+
+
+def from_gateway_routes(service_name: str, objects: Sequence[Obj]) -> Derivation | None:
+    """The first HTTPRoute/GRPCRoute rule with sessionPersistence whose backendRefs reach the Service."""
+    for obj in objects:
+        if group_of(obj) != GATEWAY_GROUP or kind_of(obj) not in GATEWAY_ROUTE_KINDS:
+            continue
+        rules = get(obj, "spec", "rules")
+        for i, rule in enumerate(rules if isinstance(rules, list) else []):
+            block = get(rule, "sessionPersistence")
+            refs = get(rule, "backendRefs")
+            reaches = any(
+                is_service_ref(r) and get(r, "name") == service_name
+                for r in (refs if isinstance(refs, list) else [])
+            )
+            if isinstance(block, Mapping) and reaches:
+                return from_session_persistence(block, f"{kind_of(obj)} {name_of(obj)} rule {i}")
+    return None
+
+
+def _targets(policy: Obj, service_name: str) -> bool:
+    return any(
+        is_service_ref(r) and get(r, "name") == service_name for r in policy_target_refs(policy)
+    )
+
+
+def from_backend_lb_policy(service_name: str, objects: Sequence[Obj]) -> Derivation | None:
+    """A Gateway API BackendLBPolicy with sessionPersistence that targets the Service."""
+    for obj in objects:
+        if group_of(obj) != GATEWAY_GROUP or kind_of(obj) != "BackendLBPolicy":
+            continue
+        block = get(obj, "spec", "sessionPersistence")
+        if isinstance(block, Mapping) and _targets(obj, service_name):
+            derivation = from_session_persistence(block, f"BackendLBPolicy {name_of(obj)}")
+            return replace(derivation, dialect="gateway-api-policy")
+    return None
+
+
+def from_gcp_backend_policy(service_name: str, objects: Sequence[Obj]) -> Derivation | None:
+    """GKE Gateway's GCPBackendPolicy ``spec.default.sessionAffinity`` on the Service."""
+    for obj in objects:
+        if group_of(obj) != GKE_POLICY_GROUP or kind_of(obj) != "GCPBackendPolicy":
+            continue
+        if not _targets(obj, service_name):
+            continue
+        block = get(obj, "spec", "default", "sessionAffinity")
+        if not isinstance(block, Mapping):
+            continue
+        converted = {
+            "sessionAffinity": {
+                "affinityType": block.get("type"),
+                "affinityCookieTtlSec": block.get("cookieTtlSec"),
+            }
+        }
+        derivation = from_backend_config({"metadata": obj.get("metadata"), "spec": converted})
+        notes = [f"GCPBackendPolicy {name_of(obj)} type {block.get('type') or 'NONE'}"]
+        return Derivation(derivation.spec, "gke-gateway", (*notes, *derivation.notes[1:]))
+    return None
+
+
 def _find_service(objects: Sequence[Obj], name: str | None) -> Obj | None:
     services = [o for o in objects if kind_of(o) == "Service" and group_of(o) == ""]
     if name is not None:
@@ -367,8 +513,10 @@ def _find_service(objects: Sequence[Obj], name: str | None) -> Obj | None:
 def derive(objects: Sequence[Obj], service_name: str | None = None) -> Derivation:
     """The affinity users configured for a Service, from whichever dialect is present.
 
-    Precedence, most specific first: GKE BackendConfig, ingress-nginx Ingress, Traefik CRDs,
-    Traefik Service annotations, Alibaba SLB, Service sessionAffinity. The others found are noted.
+    Precedence, most specific first: GKE BackendConfig, GKE GCPBackendPolicy, Gateway API route
+    sessionPersistence, BackendLBPolicy (a route rule overrides a policy, GEP-1619), ingress-nginx
+    Ingress, Traefik CRDs, Traefik Service annotations, Alibaba SLB, Service sessionAffinity.
+    The others found are noted.
     """
     service = _find_service(objects, service_name)
     if service is None:
@@ -391,6 +539,13 @@ def derive(objects: Sequence[Obj], service_name: str | None = None) -> Derivatio
                 break
         else:
             found_note = f"BackendConfig {wanted!r} referenced but not among the objects"
+    for gateway in (
+        from_gcp_backend_policy(name, objects),
+        from_gateway_routes(name, objects),
+        from_backend_lb_policy(name, objects),
+    ):
+        if gateway is not None:
+            found.append(gateway)
     for obj in objects:
         if kind_of(obj) == "Ingress" and name in ingress_backends(obj):
             d = from_nginx(obj)

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from limpet.affinity.spec import CLIENT_IP_TIMEOUT_MAX
 from limpet.k8s import dialects as d
-from limpet.k8s.yamlnodes import Document, expand_lists, parse
+from limpet.k8s.yamlnodes import Document, Lookalike, expand_lists, lookalikes, parse
 
 Severity = Literal["error", "warning"]
 
@@ -26,6 +26,12 @@ COOKIE_TTL_WARNING = 300
 RULES: dict[str, tuple[Severity, str]] = {
     "yaml-invalid": ("error", "the text is not valid YAML"),
     "yaml-tab-indent": ("error", "indentation contains a tab"),
+    "yaml-duplicate-key": ("error", "a key repeated in one mapping (kubectl refuses it)"),
+    "unicode-lookalike": (
+        "error",
+        "a Unicode space, smart quote or full-width character where YAML needs ASCII",
+    ),
+    "not-a-manifest": ("error", "a document without apiVersion and kind"),
     "affinity-misplaced": ("error", "sessionAffinity(Config) not directly under a Service spec"),
     "affinity-timeout-range": ("error", "timeoutSeconds outside 1..86400"),
     "affinity-config-ignored": (
@@ -45,6 +51,17 @@ RULES: dict[str, tuple[Severity, str]] = {
     "cookie-samesite-insecure": ("error", "a Traefik SameSite=None cookie without Secure"),
     "alibaba-persistence": ("error", "SLB persistence without Local policy / ClientIP / TCP"),
     "deprecated-api": ("error", "an API version or annotation that is deprecated or removed"),
+    "gateway-session-name": ("error", "sessionName longer than 128 bytes"),
+    "gateway-duration": ("error", "a timeout that is not a Gateway API Duration (1h30m, 500ms)"),
+    "gateway-permanent-without-timeout": (
+        "error",
+        "cookieConfig lifetimeType Permanent without absoluteTimeout",
+    ),
+    "gateway-persistence-type": ("error", "sessionPersistence type other than Cookie or Header"),
+    "gateway-header-cookie-config": ("warning", "Header session persistence with cookieConfig"),
+    "gateway-backend-port": ("error", "a backendRef to a Service port that does not exist"),
+    "setting-ignored": ("warning", "a setting the platform accepts but never applies"),
+    "annotation-removed": ("warning", "an annotation the controller no longer reads"),
 }
 
 
@@ -56,6 +73,7 @@ class Finding:
     severity: Severity
     message: str
     hint: str
+    column: int = 0  # 1-based; 0 when the finding is about a whole line
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -422,8 +440,264 @@ def check_alibaba(src: Source, doc: Document, emit: Emit) -> None:
     _ttl_finding(src, doc, at, timeout, "persistence-timeout", emit)
 
 
+# --- Gateway API and GKE Gateway ---------------------------------------------------------------
+def _check_persistence(
+    src: Source, doc: Document, at: tuple[str | int, ...], block: Mapping[str, Any], emit: Emit
+) -> None:
+    """One sessionPersistence block against the published CRD's validation (GEP-1619)."""
+    name = block.get("sessionName")
+    if isinstance(name, str) and len(name.encode()) > d.GATEWAY_SESSION_NAME_MAX:
+        emit(src, doc, (*at, "sessionName"), "gateway-session-name",
+             f"sessionName is {len(name.encode())} bytes; the API server accepts at most "
+             f"{d.GATEWAY_SESSION_NAME_MAX}", "use a short name (it becomes the cookie name)")  # fmt: skip
+    kind = block.get("type", "Cookie")
+    if kind not in ("Cookie", "Header"):
+        emit(src, doc, (*at, "type"), "gateway-persistence-type",
+             f"sessionPersistence type {kind!r}: the API server accepts Cookie or Header",
+             "use type: Cookie (the default)")  # fmt: skip
+    for key in ("absoluteTimeout", "idleTimeout"):
+        if key not in block:
+            continue
+        raw = block[key]
+        seconds = d.parse_duration(raw)
+        if seconds is None:
+            hint = "write hours, minutes, seconds or ms, e.g. 24h or 1h30m"
+            if isinstance(raw, str) and raw.rstrip().endswith("d"):
+                hint = "the Gateway API has no days: write 24h for 1d"
+            emit(src, doc, (*at, key), "gateway-duration",
+                 f"{key} {raw!r} is not a Gateway API Duration "
+                 "(^([0-9]{1,5}(h|m|s|ms)){1,4}$); the API server rejects it", hint)  # fmt: skip
+        else:
+            _ttl_finding(src, doc, (*at, key), int(seconds) or 1, key, emit)
+    lifetime = d.get(block, "cookieConfig", "lifetimeType")
+    if lifetime == "Permanent" and "absoluteTimeout" not in block:
+        emit(src, doc, (*at, "cookieConfig", "lifetimeType"), "gateway-permanent-without-timeout",
+             "lifetimeType Permanent needs absoluteTimeout (the cookie's Max-Age); the API "
+             "server rejects it", "add absoluteTimeout, e.g. 24h, or use lifetimeType: Session")  # fmt: skip
+    if kind == "Header" and "cookieConfig" in block:
+        emit(src, doc, (*at, "cookieConfig"), "gateway-header-cookie-config",
+             "cookieConfig is ignored when sessionPersistence type is Header",
+             "remove cookieConfig, or use type: Cookie")  # fmt: skip
+
+
+def check_gateway(src: Source, doc: Document, emit: Emit) -> None:
+    group, kind = d.group_of(doc.obj), doc.kind
+    if group == d.GATEWAY_GROUP and kind in d.GATEWAY_ROUTE_KINDS:
+        rules = d.get(doc.obj, "spec", "rules")
+        for i, rule in enumerate(rules if isinstance(rules, list) else []):
+            block = d.get(rule, "sessionPersistence")
+            if isinstance(block, Mapping):
+                _check_persistence(
+                    src, doc, ("spec", "rules", i, "sessionPersistence"), block, emit
+                )
+    if group == d.GATEWAY_GROUP and kind == "BackendLBPolicy":
+        block = d.get(doc.obj, "spec", "sessionPersistence")
+        if isinstance(block, Mapping):
+            _check_persistence(src, doc, ("spec", "sessionPersistence"), block, emit)
+    if group == d.GKE_POLICY_GROUP and kind == "GCPBackendPolicy":
+        at = ("spec", "default", "sessionAffinity")
+        block = d.get(doc.obj, *at)
+        if isinstance(block, Mapping):
+            affinity = str(block.get("type") or "NONE")
+            _check_cookie_ttl_field(src, doc, at, block, "type", affinity, "cookieTtlSec", emit)
+
+
+def _check_cookie_ttl_field(
+    src: Source,
+    doc: Document,
+    at: tuple[str | int, ...],
+    block: Mapping[str, Any],
+    type_key: str,
+    affinity: str,
+    ttl_key: str,
+    emit: Emit,
+) -> None:
+    """A GKE cookie TTL: too short, or set on an affinity type that has no cookie."""
+    if ttl_key not in block:
+        return
+    if affinity not in ("GENERATED_COOKIE", "HTTP_COOKIE"):
+        emit(src, doc, (*at, ttl_key), "setting-ignored",
+             f"{ttl_key} is ignored with {type_key} {affinity}: only cookie affinity has a TTL "
+             "(GKE docs: session affinity)", f"remove {ttl_key}, or use GENERATED_COOKIE")  # fmt: skip
+        return
+    _ttl_finding(src, doc, (*at, ttl_key), d.as_int(block[ttl_key]), ttl_key, emit)
+
+
+def check_gateway_refs(src: Source, emit: Emit) -> None:
+    """Each route backendRef to a Service defined in the same file names one of its ports."""
+    docs = [doc for doc in src.documents if isinstance(doc.obj, Mapping)]
+    services = {
+        (doc.namespace, doc.name): doc
+        for doc in docs
+        if doc.kind == "Service" and doc.api_version == "v1"
+    }
+    for doc in docs:
+        if d.group_of(doc.obj) != d.GATEWAY_GROUP or doc.kind not in d.GATEWAY_ROUTE_KINDS:
+            continue
+        for i, j, ref in d.route_backend_refs(doc.obj):
+            if not d.is_service_ref(ref):
+                continue
+            at = ("spec", "rules", i, "backendRefs", j)
+            namespace = str(ref.get("namespace") or doc.namespace)
+            if "port" not in ref:
+                emit(src, doc, at, "gateway-backend-port",
+                     f"backendRef to Service {ref.get('name')!r} has no port; the API server "
+                     "requires one for a Service", "add port: the Service's port number")  # fmt: skip
+                continue
+            service = services.get((namespace, str(ref.get("name"))))
+            if service is None:
+                continue
+            ports = d.get(service.obj, "spec", "ports")
+            numbers = [d.get(p, "port") for p in (ports if isinstance(ports, list) else [])]
+            if ref["port"] not in numbers:
+                emit(src, doc, (*at, "port"), "gateway-backend-port",
+                     f"Service {service.name} has no port {ref['port']} (it has "
+                     f"{', '.join(str(n) for n in numbers) or 'none'}); the route sends nothing",
+                     "use the Service's port (not the pods' targetPort)")  # fmt: skip
+
+
+# --- settings every tool accepts and the platform ignores -------------------------------------
+#: ingress-nginx 0.9 moved every annotation from ingress.kubernetes.io/ to
+#: nginx.ingress.kubernetes.io/ (its --annotations-prefix default); the old prefix is not read.
+OLD_NGINX_PREFIX = "ingress.kubernetes.io/"
+#: annotation -> why the controller no longer reads it
+REMOVED_ANNOTATIONS = {
+    d.NGINX + "session-cookie-hash": "belonged to the nginx sticky module, which ingress-nginx "
+    "dropped when the Lua balancer became its only one (0.21); the cookie value is its own",
+}
+#: ingress classes whose controllers are known not to be ingress-nginx
+NOT_NGINX_CLASSES = ("gce", "gce-internal", "traefik", "alb", "haproxy", "kong", "istio")
+
+
+def check_ignored(src: Source, doc: Document, emit: Emit) -> None:
+    notes = d.annotations_of(doc.obj)
+    at = ("metadata", "annotations")
+    for key in notes:
+        if key.startswith(OLD_NGINX_PREFIX) and key[len(OLD_NGINX_PREFIX) :] in NGINX_KEYS:
+            emit(src, doc, (*at, key), "annotation-removed",
+                 f"{key}: ingress-nginx reads nginx.ingress.kubernetes.io/ since 0.9; this "
+                 "prefix is ignored", f"rename it to {d.NGINX}{key[len(OLD_NGINX_PREFIX):]}")  # fmt: skip
+        if key in REMOVED_ANNOTATIONS:
+            emit(src, doc, (*at, key), "annotation-removed",
+                 f"{key} is ignored: it {REMOVED_ANNOTATIONS[key]}", "remove it")  # fmt: skip
+    if doc.kind == "Ingress":
+        cls = d.ingress_class(doc.obj)
+        nginx_keys = [k for k in notes if k.startswith(d.NGINX)]
+        if nginx_keys and cls in NOT_NGINX_CLASSES:
+            emit(src, doc, (*at, nginx_keys[0]), "setting-ignored",
+                 f"nginx.ingress.kubernetes.io annotations on an Ingress of class {cls!r}: "
+                 "ingress-nginx only reads Ingresses of its own class",
+                 "configure affinity in this class's own terms, or use class nginx")  # fmt: skip
+        mode = notes.get(d.NGINX + "affinity-mode")
+        if mode is not None and notes.get(d.NGINX + "affinity") != "cookie":
+            emit(src, doc, (*at, d.NGINX + "affinity-mode"), "setting-ignored",
+                 "affinity-mode only applies to affinity: cookie (ingress-nginx annotations docs)",
+                 "add nginx.ingress.kubernetes.io/affinity: cookie, or remove affinity-mode")  # fmt: skip
+        alb = notes.get("alb.ingress.kubernetes.io/target-group-attributes", "")
+        target_type = notes.get("alb.ingress.kubernetes.io/target-type", "instance")
+        if "stickiness.enabled=true" in alb.replace(" ", "") and target_type == "instance":
+            emit(src, doc, (*at, "alb.ingress.kubernetes.io/target-group-attributes"),
+                 "setting-ignored", "ALB stickiness with target-type instance pins a node, and "
+                 "kube-proxy then spreads over pods: no pod is sticky (AWS Load Balancer "
+                 "Controller docs: target-type)",
+                 "set alb.ingress.kubernetes.io/target-type: ip")  # fmt: skip
+    if doc.kind == "Service" and d.get(doc.obj, "spec", "sessionAffinity") == "ClientIP":
+        spec = d.get(doc.obj, "spec")
+        headless = d.get(spec, "clusterIP") == "None"
+        external = d.get(spec, "type") == "ExternalName"
+        if headless or external:
+            what = (
+                "a headless Service (clusterIP: None): clients get the pods' addresses"
+                if headless
+                else "an ExternalName Service: clients get a CNAME"
+            )
+            emit(src, doc, ("spec", "sessionAffinity"), "setting-ignored",
+                 f"sessionAffinity does nothing on {what} from DNS and kube-proxy never sees the "
+                 "connection (Kubernetes docs: Services, headless and ExternalName)",
+                 "give the Service a cluster IP, or pin in the client or a proxy")  # fmt: skip
+    if doc.kind == "BackendConfig":
+        at_bc = ("spec", "sessionAffinity")
+        block = d.get(doc.obj, *at_bc)
+        if isinstance(block, Mapping):
+            affinity = str(block.get("affinityType") or "NONE")
+            if "affinityCookieTtlSec" in block and affinity not in (
+                "GENERATED_COOKIE",
+                "HTTP_COOKIE",
+            ):
+                emit(src, doc, (*at_bc, "affinityCookieTtlSec"), "setting-ignored",
+                     f"affinityCookieTtlSec is ignored with affinityType {affinity}: only cookie "
+                     "affinity has a TTL (GKE docs: BackendConfig session affinity)",
+                     "remove it, or use affinityType: GENERATED_COOKIE")  # fmt: skip
+
+
+NGINX_KEYS = ("affinity", "affinity-mode", "session-cookie-name", "session-cookie-max-age",
+              "session-cookie-expires", "session-cookie-path", "upstream-hash-by")  # fmt: skip
+
+
+def check_gke_l4(sources: list[Source], emit: Emit) -> None:
+    """A BackendConfig on a LoadBalancer Service that no Ingress routes to: the L4 LB ignores it."""
+    docs = [doc for s in sources for doc in s.documents if isinstance(doc.obj, Mapping)]
+    routed = {
+        (doc.namespace, name)
+        for doc in docs
+        if doc.kind == "Ingress"
+        for name in d.ingress_backends(doc.obj)
+    }
+    for s in sources:
+        for doc in s.documents:
+            if not isinstance(doc.obj, Mapping):
+                continue
+            if doc.kind != "Service" or d.get(doc.obj, "spec", "type") != "LoadBalancer":
+                continue
+            notes = d.annotations_of(doc.obj)
+            key = next(
+                (k for k in (d.GKE_BACKEND_CONFIG, d.GKE_BACKEND_CONFIG_BETA) if k in notes), ""
+            )
+            if key and (doc.namespace, doc.name) not in routed:
+                emit(s, doc, ("metadata", "annotations", key), "setting-ignored",
+                     f"{key} on a type: LoadBalancer Service that no Ingress routes to: the L4 "
+                     "load balancer never reads a BackendConfig (GKE docs: BackendConfig applies "
+                     "to Ingress and Gateway backends only)",
+                     "put a gce Ingress in front (and lint it with this file), or use the "
+                     "Service's sessionAffinity: ClientIP for an L4 load balancer")  # fmt: skip
+
+
+def check_traefik_v1_with_v2(sources: list[Source], emit: Emit) -> None:
+    """Traefik 1.x Service annotations beside Traefik 2+ resources: 2.0 stopped reading them."""
+    docs = [(s, doc) for s in sources for doc in s.documents if isinstance(doc.obj, Mapping)]
+    if not any(d.group_of(doc.obj) in d.TRAEFIK_GROUPS for _, doc in docs):
+        return
+    for s, doc in docs:
+        notes = d.annotations_of(doc.obj)
+        for key in (d.TRAEFIK_V1_AFFINITY, d.TRAEFIK_V1_COOKIE_NAME):
+            if doc.kind == "Service" and key in notes:
+                emit(s, doc, ("metadata", "annotations", key), "annotation-removed",
+                     f"{key} is a Traefik 1.x annotation; these manifests use Traefik 2+ "
+                     "resources, and Traefik 2.0 no longer reads it (Traefik v1 to v2 migration "
+                     "guide)", "use sticky.cookie in the TraefikService or IngressRoute, or "
+                     f"{d.TRAEFIK_STICKY} on the Service")  # fmt: skip
+
+
+def check_manifest(src: Source, doc: Document, emit: Emit) -> None:
+    missing = [k for k in ("apiVersion", "kind") if not doc.obj.get(k)]
+    if missing:
+        emit(src, doc, (), "not-a-manifest",
+             f"this document has no {' and no '.join(missing)}: kubectl refuses it",
+             "start each document with apiVersion and kind (check the indentation above)")  # fmt: skip
+
+
 PER_DOCUMENT = (check_service_affinity, check_annotations, check_deprecated, check_traefik_crd,
-                check_alibaba)  # fmt: skip
+                check_alibaba, check_gateway, check_ignored, check_manifest)  # fmt: skip
+
+
+def lookalike_finding(name: str, odd: Lookalike) -> Finding:
+    shown = f"{odd.replacement!r}" if odd.replacement else "nothing (delete it)"
+    return Finding(
+        name, odd.line, "unicode-lookalike", "error",
+        f"{odd.name} where YAML needs ASCII: it is read as part of a key or value, not as "
+        "indentation, quote or punctuation",
+        f"replace it with {shown} (limpet k8s lint --fix does this)", odd.column,
+    )  # fmt: skip
 
 
 def lint_sources(inputs: Iterable[tuple[str, str]]) -> list[Finding]:
@@ -438,19 +712,35 @@ def lint_sources(inputs: Iterable[tuple[str, str]]) -> list[Finding]:
         severity: Severity = "warning" if forced == "warning" else RULES[rule][0]
         findings.append(Finding(src.name, doc.line(*path), rule, severity, message, hint))
 
-    for name, text in inputs:
+    for name, raw in inputs:
+        # pasted look-alikes are reported, then the rest is linted as if they were fixed, so
+        # the mistakes they hide (a key indented under the wrong parent) are still found
+        text, odd = lookalikes(raw)
+        findings += [lookalike_finding(name, o) for o in odd]
         documents, problems = parse(text)
         for p in problems:
-            hint = "replace tabs with spaces" if p.rule == "yaml-tab-indent" else "fix the syntax"
+            hint = {"yaml-tab-indent": "replace tabs with spaces",
+                    "yaml-duplicate-key": "keep one of them"}.get(p.rule, "fix the syntax")  # fmt: skip
             findings.append(Finding(name, p.line, p.rule, "error", p.message, hint))
         source = Source(name, expand_lists(documents))
+        if not source.documents and not problems:
+            findings.append(Finding(name, 1, "not-a-manifest", "error",
+                                    "no Kubernetes object in this input: kubectl refuses it",
+                                    "check that this is the file you meant"))  # fmt: skip
         sources.append(source)
         for doc in source.documents:
             if not isinstance(doc.obj, Mapping):
+                emit(source, doc, (), "not-a-manifest",
+                     f"this document is a {type(doc.obj).__name__}, not an object: kubectl "
+                     "refuses it", "start each document with apiVersion and kind")  # fmt: skip
                 continue
             for check in PER_DOCUMENT:
                 check(source, doc, emit)
     check_gke(sources, emit)
+    check_gke_l4(sources, emit)
+    check_traefik_v1_with_v2(sources, emit)
+    for source in sources:
+        check_gateway_refs(source, emit)
     return sorted(set(findings))
 
 

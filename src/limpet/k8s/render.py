@@ -16,13 +16,27 @@ from limpet.affinity.spec import AffinitySpec
 from limpet.errors import UsageError
 from limpet.k8s import dialects as d
 
-Target = Literal["gke", "ingress-nginx", "traefik", "alibaba", "kube-proxy", "limpet"]
-TARGETS: tuple[Target, ...] = ("gke", "ingress-nginx", "traefik", "alibaba", "kube-proxy", "limpet")
+Target = Literal[
+    "gke", "ingress-nginx", "traefik", "alibaba", "kube-proxy", "limpet", "gateway-api",
+    "gke-gateway",
+]  # fmt: skip
+TARGETS: tuple[Target, ...] = (
+    "gke", "ingress-nginx", "traefik", "alibaba", "kube-proxy", "limpet", "gateway-api",
+    "gke-gateway",
+)  # fmt: skip
 Manifest = dict[str, Any]
 
 #: Long enough for a WebSocket to stay open: load balancers close idle upstreams by default
 #: (GCLB after 30 s, ingress-nginx after 60 s), which looks like a lost session to the user.
 WEBSOCKET_TIMEOUT = 3600
+#: A GatewayClass name to replace: every Gateway API implementation installs its own.
+GATEWAY_CLASS_PLACEHOLDER = "example"
+#: GKE's Gateway classes (GKE docs "GatewayClass capabilities"); a class outside these is noted.
+GKE_GATEWAY_CLASSES = (
+    "gke-l7-global-external-managed", "gke-l7-regional-external-managed", "gke-l7-rilb",
+    "gke-l7-gxlb", "gke-l7-global-external-managed-mc", "gke-l7-regional-external-managed-mc",
+    "gke-l7-rilb-mc", "gke-l7-gxlb-mc",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,12 +53,16 @@ class RenderOptions:
     traefik_version: int = 3
     secret: str = ""  # the limpet target's shared secret; empty -> a placeholder to replace
     limpet_image: str = "ghcr.io/limpet/limpet:latest"
+    gateway_class: str = ""  # empty: the target's default (see --gateway-class)
+    health_path: str = "/healthz"  # what the gke-gateway HealthCheckPolicy probes
 
 
 @dataclass(slots=True)
 class Rendered:
     manifests: list[Manifest]
     notes: list[str] = field(default_factory=list)
+    #: lint warnings of the output, also printed by ``render`` (errors are refused instead)
+    warnings: list[str] = field(default_factory=list)
 
 
 def _meta(o: RenderOptions, name: str, **extra: Any) -> Manifest:
@@ -333,6 +351,134 @@ def render_alibaba(spec: AffinitySpec, o: RenderOptions) -> Rendered:
     return Rendered([service], notes)
 
 
+def _gateway(o: RenderOptions, class_name: str) -> Manifest:
+    listener = {"name": "http", "protocol": "HTTP", "port": 80, "hostname": o.host}
+    return {
+        "apiVersion": f"{d.GATEWAY_GROUP}/v1",
+        "kind": "Gateway",
+        "metadata": _meta(o, o.name),
+        "spec": {"gatewayClassName": class_name, "listeners": [listener]},
+    }
+
+
+def _http_route(o: RenderOptions, persistence: Manifest | None) -> Manifest:
+    rule: Manifest = {
+        "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+        "backendRefs": [{"name": o.name, "port": o.port}],
+    }
+    if persistence is not None:
+        rule["sessionPersistence"] = persistence
+    return {
+        "apiVersion": f"{d.GATEWAY_GROUP}/v1",
+        "kind": "HTTPRoute",
+        "metadata": _meta(o, o.name),
+        "spec": {
+            "parentRefs": [{"name": o.name, "sectionName": "http"}],
+            "hostnames": [o.host],
+            "rules": [rule],
+        },
+    }
+
+
+def session_persistence(spec: AffinitySpec) -> Manifest:
+    """An AffinitySpec of mode cookie as Gateway API sessionPersistence (GEP-1619)."""
+    block: Manifest = {"sessionName": spec.cookie_name, "type": "Cookie"}
+    if spec.cookie_ttl:
+        block["absoluteTimeout"] = d.format_duration(spec.cookie_ttl)
+        block["cookieConfig"] = {"lifetimeType": "Permanent"}
+    else:
+        block["cookieConfig"] = {"lifetimeType": "Session"}
+    return block
+
+
+def render_gateway_api(spec: AffinitySpec, o: RenderOptions) -> Rendered:
+    """Service, Gateway and an HTTPRoute whose rule carries sessionPersistence (cookie)."""
+    if spec.mode not in ("cookie", "none"):
+        raise _unsupported(
+            "gateway-api", spec, "Gateway API sessionPersistence is a gateway-issued cookie "
+            "(or header); use cookie",
+        )  # fmt: skip
+    notes: list[str] = []
+    class_name = o.gateway_class or GATEWAY_CLASS_PLACEHOLDER
+    if not o.gateway_class:
+        notes.append(
+            f"gatewayClassName {class_name!r} is a placeholder: pass --gateway-class "
+            "(kubectl get gatewayclass lists yours)"
+        )
+    persistence = session_persistence(spec) if spec.mode == "cookie" else None
+    if persistence is not None:
+        notes.append(
+            "sessionPersistence is in the Gateway API experimental channel: install its CRDs "
+            "and check that your implementation supports it"
+        )
+    manifests = [_service(o), _gateway(o, class_name), _http_route(o, persistence)]
+    return Rendered(manifests, notes)
+
+
+def _gke_target_ref(o: RenderOptions) -> Manifest:
+    return {"group": "", "kind": "Service", "name": o.name}
+
+
+def render_gke_gateway(spec: AffinitySpec, o: RenderOptions) -> Rendered:
+    """Service, a GKE-class Gateway, HTTPRoute, GCPBackendPolicy and HealthCheckPolicy."""
+    notes: list[str] = []
+    affinity: Manifest
+    if spec.mode == "cookie":
+        affinity = {"type": "GENERATED_COOKIE"}
+        if spec.cookie_ttl:
+            affinity["cookieTtlSec"] = spec.cookie_ttl
+        if spec.cookie_name != d.GKE_COOKIE:
+            notes.append(f"GKE names its cookie {d.GKE_COOKIE}; --cookie-name is not used")
+    elif spec.mode == "client-ip":
+        affinity = {"type": "CLIENT_IP"}
+    elif spec.mode == "none":
+        affinity = {"type": "NONE"}
+    else:
+        raise _unsupported("gke-gateway", spec, "a GCPBackendPolicy offers cookie or client-ip")
+    class_name = o.gateway_class or GKE_GATEWAY_CLASSES[0]
+    if class_name not in GKE_GATEWAY_CLASSES:
+        notes.append(f"{class_name!r} is not one of GKE's Gateway classes")
+    policy = {
+        "apiVersion": f"{d.GKE_POLICY_GROUP}/v1",
+        "kind": "GCPBackendPolicy",
+        "metadata": _meta(o, o.name),
+        "spec": {
+            "default": {
+                "timeoutSec": WEBSOCKET_TIMEOUT,
+                "connectionDraining": {"drainingTimeoutSec": 60},
+                "sessionAffinity": affinity,
+            },
+            "targetRef": _gke_target_ref(o),
+        },
+    }
+    health = {
+        "apiVersion": f"{d.GKE_POLICY_GROUP}/v1",
+        "kind": "HealthCheckPolicy",
+        "metadata": _meta(o, o.name),
+        "spec": {
+            "default": {
+                "config": {
+                    "type": "HTTP",
+                    "httpHealthCheck": {
+                        "port": o.target_port,
+                        "requestPath": o.health_path,
+                    },
+                }
+            },
+            "targetRef": _gke_target_ref(o),
+        },
+    }
+    notes.append(f"the HealthCheckPolicy probes {o.health_path} on port {o.target_port}")
+    manifests = [
+        _service(o),
+        _gateway(o, class_name),
+        _http_route(o, None),
+        policy,
+        health,
+    ]
+    return Rendered(manifests, notes)
+
+
 def _probe(path: str, port: str) -> Manifest:
     return {"httpGet": {"path": path, "port": port}, "periodSeconds": 5, "failureThreshold": 3}
 
@@ -427,6 +573,12 @@ def render_limpet(spec: AffinitySpec, o: RenderOptions) -> Rendered:
         {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "list", "watch"]},
         {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "verbs": ["get", "list"]},
         {"apiGroups": ["cloud.google.com"], "resources": ["backendconfigs"], "verbs": ["get"]},
+        {
+            "apiGroups": [d.GATEWAY_GROUP],
+            "resources": ["httproutes", "grpcroutes", "backendlbpolicies"],
+            "verbs": ["list"],
+        },
+        {"apiGroups": [d.GKE_POLICY_GROUP], "resources": ["gcpbackendpolicies"], "verbs": ["list"]},
     ]
     manifests: list[Manifest] = [
         {
@@ -480,11 +632,14 @@ RENDERERS: dict[str, Callable[[AffinitySpec, RenderOptions], Rendered]] = {
     "alibaba": render_alibaba,
     "kube-proxy": render_kube_proxy,
     "limpet": render_limpet,
+    "gateway-api": render_gateway_api,
+    "gke-gateway": render_gke_gateway,
 }
 
 
 #: RFC 1123 label: what Kubernetes accepts as a Service or namespace name
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _LONGEST_SUFFIX = len("-backendconfig")
 
 
@@ -501,6 +656,10 @@ def check_options(o: RenderOptions) -> None:
         raise UsageError("--port and --target-port must be 1..65535")
     if o.replicas < 0:
         raise UsageError("--replicas must not be negative")
+    if o.gateway_class and (
+        not _DNS_SUBDOMAIN.fullmatch(o.gateway_class) or len(o.gateway_class) > 253
+    ):
+        raise UsageError(f"--gateway-class {o.gateway_class!r}: expected a Kubernetes object name")
 
 
 def render(target: str, spec: AffinitySpec, options: RenderOptions | None = None) -> Rendered:
@@ -511,4 +670,23 @@ def render(target: str, spec: AffinitySpec, options: RenderOptions | None = None
         renderer = RENDERERS[target]
     except KeyError:
         raise UsageError(f"--target {target!r}: expected one of {', '.join(TARGETS)}") from None
-    return renderer(spec, options)
+    rendered = renderer(spec, options)
+    return _self_lint(target, rendered)
+
+
+def _self_lint(target: str, rendered: Rendered) -> Rendered:
+    """Lint the output as ``limpet k8s lint`` would: refuse on errors, carry warnings along.
+
+    So what ``render`` prints never fails ``lint``, and a short TTL is said at render time by
+    the same rule that ``lint`` would name later.
+    """
+    from limpet.k8s.lint import lint_sources
+    from limpet.k8s.yamlnodes import dump_all
+
+    findings = lint_sources([(target, dump_all(rendered.manifests))])
+    errors = [f for f in findings if f.severity == "error"]
+    if errors:
+        why = "; ".join(f"[{f.rule}] {f.message} (fix: {f.hint})" for f in errors)
+        raise UsageError(f"--target {target}: the manifests would not pass lint: {why}")
+    rendered.warnings = [f"[{f.rule}] {f.message}" for f in findings]
+    return rendered

@@ -71,7 +71,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     from limpet.proxy.discovery import add_flags
 
     add_flags(parser)  # --dns-nameserver, --dns-interval, --kubernetes-service, --kubeconfig
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning"],
+        help="least severe log line printed (default: info)",
+    )
 
 
 def resolve(args: argparse.Namespace) -> Any:

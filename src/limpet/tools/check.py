@@ -34,7 +34,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="M",
         help="requests (http), connections (websocket) or round trips (socketio) per client",
     )
-    parser.add_argument("--transport", choices=TRANSPORTS, default="http")
+    parser.add_argument(
+        "--transport",
+        choices=TRANSPORTS,
+        default="http",
+        help="what each client does: http requests, websocket connections, or socket.io "
+        "round trips (Engine.IO long-polling, which needs stickiness most)",
+    )
     parser.add_argument("--json", action="store_true", help="print a machine-readable report")
     parser.add_argument(
         "--concurrency", type=int, default=10, metavar="K", help="clients running at once"
@@ -76,6 +82,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "(and its affinity cookie) before it opens a socket",
     )
     parser.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="first wait up to SECONDS for the URL to answer without a 5xx (servers still "
+        "starting, backends not yet healthy), then check (default: 0, check at once)",
+    )
 
 
 @dataclass(frozen=True)
@@ -94,6 +108,7 @@ class Target:
     insecure: bool
     page_first: bool = False
     headers: dict[str, str] = field(default_factory=dict)
+    wait: float = 0.0  # seconds to wait for a first answer that is not a 5xx
 
 
 def target_from_args(args: argparse.Namespace) -> Target:
@@ -124,6 +139,9 @@ def target_from_args(args: argparse.Namespace) -> Target:
             raise UsageError(f"--{flag} must be at least 1")
     if not args.timeout > 0:
         raise UsageError("--timeout must be positive")
+    wait = getattr(args, "wait", 0.0)
+    if not 0 <= wait <= 3600:
+        raise UsageError("--wait must be 0..3600 seconds")
     identify = args.identify
     kind, _, key = identify.partition(":")
     if identify not in ("auto", "body") and not (kind in ("header", "json") and key):
@@ -159,6 +177,7 @@ def target_from_args(args: argparse.Namespace) -> Target:
         insecure=args.insecure,
         headers=headers,
         page_first=args.page_first,
+        wait=wait,
     )
 
 
@@ -241,7 +260,27 @@ def _os_reason(err: OSError) -> str:
 
 
 async def preflight(target: Target) -> None:
-    """One plain GET: turn 'nothing there' and 'not HTTP' into a clear error before the run."""
+    """One plain GET: turn 'nothing there' and 'not HTTP' into a clear error before the run.
+
+    With ``--wait`` it is retried (5 times a second) until the answer is not a 5xx or the time
+    is up: a tour pasted as one block starts its servers and checks at once. A 5xx at the end is
+    not an error here: the report then says every answer was one.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + target.wait
+    while True:
+        try:
+            status = await _get_once(target)
+        except LimpetError:
+            if loop.time() >= deadline:
+                raise
+        else:
+            if status < 500 or loop.time() >= deadline:
+                return
+        await asyncio.sleep(0.2)
+
+
+async def _get_once(target: Target) -> int:
     import aiohttp
 
     timeout = aiohttp.ClientTimeout(total=target.timeout)
@@ -253,6 +292,7 @@ async def preflight(target: Target) -> None:
             session.get(target.url, ssl=not target.insecure, allow_redirects=False) as resp,
         ):
             await resp.read()
+            return resp.status
     except TimeoutError:
         raise LimpetError(f"no answer from {target.url} within {target.timeout:g} s") from None
     except aiohttp.ClientConnectorCertificateError as exc:
@@ -409,6 +449,7 @@ class SocketIOClient:
         self.session, self.target, self.index = session, target, index
         self.sid = ""
         self.name: str | None = None
+        self.replica: str | None = None  # the X-Backend header of the last answer (the hub's)
         self.connected = False
         self.acks: dict[int, Any] = {}
         self.polls = 0
@@ -422,7 +463,7 @@ class SocketIOClient:
         attempts: list[Attempt] = []
         try:
             await self._handshake()
-            attempts.append(Attempt(backend=self.name or UNNAMED))
+            attempts.append(Attempt(backend=self.name or self.replica or UNNAMED))
             for n in range(1, self.target.requests):
                 attempts.append(Attempt(backend=await self._echo(n)))
             await self._close()
@@ -448,6 +489,7 @@ class SocketIOClient:
             ssl=not self.target.insecure,
         ) as resp:
             text = await resp.text(errors="replace")
+            self.replica = resp.headers.get("X-Backend") or self.replica
             if resp.status != 200:
                 raise self.Failure(f"HTTP {resp.status} {self._reason(resp.status, text)}".strip())
             return text
@@ -494,8 +536,8 @@ class SocketIOClient:
         if isinstance(ack, list) and ack and isinstance(ack[0], dict) and "name" in ack[0]:
             return str(ack[0]["name"])
         # any ack proves the session lives on; a server that is not `limpet whoami` (the hub
-        # acks unknown events with an error) just does not say its name
-        return self.name or UNNAMED
+        # acks unknown events with an error) names itself in a header, if at all
+        return self.replica or self.name or UNNAMED
 
     async def _poll(self) -> None:
         self.polls += 1

@@ -321,6 +321,15 @@ class Child:
         return "\n" + "\n".join(f"  [{self.spec.name}] {line}" for line in self.tail)
 
 
+#: start-up warnings of a child that say nothing about the demo and would land in the middle of
+#: its banner; still kept in the tail shown if the child fails
+BENIGN = ("Memory overcommit must be enabled",)  # redis-server on a host with overcommit 0
+
+
+def worth_showing(text: str) -> bool:
+    return not any(b in text for b in BENIGN)
+
+
 async def _relay(child: Child) -> None:
     """Print the child's output prefixed with its name, and keep the tail for error messages."""
     import asyncio
@@ -336,7 +345,7 @@ async def _relay(child: Child) -> None:
             return
         text = line.decode("utf-8", "replace").rstrip()
         child.tail.append(text)
-        if not quiet:
+        if not quiet and worth_showing(text):
             try:
                 print(f"[{child.spec.name}] {text}", flush=True)
             except (BrokenPipeError, OSError):

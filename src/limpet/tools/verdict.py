@@ -9,6 +9,7 @@ from those plain values, so it is tested without a socket or a clock.
 from __future__ import annotations
 
 import itertools
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -261,6 +262,10 @@ def _warnings(
     total = len(runs)
     if total == 0:
         return (Warning_("no-clients", "error", "no client ran; nothing to judge"),)
+    only_errors = _only_http_errors(runs)
+    if only_errors:
+        # said first, and instead of blaming cookies: with no answer there is nothing to judge
+        return (Warning_("every-answer-an-error", "error", only_errors),)
     moved = [r for r in runs if len(r.backends) > 1]
     failed = [r for r in runs if r.errors]
     if moved:
@@ -360,6 +365,35 @@ def _warnings(
     return tuple(out)
 
 
+_HTTP_STATUS = re.compile(r"\bHTTP (\d{3})\b")
+
+
+def _only_http_errors(runs: tuple[ClientRun, ...]) -> str:
+    """ "every answer was HTTP 503 ..." when no attempt succeeded and each failed with a status."""
+    attempts = [a for r in runs for a in r.attempts]
+    if not attempts or any(a.ok for a in attempts):
+        return ""
+    codes = [_HTTP_STATUS.search(a.error or "") for a in attempts]
+    if not all(codes):
+        return ""
+    counts = Counter(m.group(1) for m in codes if m is not None)
+    if len(counts) == 1:
+        code = next(iter(counts))
+        text = f"every answer was HTTP {code}"
+    else:
+        text = (
+            "every answer was an HTTP error ("
+            + ", ".join(f"{c} x{n}" for c, n in counts.most_common())
+            + ")"
+        )
+    if set(counts) <= {"502", "503", "504"}:
+        text += (
+            ": the load balancer had no backend up to send to (still starting, or all failing "
+            "their health checks); start the backends, wait until they answer, and check again"
+        )
+    return text + "; stickiness could not be judged"
+
+
 # -- presentation ------------------------------------------------------------------------------
 
 
@@ -371,6 +405,10 @@ def render_text(verdict: Verdict, *, url: str = "", requests: int | None = None)
     head = f"limpet check {url} ({verdict.transport}, {total} clients{per})".replace("  ", " ")
     lines.append(head)
     lines.append("")
+    # when nothing answered, that is the first thing to read, before any table
+    first = [w for w in verdict.warnings if w.code == "every-answer-an-error"]
+    for w in first:
+        lines += [f"{w.severity}: {w.message} [{w.code}]", ""]
     if verdict.distribution or verdict.answers:
         name_w = max([7] + [len(n) for n in verdict.answers | verdict.distribution])
         lines.append(f"  {'backend':<{name_w}}  {'clients':>7}  {'answers':>7}")
@@ -398,9 +436,10 @@ def render_text(verdict: Verdict, *, url: str = "", requests: int | None = None)
             path = " -> ".join(a.backend or f"!{a.error}" for a in c.attempts[:8])
             more = " ..." if len(c.attempts) > 8 else ""
             lines.append(f"  client {c.client}: {path}{more}")
-    if verdict.warnings:
+    rest = [w for w in verdict.warnings if w not in first]
+    if rest:
         lines.append("")
-        for w in verdict.warnings:
+        for w in rest:
             lines.append(f"{w.severity}: {w.message} [{w.code}]")
     lines.append("")
     if verdict.ok:
@@ -434,6 +473,9 @@ def describe_cookie(s: CookieSummary) -> str:
 def _why_not(verdict: Verdict) -> str:
     if not verdict.clients:
         return "no client ran"
+    only_errors = _only_http_errors(verdict.clients)
+    if only_errors:
+        return only_errors.split(":", 1)[0].split(";", 1)[0]
     bits = []
     if verdict.moved_clients:
         bits.append(f"{verdict.moved_clients} clients moved between backends")

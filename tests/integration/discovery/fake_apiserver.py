@@ -230,6 +230,10 @@ class FakeApiServer:
                 status(404, "NotFound", "the server could not find the requested resource"),
                 status=404,
             )
+        if path.startswith("/apis/gateway.networking.k8s.io/"):  # a list of stored routes
+            items = [o for p, o in self.objects.items() if p.startswith(path + "/")]
+            if items:
+                return web.json_response({"metadata": {}, "items": items})
         if path.endswith("/ingresses"):
             items = [o for p, o in self.objects.items() if "/ingresses/" in p]
             return web.json_response(

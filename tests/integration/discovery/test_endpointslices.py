@@ -143,8 +143,11 @@ async def test_missing_kubeconfig_is_a_clear_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    with pytest.raises(DiscoveryError, match="cannot load kubeconfig"):
+    with pytest.raises(DiscoveryError, match=r"no Kubernetes config: .*/nope does not exist"):
         await next_snapshot(discovery(str(tmp_path / "nope")).watch())
+    (tmp_path / "broken").write_text("x: [\n")
+    with pytest.raises(DiscoveryError, match=r"cannot load kubeconfig .*/broken: while parsing"):
+        await next_snapshot(discovery(str(tmp_path / "broken")).watch())
 
 
 async def test_read_service_affinity(server: FakeApiServer, kubeconfig: str) -> None:
@@ -158,6 +161,31 @@ async def test_read_service_affinity(server: FakeApiServer, kubeconfig: str) -> 
     assert spec.mode == "client-ip"
     with pytest.raises(DiscoveryError, match="404"):
         await read_service_affinity("default", "missing", kubeconfig=kubeconfig)
+
+
+async def test_service_behind_an_httproute_with_session_persistence(
+    server: FakeApiServer, kubeconfig: str
+) -> None:
+    server.objects["/api/v1/namespaces/default/services/chat"] = {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "chat", "namespace": "default"}, "spec": {"ports": [{"port": 80}]},
+    }  # fmt: skip
+    spec, notes = await read_service_affinity("default", "chat", kubeconfig=kubeconfig)
+    assert spec.mode == "none"  # the twin: no route, no affinity
+    route = "/apis/gateway.networking.k8s.io/v1/namespaces/default/httproutes/chat"
+    server.objects[route] = {
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "chat", "namespace": "default"},
+        "spec": {"rules": [{
+            "backendRefs": [{"name": "chat", "port": 80}],
+            "sessionPersistence": {"sessionName": "chat-s", "absoluteTimeout": "2h",
+                                   "cookieConfig": {"lifetimeType": "Permanent"}},
+        }]},
+    }  # fmt: skip
+    spec, notes = await read_service_affinity("default", "chat", kubeconfig=kubeconfig)
+    assert (spec.mode, spec.cookie_name, spec.cookie_ttl) == ("cookie", "chat-s", 7200)
+    assert "Service default/chat: affinity from gateway-api" in notes
+    assert "HTTPRoute chat rule 0 sessionPersistence Cookie" in notes
 
 
 async def test_in_cluster_service_account(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,7 +7,9 @@ What this proves, and what it does not (no API server can run here):
   need the server's discovery to map a kind to a resource, and ``--validate`` needs its OpenAPI.
 - Every built-in kind (Ingress, Secret, Role, PDB, ... too) is checked field by field against the
   generated models of kubernetes_asyncio (built from the Kubernetes OpenAPI spec): unknown fields
-  and wrong scalar types fail. Custom resources (BackendConfig, Traefik CRDs) have no schema here.
+  and wrong scalar types fail. Gateway API and GKE Gateway resources are checked against their
+  published CRD schemas in tests/unit/k8s/test_crd_schema.py; BackendConfig and Traefik CRDs
+  by the linter only.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ SPECS = {
     "alibaba": AffinitySpec(mode="client-ip", client_ip_timeout=1800),
     "kube-proxy": AffinitySpec(mode="client-ip", client_ip_timeout=1800),
     "limpet": AffinitySpec(mode="cookie"),
+    "gateway-api": AffinitySpec(mode="cookie", cookie_name="route", cookie_ttl=3600),
+    "gke-gateway": AffinitySpec(mode="cookie", cookie_ttl=3600),
 }
 BUILTIN_GROUPS = {
     "v1",

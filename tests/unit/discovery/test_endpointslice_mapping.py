@@ -81,5 +81,10 @@ def test_parse_service_ref() -> None:
     assert parse_service_ref("web/chat") == ("web", "chat")
     assert parse_service_ref("chat") == ("default", "chat")
     for bad in ("web/", "a/b/c"):
-        with pytest.raises(DiscoveryError):
+        with pytest.raises(DiscoveryError, match="expected a Service as NAMESPACE/NAME"):
             parse_service_ref(bad)
+    # a malformed reference is said to be one, before any kubeconfig is read
+    with pytest.raises(DiscoveryError, match="namespace 'Web_X' is not a Kubernetes name"):
+        parse_service_ref("Web_X/chat")
+    with pytest.raises(DiscoveryError, match="'9chat' is not a Service name"):
+        parse_service_ref("web/9chat")

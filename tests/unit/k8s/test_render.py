@@ -30,6 +30,8 @@ SUPPORTED: dict[str, set[str]] = {
     "alibaba": {"client-ip", "none"},
     "kube-proxy": {"client-ip", "none"},
     "limpet": set(SPECS),
+    "gateway-api": {"cookie", "session-cookie", "none"},
+    "gke-gateway": {"cookie", "session-cookie", "client-ip", "none"},
 }
 CASES = [(t, s) for t in TARGETS for s in SPECS]
 
@@ -136,6 +138,13 @@ def test_cli_limpet_secret_is_random(capsys: pytest.CaptureFixture[str]) -> None
     assert secrets[0] != secrets[1] and len(secrets[0]) >= 32
 
 
+def test_cli_render_gateway_class(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["k8s", "render", "--target", "gateway-api", "--gateway-class", "envoy"]
+    assert main(argv) == 0
+    docs = list(yaml.safe_load_all(capsys.readouterr().out))
+    assert next(d for d in docs if d["kind"] == "Gateway")["spec"]["gatewayClassName"] == "envoy"
+
+
 def test_cli_explain(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "m.yaml"
     assert main(["k8s", "render", "--target", "ingress-nginx", "--cookie-name", "route"]) == 0
@@ -206,3 +215,82 @@ def test_samesite_none_is_rendered_secure(version: int) -> None:
     assert lint_sources([("t.yaml", dump_all(rendered.manifests))]) == []
     spec_back = derive(rendered.manifests).spec
     assert (spec_back.cookie_samesite, spec_back.cookie_secure) == ("None", True)
+
+
+def test_gateway_api_is_complete() -> None:
+    rendered = render("gateway-api", SPECS["cookie"], RenderOptions(gateway_class="envoy"))
+    assert kinds(rendered.manifests) == ["Service", "Gateway", "HTTPRoute"]
+    _, gateway, route = rendered.manifests
+    assert gateway["spec"]["gatewayClassName"] == "envoy"
+    (rule,) = route["spec"]["rules"]
+    assert rule["sessionPersistence"] == {
+        "sessionName": "chat",
+        "type": "Cookie",
+        "absoluteTimeout": "1h",
+        "cookieConfig": {"lifetimeType": "Permanent"},
+    }
+    assert route["spec"]["parentRefs"][0]["name"] == gateway["metadata"]["name"]
+    assert rule["backendRefs"] == [{"name": "app", "port": 80}]
+    assert not any("placeholder" in n for n in rendered.notes)
+    placeholder = render("gateway-api", SPECS["cookie"])
+    assert any("--gateway-class" in n for n in placeholder.notes)
+
+
+def test_gke_gateway_is_complete() -> None:
+    manifests = render("gke-gateway", SPECS["cookie"]).manifests
+    assert kinds(manifests) == [
+        "Service", "Gateway", "HTTPRoute", "GCPBackendPolicy", "HealthCheckPolicy",
+    ]  # fmt: skip
+    _, gateway, route, policy, health = manifests
+    assert gateway["spec"]["gatewayClassName"] == "gke-l7-global-external-managed"
+    assert "sessionPersistence" not in route["spec"]["rules"][0]
+    assert policy["spec"]["default"]["sessionAffinity"] == {
+        "type": "GENERATED_COOKIE",
+        "cookieTtlSec": 3600,
+    }
+    for p in (policy, health):
+        assert p["spec"]["targetRef"] == {"group": "", "kind": "Service", "name": "app"}
+    assert health["spec"]["default"]["config"]["httpHealthCheck"]["port"] == 8080
+
+
+@pytest.mark.parametrize("target", ["gateway-api", "gke-gateway"])
+@pytest.mark.parametrize("spec_name", ["cookie", "session-cookie", "client-ip"])
+def test_gateway_targets_derive_back(target: str, spec_name: str) -> None:
+    spec = SPECS[spec_name]
+    if spec_name not in SUPPORTED[target]:
+        return
+    derived = derive(render(target, spec).manifests).spec
+    assert derived.mode == spec.mode
+    if spec.mode == "cookie":
+        assert derived.cookie_ttl == spec.cookie_ttl
+        want = "GCLB" if target == "gke-gateway" else spec.cookie_name
+        assert derived.cookie_name == want
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(1, "1s"), (3600, "1h"), (5400, "1h30m"),
+                                                (100000, "27h46m40s"), (86400, "24h")])  # fmt: skip
+def test_durations_render_in_the_crd_pattern(seconds: int, text: str) -> None:
+    from limpet.k8s.dialects import format_duration, parse_duration
+
+    assert format_duration(seconds) == text
+    assert parse_duration(text) == seconds
+
+
+def test_gateway_class_is_checked() -> None:
+    with pytest.raises(UsageError, match="--gateway-class"):
+        render("gateway-api", SPECS["cookie"], RenderOptions(gateway_class="Not A Name"))
+    notes = render("gke-gateway", SPECS["cookie"], RenderOptions(gateway_class="envoy")).notes
+    assert any("not one of GKE's Gateway classes" in n for n in notes)
+
+
+@pytest.mark.parametrize(("target", "dialect"), [("gateway-api", "gateway-api"),
+                                                 ("gke-gateway", "gke-gateway")])  # fmt: skip
+def test_cli_explain_gateway(
+    target: str, dialect: str, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "m.yaml"
+    assert main(["k8s", "render", "--target", target, "--cookie-ttl", "3600"]) == 0
+    path.write_text(capsys.readouterr().out)
+    assert main(["k8s", "explain", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"affinity: cookie  (from {dialect})")

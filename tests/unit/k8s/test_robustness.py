@@ -20,13 +20,19 @@ KEYS = st.sampled_from(
         "ingressClassName", "defaultBackend", "ports", "port",
         "nginx.ingress.kubernetes.io/affinity", "cloud.google.com/backend-config",
         "service.beta.kubernetes.io/alibaba-cloud-loadbalancer-persistence-timeout",
+        "sessionPersistence", "sessionName", "absoluteTimeout", "idleTimeout", "cookieConfig",
+        "lifetimeType", "backendRefs", "targetRef", "targetRefs", "default", "cookieTtlSec",
+        "group", "ingress.kubernetes.io/affinity", "nginx.ingress.kubernetes.io/affinity-mode",
     ]
 )  # fmt: skip
 SCALARS = st.one_of(
     st.none(), st.booleans(), st.integers(-(10**6), 10**6), st.text(max_size=8),
     st.sampled_from(["Service", "Ingress", "BackendConfig", "v1", "cloud.google.com/v1",
                      "traefik.io/v1alpha1", "IngressRoute", "TraefikService", "ClientIP",
-                     "GENERATED_COOKIE", "LoadBalancer", "cookie", '{"default": "x"}', "x"]),
+                     "GENERATED_COOKIE", "LoadBalancer", "cookie", '{"default": "x"}', "x",
+                     "gateway.networking.k8s.io/v1", "HTTPRoute", "GRPCRoute", "BackendLBPolicy",
+                     "networking.gke.io/v1", "GCPBackendPolicy", "Permanent", "Header", "1d",
+                     "1h30m", "CLIENT_IP", "\u00a0x", "\u201cx\u201d"]),
 )  # fmt: skip
 VALUES = st.recursive(
     SCALARS,

@@ -285,3 +285,28 @@ def test_verdict_module_imports_no_io() -> None:
         [sys.executable, "-c", code], env=limpet_env(), capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
+
+
+def failing(i: int, *errors: str) -> ClientRun:
+    return ClientRun(i, tuple(Attempt(error=e) for e in errors))
+
+
+def test_every_answer_503_is_said_first_and_cookies_are_not_blamed() -> None:
+    v = judge([failing(i, "HTTP 503", "HTTP 503") for i in range(3)])
+    assert [w.code for w in v.warnings] == ["every-answer-an-error"]
+    assert v.warnings[0].message.startswith("every answer was HTTP 503: the load balancer")
+    text = render_text(v, url="http://x/")
+    lines = text.splitlines()
+    assert lines[2].startswith("error: every answer was HTTP 503")  # right under the heading
+    assert "no Set-Cookie" not in text
+    assert text.rstrip().endswith("NOT STICKY: every answer was HTTP 503")
+
+
+def test_mixed_failures_are_not_called_every_answer() -> None:
+    """The twin: one answer got through, or one failure was not a status: the usual report."""
+    v = judge([failing(0, "HTTP 503"), run(1, "a", "a")])
+    assert "every-answer-an-error" not in codes(v) and "failed" in codes(v)
+    v = judge([failing(0, "HTTP 503", "connection refused")])
+    assert "every-answer-an-error" not in codes(v)
+    v = judge([failing(0, "HTTP 502"), failing(1, "WebSocket handshake refused: HTTP 503")])
+    assert v.warnings[0].message.startswith("every answer was an HTTP error (502 x1, 503 x1)")
