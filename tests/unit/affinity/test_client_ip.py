@@ -77,8 +77,10 @@ def test_expiry_with_time_as_a_parameter(now: float, timeout: int) -> None:
     pol = ClientIPPolicy(replace(SPEC, client_ip_timeout=timeout))
     pool = make_pool(3)
     pol.pick(at("10.0.0.1", now), pool.snapshot())
-    assert pol.pick(at("10.0.0.1", now + timeout / 2), pool.snapshot()).reason is PickReason.PINNED
-    later = now + timeout / 2 + timeout
+    seen = now + timeout / 2
+    assert pol.pick(at("10.0.0.1", seen), pool.snapshot()).reason is PickReason.PINNED
+    # one second past the timeout: (seen + timeout) - seen may round below timeout in floats
+    later = seen + timeout + 1
     assert pol.pick(at("10.0.0.1", later), pool.snapshot()).reason is PickReason.NEW
 
 
