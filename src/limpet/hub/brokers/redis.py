@@ -132,13 +132,20 @@ class RedisBroker(Broker):
         self._connected = asyncio.Event()
         self._closing = False
         self.reconnects = 0
-        self.redis = aioredis.from_url(
+        # A bounded pool that queues: a burst of subscribes (presence, history: a command
+        # each) waits its turn for a connection instead of failing with "Too many
+        # connections", as redis-py's default pool does past its cap. Redis runs commands one
+        # at a time, so a few dozen connections per replica are as fast as hundreds.
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
+            max_connections=options.pool_size,
+            timeout=options.pool_wait,
             socket_connect_timeout=2,
             socket_timeout=5,
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
             health_check_interval=10,
         )
+        self.redis = aioredis.Redis.from_pool(pool)
         self._publish = self.redis.register_script(PUBLISH)
         self._history = self.redis.register_script(HISTORY)
         self._presence = self.redis.register_script(PRESENCE)
@@ -218,14 +225,12 @@ class RedisBroker(Broker):
         messages: list[Message] = []
         for entry_id, fields in entries:
             values = dict(zip(fields[::2], fields[1::2], strict=True))
+            try:
+                data = msgspec.json.decode(values[b"d"])
+            except (msgspec.DecodeError, RecursionError):
+                continue  # unreadable: its offset is missing, so the gap is reported
             messages.append(
-                Message(
-                    channel,
-                    epoch,
-                    int(entry_id.split(b"-", 1)[0]),
-                    msgspec.json.decode(values[b"d"]),
-                    int(values[b"t"]),
-                )
+                Message(channel, epoch, int(entry_id.split(b"-", 1)[0]), data, int(values[b"t"]))
             )
         policy = self.options.history.for_channel(channel)
         kept = trim_expired(messages, now_ms=now_ms(), ttl=policy.ttl)
@@ -246,7 +251,10 @@ class RedisBroker(Broker):
             # Wait for Redis to confirm: only then is history read after it safe to splice.
             await asyncio.wait_for(asyncio.shield(waiter), 5)
         except (RedisError, OSError, TimeoutError) as exc:
-            log.warning("subscribe %s deferred to reconnect: %s", channel, exc)
+            # Not confirmed: the subscribe fails (an error ack) rather than leave a client
+            # acknowledged on a channel this replica may never receive.
+            self.channels.discard(channel)
+            raise BrokerError(f"redis subscribe failed: {exc or 'no confirmation'}") from exc
 
     async def unsubscribe(self, channel: str) -> None:
         self.channels.discard(channel)
@@ -333,11 +341,14 @@ class RedisBroker(Broker):
                 last_pong = time.monotonic()  # traffic proves the connection is alive too
                 try:
                     record = decode_envelope(message["data"])
-                except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                except (msgspec.DecodeError, RecursionError) as exc:
                     log.warning("dropping an undecodable record: %s", exc)
                     continue
                 if record.channel in self.channels:
-                    self.on_envelope(record)
+                    try:
+                        self.on_envelope(record)
+                    except Exception:  # one record must never end the live stream
+                        log.exception("delivering a record of %s failed", record.channel)
 
     # --- presence ------------------------------------------------------------------------
 
