@@ -263,7 +263,7 @@ class Hub:
             raise ChannelError("presence must be true or false")
         if channel in client.subs:
             self._detach(client, channel)
-        sub = Subscription(channel, since)
+        sub = Subscription(channel, since, max_buffer=self.settings.max_queue)
         # Live first, then history: whatever is published in between is buffered by the seam.
         client.subs[channel] = sub
         if presence:
