@@ -36,6 +36,7 @@ from limpet.hub.channels import (
     Subscription,
     validate_channel,
 )
+from limpet.hub.channels.outbox import Outbox, Verdict
 from limpet.hub.channels.payload import MAX_DEPTH, MAX_OFFSET, check_offset, encode_checked
 from limpet.hub.channels.recovery import Step
 from limpet.hub.transport import Packet
@@ -89,14 +90,8 @@ class Client:
     presence: set[str] = field(default_factory=set)
     #: the Engine.IO socket packets are queued on (looked up on first use)
     socket: Any = None
-    #: while > 0, outbound packets wait in ``held`` (a subscribe ack must go out first)
-    holds: int = 0
-    held: list[Any] = field(default_factory=list)
-    #: disconnected for falling behind: nothing more is queued
-    overflowed: bool = False
-    #: packets queued outside the bound (recovered messages, at most one history page each
-    #: time): the bound applies on top of them until the queue is short again
-    slack: int = 0
+    #: holds (a subscribe ack goes out first), the bound on live packets, overflow
+    outbox: Outbox[Packet] = field(default_factory=lambda: Outbox(1000))
 
     def __repr__(self) -> str:
         return f"Client(sid={self.sid!r}, user={self.user!r}, channels={sorted(self.subs)})"
@@ -248,7 +243,9 @@ class Hub:
             except AuthError as exc:
                 raise socketio.exceptions.ConnectionRefusedError(error(str(exc))) from None
         user = claims.get("sub") or (auth.get("user") if isinstance(auth, dict) else None) or sid
-        self.clients[sid] = Client(sid, str(user)[:128], claims)
+        self.clients[sid] = Client(
+            sid, str(user)[:128], claims, outbox=Outbox(self.settings.max_queue)
+        )
 
     async def on_disconnect(self, sid: str, *reason: Any) -> None:
         await self._drop_client(sid)
@@ -290,7 +287,7 @@ class Hub:
         # The ack must precede the recovered messages. python-socketio queues it right after we
         # return, with no suspension in between; until then (the call_soon below runs after
         # it) this client's packets are held, live ones included, and released in order.
-        client.holds += 1
+        client.outbox.hold()
         asyncio.get_running_loop().call_soon(self._release, client)
         self._apply(client, sub, step, report=False)
         position = step.recovery.position
@@ -577,11 +574,6 @@ class Hub:
     def _put(self, client: Client, packet: Packet, *, bounded: bool = True) -> None:
         """Queue one packet for ``client``, synchronously, in call order (see the module doc).
         ``bounded`` packets (live ones) disconnect a client whose queue is full."""
-        if client.overflowed:
-            return
-        if client.holds:
-            client.held.append((packet, bounded))
-            return
         socket = client.socket
         if socket is None:
             socket = client.socket = transport.find_socket(self.sio, client.sid)
@@ -589,28 +581,19 @@ class Hub:
                 return  # not connected (any more); disconnect cleans up
         if not transport.is_open(socket):
             return
-        if not bounded:
-            client.slack += 1
-        else:
-            queued = transport.queued(socket)
-            if queued >= self.settings.max_queue + client.slack:
-                self._overflow(client, socket)
-                return
-            if client.slack and queued < self.settings.max_queue:
-                client.slack = 0
-        transport.enqueue(socket, packet)
+        verdict = client.outbox.offer(packet, bounded=bounded, queued=transport.queued(socket))
+        if verdict is Verdict.SEND:
+            transport.enqueue(socket, packet)
+        elif verdict is Verdict.OVERFLOW:
+            self._overflow(client, socket)
 
     def _release(self, client: Client) -> None:
-        client.holds -= 1
-        if client.holds == 0 and client.held:
-            held, client.held = client.held, []
-            for packet, bounded in held:
-                self._put(client, packet, bounded=bounded)
+        for packet, bounded in client.outbox.release():
+            self._put(client, packet, bounded=bounded)
 
     def _overflow(self, client: Client, socket: Any) -> None:
         """The client cannot keep up: drop its backlog, say why, and disconnect it. What it
         missed is in history; it gets it back by re-subscribing with ``since``."""
-        client.overflowed = True
         queued = transport.drop_queued(socket)
         reason = (
             f"slow consumer: {queued} packets queued (limit {self.settings.max_queue}); "
