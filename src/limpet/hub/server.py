@@ -38,6 +38,7 @@ from limpet.hub.channels import (
 )
 from limpet.hub.channels.outbox import Outbox, Verdict
 from limpet.hub.channels.payload import MAX_DEPTH, MAX_OFFSET, check_offset, encode_checked
+from limpet.hub.channels.records import UNREADABLE
 from limpet.hub.channels.recovery import Step
 from limpet.hub.transport import Packet
 from limpet.runtime import serve_aiohttp
@@ -695,7 +696,7 @@ class Hub:
             {
                 "epoch": page.epoch,
                 "offset": page.offset,
-                "messages": [m.wire() for m in page.messages],
+                "messages": [_http_message(m) for m in page.messages],
             }
         )
 
@@ -765,6 +766,14 @@ def _recovery_packet(channel: str, position: Position, *, subscribed: bool = Tru
     if not subscribed:
         payload["subscribed"] = False
     return _packet("recovery", payload)
+
+
+def _http_message(message: Message) -> dict[str, Any]:
+    if message.data is UNREADABLE:
+        wire = message.wire()
+        del wire["data"]
+        return {**wire, "error": "stored data cannot be decoded"}
+    return message.wire()
 
 
 def _message_packet(message: Message) -> Packet:

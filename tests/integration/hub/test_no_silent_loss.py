@@ -7,6 +7,7 @@ real redis-server / nats-server processes, and shows what the hub does instead.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import threading
@@ -101,38 +102,53 @@ async def test_deep_or_non_finite_data_is_refused_at_publish(
         await a.close()
 
 
-async def test_a_message_past_the_encoders_depth_never_stops_the_stream(
+async def test_an_unreadable_stored_message_is_announced_and_the_stream_goes_on(
     redis_server: Any, procs: Procs, http: aiohttp.ClientSession
 ) -> None:
-    """The twin: replicas told to accept depth 800 store such a message. Fan-out cannot encode
-    it for socket.io; its subscribers are told (a notice at its offset) and every later message
-    still arrives, on every replica; a subscribe with since still works."""
-    reps = start_hub_procs(procs, redis_server.url, 2, "--max-depth", "800")
+    """The twin: a message that skipped the checks at publish (stored by the publish script
+    directly, as an older replica would) nests 3000 deep, past any JSON parser on the stack.
+    Its subscribers on every replica get a notice at its offset instead, every later message
+    still arrives, and recovery over it works."""
+    from limpet.hub.brokers.redis import PUBLISH
+
+    reps = start_hub_procs(procs, redis_server.url, 2)
     channel = f"poison2-{uuid.uuid4().hex[:8]}"
     peers = [await Peer(f"p{i}").connect(url) for i, url in enumerate(reps.urls)]
+    admin = aioredis.from_url(redis_server.url)
     late: list[Peer] = []
     try:
         acks = [await p.subscribe(channel) for p in peers]
-        status, body = await http_publish(http, reps.urls[1], channel, deep(700))
-        assert status == 201, body
+        assert (await http_publish(http, reps.urls[0], channel, "first"))[0] == 201
+        keys = [f"limpet:{{{channel}}}:{part}" for part in ("meta", "stream", "meta", "live")]
+        poison = b"[" * 3000 + b"]" * 3000
+        now = int(time.time() * 1000)
+        args = ["e", poison, now, 1000, 300_000, 60_000, "0", json.dumps(channel)]
+        await admin.eval(PUBLISH, 4, *keys, *args)
         for n in range(5):
-            assert (await http_publish(http, reps.urls[0], channel, n))[0] == 201
+            assert (await http_publish(http, reps.urls[n % 2], channel, n))[0] == 201
 
         def seen(p: Peer) -> list[int]:
             return sorted(p.offsets(channel) + [r["offset"] for r in p.recoveries])
 
+        everything = [1, 2, 3, 4, 5, 6, 7]
         for p in peers:
-            await eventually(lambda p=p: seen(p) == [1, 2, 3, 4, 5, 6], what=f"{p.name} stream")
-            assert p.offsets(channel) == [2, 3, 4, 5, 6]
-            assert [(r["offset"], r["recovered"]) for r in p.recoveries] == [(1, False)]
+            await eventually(lambda p=p: seen(p) == everything, what=f"{p.name} stream")
+            assert p.offsets(channel) == [1, 3, 4, 5, 6, 7]
+            assert [(r["offset"], r["recovered"]) for r in p.recoveries] == [(2, False)]
         b = await Peer("b").connect(reps.urls[1])
         late.append(b)
         ack = await b.subscribe(channel, {"epoch": acks[0]["epoch"], "offset": 0})
-        assert "error" not in ack and ack["offset"] == 6
-        await eventually(lambda: seen(b) == [1, 2, 3, 4, 5, 6], what="recovery past it")
+        assert "error" not in ack and ack["offset"] == 7
+        await eventually(lambda: seen(b) == everything, what="recovery over it")
+        assert b.offsets(channel) == [1, 3, 4, 5, 6, 7]
+        async with http.get(f"{reps.urls[0]}/api/channels/{channel}/messages?since=1") as r:
+            page = await r.json()
+        assert r.status == 200 and page["messages"][0]["offset"] == 2
+        assert "error" in page["messages"][0] and "data" not in page["messages"][0]
     finally:
         for p in [*peers, *late]:
             await p.close()
+        await admin.aclose()
 
 
 # --- (3) an epoch change ------------------------------------------------------------------------

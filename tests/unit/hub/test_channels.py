@@ -370,3 +370,20 @@ def test_advance_refuses_while_recovering_and_on_a_gap() -> None:
     assert not sub.advance(Message("c", "e", 4, 4))  # a gap: on_live goes back to history
     assert not sub.advance(Message("c", "f", 3, 3))  # a new epoch
     assert sub.position == Position("e", 2)
+
+
+# --- unreadable stored data ----------------------------------------------------------------------
+
+
+def test_undecodable_data_keeps_its_position() -> None:
+    from limpet.hub.channels.records import UNREADABLE, decode_data, decode_message_head
+
+    assert decode_data(b'{"a": [1]}') == {"a": [1]}
+    assert decode_data(b"[" * 5000 + b"]" * 5000) is UNREADABLE
+    assert decode_data(b"{nope") is UNREADABLE
+    raw = encode_envelope(Message("chat.a", "ep", 42, None, 5))
+    poisoned = raw.replace(b'"data":null', b'"data":' + b"[" * 5000 + b"]" * 5000)
+    head = decode_message_head(poisoned)
+    assert head is not None and (head.channel, head.epoch, head.offset) == ("chat.a", "ep", 42)
+    assert head.data is UNREADABLE
+    assert decode_message_head(encode_envelope(PresenceEvent("c", "join", "x"))) is None

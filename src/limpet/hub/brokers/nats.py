@@ -50,7 +50,7 @@ from limpet.hub.channels import (
     encode_envelope,
 )
 from limpet.hub.channels.history import trim_expired
-from limpet.hub.channels.records import encode_data
+from limpet.hub.channels.records import decode_data, encode_data
 
 log = logging.getLogger("limpet.hub.nats")
 #: JetStream error code for a failed Nats-Expected-Last-Subject-Sequence check
@@ -257,7 +257,7 @@ class NatsBroker(Broker):
             channel,
             headers["Limpet-Epoch"],
             int(headers["Limpet-Offset"]),
-            msgspec.json.decode(data),
+            decode_data(data),  # UNREADABLE keeps its offset (announced)
             int(headers.get("Limpet-Ts", 0)),
         )
 

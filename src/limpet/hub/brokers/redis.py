@@ -48,7 +48,7 @@ from limpet.hub.channels import (
     new_epoch,
 )
 from limpet.hub.channels.history import trim_expired
-from limpet.hub.channels.records import encode_data
+from limpet.hub.channels.records import decode_data, decode_message_head, encode_data
 
 log = logging.getLogger("limpet.hub.redis")
 
@@ -225,10 +225,7 @@ class RedisBroker(Broker):
         messages: list[Message] = []
         for entry_id, fields in entries:
             values = dict(zip(fields[::2], fields[1::2], strict=True))
-            try:
-                data = msgspec.json.decode(values[b"d"])
-            except (msgspec.DecodeError, RecursionError):
-                continue  # unreadable: its offset is missing, so the gap is reported
+            data = decode_data(values[b"d"])  # UNREADABLE keeps its offset (announced)
             messages.append(
                 Message(channel, epoch, int(entry_id.split(b"-", 1)[0]), data, int(values[b"t"]))
             )
@@ -342,8 +339,12 @@ class RedisBroker(Broker):
                 try:
                     record = decode_envelope(message["data"])
                 except (msgspec.DecodeError, RecursionError) as exc:
-                    log.warning("dropping an undecodable record: %s", exc)
-                    continue
+                    # a message whose data does not decode keeps its position (announced)
+                    head = decode_message_head(message["data"])
+                    if head is None:
+                        log.warning("dropping an undecodable record: %s", exc)
+                        continue
+                    record = head
                 if record.channel in self.channels:
                     try:
                         self.on_envelope(record)
