@@ -154,3 +154,29 @@ async def test_recovery_on_another_replica(
         assert moved.offsets(channel) == want
     finally:
         await moved.close()
+
+
+async def test_a_burst_of_publishes_from_one_socket_keeps_its_order(replicas: Replicas) -> None:
+    """50 publishes emitted without waiting for their acks get offsets in emission order (on
+    Redis they travel in pipelined batches, one round trip at a time)."""
+    channel = f"burst-{uuid.uuid4().hex[:8]}"
+    peer = await Peer("p").connect(replicas.urls[0])
+    try:
+        await peer.subscribe(channel)
+        acks: list[dict[str, object]] = []
+        done = asyncio.Event()
+
+        def on_ack(ack: dict[str, object]) -> None:
+            acks.append(ack)
+            if len(acks) == 50:
+                done.set()
+
+        for n in range(50):
+            await peer.sio.emit("publish", {"channel": channel, "data": n}, callback=on_ack)
+        await asyncio.wait_for(done.wait(), 20)
+        assert all("error" not in a for a in acks), acks
+        await eventually(lambda: len(peer.messages[channel]) == 50, what="all delivered")
+        assert [m["data"] for m in peer.messages[channel]] == list(range(50))
+        assert peer.offsets(channel) == list(range(1, 51))
+    finally:
+        await peer.close()

@@ -34,7 +34,7 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from limpet.errors import BrokerError
 from limpet.hub.brokers.base import Broker, BrokerOptions, now_ms
@@ -127,6 +127,9 @@ class RedisBroker(Broker):
         self.url = url
         self.channels: set[str] = set()
         self._pending: dict[str, asyncio.Future[None]] = {}
+        #: publishes waiting for the next pipeline (keys, args, result)
+        self._queued: list[tuple[list[str], list[Any], asyncio.Future[Any]]] = []
+        self._sender: asyncio.Task[None] | None = None
         self._pubsub: Any = None
         self._listener: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
@@ -177,6 +180,8 @@ class RedisBroker(Broker):
 
     async def close(self) -> None:
         self._closing = True
+        if self._sender is not None:
+            self._sender.cancel()
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -210,11 +215,51 @@ class RedisBroker(Broker):
             "1" if idempotency_key else "0",
             encode_data(channel),
         ]
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queued.append(([meta, stream, idem, self._live(channel)], args, done))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send_publishes())
         async with self._errors("publish"):
-            epoch, offset, duplicate = await self._publish(
-                keys=[meta, stream, idem, self._live(channel)], args=args
-            )
+            epoch, offset, duplicate = await done
         return Position(epoch.decode(), int(offset)), bool(duplicate)
+
+    async def _send_publishes(self) -> None:
+        """Send the queued publishes: all of them in one pipeline, one round trip, in call
+        order; one round trip at a time, so Redis runs them in the order they were made."""
+        while self._queued:
+            batch, self._queued = self._queued, []
+            results = await self._pipeline(batch)
+            if any(isinstance(r, NoScriptError) for r in results):
+                # Redis lost its script cache (a restart): load it once, run those again
+                again = [
+                    b for b, r in zip(batch, results, strict=True) if isinstance(r, NoScriptError)
+                ]
+                try:
+                    await self.redis.script_load(PUBLISH)
+                    redone = iter(await self._pipeline(again))
+                except Exception as exc:
+                    redone = iter([exc] * len(again))
+                results = [next(redone) if isinstance(r, NoScriptError) else r for r in results]
+            for (_, _, done), result in zip(batch, results, strict=True):
+                if done.done():
+                    continue  # its publisher gave up waiting
+                if isinstance(result, BaseException):
+                    done.set_exception(result)
+                else:
+                    done.set_result(result)
+
+    async def _pipeline(
+        self, batch: list[tuple[list[str], list[Any], asyncio.Future[Any]]]
+    ) -> list[Any]:
+        # EVALSHA straight on the pipeline: registering the Script with it would add a SCRIPT
+        # EXISTS round trip to every batch
+        pipe = self.redis.pipeline(transaction=False)
+        for keys, args, _ in batch:
+            pipe.evalsha(self._publish.sha, len(keys), *keys, *args)
+        try:
+            return list(await pipe.execute(raise_on_error=False))
+        except Exception as exc:  # the connection failed: every publish of it fails
+            return [exc] * len(batch)
 
     async def history(self, channel: str, since: int | None, limit: int) -> HistoryPage:
         keys = [self._key(channel, "meta"), self._key(channel, "stream")]
