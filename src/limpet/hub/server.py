@@ -142,6 +142,8 @@ class Hub:
         self._routing: dict[str, asyncio.Future[None]] = {}
         #: channels the broker confirmed it routes here
         self._routed: set[str] = set()
+        #: channel -> the last live message this replica received (the position check)
+        self._received: dict[str, Position] = {}
         broker.on_envelope = self._on_envelope
         broker.on_resync = self._on_resync
         self._register()
@@ -247,6 +249,7 @@ class Hub:
         self.clients[sid] = Client(
             sid, str(user)[:128], claims, outbox=Outbox(self.settings.max_queue)
         )
+        transport.adopt_socket(self.sio, sid)
 
     async def on_disconnect(self, sid: str, *reason: Any) -> None:
         await self._drop_client(sid)
@@ -432,8 +435,9 @@ class Hub:
             sids = self.local.get(record.channel)
             if not sids:
                 return
-            packet = None
             position = Position(record.epoch, record.offset)
+            self._received[record.channel] = position
+            packet = None
             clients = self.clients
             for sid in list(sids):
                 client = clients.get(sid)
@@ -514,6 +518,7 @@ class Hub:
                     continue
                 if client.subs.get(sub.channel) is not sub:
                     return
+                failures = 0
                 step = sub.on_history(page)
                 self._apply(client, sub, step, fill=False)
                 if step.fetch_since is None:
@@ -533,13 +538,17 @@ class Hub:
 
     async def _check_positions(self) -> None:
         """Every ``check_interval``, read each local channel's position from the broker, once
-        per channel. A live subscriber still behind the position read one round earlier lost
-        the tail of its stream (a message the live path dropped and nothing followed): it is
-        re-synced from history. One round of grace covers messages still in flight."""
+        per channel. When this replica's live stream of the channel made no progress for a whole
+        round, a live subscriber still behind the position read one round earlier lost the tail
+        of its stream (a message the live path dropped and nothing followed): it is re-synced
+        from history. A replica that is merely behind (busy, messages still in flight) keeps
+        making progress and is left alone."""
         previous: dict[str, Position] = {}
+        progress: dict[str, Position | None] = {}
         while True:
             await asyncio.sleep(self.settings.check_interval)
             current: dict[str, Position] = {}
+            received = {c: self._received.get(c) for c in self.local}
             for channel in list(self.local):
                 try:
                     page = await self.broker.history(channel, None, 0)
@@ -551,9 +560,12 @@ class Hub:
                     continue
                 current[channel] = page.position
                 seen = previous.get(channel)
-                if seen is not None:
+                stalled = channel in progress and progress[channel] == received.get(channel)
+                if seen is not None and stalled:
                     self._catch_up(channel, seen, page.position)
-            previous = current
+            previous, progress = current, received
+            for channel in [c for c in self._received if c not in self.local]:
+                del self._received[channel]
 
     def _catch_up(self, channel: str, seen: Position, now: Position) -> None:
         for sid in list(self.local.get(channel, ())):
