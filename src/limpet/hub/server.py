@@ -329,6 +329,7 @@ class Hub:
         if channel in self.local or channel in self._routing:
             return
         self._routed.discard(channel)
+        self._received.pop(channel, None)
         with contextlib.suppress(Exception):
             await self.broker.unsubscribe(channel)
 
@@ -564,8 +565,6 @@ class Hub:
                 if seen is not None and stalled:
                     self._catch_up(channel, seen, page.position)
             previous, progress = current, received
-            for channel in [c for c in self._received if c not in self.local]:
-                del self._received[channel]
 
     def _catch_up(self, channel: str, seen: Position, now: Position) -> None:
         for sid in list(self.local.get(channel, ())):

@@ -68,6 +68,9 @@ class HubPacket(sio_packet.Packet):  # type: ignore[misc]
 #: object: the lookup is an identity hit and the frame is built once per replica.
 _FRAMES: dict[str, bytes] = {}
 _FRAMES_MAX = 512
+#: the cache holds at most this many bytes; a larger text is framed for its one send only
+_FRAMES_BYTES = 8 << 20
+_frames_bytes = 0
 #: buffered frames of one connection past which they are written at once and the writer waits
 #: for the transport to drain (the flow control aiohttp's own writer applies)
 _FLUSH_BYTES = 64 * 1024
@@ -87,11 +90,18 @@ def text_frame(payload: bytes) -> bytes:
 
 
 def shared_frame(text: str) -> bytes:
+    """The frame of ``text``, from a bounded cache (entries and bytes)."""
+    global _frames_bytes
     frame = _FRAMES.get(text)
     if frame is None:
-        if len(_FRAMES) >= _FRAMES_MAX:
+        frame = text_frame(text.encode())
+        if len(frame) > _FRAMES_BYTES // 8:
+            return frame
+        if len(_FRAMES) >= _FRAMES_MAX or _frames_bytes + len(frame) > _FRAMES_BYTES:
             _FRAMES.clear()
-        frame = _FRAMES[text] = text_frame(text.encode())
+            _frames_bytes = 0
+        _FRAMES[text] = frame
+        _frames_bytes += len(frame)
     return frame
 
 

@@ -61,3 +61,15 @@ def test_rfc_example_and_the_shared_frame_is_one_object() -> None:
     text = "4" + "é" * 10  # utf-8 on the wire
     assert shared_frame(text) is shared_frame(text)
     assert shared_frame(text)[2:].decode() == text
+
+
+def test_the_frame_cache_is_bounded_in_bytes() -> None:
+    from limpet.hub import transport
+
+    big = "4" + "x" * (2 << 20)  # larger than an eighth of the cache: framed, not kept
+    assert shared_frame(big) == text_frame(big.encode())
+    assert big not in transport._FRAMES
+    for n in range(2000):
+        shared_frame(f"4{n}" + "y" * 20_000)
+        assert len(transport._FRAMES) <= transport._FRAMES_MAX
+        assert transport._frames_bytes <= transport._FRAMES_BYTES
