@@ -66,6 +66,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="connections to the broker per replica; more requests wait for one",
     )
     parser.add_argument(
+        "--broker-pool-wait",
+        type=float,
+        default=10.0,
+        help="seconds a request waits for a broker connection before it fails (an error ack)",
+    )
+    parser.add_argument(
         "--check-interval",
         type=float,
         default=5.0,
@@ -120,13 +126,14 @@ def run(args: argparse.Namespace) -> int:
             args.max_depth,
             args.max_message,
             args.broker_pool,
+            args.broker_pool_wait,
         )
         <= 0
         or args.check_interval < 0
     ):
         raise UsageError(
             "--max-payload, --presence-ttl, --idempotency-ttl, --health-interval, --max-queue, "
-            "--max-depth, --max-message and --broker-pool must be > 0, --check-interval >= 0"
+            "--max-depth, --max-message, --broker-pool and --broker-pool-wait must be > 0, --check-interval >= 0"
         )
     rules = HistoryRules.parse(
         HistoryPolicy(args.history_size, args.history_ttl), args.history_rule
@@ -137,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
         presence_ttl=args.presence_ttl,
         health_interval=args.health_interval,
         pool_size=args.broker_pool,
+        pool_wait=args.broker_pool_wait,
     )
     broker = open_broker(args.broker, options)
     settings = HubSettings(
