@@ -48,6 +48,36 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--max-payload", type=int, default=64 * 1024, help="largest message data, in JSON bytes"
     )
     parser.add_argument(
+        "--max-depth",
+        type=int,
+        default=32,
+        help="deepest nesting of lists/objects in message data",
+    )
+    parser.add_argument(
+        "--max-message",
+        type=int,
+        default=16 << 20,
+        help="largest socket.io message read (bytes); larger ones close the connection",
+    )
+    parser.add_argument(
+        "--broker-pool",
+        type=int,
+        default=32,
+        help="connections to the broker per replica; more requests wait for one",
+    )
+    parser.add_argument(
+        "--broker-pool-wait",
+        type=float,
+        default=10.0,
+        help="seconds a request waits for a broker connection before it fails (an error ack)",
+    )
+    parser.add_argument(
+        "--check-interval",
+        type=float,
+        default=5.0,
+        help="seconds between checks of each channel's position (0: off)",
+    )
+    parser.add_argument(
         "--max-queue",
         type=int,
         default=1000,
@@ -62,6 +92,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--jwt-secret",
         default=os.environ.get("LIMPET_HUB_JWT_SECRET"),
         help="require HS256 JWTs signed with this secret (env LIMPET_HUB_JWT_SECRET)",
+    )
+    parser.add_argument(
+        "--jwt-require-exp",
+        action="store_true",
+        help="refuse JWTs without an exp claim (otherwise such a token never expires)",
     )
     parser.add_argument(
         "--cors-origin", action="append", default=None, help="allowed origin (default: any)"
@@ -88,12 +123,17 @@ def run(args: argparse.Namespace) -> int:
             args.idempotency_ttl,
             args.health_interval,
             args.max_queue,
+            args.max_depth,
+            args.max_message,
+            args.broker_pool,
+            args.broker_pool_wait,
         )
         <= 0
+        or args.check_interval < 0
     ):
         raise UsageError(
-            "--max-payload, --presence-ttl, --idempotency-ttl, --health-interval and "
-            "--max-queue must be > 0"
+            "--max-payload, --presence-ttl, --idempotency-ttl, --health-interval, --max-queue, "
+            "--max-depth, --max-message, --broker-pool and --broker-pool-wait must be > 0, --check-interval >= 0"
         )
     rules = HistoryRules.parse(
         HistoryPolicy(args.history_size, args.history_ttl), args.history_rule
@@ -103,6 +143,8 @@ def run(args: argparse.Namespace) -> int:
         idempotency_ttl=args.idempotency_ttl,
         presence_ttl=args.presence_ttl,
         health_interval=args.health_interval,
+        pool_size=args.broker_pool,
+        pool_wait=args.broker_pool_wait,
     )
     broker = open_broker(args.broker, options)
     settings = HubSettings(
@@ -114,6 +156,10 @@ def run(args: argparse.Namespace) -> int:
         cors_origins=args.cors_origin or "*",
         max_queue=args.max_queue,
         ws_compression=args.ws_compression,
+        max_depth=args.max_depth,
+        max_message=args.max_message,
+        jwt_require_exp=args.jwt_require_exp,
+        check_interval=args.check_interval,
     )
     run_until_signal(lambda stop: serve(Hub(broker, settings), host, port, stop))
     return 0

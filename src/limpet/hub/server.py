@@ -23,22 +23,24 @@ from typing import Any
 import msgspec
 import socketio
 from aiohttp import web
-from engineio import packet as eio_packet
-from engineio.async_drivers.aiohttp import WebSocket as _EioWebSocket
-from socketio import packet as sio_packet
 
 from limpet.errors import BrokerError, ChannelError, LimpetError
+from limpet.hub import transport
 from limpet.hub.brokers.base import Broker
 from limpet.hub.channels import (
     Envelope,
     Message,
     Position,
     PresenceEvent,
+    SeamState,
     Subscription,
     validate_channel,
 )
-from limpet.hub.channels.records import encode_data
+from limpet.hub.channels.outbox import Outbox, Verdict
+from limpet.hub.channels.payload import MAX_DEPTH, MAX_OFFSET, check_offset, encode_checked
+from limpet.hub.channels.records import UNREADABLE
 from limpet.hub.channels.recovery import Step
+from limpet.hub.transport import Packet
 from limpet.runtime import serve_aiohttp
 
 log = logging.getLogger("limpet.hub")
@@ -63,6 +65,17 @@ class HubSettings:
     max_queue: int = 1000
     #: per-message deflate on websockets (costs CPU per frame per client; saves bandwidth)
     ws_compression: bool = False
+    #: deepest nesting of lists/objects accepted in a message's data
+    max_depth: int = MAX_DEPTH
+    #: largest socket.io message read at all (Engine.IO's limit); between ``max_payload`` and
+    #: this a publish gets an error ack, past it the transport closes the connection
+    max_message: int = 16 << 20
+    #: refuse JWTs without an ``exp`` claim (without it, a token without exp never expires)
+    jwt_require_exp: bool = False
+    #: history reads one gap fill tries before the client is told it was not recovered
+    fill_attempts: int = 8
+    #: seconds between checks of each channel's position against its subscribers' (0: never)
+    check_interval: float = 5.0
 
 
 @dataclass
@@ -78,14 +91,8 @@ class Client:
     presence: set[str] = field(default_factory=set)
     #: the Engine.IO socket packets are queued on (looked up on first use)
     socket: Any = None
-    #: while > 0, outbound packets wait in ``held`` (a subscribe ack must go out first)
-    holds: int = 0
-    held: list[Any] = field(default_factory=list)
-    #: disconnected for falling behind: nothing more is queued
-    overflowed: bool = False
-    #: packets queued outside the bound (recovered messages, at most one history page each
-    #: time): the bound applies on top of them until the queue is short again
-    slack: int = 0
+    #: holds (a subscribe ack goes out first), the bound on live packets, overflow
+    outbox: Outbox[Packet] = field(default_factory=lambda: Outbox(1000))
 
     def __repr__(self) -> str:
         return f"Client(sid={self.sid!r}, user={self.user!r}, channels={sorted(self.subs)})"
@@ -121,16 +128,22 @@ class Hub:
         self.sio = socketio.AsyncServer(
             async_mode="aiohttp",
             cors_allowed_origins=settings.cors_origins,
-            # Let payloads a few times over the limit through so they get an error ack
-            # rather than a dropped connection; Engine.IO still caps the rest.
-            max_http_buffer_size=max(1 << 20, 4 * settings.max_payload),
+            # Read payloads well over the limit so they get an error ack rather than a dropped
+            # connection; Engine.IO still caps the rest (the connection is closed).
+            max_http_buffer_size=max(settings.max_message, 4 * settings.max_payload),
+            serializer=transport.HubPacket,
         )
         if not settings.ws_compression:
-            # python-engineio picks its websocket wrapper from this table and offers no switch
-            # for aiohttp's per-message deflate; the subclass below only turns it off.
-            self.sio.eio._async = {**self.sio.eio._async, "websocket": _PlainWebSocket}
+            transport.disable_ws_compression(self.sio)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._heartbeat: asyncio.Task[None] | None = None
+        self._checker: asyncio.Task[None] | None = None
+        #: channel -> the broker subscribe in flight: later subscribers wait for the same one
+        self._routing: dict[str, asyncio.Future[None]] = {}
+        #: channels the broker confirmed it routes here
+        self._routed: set[str] = set()
+        #: channel -> the last live message this replica received (the position check)
+        self._received: dict[str, Position] = {}
         broker.on_envelope = self._on_envelope
         broker.on_resync = self._on_resync
         self._register()
@@ -166,10 +179,13 @@ class Hub:
     async def _startup(self, app: web.Application) -> None:
         await self.broker.start()
         self._heartbeat = asyncio.create_task(self._presence_heartbeat())
+        if self.settings.check_interval > 0:
+            self._checker = asyncio.create_task(self._check_positions())
 
     async def _shutdown(self, app: web.Application) -> None:
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
+        for task in (self._heartbeat, self._checker):
+            if task is not None:
+                task.cancel()
         for sid in list(self.clients):
             await self._drop_client(sid)
         await self.sio.shutdown()
@@ -193,6 +209,7 @@ class Hub:
         sio.on("unsubscribe", self._guard(self.on_unsubscribe))
         sio.on("publish", self._guard(self.on_publish))
         sio.on("presence", self._guard(self.on_presence))
+        sio.on(transport.BAD_PACKET_EVENT, self.on_bad_packet)
         sio.on("*", self.on_unknown)
 
     def _guard(self, handler: Any) -> Any:
@@ -222,6 +239,9 @@ class Hub:
     async def on_unknown(self, event: str, sid: str, *args: Any) -> dict[str, str]:
         return error(f"unknown event {event!r}")
 
+    async def on_bad_packet(self, sid: str, reason: Any = None, *args: Any) -> dict[str, str]:
+        return error(str(reason))
+
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         claims: dict[str, Any] = {}
         if self.settings.jwt_secret is not None:
@@ -233,7 +253,10 @@ class Hub:
             except AuthError as exc:
                 raise socketio.exceptions.ConnectionRefusedError(error(str(exc))) from None
         user = claims.get("sub") or (auth.get("user") if isinstance(auth, dict) else None) or sid
-        self.clients[sid] = Client(sid, str(user)[:128], claims)
+        self.clients[sid] = Client(
+            sid, str(user)[:128], claims, outbox=Outbox(self.settings.max_queue)
+        )
+        transport.adopt_socket(self.sio, sid)
 
     async def on_disconnect(self, sid: str, *reason: Any) -> None:
         await self._drop_client(sid)
@@ -248,31 +271,25 @@ class Hub:
             raise ChannelError("presence must be true or false")
         if channel in client.subs:
             self._detach(client, channel)
-        sub = Subscription(channel, since)
+        sub = Subscription(channel, since, max_buffer=self.settings.max_queue)
         # Live first, then history: whatever is published in between is buffered by the seam.
         client.subs[channel] = sub
         if presence:
             client.presence.add(channel)
             self.watchers.setdefault(channel, set()).add(client.sid)
-        first = channel not in self.local
         self.local.setdefault(channel, set()).add(client.sid)
         try:
-            if first:
-                await self.broker.subscribe(channel)
-            member = {client.sid: {"user": client.user, "replica": self.settings.name}}
-            await self.broker.presence_touch(channel, member)
-            await self.broker.announce(
-                channel, PresenceEvent(channel, "join", client.sid, member[client.sid])
-            )
+            # Every subscriber waits until the broker routes the channel here: reading history
+            # before that could miss what is published in between, with nothing to show it.
+            await self._route(channel)
+            await self._join(client, channel)
             page = await self.broker.history(
                 channel, sub.fetch_since if since is not None else None, self.settings.history_limit
             )
         except BaseException:
             if client.subs.get(channel) is sub:
                 self._detach(client, channel)
-                if channel not in self.local:
-                    with contextlib.suppress(Exception):
-                        await self.broker.unsubscribe(channel)
+                await self._unroute(channel)
             raise
         if client.subs.get(channel) is not sub:
             return error("unsubscribed while subscribing")
@@ -281,7 +298,7 @@ class Hub:
         # The ack must precede the recovered messages. python-socketio queues it right after we
         # return, with no suspension in between; until then (the call_soon below runs after
         # it) this client's packets are held, live ones included, and released in order.
-        client.holds += 1
+        client.outbox.hold()
         asyncio.get_running_loop().call_soon(self._release, client)
         self._apply(client, sub, step, report=False)
         position = step.recovery.position
@@ -291,6 +308,49 @@ class Hub:
             "offset": position.offset,
             "recovered": step.recovery.recovered,
         }
+
+    async def _route(self, channel: str) -> None:
+        """Have the broker deliver ``channel`` here; one broker subscribe per channel, awaited
+        by every client subscribing meanwhile. A failure fails all of them (error acks)."""
+        if channel in self._routed:
+            return
+        pending = self._routing.get(channel)
+        if pending is None:
+            pending = asyncio.ensure_future(self._broker_subscribe(channel))
+            self._routing[channel] = pending
+            # retrieved here (so never "never retrieved"); every waiter re-raises it
+            pending.add_done_callback(lambda f: f.cancelled() or f.exception())
+        await asyncio.shield(pending)
+
+    async def _broker_subscribe(self, channel: str) -> None:
+        try:
+            await self.broker.subscribe(channel)
+        finally:
+            del self._routing[channel]
+        self._routed.add(channel)
+        await self._unroute(channel)  # in case everyone left meanwhile
+
+    async def _unroute(self, channel: str) -> None:
+        """Stop the broker routing ``channel`` here once no local client is in it (a subscribe
+        in flight does this itself when it completes)."""
+        if channel in self.local or channel in self._routing:
+            return
+        self._routed.discard(channel)
+        self._received.pop(channel, None)
+        with contextlib.suppress(Exception):
+            await self.broker.unsubscribe(channel)
+
+    async def _join(self, client: Client, channel: str) -> None:
+        """Presence of a new subscriber. Not part of delivery: a broker failure here is logged
+        and the heartbeat writes it again within ttl/3."""
+        member = {"user": client.user, "replica": self.settings.name}
+        try:
+            await self.broker.presence_touch(channel, {client.sid: member})
+            await self.broker.announce(channel, PresenceEvent(channel, "join", client.sid, member))
+        except BrokerError as exc:
+            log.warning(
+                "presence of %s in %s deferred to the heartbeat: %s", client.sid, channel, exc
+            )
 
     async def on_unsubscribe(self, client: Client, data: dict[str, Any]) -> dict[str, Any]:
         channel = validate_channel(data.get("channel"))
@@ -326,8 +386,11 @@ class Hub:
 
         if not isinstance(token, str) or not token:
             raise AuthError("a JWT is required (auth {token} or ?token=)")
+        options: Any = {"require": ["exp"]} if self.settings.jwt_require_exp else None
         try:
-            claims = jwt.decode(token, self.settings.jwt_secret, algorithms=["HS256"])
+            claims = jwt.decode(
+                token, self.settings.jwt_secret, algorithms=["HS256"], options=options
+            )
         except jwt.PyJWTError as exc:
             raise AuthError(f"bad JWT: {exc}") from None
         return dict(claims)
@@ -339,14 +402,7 @@ class Hub:
             not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= 128
         ):
             raise ChannelError("idempotency_key must be a string of 1..128 characters")
-        try:
-            size = len(encode_data(data))
-        except (TypeError, msgspec.EncodeError) as exc:
-            raise ChannelError(f"data is not JSON: {exc}") from None
-        if size > self.settings.max_payload:
-            raise ChannelError(
-                f"payload too large: {size} bytes > {self.settings.max_payload} allowed"
-            )
+        encode_checked(data, max_depth=self.settings.max_depth, max_bytes=self.settings.max_payload)
         return await self.broker.publish(channel, data, idempotency_key=idempotency_key)
 
     async def _leave(self, client: Client, channel: str) -> None:
@@ -356,9 +412,7 @@ class Hub:
             await self.broker.announce(
                 channel, PresenceEvent(channel, "leave", client.sid, {"user": client.user})
             )
-        if channel not in self.local:
-            with contextlib.suppress(BrokerError):
-                await self.broker.unsubscribe(channel)
+        await self._unroute(channel)
 
     def _detach(self, client: Client, channel: str) -> None:
         client.subs.pop(channel, None)
@@ -389,8 +443,9 @@ class Hub:
             sids = self.local.get(record.channel)
             if not sids:
                 return
-            packet = None
             position = Position(record.epoch, record.offset)
+            self._received[record.channel] = position
+            packet = None
             clients = self.clients
             for sid in list(sids):
                 client = clients.get(sid)
@@ -401,7 +456,7 @@ class Hub:
                     continue
                 if sub.advance(record, position):  # the common case: next offset, in order
                     if packet is None:
-                        packet = _packet("message", record.wire())
+                        packet = _message_packet(record)
                     self._put(client, packet)
                 else:
                     self._apply(client, sub, sub.on_live(record))
@@ -410,7 +465,13 @@ class Hub:
         if not watchers:
             return
         event = "join" if record.action == "join" else "leave"
-        packet = _packet(event, {"channel": record.channel, "client": record.client, **record.info})
+        try:
+            packet = _packet(
+                event, {"channel": record.channel, "client": record.client, **record.info}
+            )
+        except (RecursionError, ValueError, TypeError) as exc:
+            log.warning("dropping a presence event of %s: %s", record.channel, exc)
+            return
         for sid in list(watchers):
             client = self.clients.get(sid)
             if client is not None and sid != record.client:
@@ -431,38 +492,41 @@ class Hub:
         fill: bool = True,
     ) -> None:
         for message in step.deliver:
-            self._put(client, _packet("message", message.wire()), bounded=False)
+            self._put(client, _message_packet(message), bounded=False)
         if report and step.recovery is not None and not step.recovery.recovered:
             position = step.recovery.position
-            payload = {
-                "channel": sub.channel,
-                "epoch": position.epoch,
-                "offset": position.offset,
-                "recovered": False,
-            }
-            self._put(client, _packet("recovery", payload), bounded=False)
+            self._put(client, _recovery_packet(sub.channel, position), bounded=False)
         if fill and step.fetch_since is not None and sub.channel not in client.filling:
             client.filling.add(sub.channel)
             self._spawn(self._fill(client, sub))
 
     async def _fill(self, client: Client, sub: Subscription) -> None:
-        """Fetch history until the subscription's gap is closed (or it is gone); retry with a
-        capped backoff while the broker is unreachable."""
-        attempt = 0
+        """Fetch history until the subscription's gap is closed (or it is gone). While the broker
+        is unreachable, retry with a capped backoff, at most ``fill_attempts`` times; then the
+        client is told the gap was not filled and is unsubscribed (see ``_give_up``)."""
+        failures = 0
         try:
             while client.subs.get(sub.channel) is sub and self.clients.get(client.sid) is client:
-                if attempt:
-                    await asyncio.sleep(min(2.0, 0.1 * attempt))
-                attempt += 1
+                if failures >= self.settings.fill_attempts:
+                    self._give_up(client, sub)
+                    return
+                if failures:
+                    await asyncio.sleep(min(2.0, 0.05 * 2**failures))
                 try:
                     page = await self.broker.history(
                         sub.channel, sub.fetch_since, self.settings.history_limit
                     )
                 except BrokerError as exc:
+                    failures += 1
                     log.warning("history of %s failed (%s); retrying", sub.channel, exc)
+                    continue
+                except Exception:
+                    failures += 1
+                    log.exception("history of %s failed; retrying", sub.channel)
                     continue
                 if client.subs.get(sub.channel) is not sub:
                     return
+                failures = 0
                 step = sub.on_history(page)
                 self._apply(client, sub, step, fill=False)
                 if step.fetch_since is None:
@@ -470,58 +534,93 @@ class Hub:
         finally:
             client.filling.discard(sub.channel)
 
-    def _put(self, client: Client, packet: eio_packet.Packet, *, bounded: bool = True) -> None:
+    def _give_up(self, client: Client, sub: Subscription) -> None:
+        """A gap that history cannot fill now: say so (``recovery`` with ``recovered: false``
+        and ``subscribed: false`` at the last position delivered) and end the subscription, so
+        nothing arrives past the gap; the client subscribes again with that position as since."""
+        position = sub.position or sub.since or Position("", 0)
+        log.warning("%s: gap in %s not filled; unsubscribed", client.sid, sub.channel)
+        self._put(client, _recovery_packet(sub.channel, position, subscribed=False), bounded=False)
+        if client.subs.get(sub.channel) is sub:
+            self._spawn(self._leave(client, sub.channel))
+
+    async def _check_positions(self) -> None:
+        """Every ``check_interval``, read each local channel's position from the broker, once
+        per channel. When this replica's live stream of the channel made no progress for a whole
+        round, a live subscriber still behind the position read one round earlier lost the tail
+        of its stream (a message the live path dropped and nothing followed): it is re-synced
+        from history. A replica that is merely behind (busy, messages still in flight) keeps
+        making progress and is left alone."""
+        previous: dict[str, Position] = {}
+        progress: dict[str, Position | None] = {}
+        while True:
+            await asyncio.sleep(self.settings.check_interval)
+            current: dict[str, Position] = {}
+            received = {c: self._received.get(c) for c in self.local}
+            for channel in list(self.local):
+                try:
+                    page = await self.broker.history(channel, None, 0)
+                except BrokerError as exc:
+                    log.warning("position check of %s failed: %s", channel, exc)
+                    continue
+                except Exception:
+                    log.exception("position check of %s failed", channel)
+                    continue
+                current[channel] = page.position
+                seen = previous.get(channel)
+                stalled = channel in progress and progress[channel] == received.get(channel)
+                if seen is not None and stalled:
+                    self._catch_up(channel, seen, page.position)
+            previous, progress = current, received
+
+    def _catch_up(self, channel: str, seen: Position, now: Position) -> None:
+        for sid in list(self.local.get(channel, ())):
+            client = self.clients.get(sid)
+            sub = client.subs.get(channel) if client is not None else None
+            if client is None or sub is None or sub.position is None:
+                continue
+            if sub.state is not SeamState.LIVE or channel in client.filling:
+                continue
+            mine = sub.position
+            if mine.epoch == seen.epoch:
+                behind = mine.offset < seen.offset
+            else:  # on another epoch than the channel's, which has stayed put for a round
+                behind = seen.epoch == now.epoch
+            if behind:
+                log.warning("%s is behind in %s (%s < %s): re-sync", sid, channel, mine, seen)
+                self._apply(client, sub, sub.resync())
+
+    def _put(self, client: Client, packet: Packet, *, bounded: bool = True) -> None:
         """Queue one packet for ``client``, synchronously, in call order (see the module doc).
         ``bounded`` packets (live ones) disconnect a client whose queue is full."""
-        if client.overflowed:
-            return
-        if client.holds:
-            client.held.append((packet, bounded))
-            return
         socket = client.socket
         if socket is None:
-            eio_sid = self.sio.manager.eio_sid_from_sid(client.sid, "/")
-            socket = client.socket = self.sio.eio.sockets.get(eio_sid)
+            socket = client.socket = transport.find_socket(self.sio, client.sid)
             if socket is None:
                 return  # not connected (any more); disconnect cleans up
-        if socket.closed or socket.closing:
+        if not transport.is_open(socket):
             return
-        if not bounded:
-            client.slack += 1
-        else:
-            queued = socket.queue.qsize()
-            if queued >= self.settings.max_queue + client.slack:
-                self._overflow(client, socket)
-                return
-            if client.slack and queued < self.settings.max_queue:
-                client.slack = 0
-        socket.queue.put_nowait(packet)
+        verdict = client.outbox.offer(packet, bounded=bounded, queued=transport.queued(socket))
+        if verdict is Verdict.SEND:
+            transport.enqueue(socket, packet)
+        elif verdict is Verdict.OVERFLOW:
+            self._overflow(client, socket)
 
     def _release(self, client: Client) -> None:
-        client.holds -= 1
-        if client.holds == 0 and client.held:
-            held, client.held = client.held, []
-            for packet, bounded in held:
-                self._put(client, packet, bounded=bounded)
+        for packet, bounded in client.outbox.release():
+            self._put(client, packet, bounded=bounded)
 
     def _overflow(self, client: Client, socket: Any) -> None:
         """The client cannot keep up: drop its backlog, say why, and disconnect it. What it
         missed is in history; it gets it back by re-subscribing with ``since``."""
-        client.overflowed = True
-        queued = socket.queue.qsize()
-        while True:
-            try:
-                socket.queue.get_nowait()
-            except asyncio.QueueEmpty:
-                break
-            socket.queue.task_done()
+        queued = transport.drop_queued(socket)
         reason = (
             f"slow consumer: {queued} packets queued (limit {self.settings.max_queue}); "
             "reconnect and subscribe with since"
         )
         log.warning("disconnecting %s: %s", client.sid, reason)
-        socket.queue.put_nowait(_packet("overflow", {"reason": reason}))
-        self._spawn(self._disconnect(client.sid, socket.sid))
+        transport.enqueue(socket, _packet("overflow", {"reason": reason}))
+        self._spawn(self._disconnect(client.sid, transport.eio_sid(socket)))
 
     async def _disconnect(self, sid: str, eio_sid: str) -> None:
         with contextlib.suppress(Exception):
@@ -580,6 +679,8 @@ class Hub:
             body = msgspec.json.decode(raw)
         except msgspec.DecodeError as exc:
             raise HttpError(400, f"body is not JSON: {exc}") from None
+        except RecursionError:
+            raise HttpError(400, "body is not JSON: nested too deeply") from None
         if not isinstance(body, dict) or "data" not in body:
             raise HttpError(400, 'body must be {"data": <json>}')
         try:
@@ -599,12 +700,10 @@ class Hub:
         channel = self._channel(request)
         self._http_auth(request, "channels", channel)
         try:
-            since = int(request.query.get("since", "0"))
-            limit = int(request.query.get("limit", str(self.settings.history_limit)))
-            if since < 0 or limit < 0:
-                raise ValueError
-        except ValueError:
-            raise HttpError(400, "since and limit must be integers >= 0") from None
+            since = check_offset(int(request.query.get("since", "0")))
+            limit = check_offset(int(request.query.get("limit", str(self.settings.history_limit))))
+        except (ValueError, ChannelError):
+            raise HttpError(400, f"since and limit must be integers in 0..{MAX_OFFSET}") from None
         try:
             page = await self.broker.history(
                 channel, since, min(limit, self.settings.history_limit)
@@ -615,7 +714,7 @@ class Hub:
             {
                 "epoch": page.epoch,
                 "offset": page.offset,
-                "messages": [m.wire() for m in page.messages],
+                "messages": [_http_message(m) for m in page.messages],
             }
         )
 
@@ -655,26 +754,61 @@ async def _errors_as_json(request: web.Request, handler: Any) -> web.StreamRespo
         return response
     except HttpError as exc:
         return web.json_response(error(str(exc)), status=exc.status)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        # aiohttp's own answers (404 no route, 405, 413 body too large) in the same JSON shape
+        message = exc.reason.lower()
+        if exc.text and not exc.text.startswith(f"{exc.status}:"):
+            message = f"{message}: {exc.text}"
+        return web.json_response(error(message), status=exc.status, headers=_allow(exc))
+    except Exception as exc:
+        log.exception("%s %s failed", request.method, request.path)
+        return web.json_response(error(f"internal error: {type(exc).__name__}"), status=500)
 
 
-class _PlainWebSocket(_EioWebSocket):  # type: ignore[misc]
-    """python-engineio's aiohttp websocket without per-message compression."""
-
-    async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
-        request = environ["aiohttp.request"]
-        self._sock = web.WebSocketResponse(
-            max_msg_size=self.server.max_http_buffer_size, compress=False
-        )
-        await self._sock.prepare(request)
-        self.environ = environ
-        await self.handler(self)
-        return self._sock
+def _allow(exc: web.HTTPException) -> dict[str, str]:
+    allow = exc.headers.get("Allow")
+    return {"Allow": allow} if allow else {}
 
 
-def _packet(event: str, payload: dict[str, Any]) -> eio_packet.Packet:
-    """One socket.io event as an Engine.IO packet, encoded once however many clients get it."""
-    encoded = sio_packet.Packet(sio_packet.EVENT, data=[event, payload]).encode()
-    return eio_packet.Packet(eio_packet.MESSAGE, data=encoded)
+_packet = transport.event_packet
+
+
+def _recovery_packet(channel: str, position: Position, *, subscribed: bool = True) -> Packet:
+    """``recovery`` with ``recovered: false``: the stream of ``channel`` continues after
+    ``position`` (``subscribed: false``: it does not continue; subscribe again with since)."""
+    payload: dict[str, Any] = {
+        "channel": channel,
+        "epoch": position.epoch,
+        "offset": position.offset,
+        "recovered": False,
+    }
+    if not subscribed:
+        payload["subscribed"] = False
+    return _packet("recovery", payload)
+
+
+def _http_message(message: Message) -> dict[str, Any]:
+    if message.data is UNREADABLE:
+        wire = message.wire()
+        del wire["data"]
+        return {**wire, "error": "stored data cannot be decoded"}
+    return message.wire()
+
+
+def _message_packet(message: Message) -> Packet:
+    """A message's packet. A message that cannot be encoded (one published past the limits,
+    by an older replica) is never allowed to break fan-out: its subscribers get a ``recovery``
+    notice at its position instead, so the hole is announced and the stream goes on."""
+    try:
+        return _packet("message", message.wire())
+    except (RecursionError, ValueError, TypeError) as exc:
+        log.warning(
+            "message %s:%s of %s cannot be encoded (%s): announced as not recovered",
+            message.epoch, message.offset, message.channel, type(exc).__name__,
+        )  # fmt: skip
+        return _recovery_packet(message.channel, Position(message.epoch, message.offset))
 
 
 def _query_token(query: str) -> str | None:
@@ -690,12 +824,15 @@ def _parse_since(value: Any) -> Position | None:
     if (
         not isinstance(value, dict)
         or not isinstance(value.get("epoch"), str)
-        or not isinstance(value.get("offset"), int)
-        or isinstance(value.get("offset"), bool)
-        or value["offset"] < 0
+        or len(value["epoch"]) > 64
+        or "offset" not in value
     ):
         raise ChannelError('since must be {"epoch": <string>, "offset": <integer >= 0>}')
-    return Position(value["epoch"], value["offset"])
+    try:
+        offset = check_offset(value["offset"])
+    except ChannelError as exc:
+        raise ChannelError(f"since: {exc}") from None
+    return Position(value["epoch"], offset)
 
 
 async def serve(hub: Hub, host: str, port: int, stop: asyncio.Event) -> None:

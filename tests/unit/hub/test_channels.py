@@ -17,6 +17,7 @@ from limpet.hub.channels import (
     Message,
     Position,
     PresenceEvent,
+    Recovery,
     SeamState,
     Subscription,
     decode_envelope,
@@ -190,15 +191,49 @@ def test_seam_gap_in_live_fetches_history() -> None:
     assert [m.offset for m in step.deliver] == [4, 5, 6] and sub.state is SeamState.LIVE
 
 
-def test_seam_epoch_change_reports_not_recovered() -> None:
+def test_seam_epoch_change_reports_not_recovered_and_delivers_the_new_epoch_from_1() -> None:
     sub = Subscription("c")
     sub.on_history(HistoryPage("e", 3))
-    step = sub.on_live(Message("c", "e2", 1, "x"))
+    step = sub.on_live(Message("c", "e2", 4, "x"))
     assert step.fetch_since == 3
-    step = sub.on_history(HistoryPage("e2", 1, msgs("e2", range(1, 2))))
-    assert step.recovery is not None and not step.recovery.recovered
-    assert step.deliver == () and sub.position == Position("e2", 1)
-    assert [m.offset for m in sub.on_live(Message("c", "e2", 2, 2)).deliver] == [2]
+    # the page read after the restart holds 4 of the new epoch (read with since=3: only 4)
+    step = sub.on_history(HistoryPage("e2", 4, msgs("e2", range(4, 5))))
+    assert step.recovery == Recovery(Position("e2", 0), False)  # the old history is gone
+    assert step.deliver == () and step.fetch_since == 0  # read the new epoch from its start
+    step = sub.on_history(HistoryPage("e2", 4, msgs("e2", range(1, 5))))
+    assert [m.offset for m in step.deliver] == [1, 2, 3, 4]
+    assert step.recovery is not None and step.recovery.recovered
+    assert sub.state is SeamState.LIVE
+    assert [m.offset for m in sub.on_live(Message("c", "e2", 5, 5)).deliver] == [5]
+
+
+def test_seam_epoch_change_on_an_empty_new_epoch_goes_live_at_0() -> None:
+    sub = Subscription("c", Position("old", 7))
+    step = sub.on_history(HistoryPage("e2", 0))
+    assert step.recovery == Recovery(Position("e2", 0), False) and step.fetch_since is None
+    assert sub.state is SeamState.LIVE
+    assert [m.offset for m in sub.on_live(Message("c", "e2", 1, 1)).deliver] == [1]
+
+
+def test_seam_epoch_change_twin_new_epoch_trimmed_is_reported_again() -> None:
+    """Twin: when the new epoch's start is gone too, a second notice says so (no silent gap)."""
+    sub = Subscription("c", Position("old", 7))
+    assert sub.on_history(HistoryPage("e2", 9, msgs("e2", range(8, 10)))).fetch_since == 0
+    step = sub.on_history(HistoryPage("e2", 9, msgs("e2", range(5, 10))))
+    assert step.recovery == Recovery(Position("e2", 9), False) and step.deliver == ()
+
+
+def test_seam_buffer_is_bounded_and_what_it_drops_comes_from_history() -> None:
+    sub = Subscription("c", Position("e", 0), max_buffer=3)
+    for offset in range(1, 11):
+        sub.on_live(Message("c", "e", offset, offset))
+        assert len(sub.buffer) <= 3
+    step = sub.on_history(HistoryPage("e", 4, msgs("e", range(1, 5))))
+    assert [m.offset for m in step.deliver] == [1, 2, 3, 4]
+    assert step.fetch_since == 4  # 5..9 were dropped: read them back
+    step = sub.on_history(HistoryPage("e", 10, msgs("e", range(5, 11))))
+    assert [m.offset for m in step.deliver] == [5, 6, 7, 8, 9, 10]
+    assert sub.state is SeamState.LIVE
 
 
 def test_seam_resync_after_broker_reconnect() -> None:
@@ -335,3 +370,20 @@ def test_advance_refuses_while_recovering_and_on_a_gap() -> None:
     assert not sub.advance(Message("c", "e", 4, 4))  # a gap: on_live goes back to history
     assert not sub.advance(Message("c", "f", 3, 3))  # a new epoch
     assert sub.position == Position("e", 2)
+
+
+# --- unreadable stored data ----------------------------------------------------------------------
+
+
+def test_undecodable_data_keeps_its_position() -> None:
+    from limpet.hub.channels.records import UNREADABLE, decode_data, decode_message_head
+
+    assert decode_data(b'{"a": [1]}') == {"a": [1]}
+    assert decode_data(b"[" * 5000 + b"]" * 5000) is UNREADABLE
+    assert decode_data(b"{nope") is UNREADABLE
+    raw = encode_envelope(Message("chat.a", "ep", 42, None, 5))
+    poisoned = raw.replace(b'"data":null', b'"data":' + b"[" * 5000 + b"]" * 5000)
+    head = decode_message_head(poisoned)
+    assert head is not None and (head.channel, head.epoch, head.offset) == ("chat.a", "ep", 42)
+    assert head.data is UNREADABLE
+    assert decode_message_head(encode_envelope(PresenceEvent("c", "join", "x"))) is None

@@ -25,6 +25,10 @@ class BrokerOptions:
     health_interval: float = 2.0
     #: key / stream / subject prefix, so several hubs can share one Redis or NATS
     prefix: str = "limpet"
+    #: connections to the broker per replica (Redis); more requests wait for one, up to
+    #: ``pool_wait`` seconds, then fail with BrokerError (an error ack)
+    pool_size: int = 32
+    pool_wait: float = 10.0
 
 
 def now_ms() -> int:

@@ -35,6 +35,7 @@ from typing import Any
 import msgspec
 import nats
 from nats.errors import Error as NatsError
+from nats.errors import SlowConsumerError
 from nats.js import api
 from nats.js.errors import APIError, BadRequestError, NotFoundError
 
@@ -49,7 +50,7 @@ from limpet.hub.channels import (
     encode_envelope,
 )
 from limpet.hub.channels.history import trim_expired
-from limpet.hub.channels.records import encode_data
+from limpet.hub.channels.records import decode_data, encode_data
 
 log = logging.getLogger("limpet.hub.nats")
 #: JetStream error code for a failed Nats-Expected-Last-Subject-Sequence check
@@ -58,6 +59,9 @@ WRONG_LAST_SEQUENCE = 10071
 
 class NatsBroker(Broker):
     kind = "nats"
+    #: live messages nats-py holds for one channel before it drops them as a slow consumer
+    #: (then the hub re-syncs from history); a bound, not a queue to grow without end
+    pending_limit = 65536
 
     def __init__(self, url: str, options: BrokerOptions) -> None:
         super().__init__(options)
@@ -70,6 +74,7 @@ class NatsBroker(Broker):
         self.kv: Any = None
         self.subs: dict[str, Any] = {}
         self.reconnects = 0
+        self.slow_consumers = 0
         self._last: dict[str, tuple[int, int]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -117,6 +122,11 @@ class NatsBroker(Broker):
     async def _error(self, exc: Exception) -> None:
         # before the first connection, start() reports the failure once; no log per attempt
         (log.warning if self.js is not None else log.debug)("nats: %s", exc)
+        if isinstance(exc, SlowConsumerError):
+            # nats-py dropped live messages past a subscription's pending limit: the same
+            # re-sync from history as after a reconnect, or the tail would be missing silently
+            self.slow_consumers += 1
+            self.on_resync()
 
     async def _reconnected(self) -> None:
         self.reconnects += 1
@@ -227,7 +237,10 @@ class NatsBroker(Broker):
                     raw = await self.js.get_msg(self.stream, seq=seq, direct=True)
                 except NotFoundError:
                     break  # trimmed: the rest of the gap is beyond the window
-                message = self._message(channel, raw.headers, raw.data)
+                try:
+                    message = self._message(channel, raw.headers, raw.data)
+                except (KeyError, ValueError, RecursionError, msgspec.DecodeError):
+                    break  # unreadable: the rest of the gap is reported as not recovered
                 if message.offset <= since:
                     break
                 found.append(message)
@@ -244,7 +257,7 @@ class NatsBroker(Broker):
             channel,
             headers["Limpet-Epoch"],
             int(headers["Limpet-Offset"]),
-            msgspec.json.decode(data),
+            decode_data(data),  # UNREADABLE keeps its offset (announced)
             int(headers.get("Limpet-Ts", 0)),
         )
 
@@ -254,7 +267,9 @@ class NatsBroker(Broker):
         if channel in self.subs:
             return
         try:
-            self.subs[channel] = await self.nc.subscribe(self._live(channel), cb=self._on_live)
+            self.subs[channel] = await self.nc.subscribe(
+                self._live(channel), cb=self._on_live, pending_msgs_limit=self.pending_limit
+            )
             await self.nc.flush(timeout=5)  # the server has the SUB before we read history
         except (NatsError, OSError, TimeoutError) as exc:
             raise BrokerError(f"nats subscribe failed: {exc}") from exc
@@ -277,10 +292,13 @@ class NatsBroker(Broker):
                 record: Envelope = message
             else:
                 record = decode_envelope(msg.data)
-        except (KeyError, ValueError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except (KeyError, ValueError, RecursionError, msgspec.DecodeError) as exc:
             log.warning("dropping an undecodable record on %s: %s", msg.subject, exc)
             return
-        self.on_envelope(record)
+        try:
+            self.on_envelope(record)
+        except Exception:  # one record must never end the live stream
+            log.exception("delivering a record of %s failed", channel)
 
     async def announce(self, channel: str, record: Envelope) -> None:
         try:

@@ -34,7 +34,7 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from limpet.errors import BrokerError
 from limpet.hub.brokers.base import Broker, BrokerOptions, now_ms
@@ -48,7 +48,7 @@ from limpet.hub.channels import (
     new_epoch,
 )
 from limpet.hub.channels.history import trim_expired
-from limpet.hub.channels.records import encode_data
+from limpet.hub.channels.records import decode_data, decode_message_head, encode_data
 
 log = logging.getLogger("limpet.hub.redis")
 
@@ -127,18 +127,28 @@ class RedisBroker(Broker):
         self.url = url
         self.channels: set[str] = set()
         self._pending: dict[str, asyncio.Future[None]] = {}
+        #: publishes waiting for the next pipeline (keys, args, result)
+        self._queued: list[tuple[list[str], list[Any], asyncio.Future[Any]]] = []
+        self._sender: asyncio.Task[None] | None = None
         self._pubsub: Any = None
         self._listener: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
         self._closing = False
         self.reconnects = 0
-        self.redis = aioredis.from_url(
+        # A bounded pool that queues: a burst of subscribes (presence, history: a command
+        # each) waits its turn for a connection instead of failing with "Too many
+        # connections", as redis-py's default pool does past its cap. Redis runs commands one
+        # at a time, so a few dozen connections per replica are as fast as hundreds.
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
+            max_connections=options.pool_size,
+            timeout=options.pool_wait,
             socket_connect_timeout=2,
             socket_timeout=5,
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
             health_check_interval=10,
         )
+        self.redis = aioredis.Redis.from_pool(pool)
         self._publish = self.redis.register_script(PUBLISH)
         self._history = self.redis.register_script(HISTORY)
         self._presence = self.redis.register_script(PRESENCE)
@@ -170,6 +180,8 @@ class RedisBroker(Broker):
 
     async def close(self) -> None:
         self._closing = True
+        if self._sender is not None:
+            self._sender.cancel()
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -203,11 +215,51 @@ class RedisBroker(Broker):
             "1" if idempotency_key else "0",
             encode_data(channel),
         ]
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queued.append(([meta, stream, idem, self._live(channel)], args, done))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send_publishes())
         async with self._errors("publish"):
-            epoch, offset, duplicate = await self._publish(
-                keys=[meta, stream, idem, self._live(channel)], args=args
-            )
+            epoch, offset, duplicate = await done
         return Position(epoch.decode(), int(offset)), bool(duplicate)
+
+    async def _send_publishes(self) -> None:
+        """Send the queued publishes: all of them in one pipeline, one round trip, in call
+        order; one round trip at a time, so Redis runs them in the order they were made."""
+        while self._queued:
+            batch, self._queued = self._queued, []
+            results = await self._pipeline(batch)
+            if any(isinstance(r, NoScriptError) for r in results):
+                # Redis lost its script cache (a restart): load it once, run those again
+                again = [
+                    b for b, r in zip(batch, results, strict=True) if isinstance(r, NoScriptError)
+                ]
+                try:
+                    await self.redis.script_load(PUBLISH)
+                    redone = iter(await self._pipeline(again))
+                except Exception as exc:
+                    redone = iter([exc] * len(again))
+                results = [next(redone) if isinstance(r, NoScriptError) else r for r in results]
+            for (_, _, done), result in zip(batch, results, strict=True):
+                if done.done():
+                    continue  # its publisher gave up waiting
+                if isinstance(result, BaseException):
+                    done.set_exception(result)
+                else:
+                    done.set_result(result)
+
+    async def _pipeline(
+        self, batch: list[tuple[list[str], list[Any], asyncio.Future[Any]]]
+    ) -> list[Any]:
+        # EVALSHA straight on the pipeline: registering the Script with it would add a SCRIPT
+        # EXISTS round trip to every batch
+        pipe = self.redis.pipeline(transaction=False)
+        for keys, args, _ in batch:
+            pipe.evalsha(self._publish.sha, len(keys), *keys, *args)
+        try:
+            return list(await pipe.execute(raise_on_error=False))
+        except Exception as exc:  # the connection failed: every publish of it fails
+            return [exc] * len(batch)
 
     async def history(self, channel: str, since: int | None, limit: int) -> HistoryPage:
         keys = [self._key(channel, "meta"), self._key(channel, "stream")]
@@ -218,14 +270,9 @@ class RedisBroker(Broker):
         messages: list[Message] = []
         for entry_id, fields in entries:
             values = dict(zip(fields[::2], fields[1::2], strict=True))
+            data = decode_data(values[b"d"])  # UNREADABLE keeps its offset (announced)
             messages.append(
-                Message(
-                    channel,
-                    epoch,
-                    int(entry_id.split(b"-", 1)[0]),
-                    msgspec.json.decode(values[b"d"]),
-                    int(values[b"t"]),
-                )
+                Message(channel, epoch, int(entry_id.split(b"-", 1)[0]), data, int(values[b"t"]))
             )
         policy = self.options.history.for_channel(channel)
         kept = trim_expired(messages, now_ms=now_ms(), ttl=policy.ttl)
@@ -246,7 +293,10 @@ class RedisBroker(Broker):
             # Wait for Redis to confirm: only then is history read after it safe to splice.
             await asyncio.wait_for(asyncio.shield(waiter), 5)
         except (RedisError, OSError, TimeoutError) as exc:
-            log.warning("subscribe %s deferred to reconnect: %s", channel, exc)
+            # Not confirmed: the subscribe fails (an error ack) rather than leave a client
+            # acknowledged on a channel this replica may never receive.
+            self.channels.discard(channel)
+            raise BrokerError(f"redis subscribe failed: {exc or 'no confirmation'}") from exc
 
     async def unsubscribe(self, channel: str) -> None:
         self.channels.discard(channel)
@@ -333,11 +383,18 @@ class RedisBroker(Broker):
                 last_pong = time.monotonic()  # traffic proves the connection is alive too
                 try:
                     record = decode_envelope(message["data"])
-                except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                    log.warning("dropping an undecodable record: %s", exc)
-                    continue
+                except (msgspec.DecodeError, RecursionError) as exc:
+                    # a message whose data does not decode keeps its position (announced)
+                    head = decode_message_head(message["data"])
+                    if head is None:
+                        log.warning("dropping an undecodable record: %s", exc)
+                        continue
+                    record = head
                 if record.channel in self.channels:
-                    self.on_envelope(record)
+                    try:
+                        self.on_envelope(record)
+                    except Exception:  # one record must never end the live stream
+                        log.exception("delivering a record of %s failed", record.channel)
 
     # --- presence ------------------------------------------------------------------------
 

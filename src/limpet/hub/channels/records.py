@@ -6,6 +6,7 @@ unpickles anything. ``v`` is the record version; a decoder rejects a tag or shap
 
 from __future__ import annotations
 
+import re
 import secrets
 from typing import Any, Literal
 
@@ -85,6 +86,41 @@ def decode_envelope(raw: bytes | str) -> Envelope:
 def encode_data(data: Any) -> bytes:
     """The JSON encoding of a message's data (also what the payload size limit measures)."""
     return _encoder.encode(data)
+
+
+class Unreadable:
+    """The data of a stored message this replica cannot decode (nested past the parser, written
+    by something else). The message keeps its position; it cannot be encoded for a client, so
+    the hub announces it as not recovered instead of delivering it (see hub.server)."""
+
+    def __repr__(self) -> str:
+        return "UNREADABLE"
+
+
+UNREADABLE = Unreadable()
+
+_MESSAGE_HEAD = re.compile(
+    rb'\{"kind":"message","channel":"([^"\\]+)","epoch":"([^"\\]*)","offset":(\d+),'
+)
+
+
+def decode_data(raw: bytes | str) -> Any:
+    """A stored message's data, or UNREADABLE when it does not decode."""
+    try:
+        return msgspec.json.decode(raw)
+    except (msgspec.DecodeError, RecursionError):
+        return UNREADABLE
+
+
+def decode_message_head(raw: bytes) -> Message | None:
+    """The position of an encoded ``Message`` whose data does not decode (its fields before
+    ``data`` are written in a fixed order), as a message with UNREADABLE data; None if ``raw``
+    is not a message at all."""
+    match = _MESSAGE_HEAD.match(raw)
+    if match is None:
+        return None
+    channel, epoch, offset = match.groups()
+    return Message(channel.decode(), epoch.decode(), int(offset), UNREADABLE)
 
 
 def new_epoch() -> str:

@@ -19,6 +19,13 @@ State table (tests iterate over it, docs print it):
     LIVE        live message, next offset  -> LIVE        deliver
     LIVE        live message, seen offset  -> LIVE        drop (duplicate)
     LIVE        live message, gap/epoch    -> RECOVERING  buffer it, fetch history since position
+    RECOVERING  live message, buffer full  -> RECOVERING  drop the buffer (history holds it), keep it
+    any         history page, new epoch    -> RECOVERING  report not recovered at (epoch, 0), fetch
+                                                          the new epoch from its first offset
+
+The buffer is bounded (``max_buffer``): what it drops is in history, and the fetch that follows
+reads it back (or, when history lost it too, the client is told it was not recovered). After an
+epoch change the new history is delivered from offset 1: it is only the old one that was lost.
 """
 
 from __future__ import annotations
@@ -80,6 +87,8 @@ class Subscription:
     state: SeamState = SeamState.RECOVERING
     position: Position | None = None
     buffer: list[Message] = field(default_factory=list)
+    #: most live messages buffered while recovering; past it the buffer restarts empty
+    max_buffer: int = 1000
 
     def __repr__(self) -> str:
         return (
@@ -113,7 +122,7 @@ class Subscription:
     def on_live(self, message: Message) -> Step:
         """A message from the broker's live stream."""
         if self.state is SeamState.RECOVERING or self.position is None:
-            self.buffer.append(message)
+            self._buffer(message)
             return Step()
         if message.epoch == self.position.epoch:
             if message.offset <= self.position.offset:
@@ -123,8 +132,15 @@ class Subscription:
                 return Step((message,))
         # a hole or a new epoch: go back to history to fill it (or to learn it is lost)
         self.state = SeamState.RECOVERING
-        self.buffer.append(message)
+        self._buffer(message)
         return Step(fetch_since=self.fetch_since)
+
+    def _buffer(self, message: Message) -> None:
+        if len(self.buffer) >= self.max_buffer:
+            # Everything buffered is in history (or lost there too, which the next page tells):
+            # drop it rather than grow while a fetch is slow.
+            self.buffer.clear()
+        self.buffer.append(message)
 
     def resync(self) -> Step:
         """The live stream may have lost messages (broker reconnect): fetch from our position."""
@@ -134,14 +150,13 @@ class Subscription:
     def on_history(self, page: HistoryPage) -> Step:
         """A history page fetched (after subscribing to live) with ``fetch_since``."""
         since = self.position if self.position is not None else self.since
+        if since is not None and since.epoch != page.epoch:
+            return self._new_epoch(since.epoch, page)
         recovery = plan_recovery(since, page)
         deliver = list(recovery.messages)
         position = recovery.position
-        stale = {since.epoch} - {page.epoch} if since is not None else set()
         rest: list[Message] = []
         for message in sorted(self.buffer, key=lambda m: m.offset):
-            if message.epoch in stale:
-                continue  # from the history that was lost
             if message.epoch != position.epoch:
                 rest.append(message)  # a newer epoch began after the page was read
                 continue
@@ -158,3 +173,16 @@ class Subscription:
             return Step(tuple(deliver), fetch_since=position.offset, recovery=recovery)
         self.state = SeamState.LIVE
         return Step(tuple(deliver), recovery=recovery)
+
+    def _new_epoch(self, old: str, page: HistoryPage) -> Step:
+        """The channel's history was lost and began again: what the client had is gone (it is
+        told so, at offset 0 of the new epoch), and the new epoch is delivered from its start."""
+        self.buffer = [m for m in self.buffer if m.epoch != old]
+        self.position = Position(page.epoch, 0)
+        lost = Recovery(self.position, False)
+        if page.offset > 0:
+            # the page was read after the client's old offset: read the new epoch from 0
+            self.state = SeamState.RECOVERING
+            return Step(fetch_since=0, recovery=lost)
+        step = self.on_history(page)
+        return Step(step.deliver, step.fetch_since, recovery=lost)

@@ -1,0 +1,246 @@
+"""The hub's one adapter onto python-engineio / python-socketio internals.
+
+The hub queues packets straight onto Engine.IO send queues (fan-out without a task per client),
+swaps the aiohttp websocket wrapper (no per-message deflate) and decodes socket.io packets so a
+payload its JSON parser refuses still gets an error ack. None of that is public API of those
+libraries: every such reach is here, against the major versions pinned in pyproject.toml
+(python-engineio 4, python-socketio 5, aiohttp 3), so an upgrade is checked in one file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from typing import Any
+
+import msgspec
+import socketio
+from aiohttp import web
+from engineio import exceptions as eio_exceptions
+from engineio import packet as eio_packet
+from engineio.async_drivers.aiohttp import WebSocket as _EioWebSocket
+from engineio.async_socket import AsyncSocket
+from engineio.packet import Packet as Packet  # the hub's packet type, re-exported
+from socketio import packet as sio_packet
+
+#: the event name a socket.io EVENT whose JSON could not be parsed is delivered under
+BAD_PACKET_EVENT = "limpet:bad-packet"
+
+
+_json = msgspec.json.Encoder()
+
+
+def event_packet(event: str, payload: Any) -> Packet:
+    """One socket.io event as an Engine.IO packet, encoded once however many clients get it.
+
+    The socket.io text encoding of an EVENT on the default namespace without an ack id is
+    ``2`` + the JSON array [event, payload] (what python-socketio's Packet.encode writes);
+    msgspec writes that JSON several times faster than python-socketio's encoder, which also
+    walks the data looking for binary parts first. Raises RecursionError, ValueError or
+    TypeError for data it cannot encode."""
+    try:
+        encoded = "2" + _json.encode([event, payload]).decode()
+    except msgspec.EncodeError as exc:
+        raise ValueError(str(exc)) from None
+    packet: Packet = eio_packet.Packet(eio_packet.MESSAGE, data=encoded)
+    return packet
+
+
+class HubPacket(sio_packet.Packet):  # type: ignore[misc]
+    """python-socketio's packet, except that an EVENT whose JSON does not parse (too deep, an
+    integer of more digits than Python converts, ...) becomes the event ``BAD_PACKET_EVENT``
+    with the reason, keeping its ack id: the client gets an error ack instead of silence."""
+
+    def decode(self, encoded_packet: Any) -> int:
+        try:
+            return int(super().decode(encoded_packet))
+        except (ValueError, RecursionError) as exc:
+            kind: Any = getattr(self, "packet_type", None)
+            if kind not in (sio_packet.EVENT, sio_packet.BINARY_EVENT):
+                raise
+            self.packet_type = sio_packet.EVENT
+            self.data = [BAD_PACKET_EVENT, f"payload is not valid JSON: {type(exc).__name__}"]
+            return 0
+
+
+#: WebSocket frames of recently sent texts. A message fanned out to many clients is one Engine.IO
+#: packet whose encoding python-engineio caches, so every client's writer sends the *same* str
+#: object: the lookup is an identity hit and the frame is built once per replica.
+_FRAMES: dict[str, bytes] = {}
+_FRAMES_MAX = 512
+#: the cache holds at most this many bytes; a larger text is framed for its one send only
+_FRAMES_BYTES = 8 << 20
+_frames_bytes = 0
+#: buffered frames of one connection past which they are written at once and the writer waits
+#: for the transport to drain (the flow control aiohttp's own writer applies)
+_FLUSH_BYTES = 64 * 1024
+
+
+def text_frame(payload: bytes) -> bytes:
+    """One final, unmasked WebSocket text frame (RFC 6455 section 5.2; a server never masks, so
+    the bytes are the same for every client)."""
+    size = len(payload)
+    if size < 126:
+        header = struct.pack("!BB", 0x81, size)
+    elif size < 1 << 16:
+        header = struct.pack("!BBH", 0x81, 126, size)
+    else:
+        header = struct.pack("!BBQ", 0x81, 127, size)
+    return header + payload
+
+
+def shared_frame(text: str) -> bytes:
+    """The frame of ``text``, from a bounded cache (entries and bytes)."""
+    global _frames_bytes
+    frame = _FRAMES.get(text)
+    if frame is None:
+        frame = text_frame(text.encode())
+        if len(frame) > _FRAMES_BYTES // 8:
+            return frame
+        if len(_FRAMES) >= _FRAMES_MAX or _frames_bytes + len(frame) > _FRAMES_BYTES:
+            _FRAMES.clear()
+            _frames_bytes = 0
+        _FRAMES[text] = frame
+        _frames_bytes += len(frame)
+    return frame
+
+
+class _PlainWebSocket(_EioWebSocket):  # type: ignore[misc]
+    """python-engineio's aiohttp websocket without per-message compression, writing shared
+    frames, coalesced: the frames one loop turn sends to a client go out in one write (one
+    syscall) instead of one each. Hand-written because aiohttp's writer builds and writes every
+    frame per call; the framing is RFC 6455's, flow control is aiohttp's (its drain helper)."""
+
+    _pending: list[bytes]
+    _pending_bytes: int = 0
+    _flush_handle: asyncio.Handle | None = None
+
+    async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
+        request = environ["aiohttp.request"]
+        self._pending = []
+        self._sock = web.WebSocketResponse(
+            max_msg_size=self.server.max_http_buffer_size, compress=False
+        )
+        await self._sock.prepare(request)
+        self.environ = environ
+        await self.handler(self)
+        return self._sock
+
+    async def send(self, message: Any) -> None:
+        writer = self._sock._writer
+        if not isinstance(message, str) or writer is None:
+            self._flush()
+            await super().send(message)
+            return
+        if writer.transport is None or writer.transport.is_closing():
+            raise ConnectionResetError("websocket closed")
+        frame = shared_frame(message)
+        self._pending.append(frame)
+        self._pending_bytes += len(frame)
+        if self._pending_bytes >= _FLUSH_BYTES or writer.protocol._paused:
+            # aiohttp's flow control: while the socket is not draining, the writer waits, so
+            # a slow client's backlog stays in its bounded send queue (see Outbox)
+            self._flush()
+            if writer.protocol._paused:
+                await writer.protocol._drain_helper()
+        elif self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        if not self._pending:
+            return
+        frames, self._pending, self._pending_bytes = self._pending, [], 0
+        writer = self._sock._writer
+        if writer is None or writer.transport is None or writer.transport.is_closing():
+            return  # the connection is gone; what was not sent is recovered with since
+        writer.transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
+
+    async def close(self) -> None:
+        self._flush()
+        await super().close()
+
+
+def disable_ws_compression(sio: socketio.AsyncServer) -> None:
+    """python-engineio picks its websocket wrapper from this table and offers no switch for
+    aiohttp's per-message deflate; the subclass above only turns it off."""
+    sio.eio._async = {**sio.eio._async, "websocket": _PlainWebSocket}
+
+
+class _HubSocket(AsyncSocket):  # type: ignore[misc]
+    """python-engineio's socket with a cheaper ``poll``: its writer calls poll once per wake-up
+    (once per message per client when traffic is light), and the original wraps every wait in
+    ``asyncio.wait_for``, a new task and timer each time (~10% of a replica's CPU in fan-out
+    profiles). Same contract: the packets waiting, [] once closed, QueueEmpty on timeout."""
+
+    async def poll(self) -> list[Any]:
+        queue = self.queue
+        try:
+            if queue.empty():
+                async with asyncio.timeout(self.server.ping_interval + self.server.ping_timeout):
+                    first = await queue.get()
+            else:
+                first = queue.get_nowait()
+            queue.task_done()
+        except (TimeoutError, asyncio.CancelledError):
+            raise eio_exceptions.QueueEmpty() from None
+        if first is None:
+            return []
+        packets = [first]
+        while True:
+            try:
+                pkt = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return packets
+            queue.task_done()
+            if pkt is None:
+                queue.put_nowait(None)  # the writer sees it on its next poll
+                return packets
+            packets.append(pkt)
+
+
+def adopt_socket(sio: socketio.AsyncServer, sid: str) -> None:
+    """Give client ``sid``'s Engine.IO socket the hub's ``poll``. python-engineio creates its
+    sockets with a hard-wired class; swapping the class of the live object (a subclass adding
+    no state) is the one way in. The writer picks the new poll up on its next call."""
+    socket = find_socket(sio, sid)
+    if socket is not None and type(socket) is AsyncSocket:
+        socket.__class__ = _HubSocket
+
+
+def find_socket(sio: socketio.AsyncServer, sid: str) -> Any:
+    """The Engine.IO socket of socket.io client ``sid`` (None once it is gone)."""
+    eio_sid = sio.manager.eio_sid_from_sid(sid, "/")
+    return sio.eio.sockets.get(eio_sid)
+
+
+def is_open(socket: Any) -> bool:
+    return not (socket.closed or socket.closing)
+
+
+def queued(socket: Any) -> int:
+    """Packets waiting in the socket's send queue (what its writer has not taken yet)."""
+    return int(socket.queue.qsize())
+
+
+def enqueue(socket: Any, packet: Packet) -> None:
+    """Queue one packet for the socket's writer, synchronously (keeps call order)."""
+    socket.queue.put_nowait(packet)
+
+
+def drop_queued(socket: Any) -> int:
+    """Empty the socket's send queue; how many packets were dropped."""
+    dropped = 0
+    while True:
+        try:
+            socket.queue.get_nowait()
+        except asyncio.QueueEmpty:
+            return dropped
+        socket.queue.task_done()
+        dropped += 1
+
+
+def eio_sid(socket: Any) -> str:
+    return str(socket.sid)

@@ -1,0 +1,75 @@
+"""The hub's transport adapter: packets and WebSocket frames built once, in the wire formats."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from socketio import packet as sio_packet
+
+from limpet.hub.transport import event_packet, shared_frame, text_frame
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(min_size=1, max_size=20), json_values)
+def test_event_packet_is_what_python_socketio_decodes(event: str, payload: object) -> None:
+    packet = event_packet(event, {"data": payload})
+    assert packet.packet_type == 4  # Engine.IO MESSAGE
+    decoded = sio_packet.Packet(encoded_packet=packet.data)
+    assert decoded.packet_type == sio_packet.EVENT and decoded.id is None
+    assert decoded.data == [event, {"data": payload}]
+    reference = sio_packet.Packet(sio_packet.EVENT, data=[event, {"data": payload}]).encode()
+    assert json.loads(packet.data[1:]) == json.loads(reference[1:])
+
+
+def test_event_packet_refuses_what_json_cannot_carry() -> None:
+    deep: object = 1
+    for _ in range(5000):
+        deep = [deep]
+    with pytest.raises(RecursionError):
+        event_packet("message", deep)
+    with pytest.raises((ValueError, TypeError)):
+        event_packet("message", {1j})
+
+
+@pytest.mark.parametrize(
+    ("size", "header"),
+    [
+        (5, b"\x81\x05"),  # RFC 6455 section 5.7: a single-frame unmasked text message
+        (125, b"\x81\x7d"),
+        (126, b"\x81\x7e" + struct.pack("!H", 126)),
+        (65535, b"\x81\x7e" + struct.pack("!H", 65535)),
+        (65536, b"\x81\x7f" + struct.pack("!Q", 65536)),
+    ],
+)
+def test_text_frame_lengths(size: int, header: bytes) -> None:
+    payload = b"x" * size
+    assert text_frame(payload) == header + payload
+
+
+def test_rfc_example_and_the_shared_frame_is_one_object() -> None:
+    assert text_frame(b"Hello") == bytes([0x81, 0x05, 0x48, 0x65, 0x6C, 0x6C, 0x6F])
+    text = "4" + "é" * 10  # utf-8 on the wire
+    assert shared_frame(text) is shared_frame(text)
+    assert shared_frame(text)[2:].decode() == text
+
+
+def test_the_frame_cache_is_bounded_in_bytes() -> None:
+    from limpet.hub import transport
+
+    big = "4" + "x" * (2 << 20)  # larger than an eighth of the cache: framed, not kept
+    assert shared_frame(big) == text_frame(big.encode())
+    assert big not in transport._FRAMES
+    for n in range(2000):
+        shared_frame(f"4{n}" + "y" * 20_000)
+        assert len(transport._FRAMES) <= transport._FRAMES_MAX
+        assert transport._frames_bytes <= transport._FRAMES_BYTES
