@@ -217,6 +217,11 @@ def _pool(ctx: _Ctx, name: str, node: yaml.Node, key: str) -> PoolConfig:
         raise ctx.error("a pool takes backends or a discovery, not both", key, node)
     if pool.health.rise < 1 or pool.health.fall < 1 or pool.health.passive_failures < 1:
         raise ctx.error("rise, fall and passive-failures must be >= 1", f"{key}.health", node)
+    for name in ("max_ejection_percent", "panic_threshold"):
+        if getattr(pool.health, name) > 100:
+            raise ctx.error(
+                "a percentage: 0 to 100", f"{key}.health.{name.replace('_', '-')}", node
+            )
     return pool
 
 

@@ -36,6 +36,8 @@ class HealthConfig:
     passive: bool = True
     passive_failures: int = 3
     eject_seconds: float = 10.0
+    max_ejection_percent: int = 10  # passive failures eject at most this share (at least one)
+    panic_threshold: int = 50  # below this share healthy, passively ejected ones serve again
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,8 @@ class PoolRuntime:
             fall=h.fall,
             passive_failures=h.passive_failures,
             eject_seconds=h.eject_seconds,
+            max_ejection_percent=h.max_ejection_percent,
+            panic_threshold=h.panic_threshold,
         )
         self.pool = Pool(cfg.name, [(b.id, b.address) for b in cfg.backends], rules)
         self.policy = build_policy(cfg.affinity, secret=secret, pool_name=cfg.name)
@@ -84,8 +86,9 @@ class PoolRuntime:
             return
         if event is HealthEvent.PASSIVE_OK:
             # the hot path: a success only matters when it breaks a run of failures
+            # (or when it is the first sign of life of a backend never seen up)
             member = self.pool.get(backend_id)
-            if member is None or member.status.passive_fails == 0:
+            if member is None or (member.status.passive_fails == 0 and member.status.seen_up):
                 return
         self.record(backend_id, event)
 
@@ -106,8 +109,8 @@ class PoolRuntime:
             self.state_changed(backend_id)
 
     def state(self, backend_id: str) -> BackendState | None:
-        view = self.pool.snapshot().get(backend_id)
-        return view.state if view is not None else None
+        member = self.pool.get(backend_id)  # the true state (a panic snapshot shows HEALTHY)
+        return member.state if member is not None else None
 
     def state_changed(self, backend_id: str) -> None:
         log.warning(
@@ -119,7 +122,7 @@ class PoolRuntime:
         self.refresh_gauges()
 
     def refresh_gauges(self) -> None:
-        for b in self.pool.snapshot().backends:
+        for b in self.pool.views():
             self.metrics.backend_healthy.labels(self.name, b.id).set(1 if b.takes_new else 0)
 
     def open_gauge(self, backend_id: str) -> Any:
@@ -150,12 +153,15 @@ class PoolRuntime:
                     "id": b.id,
                     "address": b.address,
                     "state": b.state.value,
+                    "seen_up": getattr(self.pool.get(b.id), "status", None) is not None
+                    and self.pool.get(b.id).status.seen_up,  # type: ignore[union-attr]
                     "open": self.open.get(b.id, 0),
                     "sessions_pinned": self.pins.get(b.id, 0),
                     "idle_upstream_connections": len(getattr(self.upstreams.get(b.id), "idle", ())),
                 }
-                for b in self.pool.snapshot().backends
+                for b in self.pool.views()
             ],
+            "panic": self.pool.snapshot().panic,
             **({"discovery": discovery.status(self.discovery_info)} if self.discovery_info else {}),
         }
 
