@@ -294,8 +294,9 @@ def parse_config(text: str, source: str = "<config>") -> ProxyConfig:
             cfg = replace(cfg, limits=_section(ctx, vnode, k, LimitsConfig))
         elif k == "forwarding":
             cfg = replace(cfg, forwarding=_section(ctx, vnode, k, ForwardingConfig))
-        elif k in ("admin", "secret"):
-            cfg = replace(cfg, **{k: _typed(ctx, vnode, k, str, optional=True)})
+        elif k in ("admin", "secret", "admin-token-file", "secret-file"):
+            field_name = k.replace("-", "_")
+            cfg = replace(cfg, **{field_name: _typed(ctx, vnode, k, str, optional=True)})
         elif k == "workers":
             workers = _typed(ctx, vnode, k, int)
             if workers < 1:
@@ -304,7 +305,7 @@ def parse_config(text: str, source: str = "<config>") -> ProxyConfig:
         else:
             raise ctx.error(
                 f"unknown key {k!r} (expected listeners, pools, routes, timeouts, limits, "
-                "forwarding, admin, secret, workers)",
+                "forwarding, admin, admin-token-file, secret, secret-file, workers)",
                 k,
                 knode,
             )

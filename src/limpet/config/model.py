@@ -125,6 +125,8 @@ class ProxyConfig:
     admin: str | None = None
     secret: str | None = None
     workers: int = 1
+    admin_token_file: str | None = None  # bearer token for mutating admin calls (first line)
+    secret_file: str | None = None  # the affinity secret, read from a file (not argv)
 
     def pool(self, name: str) -> PoolConfig | None:
         for p in self.pools:

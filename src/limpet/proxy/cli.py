@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 HEALTH_HELP = "active health checks (GET PATH every INTERVAL seconds; status < 500 is up)"
@@ -43,7 +44,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--admin", metavar="HOST:PORT", help="serve /metrics, /status, drain")
     parser.add_argument(
         "--secret",
-        help="HMAC secret for affinity tokens (or env LIMPET_SECRET); replicas must share it",
+        help="HMAC secret for affinity tokens; replicas must share it. Prefer --secret-file or"
+        " env LIMPET_SECRET: every user of the host can read a command line",
+    )
+    parser.add_argument(
+        "--secret-file", metavar="FILE", help="read the affinity secret from FILE (first line)"
+    )
+    parser.add_argument(
+        "--admin-token-file",
+        metavar="FILE",
+        help="bearer token for drain/undrain on the admin (or env LIMPET_ADMIN_TOKEN);"
+        " without one the admin is read-only",
     )
     parser.add_argument(
         "--workers", type=int, metavar="N", help="worker processes sharing the port (SO_REUSEPORT)"
@@ -125,6 +136,10 @@ def resolve(args: argparse.Namespace) -> Any:
     if args.admin:
         parse_hostport(args.admin)
         cfg = replace(cfg, admin=args.admin)
+    if args.admin_token_file:
+        cfg = replace(cfg, admin_token_file=args.admin_token_file)
+    if args.secret_file:
+        cfg = replace(cfg, secret_file=args.secret_file)
     if args.workers is not None:
         if args.workers < 1:
             raise UsageError("--workers must be >= 1")
@@ -157,25 +172,59 @@ def secret_for(args: argparse.Namespace, cfg: Any) -> bytes:
     import logging
     import secrets
 
-    text = args.secret or os.environ.get("LIMPET_SECRET") or cfg.secret
+    from limpet.errors import UsageError
+
+    log = logging.getLogger("limpet.proxy")
+    if args.secret:
+        log.warning(
+            "--secret on the command line is readable by every user of this host (ps, "
+            "/proc/PID/cmdline); prefer --secret-file FILE or env LIMPET_SECRET"
+        )
+    text = args.secret or os.environ.get("LIMPET_SECRET")
+    if not text and cfg.secret_file:
+        try:
+            text = Path(cfg.secret_file).read_text().strip().splitlines()[0].strip()
+        except (OSError, IndexError) as exc:
+            raise UsageError(
+                f"--secret-file {cfg.secret_file}: {getattr(exc, 'strerror', None) or 'empty'}"
+            ) from None
+    text = text or cfg.secret
     if text:
         return str(text).encode()
-    logging.getLogger("limpet.proxy").warning(
+    log.warning(
         "no --secret / LIMPET_SECRET: using a random one; other proxy replicas (and this one "
         "after a restart) will not honour the affinity tokens it hands out"
     )
     return secrets.token_bytes(32)
 
 
-async def serve(cfg: Any, secret: bytes, stop: Any, *, reuse_port: bool, admin: bool) -> None:
+async def serve(
+    cfg: Any,
+    secret: bytes,
+    stop: Any,
+    *,
+    reuse_port: bool,
+    admin: bool,
+    worker: tuple[int, str] | None = None,
+) -> None:
     from limpet.errors import LimpetError
     from limpet.proxy.server import ProxyServer
 
-    server = ProxyServer(cfg, secret, reuse_port=reuse_port, admin=admin)
+    # with --workers, each worker serves its admin on a Unix socket and worker 0 the front one
+    server = ProxyServer(cfg, secret, reuse_port=reuse_port, admin=admin and worker is None)
+    admin_runners: list[Any] = []
     try:
         await server.start()
+        if worker is not None:
+            from limpet.admin.server import start_worker_admin
+
+            admin_runners = await start_worker_admin(
+                server, cfg.admin if admin else None, worker[0], cfg.workers, worker[1]
+            )
     except OSError as exc:  # bind errors: the one place listener OSErrors become user errors
         await server.stop()
+        for runner in admin_runners:
+            await runner.cleanup()
         raise LimpetError(f"cannot listen: {exc.strerror or exc}") from None
     for lc in cfg.listeners:
         scheme = "http" if lc.mode == "http" else "tcp"
@@ -185,6 +234,8 @@ async def serve(cfg: Any, secret: bytes, stop: Any, *, reuse_port: bool, admin: 
     try:
         await stop.wait()
     finally:
+        for runner in admin_runners:
+            await runner.cleanup()
         await server.stop()
 
 
@@ -200,30 +251,40 @@ def run(args: argparse.Namespace) -> int:
     )
     cfg = resolve(args)  # a bad config stops here, before anything listens
     secret = secret_for(args, cfg)
+    if cfg.admin:
+        from limpet.admin.server import admin_token
+
+        admin_token(cfg.admin_token_file)  # an unreadable token file stops here too
     if cfg.workers == 1:
         run_until_signal(lambda stop: serve(cfg, secret, stop, reuse_port=False, admin=True))
         return 0
     return run_workers(cfg, secret)
 
 
-def run_worker(cfg: Any, secret: bytes, *, admin: bool) -> None:
+def run_worker(cfg: Any, secret: bytes, *, admin: bool, worker: tuple[int, str]) -> None:
     from limpet.runtime import run_until_signal
 
-    run_until_signal(lambda stop: serve(cfg, secret, stop, reuse_port=True, admin=admin))
+    run_until_signal(
+        lambda stop: serve(cfg, secret, stop, reuse_port=True, admin=admin, worker=worker)
+    )
 
 
 def run_workers(cfg: Any, secret: bytes) -> int:
     """Fork N workers that share each listener via SO_REUSEPORT. Decisions are stateless given
-    the secret, so every worker pins a session to the same backend. Admin runs in worker 0."""
+    the secret, so every worker pins a session to the same backend. The front admin runs in
+    worker 0 and asks every worker through its Unix socket in a private directory."""
+    import shutil
     import signal
+    import tempfile
 
+    socket_dir = tempfile.mkdtemp(prefix="limpet-workers-")  # mode 0700: this user only
     children: list[int] = []
     for index in range(cfg.workers):
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child
             code = 0
             try:
-                run_worker(cfg, secret, admin=index == 0)
+                run_worker(cfg, secret, admin=index == 0, worker=(index, socket_dir))
             except BaseException as exc:  # the child must never return into the parent's code
                 print(f"limpet proxy worker {index}: {exc}", file=sys.stderr, flush=True)
                 code = 1
@@ -249,4 +310,5 @@ def run_workers(cfg: Any, secret: bytes) -> int:
                 continue
         worst = max(worst, os.waitstatus_to_exitcode(status))
         forward(signal.SIGTERM, None)  # one worker gone: stop the others
+    shutil.rmtree(socket_dir, ignore_errors=True)
     return worst
