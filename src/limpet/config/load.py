@@ -313,6 +313,19 @@ def parse_config(text: str, source: str = "<config>") -> ProxyConfig:
     for (rkey, rnode), route in zip(route_nodes, cfg.routes, strict=True):
         if route.pool not in names:
             raise ctx.error(f"unknown pool {route.pool!r}", f"{rkey}.pool", rnode)
+    if "listeners" in items:
+        lnodes = items["listeners"][1].value
+        for i, (listener, lnode) in enumerate(zip(cfg.listeners, lnodes, strict=True)):
+            if listener.pool is None:
+                continue
+            if listener.mode != "tcp":
+                raise ctx.error(
+                    "pool applies to tcp listeners (http ones follow the routes)",
+                    f"listeners[{i}].pool",
+                    lnode,
+                )
+            if listener.pool not in names:
+                raise ctx.error(f"unknown pool {listener.pool!r}", f"listeners[{i}].pool", lnode)
     return cfg
 
 

@@ -112,6 +112,7 @@ class RouteConfig:
 class ListenerConfig:
     address: str = "127.0.0.1:8080"
     mode: ListenerMode = "http"
+    pool: str | None = None  # tcp listeners: the pool they serve (default: the first route's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,3 +134,9 @@ class ProxyConfig:
             if p.name == name:
                 return p
         return None
+
+    def tcp_pool(self, listener: ListenerConfig) -> str:
+        """The pool a tcp listener serves: its own ``pool``, else the first route's."""
+        if listener.pool:
+            return listener.pool
+        return self.routes[0].pool if self.routes else self.pools[0].name

@@ -151,17 +151,23 @@ def resolve(args: argparse.Namespace) -> Any:
     if args.trust_forwarded is not None:
         cfg = replace(cfg, forwarding=replace(cfg.forwarding, trust_forwarded=args.trust_forwarded))
     cfg = finish(cfg)
-    if any(lc.mode == "tcp" for lc in cfg.listeners):
+    # only the pools a tcp listener serves must decide from the client address alone
+    tcp_pools = {cfg.tcp_pool(lc) for lc in cfg.listeners if lc.mode == "tcp"}
+    if tcp_pools:
         pools = []
         for pool in cfg.pools:
             affinity_mode = pool.affinity.mode
-            if affinity_mode == "cookie" and not args.affinity:
+            if pool.name not in tcp_pools:
+                pass
+            elif affinity_mode == "cookie" and not args.affinity:
                 # cookies need HTTP: in L4 mode the natural default is the client address
                 pool = replace(pool, affinity=replace(pool.affinity, mode="client-ip"))
             elif affinity_mode not in ("none", "client-ip"):
                 raise ConfigError(
-                    f"tcp mode supports affinity none or client-ip, not {pool.affinity.flag()}",
+                    f"tcp mode supports affinity none or client-ip, not {pool.affinity.flag()}"
+                    " (give the tcp listener a pool of its own: listeners[*].pool)",
                     key=f"pools.{pool.name}.affinity.mode",
+                    source=args.config or "",
                 )
             pools.append(pool)
         cfg = replace(cfg, pools=tuple(pools))

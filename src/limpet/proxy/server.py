@@ -244,7 +244,7 @@ class ProxyServer:
             host, port = parse_hostport(listener.address)
             factory: Any
             if listener.mode == "tcp":
-                runtime = self.routes[0][1]
+                runtime = self.pools[self.config.tcp_pool(listener)]
                 factory = lambda rt=runtime: TcpDownstream(self, rt)  # noqa: E731
             else:
                 factory = lambda: Downstream(self)  # noqa: E731
