@@ -25,6 +25,7 @@ from limpet.config.model import (
     ProxyConfig,
     RouteConfig,
     TimeoutsConfig,
+    TlsPair,
     backend_id_for,
 )
 from limpet.errors import ConfigError, UsageError
@@ -225,6 +226,26 @@ def _pool(ctx: _Ctx, name: str, node: yaml.Node, key: str) -> PoolConfig:
     return pool
 
 
+def _tls(ctx: _Ctx, node: yaml.Node, key: str) -> tuple[TlsPair, ...]:
+    """``tls: {cert, key}`` or a list of such pairs (SNI picks among them)."""
+    nodes = node.value if isinstance(node, yaml.SequenceNode) else [node]
+    if not nodes:
+        raise ctx.error("expected {cert: FILE, key: FILE} or a list of them", key, node)
+    pairs = []
+    for i, pnode in enumerate(nodes):
+        pkey = f"{key}[{i}]" if isinstance(node, yaml.SequenceNode) else key
+        items = _mapping(ctx, pnode, pkey)
+        unknown = sorted(set(items) - {"cert", "key"})
+        if unknown:
+            raise ctx.error(f"unknown key {unknown[0]!r} (expected cert, key)", pkey, pnode)
+        if "cert" not in items or "key" not in items:
+            raise ctx.error("a TLS pair needs cert and key (PEM files)", pkey, pnode)
+        cert = _typed(ctx, items["cert"][1], f"{pkey}.cert", str)
+        keyfile = _typed(ctx, items["key"][1], f"{pkey}.key", str)
+        pairs.append(TlsPair(cert=cert, key=keyfile))
+    return tuple(pairs)
+
+
 def _listeners(ctx: _Ctx, node: yaml.Node, key: str) -> tuple[ListenerConfig, ...]:
     if not isinstance(node, yaml.SequenceNode) or not node.value:
         raise ctx.error("expected a non-empty list of listeners", key, node)
@@ -237,7 +258,14 @@ def _listeners(ctx: _Ctx, node: yaml.Node, key: str) -> tuple[ListenerConfig, ..
             listener = ListenerConfig(address=address)
         else:
             lnode_map = lnode
-            listener = _section(ctx, lnode, lkey, ListenerConfig)
+            items = _mapping(ctx, lnode, lkey)
+            tls: tuple[TlsPair, ...] = ()
+            if "tls" in items:
+                tls = _tls(ctx, items["tls"][1], f"{lkey}.tls")
+                lnode = yaml.MappingNode(
+                    lnode.tag, [(k, v) for k, v in lnode.value if k.value != "tls"]
+                )
+            listener = replace(_section(ctx, lnode, lkey, ListenerConfig), tls=tls)
         if listener.mode not in ("http", "tcp"):
             raise ctx.error("mode must be http or tcp", f"{lkey}.mode", lnode_map or lnode)
         try:

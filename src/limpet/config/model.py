@@ -109,10 +109,19 @@ class RouteConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TlsPair:
+    """A PEM certificate chain and its private key; SNI picks among a listener's pairs."""
+
+    cert: str
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
 class ListenerConfig:
     address: str = "127.0.0.1:8080"
     mode: ListenerMode = "http"
     pool: str | None = None  # tcp listeners: the pool they serve (default: the first route's)
+    tls: tuple[TlsPair, ...] = ()  # terminate TLS with these pairs (none: plaintext)
 
 
 @dataclass(frozen=True, slots=True)

@@ -320,7 +320,7 @@ class Hub:
         if not isinstance(token, str) or not token:
             raise AuthError("a JWT is required (auth {token} or ?token=)")
         try:
-            claims = jwt.decode(token, self.settings.jwt_secret, algorithms=["HS256"])
+            claims = jwt.decode(token, self.settings.jwt_secret or "", algorithms=["HS256"])
         except jwt.PyJWTError as exc:
             raise AuthError(f"bad JWT: {exc}") from None
         return dict(claims)

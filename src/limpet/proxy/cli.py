@@ -61,6 +61,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--mode", choices=["http", "tcp"], help="listener mode [http]")
     parser.add_argument(
+        "--tls-cert",
+        action="append",
+        metavar="FILE",
+        help="terminate TLS with this PEM certificate chain (repeat with --tls-key; SNI picks)",
+    )
+    parser.add_argument(
+        "--tls-key", action="append", metavar="FILE", help="the private key of each --tls-cert"
+    )
+    parser.add_argument(
         "--drain-timeout",
         type=float,
         metavar="SECONDS",
@@ -133,6 +142,8 @@ def resolve(args: argparse.Namespace) -> Any:
         cfg = replace(cfg, listeners=(ListenerConfig(address=args.listen, mode=mode),))
     if args.mode:
         cfg = replace(cfg, listeners=tuple(replace(lc, mode=args.mode) for lc in cfg.listeners))
+    if args.tls_cert or args.tls_key:
+        cfg = replace(cfg, listeners=tls_listeners(cfg.listeners, args.tls_cert, args.tls_key))
     if args.admin:
         parse_hostport(args.admin)
         cfg = replace(cfg, admin=args.admin)
@@ -151,6 +162,14 @@ def resolve(args: argparse.Namespace) -> Any:
     if args.trust_forwarded is not None:
         cfg = replace(cfg, forwarding=replace(cfg.forwarding, trust_forwarded=args.trust_forwarded))
     cfg = finish(cfg)
+    if all(lc.tls for lc in cfg.listeners if lc.mode == "http"):
+        # every cookie is set over TLS: mark it Secure (browsers then never send it in clear)
+        cfg = replace(
+            cfg,
+            pools=tuple(
+                replace(p, affinity=replace(p.affinity, cookie_secure=True)) for p in cfg.pools
+            ),
+        )
     # only the pools a tcp listener serves must decide from the client address alone
     tcp_pools = {cfg.tcp_pool(lc) for lc in cfg.listeners if lc.mode == "tcp"}
     if tcp_pools:
@@ -172,6 +191,20 @@ def resolve(args: argparse.Namespace) -> Any:
             pools.append(pool)
         cfg = replace(cfg, pools=tuple(pools))
     return cfg
+
+
+def tls_listeners(listeners: Any, certs: list[str] | None, keys: list[str] | None) -> Any:
+    """``--tls-cert``/``--tls-key`` pairs, in order, on every listener."""
+    from dataclasses import replace
+
+    from limpet.config.model import TlsPair
+    from limpet.errors import UsageError
+
+    certs, keys = certs or [], keys or []
+    if len(certs) != len(keys):
+        raise UsageError("give one --tls-key for each --tls-cert, in the same order")
+    pairs = tuple(TlsPair(cert=c, key=k) for c, k in zip(certs, keys, strict=True))
+    return tuple(replace(lc, tls=pairs) for lc in listeners)
 
 
 def secret_for(args: argparse.Namespace, cfg: Any) -> bytes:
@@ -233,7 +266,7 @@ async def serve(
             await runner.cleanup()
         raise LimpetError(f"cannot listen: {exc.strerror or exc}") from None
     for lc in cfg.listeners:
-        scheme = "http" if lc.mode == "http" else "tcp"
+        scheme = ("https" if lc.tls else "http") if lc.mode == "http" else "tcp"
         print(f"limpet proxy listening on {scheme}://{lc.address}/ (pid {os.getpid()})", flush=True)
     if cfg.admin and admin:
         print(f"limpet proxy admin on http://{cfg.admin}/status", flush=True)
@@ -261,6 +294,9 @@ def run(args: argparse.Namespace) -> int:
         from limpet.admin.server import admin_token
 
         admin_token(cfg.admin_token_file)  # an unreadable token file stops here too
+    from limpet.proxy import tls
+
+    tls.check(cfg.listeners)  # and so does a certificate that does not load
     if cfg.workers == 1:
         run_until_signal(lambda stop: serve(cfg, secret, stop, reuse_port=False, admin=True))
         return 0

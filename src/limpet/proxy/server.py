@@ -22,7 +22,7 @@ from limpet.config.model import PoolConfig, ProxyConfig, RouteConfig
 from limpet.pool.health import HealthEvent, HealthRules
 from limpet.pool.model import BackendState, PoolSnapshot
 from limpet.pool.pool import Pool
-from limpet.proxy import discovery
+from limpet.proxy import discovery, tls
 from limpet.proxy.upstream import UpstreamPool
 from limpet.runtime import parse_hostport
 
@@ -252,6 +252,7 @@ class ProxyServer:
                 factory,
                 host,
                 port,
+                ssl=tls.listener_ssl(self, listener),  # TLS stays out of the protocol classes
                 reuse_port=self.reuse_port or None,
                 backlog=2048,
                 reuse_address=True,
