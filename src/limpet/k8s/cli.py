@@ -37,7 +37,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     render.add_argument("--namespace", default="default")
     render.add_argument("--port", type=int, default=80, help="Service port")
     render.add_argument("--target-port", type=int, default=8080, help="the pods' port")
-    render.add_argument("--image", default="ghcr.io/limpet/limpet:latest", help="backend image")
+    render.add_argument(
+        "--image",
+        default="ghcr.io/limpet/limpet:latest",
+        help="backend image (--target limpet: the limpet image, as scripts/image tags it)",
+    )
     render.add_argument("--replicas", type=int, default=3)
     render.add_argument("--host", default="app.example.com", help="Ingress host")
     render.add_argument("--traefik-version", type=int, choices=(1, 2, 3), default=3)
@@ -122,6 +126,7 @@ def run_render(args: argparse.Namespace) -> int:
         port=args.port,
         target_port=args.target_port,
         image=args.image,
+        limpet_image=args.image,  # --target limpet: the proxy runs the same image as the hub
         replicas=args.replicas,
         host=args.host,
         traefik_version=args.traefik_version,
