@@ -141,12 +141,17 @@ def build_admin_app(view: Any, *, token: str | None, front: bool = True) -> Any:
 
         return handler
 
+    async def reload(request: web.Request) -> web.Response:
+        code, body = await view.reload()
+        return web.json_response(body, status=code)
+
     middlewares = [guarded] if front else []
     app = web.Application(middlewares=middlewares)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/status", status)
+    app.router.add_post("/reload", reload)
     for method in ("POST", "PUT"):
         app.router.add_route(method, "/backends/{backend}/drain", drain_handler(True))
         app.router.add_route(method, "/backends/{backend}/undrain", drain_handler(False))

@@ -62,6 +62,12 @@ class LocalView:
             "state": getattr(runtime.state(backend_id), "value", None),
         }
 
+    async def reload(self) -> tuple[int, dict[str, Any]]:
+        from limpet.proxy.reload import describe, reload
+
+        result = reload(self.server)
+        return (200 if result[0] else 400), describe(result)
+
     async def ready(self) -> bool:
         return not self.server.stopping and all(
             runtime.pool.snapshot().eligible() for runtime in self.server.pools.values()
@@ -123,6 +129,21 @@ class WorkersView:
         body: dict[str, Any] = json.loads(ok[0][1])
         body["workers"] = len(ok)
         return 200, body
+
+    async def reload(self) -> tuple[int, dict[str, Any]]:
+        answers = await self._all("POST", "/reload")
+        workers = [
+            {"worker": i, **json.loads(a[1])}
+            if not isinstance(a, BaseException)
+            else {"worker": i, "reloaded": False, "message": _describe(a)}
+            for i, a in enumerate(answers)
+        ]
+        ok = all(w["reloaded"] for w in workers)
+        return (200 if ok else 400), {
+            "reloaded": ok,
+            "message": workers[0]["message"] if workers else "",
+            "workers": workers,
+        }
 
     async def ready(self) -> bool:
         answers = await self._all("GET", "/readyz")

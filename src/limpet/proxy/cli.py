@@ -245,6 +245,7 @@ async def serve(
     reuse_port: bool,
     admin: bool,
     worker: tuple[int, str] | None = None,
+    loader: Any = None,
 ) -> None:
     from limpet.errors import LimpetError
     from limpet.proxy.server import ProxyServer
@@ -254,6 +255,9 @@ async def serve(
     admin_runners: list[Any] = []
     try:
         await server.start()
+        from limpet.proxy.reload import install_sighup
+
+        install_sighup(server, loader)  # SIGHUP (and POST /reload) re-read --config
         if worker is not None:
             from limpet.admin.server import start_worker_admin
 
@@ -297,21 +301,28 @@ def run(args: argparse.Namespace) -> int:
     from limpet.proxy import tls
 
     tls.check(cfg.listeners)  # and so does a certificate that does not load
+    loader = (lambda: resolve(args)) if args.config else None
     if cfg.workers == 1:
-        run_until_signal(lambda stop: serve(cfg, secret, stop, reuse_port=False, admin=True))
+        run_until_signal(
+            lambda stop: serve(cfg, secret, stop, reuse_port=False, admin=True, loader=loader)
+        )
         return 0
-    return run_workers(cfg, secret)
+    return run_workers(cfg, secret, loader)
 
 
-def run_worker(cfg: Any, secret: bytes, *, admin: bool, worker: tuple[int, str]) -> None:
+def run_worker(
+    cfg: Any, secret: bytes, *, admin: bool, worker: tuple[int, str], loader: Any = None
+) -> None:
     from limpet.runtime import run_until_signal
 
     run_until_signal(
-        lambda stop: serve(cfg, secret, stop, reuse_port=True, admin=admin, worker=worker)
+        lambda stop: serve(
+            cfg, secret, stop, reuse_port=True, admin=admin, worker=worker, loader=loader
+        )
     )
 
 
-def run_workers(cfg: Any, secret: bytes) -> int:
+def run_workers(cfg: Any, secret: bytes, loader: Any = None) -> int:
     """Fork N workers that share each listener via SO_REUSEPORT. Decisions are stateless given
     the secret, so every worker pins a session to the same backend. The front admin runs in
     worker 0 and asks every worker through its Unix socket in a private directory."""
@@ -326,7 +337,7 @@ def run_workers(cfg: Any, secret: bytes) -> int:
         if pid == 0:  # pragma: no cover - runs in the child
             code = 0
             try:
-                run_worker(cfg, secret, admin=index == 0, worker=(index, socket_dir))
+                run_worker(cfg, secret, admin=index == 0, worker=(index, socket_dir), loader=loader)
             except BaseException as exc:  # the child must never return into the parent's code
                 print(f"limpet proxy worker {index}: {exc}", file=sys.stderr, flush=True)
                 code = 1
@@ -340,8 +351,16 @@ def run_workers(cfg: Any, secret: bytes) -> int:
             except ProcessLookupError:
                 pass
 
+    def reload_all(signum: int, frame: object) -> None:
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGHUP)  # each worker re-reads the config itself
+            except ProcessLookupError:
+                pass
+
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGHUP, reload_all)
     worst = 0
     for pid in children:
         while True:

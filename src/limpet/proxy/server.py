@@ -244,8 +244,10 @@ class ProxyServer:
             host, port = parse_hostport(listener.address)
             factory: Any
             if listener.mode == "tcp":
-                runtime = self.pools[self.config.tcp_pool(listener)]
-                factory = lambda rt=runtime: TcpDownstream(self, rt)  # noqa: E731
+                # the pool is looked up per connection: a reload may have replaced it
+                factory = lambda lc=listener: TcpDownstream(  # noqa: E731
+                    self, self.pools[self.config.tcp_pool(lc)]
+                )
             else:
                 factory = lambda: Downstream(self)  # noqa: E731
             server = await self.loop.create_server(
