@@ -246,6 +246,23 @@ def _tls(ctx: _Ctx, node: yaml.Node, key: str) -> tuple[TlsPair, ...]:
     return tuple(pairs)
 
 
+def _check_proxy_protocol(ctx: _Ctx, listener: ListenerConfig, key: str, node: yaml.Node) -> None:
+    from limpet.proxy.proxyproto import networks
+
+    try:
+        networks(listener.proxy_protocol_from)
+    except ValueError as exc:
+        raise ctx.error(str(exc), f"{key}.proxy-protocol-from", node) from None
+    if listener.send_proxy_protocol not in ("", "v1", "v2"):
+        raise ctx.error("send-proxy-protocol must be v1 or v2", f"{key}.send-proxy-protocol", node)
+    if listener.send_proxy_protocol and listener.mode != "tcp":
+        raise ctx.error(
+            "send-proxy-protocol applies to tcp listeners (http ones send X-Forwarded-For)",
+            f"{key}.send-proxy-protocol",
+            node,
+        )
+
+
 def _listeners(ctx: _Ctx, node: yaml.Node, key: str) -> tuple[ListenerConfig, ...]:
     if not isinstance(node, yaml.SequenceNode) or not node.value:
         raise ctx.error("expected a non-empty list of listeners", key, node)
@@ -268,6 +285,7 @@ def _listeners(ctx: _Ctx, node: yaml.Node, key: str) -> tuple[ListenerConfig, ..
             listener = replace(_section(ctx, lnode, lkey, ListenerConfig), tls=tls)
         if listener.mode not in ("http", "tcp"):
             raise ctx.error("mode must be http or tcp", f"{lkey}.mode", lnode_map or lnode)
+        _check_proxy_protocol(ctx, listener, lkey, lnode_map or lnode)
         try:
             from limpet.runtime import parse_hostport
 

@@ -108,6 +108,10 @@ class RouteConfig:
     path: str = "/"
 
 
+#: where L4 balancers (NLB, SLB, a GCP proxy's private side, HAProxy) usually connect from
+TRUSTED_BALANCERS = "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"
+
+
 @dataclass(frozen=True, slots=True)
 class TlsPair:
     """A PEM certificate chain and its private key; SNI picks among a listener's pairs."""
@@ -122,6 +126,10 @@ class ListenerConfig:
     mode: ListenerMode = "http"
     pool: str | None = None  # tcp listeners: the pool they serve (default: the first route's)
     tls: tuple[TlsPair, ...] = ()  # terminate TLS with these pairs (none: plaintext)
+    #: read a PROXY protocol v1/v2 header from balancers in ``proxy_protocol_from``
+    proxy_protocol: bool = False
+    proxy_protocol_from: str = TRUSTED_BALANCERS
+    send_proxy_protocol: str = ""  # tcp listeners: "v1" or "v2" header to the backend
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,6 +61,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--mode", choices=["http", "tcp"], help="listener mode [http]")
     parser.add_argument(
+        "--proxy-protocol",
+        action="store_true",
+        default=None,
+        help="read a PROXY protocol v1/v2 header (the client address) from trusted balancers",
+    )
+    parser.add_argument(
+        "--proxy-protocol-from",
+        metavar="CIDR[,CIDR...]",
+        help="balancers trusted to send it [loopback and private ranges]",
+    )
+    parser.add_argument(
+        "--send-proxy-protocol",
+        choices=["v1", "v2"],
+        help="--mode tcp: send the client address on to backends in a PROXY header",
+    )
+    parser.add_argument(
         "--tls-cert",
         action="append",
         metavar="FILE",
@@ -142,6 +158,8 @@ def resolve(args: argparse.Namespace) -> Any:
         cfg = replace(cfg, listeners=(ListenerConfig(address=args.listen, mode=mode),))
     if args.mode:
         cfg = replace(cfg, listeners=tuple(replace(lc, mode=args.mode) for lc in cfg.listeners))
+    if args.proxy_protocol or args.proxy_protocol_from or args.send_proxy_protocol:
+        cfg = replace(cfg, listeners=proxy_protocol_listeners(cfg.listeners, args))
     if args.tls_cert or args.tls_key:
         cfg = replace(cfg, listeners=tls_listeners(cfg.listeners, args.tls_cert, args.tls_key))
     if args.admin:
@@ -162,6 +180,12 @@ def resolve(args: argparse.Namespace) -> Any:
     if args.trust_forwarded is not None:
         cfg = replace(cfg, forwarding=replace(cfg.forwarding, trust_forwarded=args.trust_forwarded))
     cfg = finish(cfg)
+    for lc in cfg.listeners:
+        if lc.proxy_protocol and lc.tls:
+            # the header comes before the TLS handshake, which the listener's SSL layer owns
+            raise UsageError(f"listener {lc.address}: PROXY protocol with TLS is not supported")
+        if lc.send_proxy_protocol and lc.mode != "tcp":
+            raise UsageError("--send-proxy-protocol applies to --mode tcp listeners")
     if all(lc.tls for lc in cfg.listeners if lc.mode == "http"):
         # every cookie is set over TLS: mark it Secure (browsers then never send it in clear)
         cfg = replace(
@@ -191,6 +215,29 @@ def resolve(args: argparse.Namespace) -> Any:
             pools.append(pool)
         cfg = replace(cfg, pools=tuple(pools))
     return cfg
+
+
+def proxy_protocol_listeners(listeners: Any, args: argparse.Namespace) -> Any:
+    """--proxy-protocol, --proxy-protocol-from, --send-proxy-protocol on every listener."""
+    from dataclasses import replace
+
+    from limpet.errors import UsageError
+    from limpet.proxy.proxyproto import networks
+
+    out = []
+    for lc in listeners:
+        if args.proxy_protocol:
+            lc = replace(lc, proxy_protocol=True)
+        if args.proxy_protocol_from:
+            try:
+                networks(args.proxy_protocol_from)
+            except ValueError as exc:
+                raise UsageError(f"--proxy-protocol-from: {exc}") from None
+            lc = replace(lc, proxy_protocol_from=args.proxy_protocol_from)
+        if args.send_proxy_protocol:
+            lc = replace(lc, send_proxy_protocol=args.send_proxy_protocol)
+        out.append(lc)
+    return tuple(out)
 
 
 def tls_listeners(listeners: Any, certs: list[str] | None, keys: list[str] | None) -> Any:

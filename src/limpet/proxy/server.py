@@ -22,7 +22,7 @@ from limpet.config.model import PoolConfig, ProxyConfig, RouteConfig
 from limpet.pool.health import HealthEvent, HealthRules
 from limpet.pool.model import BackendState, PoolSnapshot
 from limpet.pool.pool import Pool
-from limpet.proxy import discovery, tls
+from limpet.proxy import accept, discovery, tls
 from limpet.proxy.upstream import UpstreamPool
 from limpet.runtime import parse_hostport
 
@@ -250,6 +250,7 @@ class ProxyServer:
                 )
             else:
                 factory = lambda: Downstream(self)  # noqa: E731
+            factory = accept.wrap(factory, listener, self.loop)  # PROXY protocol, if any
             server = await self.loop.create_server(
                 factory,
                 host,
