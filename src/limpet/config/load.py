@@ -187,7 +187,7 @@ def _pool(ctx: _Ctx, name: str, node: yaml.Node, key: str) -> PoolConfig:
                 b = _mapping(ctx, bnode, bkey)
                 if "url" not in b and "address" not in b:
                     raise ctx.error("a backend needs url (or address)", bkey, bnode)
-                unknown = set(b) - {"url", "address", "id", "name"}
+                unknown = set(b) - {"url", "address", "id", "name", "weight"}
                 if unknown:
                     u = sorted(unknown)[0]
                     raise ctx.error(f"unknown key {u!r}", f"{bkey}.{u}", b[u][0])
@@ -195,7 +195,10 @@ def _pool(ctx: _Ctx, name: str, node: yaml.Node, key: str) -> PoolConfig:
                 address = _address(ctx, _typed(ctx, anode, f"{bkey}.url", str), bkey, anode)
                 idnode = b.get("id") or b.get("name")
                 bid = _typed(ctx, idnode[1], f"{bkey}.id", str) if idnode else ""
-                backends.append(BackendConfig(bid or backend_id_for(address), address))
+                weight = _typed(ctx, b["weight"][1], f"{bkey}.weight", int) if "weight" in b else 1
+                if not 1 <= weight <= 1000:
+                    raise ctx.error("weight must be 1 to 1000", f"{bkey}.weight", b["weight"][1])
+                backends.append(BackendConfig(bid or backend_id_for(address), address, weight))
             seen: set[str] = set()
             for i, (backend, bnode) in enumerate(zip(backends, vnode.value, strict=True)):
                 if backend.id in seen:

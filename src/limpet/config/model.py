@@ -21,6 +21,7 @@ def backend_id_for(address: str) -> str:
 class BackendConfig:
     id: str
     address: str  # "host:port"
+    weight: int = 1  # share of new sessions relative to the pool's other backends
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,11 +34,14 @@ from limpet.pool.model import BackendState, BackendView, PoolSnapshot
 class Backend:
     """One member of a live pool (mutable; the pool owns it)."""
 
-    __slots__ = ("address", "id", "loads", "operator_drain", "status", "terminating")
+    __slots__ = ("address", "id", "loads", "operator_drain", "status", "terminating", "weight")
 
-    def __init__(self, backend_id: str, address: str, loads: Mapping[str, int]) -> None:
+    def __init__(
+        self, backend_id: str, address: str, loads: Mapping[str, int], weight: int = 1
+    ) -> None:
         self.id = backend_id
         self.address = address
+        self.weight = weight
         self.status = HealthStatus()
         self.operator_drain = False  # drained by drain(); undone only by undrain()
         self.terminating = False  # drained by discovery; undone when discovery says so
@@ -54,7 +57,11 @@ class Backend:
 
     def view(self, state: BackendState | None = None) -> BackendView:
         return BackendView(
-            id=self.id, address=self.address, state=state or self.state, open=self.open
+            id=self.id,
+            address=self.address,
+            state=state or self.state,
+            open=self.open,
+            weight=self.weight,
         )
 
     def __repr__(self) -> str:
@@ -73,6 +80,7 @@ class Pool:
         name: str,
         backends: Iterable[tuple[str, str]],
         rules: HealthRules = HealthRules(),
+        weights: Mapping[str, int] | None = None,
     ) -> None:
         self.name = name
         self.rules = rules
@@ -83,7 +91,8 @@ class Pool:
         for backend_id, address in backends:
             if backend_id in self._members:
                 raise ValueError(f"pool {name!r}: duplicate backend id {backend_id!r}")
-            self._members[backend_id] = Backend(backend_id, address, self.loads)
+            weight = (weights or {}).get(backend_id, 1)
+            self._members[backend_id] = Backend(backend_id, address, self.loads, weight)
         self._snapshot: PoolSnapshot | None = None
 
     def __repr__(self) -> str:

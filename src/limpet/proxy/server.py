@@ -44,7 +44,12 @@ class PoolRuntime:
             max_ejection_percent=h.max_ejection_percent,
             panic_threshold=h.panic_threshold,
         )
-        self.pool = Pool(cfg.name, [(b.id, b.address) for b in cfg.backends], rules)
+        self.pool = Pool(
+            cfg.name,
+            [(b.id, b.address) for b in cfg.backends],
+            rules,
+            weights={b.id: b.weight for b in cfg.backends},
+        )
         self.policy = build_policy(cfg.affinity, secret=secret, pool_name=cfg.name)
         self.upstreams = {b.id: UpstreamPool(b.id, b.address) for b in cfg.backends}
         self.metrics = metrics
@@ -152,6 +157,7 @@ class PoolRuntime:
                 {
                     "id": b.id,
                     "address": b.address,
+                    "weight": b.weight,
                     "state": b.state.value,
                     "seen_up": getattr(self.pool.get(b.id), "status", None) is not None
                     and self.pool.get(b.id).status.seen_up,  # type: ignore[union-attr]
