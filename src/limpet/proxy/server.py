@@ -22,7 +22,7 @@ from limpet.config.model import PoolConfig, ProxyConfig, RouteConfig
 from limpet.pool.health import HealthEvent, HealthRules
 from limpet.pool.model import BackendState, PoolSnapshot
 from limpet.pool.pool import Pool
-from limpet.proxy import accept, discovery, tls
+from limpet.proxy import accept, discovery, goaway, tls
 from limpet.proxy.upstream import UpstreamPool
 from limpet.runtime import parse_hostport
 
@@ -293,8 +293,7 @@ class ProxyServer:
         while self.connections and self.loop.time() < deadline:
             await asyncio.sleep(0.05)
         for conn in list(self.connections):
-            if conn.transport is not None:
-                conn.transport.abort()
+            goaway.close(conn)  # WebSockets get a 1001 close frame; the rest is aborted
         for task in list(self.tasks):
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
