@@ -16,7 +16,7 @@ Ejection causes:
   deadline), the way Envoy's outlier detection lets an ejected host back in. A PROBE_FAIL while
   DOWN cancels that deadline: a backend whose probes fail stays out until its probes pass.
 
-A backend never seen up (no PROBE_OK or PASSIVE_OK yet: it may still be starting) is tried, not
+A backend never seen up (no PROBE_OK, PASSIVE_OK or ANSWERED yet: it may still be starting) is tried, not
 ejected by passive failures (``seen_up`` False makes that threshold unreachable); probes can still
 eject it, and its first PROBE_OK brings it in at once (``rise`` counts only after it was once up).
 
@@ -69,6 +69,7 @@ class HealthEvent(enum.Enum):
     DRAIN = "drain"
     UNDRAIN = "undrain"
     TICK = "tick"  # time passes: a passive ejection may expire
+    ANSWERED = "answered"  # the backend sent an HTTP response (any status): it is listening
 
 
 class Health(enum.Enum):
@@ -109,6 +110,7 @@ TRANSITIONS: dict[tuple[Health, HealthEvent], Step] = {
     (Health.UP, HealthEvent.DRAIN): Step(draining=True),
     (Health.UP, HealthEvent.UNDRAIN): Step(draining=False),
     (Health.UP, HealthEvent.TICK): _NOTHING,
+    (Health.UP, HealthEvent.ANSWERED): Step(seen=True),
     (Health.DOWN, HealthEvent.PROBE_OK): Step(
         count="probe_oks", when="rise", to=Health.UP, timer="clear", seen=True
     ),
@@ -122,6 +124,7 @@ TRANSITIONS: dict[tuple[Health, HealthEvent], Step] = {
     (Health.DOWN, HealthEvent.DRAIN): Step(draining=True),
     (Health.DOWN, HealthEvent.UNDRAIN): Step(draining=False),
     (Health.DOWN, HealthEvent.TICK): Step(when="expired", to=Health.UP, timer="clear"),
+    (Health.DOWN, HealthEvent.ANSWERED): Step(seen=True),
 }
 
 

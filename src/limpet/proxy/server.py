@@ -147,7 +147,12 @@ class PoolRuntime:
     def count_response(self, backend_id: str, status: int) -> None:
         key = (backend_id, status // 100)
         counts = self.response_counts
-        counts[key] = counts.get(key, 0) + 1
+        n = counts.get(key, 0)
+        counts[key] = n + 1
+        if not n and self.passive_enabled:
+            # the first answer of its kind: the backend listens (even a 5xx says so), so
+            # passive failures may eject it from now on (one branch, once per status class)
+            self.pool.record(backend_id, HealthEvent.ANSWERED, time.monotonic())
 
     def status(self) -> dict[str, Any]:
         return {

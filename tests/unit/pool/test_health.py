@@ -195,3 +195,9 @@ def test_the_docs_print_the_current_table() -> None:
     start = doc.index("<!-- health-table:start -->\n") + len("<!-- health-table:start -->\n")
     end = doc.index("<!-- health-table:end -->")
     assert doc[start:end].strip() == describe()
+
+
+def test_any_answer_counts_as_seen_up_without_resetting_failures() -> None:
+    status = run([E.PASSIVE_FAIL, E.ANSWERED, E.PASSIVE_FAIL], HealthStatus())
+    assert status.seen_up and status.passive_fails == 2
+    assert advance(status, E.PASSIVE_FAIL, RULES, 0.0).state is BackendState.EJECTED
