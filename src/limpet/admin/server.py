@@ -31,6 +31,9 @@ log = logging.getLogger("limpet.admin")
 STATIC = Path(__file__).parent / "static"
 HISTORY_SECONDS = 300  # the dashboard's chart: the last five minutes, one point a second
 TOKEN_ENV = "LIMPET_ADMIN_TOKEN"
+MAX_WATCHERS = 32  # open dashboards (SSE streams) at once; more get 503
+HUB_EVERY = 5  # seconds between asking the backends whether they are hub replicas
+MAX_HUBS = 256  # backends asked at most
 
 
 def admin_token(token_file: str | None) -> str | None:
@@ -55,10 +58,14 @@ def admin_bind(address: str) -> tuple[str, int]:
 
 
 class History:
-    """Requests/s and error share over the last minutes, sampled once a second."""
+    """Requests/s and error share over the last minutes, sampled once a second; and, while a
+    dashboard is open, which backends are hub replicas (their ``/healthz`` says so)."""
 
     def __init__(self, view: Any) -> None:
         self.view = view
+        self.watchers = 0  # open dashboards; hub replicas are asked only while one is
+        self.hubs: dict[str, dict[str, Any]] = {}
+        self._ticks = 0
         self.points: collections.deque[tuple[float, float, float]] = collections.deque(
             maxlen=HISTORY_SECONDS
         )
@@ -82,12 +89,36 @@ class History:
                 self.points.append((round(now, 1), round(n / dt, 2), round(e / n, 4) if n else 0.0))
             self._last = (now, requests, errors)
             self.latest = status
+            self._ticks += 1
+            if self.watchers and self._ticks % HUB_EVERY == 1:
+                await self.ask_hubs(status)
             self.changed.set()
             self.changed = asyncio.Event()
             await asyncio.sleep(1.0)
 
+    async def ask_hubs(self, status: dict[str, Any]) -> None:
+        """``GET /healthz`` of each backend: a limpet hub answers its name, clients, channels."""
+        import aiohttp
+
+        backends = [b for pool in status.get("pools", []) for b in pool.get("backends", [])]
+        timeout = aiohttp.ClientTimeout(total=1.0)
+
+        async def ask(session: Any, backend: dict[str, Any]) -> tuple[str, Any]:
+            try:
+                async with session.get(f"http://{backend['address']}/healthz") as resp:
+                    body = await resp.json(content_type=None)
+            except Exception:  # not a hub, or down: nothing to show
+                return backend["id"], None
+            if isinstance(body, dict) and {"name", "clients", "channels"} <= set(body):
+                return backend["id"], {k: body[k] for k in ("name", "clients", "channels")}
+            return backend["id"], None
+
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            answers = await asyncio.gather(*(ask(session, b) for b in backends[:MAX_HUBS]))
+        self.hubs = {bid: hub for bid, hub in answers if hub is not None}
+
     def frame(self) -> str:
-        return json.dumps({"status": self.latest, "history": list(self.points)})
+        return json.dumps({"status": self.latest, "history": list(self.points), "hubs": self.hubs})
 
 
 def build_admin_app(view: Any, *, token: str | None, front: bool = True) -> Any:
@@ -167,8 +198,23 @@ def build_admin_app(view: Any, *, token: str | None, front: bool = True) -> Any:
             headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY"},
         )
 
+    watchers = [0]
+
     async def events(request: web.Request) -> web.StreamResponse:
         """Server-sent events: the status and the chart's points, once a second."""
+        if watchers[0] >= MAX_WATCHERS:
+            return web.json_response(
+                {"error": f"{MAX_WATCHERS} dashboards are open already"}, status=503
+            )
+        watchers[0] += 1
+        history.watchers = watchers[0]
+        try:
+            return await stream(request)
+        finally:
+            watchers[0] -= 1
+            history.watchers = watchers[0]
+
+    async def stream(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
         )
