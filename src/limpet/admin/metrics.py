@@ -59,6 +59,12 @@ class ProxyMetrics:
             ["pool", "backend"],
             registry=r,
         )
+        self.config_reloads = Counter(
+            "limpet_config_reloads",
+            "Config reloads (SIGHUP, POST /reload) by result: ok, or error (the old config stays)",
+            ["result"],
+            registry=r,
+        )
         self.probes = Counter(
             "limpet_health_probes",
             "Active health probes by result",

@@ -1,70 +1,292 @@
-"""I/O: the admin listener (aiohttp): /metrics, /healthz, /readyz, /status and drain/undrain.
+"""I/O: the admin listener (aiohttp): /metrics, /healthz, /readyz, /status, drain/undrain and
+the live dashboard (``GET /``, fed by server-sent events on ``/events``).
 
-Not on the request path, so a regular web framework is the right tool here.
+Not on the request path, so a regular web framework is the right tool here. Who may call what
+is decided by ``limpet.admin.guard`` (reads open, mutations need the bearer token, cross-origin
+browser requests refused); what is shown comes from a view (``limpet.admin.views``): this
+process, or every worker.
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import json
+import logging
+import os
+import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from limpet.admin import guard
+from limpet.admin.views import LocalView, WorkersView
+from limpet.errors import UsageError
 from limpet.runtime import parse_hostport
 
 if TYPE_CHECKING:
     from limpet.proxy.server import ProxyServer
 
+log = logging.getLogger("limpet.admin")
 
-def build_admin_app(server: ProxyServer) -> Any:
+STATIC = Path(__file__).parent / "static"
+HISTORY_SECONDS = 300  # the dashboard's chart: the last five minutes, one point a second
+TOKEN_ENV = "LIMPET_ADMIN_TOKEN"
+MAX_WATCHERS = 32  # open dashboards (SSE streams) at once; more get 503
+HUB_EVERY = 5  # seconds between asking the backends whether they are hub replicas
+MAX_HUBS = 256  # backends asked at most
+
+
+def admin_token(token_file: str | None) -> str | None:
+    """The bearer token: ``--admin-token-file`` (first line) or env LIMPET_ADMIN_TOKEN."""
+    if token_file:
+        try:
+            text = Path(token_file).read_text().strip()
+        except OSError as exc:
+            raise UsageError(f"--admin-token-file {token_file}: {exc.strerror or exc}") from None
+        if not text:
+            raise UsageError(f"--admin-token-file {token_file}: the file is empty")
+        return text.splitlines()[0].strip()
+    return os.environ.get(TOKEN_ENV) or None
+
+
+def admin_bind(address: str) -> tuple[str, int]:
+    """``:9100`` binds loopback, not every interface: exposing the admin must be explicit."""
+    host, port = parse_hostport(address)
+    if address.rpartition(":")[0] in ("", "[]"):
+        host = "127.0.0.1"
+    return host, port
+
+
+class History:
+    """Requests/s and error share over the last minutes, sampled once a second; and, while a
+    dashboard is open, which backends are hub replicas (their ``/healthz`` says so)."""
+
+    def __init__(self, view: Any) -> None:
+        self.view = view
+        self.watchers = 0  # open dashboards; hub replicas are asked only while one is
+        self.hubs: dict[str, dict[str, Any]] = {}
+        self._ticks = 0
+        self.points: collections.deque[tuple[float, float, float]] = collections.deque(
+            maxlen=HISTORY_SECONDS
+        )
+        self.latest: dict[str, Any] = {}
+        self._last: tuple[float, int, int] | None = None
+        self.changed = asyncio.Event()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                status = await self.view.status()
+            except Exception as exc:  # a view error is shown, never ends the sampler
+                status = {"error": str(exc)}
+            now = time.time()
+            t = status.get("totals") or {}
+            requests, errors = int(t.get("requests", 0)), int(t.get("errors", 0))
+            if self._last is not None:
+                dt = max(now - self._last[0], 1e-3)
+                n = requests - self._last[1]
+                e = errors - self._last[2]
+                self.points.append((round(now, 1), round(n / dt, 2), round(e / n, 4) if n else 0.0))
+            self._last = (now, requests, errors)
+            self.latest = status
+            self._ticks += 1
+            if self.watchers and self._ticks % HUB_EVERY == 1:
+                await self.ask_hubs(status)
+            self.changed.set()
+            self.changed = asyncio.Event()
+            await asyncio.sleep(1.0)
+
+    async def ask_hubs(self, status: dict[str, Any]) -> None:
+        """``GET /healthz`` of each backend: a limpet hub answers its name, clients, channels."""
+        import aiohttp
+
+        backends = [b for pool in status.get("pools", []) for b in pool.get("backends", [])]
+        timeout = aiohttp.ClientTimeout(total=1.0)
+
+        async def ask(session: Any, backend: dict[str, Any]) -> tuple[str, Any]:
+            try:
+                async with session.get(f"http://{backend['address']}/healthz") as resp:
+                    body = await resp.json(content_type=None)
+            except Exception:  # not a hub, or down: nothing to show
+                return backend["id"], None
+            if isinstance(body, dict) and {"name", "clients", "channels"} <= set(body):
+                return backend["id"], {k: body[k] for k in ("name", "clients", "channels")}
+            return backend["id"], None
+
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            answers = await asyncio.gather(*(ask(session, b) for b in backends[:MAX_HUBS]))
+        self.hubs = {bid: hub for bid, hub in answers if hub is not None}
+
+    def frame(self) -> str:
+        return json.dumps({"status": self.latest, "history": list(self.points), "hubs": self.hubs})
+
+
+def build_admin_app(view: Any, *, token: str | None, front: bool = True) -> Any:
+    """The admin app over ``view``; ``front=False`` is a worker's internal one (no guard, no
+    dashboard), reachable only through its Unix socket."""
     from aiohttp import web
-    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    closing = asyncio.Event()
+
+    @web.middleware
+    async def guarded(request: web.Request, handler: Any) -> web.StreamResponse:
+        refusal = guard.check(request.method, request.headers, token)
+        if refusal is not None:
+            headers = {"WWW-Authenticate": "Bearer"} if refusal.status == 401 else {}
+            return web.json_response(
+                {"error": refusal.reason}, status=refusal.status, headers=headers
+            )
+        response: web.StreamResponse = await handler(request)
+        return response
 
     async def metrics(request: web.Request) -> web.Response:
-        body = generate_latest(server.metrics.registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        return web.Response(
+            body=await view.metrics(), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
 
     async def healthz(request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
 
     async def readyz(request: web.Request) -> web.Response:
-        ready = not server.stopping and all(
-            runtime.pool.snapshot().eligible() for runtime in server.pools.values()
-        )
-        if ready:
+        if await view.ready():
             return web.Response(text="ready\n")
         return web.Response(status=503, text="not ready: a pool has no healthy backend\n")
 
     async def status(request: web.Request) -> web.Response:
-        return web.json_response(server.status())
+        return web.json_response(await view.status())
 
     def drain_handler(drain: bool) -> Any:
         async def handler(request: web.Request) -> web.Response:
             backend_id = request.match_info["backend"]
-            runtime = server.find_backend(backend_id)
-            if runtime is None:
-                return web.json_response({"error": f"no backend {backend_id!r}"}, status=404)
-            runtime.set_drain(backend_id, drain)
-            return web.json_response(
-                {"backend": backend_id, "state": getattr(runtime.state(backend_id), "value", None)}
-            )
+            code, body = await view.drain(backend_id, drain)
+            if code == 200:
+                log.warning(
+                    "admin: %s %s (from %s)",
+                    "drain" if drain else "undrain",
+                    backend_id,
+                    request.remote,
+                )
+            return web.json_response(body, status=code)
 
         return handler
 
-    app = web.Application()
+    async def reload(request: web.Request) -> web.Response:
+        code, body = await view.reload()
+        return web.json_response(body, status=code)
+
+    middlewares = [guarded] if front else []
+    app = web.Application(middlewares=middlewares)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/status", status)
+    app.router.add_post("/reload", reload)
     for method in ("POST", "PUT"):
         app.router.add_route(method, "/backends/{backend}/drain", drain_handler(True))
         app.router.add_route(method, "/backends/{backend}/undrain", drain_handler(False))
+    if not front:
+        return app
+
+    history = History(view)
+
+    async def dashboard(request: web.Request) -> web.Response:
+        return web.Response(
+            body=(STATIC / "dashboard.html").read_bytes(),
+            content_type="text/html",
+            headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY"},
+        )
+
+    watchers = [0]
+
+    async def events(request: web.Request) -> web.StreamResponse:
+        """Server-sent events: the status and the chart's points, once a second."""
+        if watchers[0] >= MAX_WATCHERS:
+            return web.json_response(
+                {"error": f"{MAX_WATCHERS} dashboards are open already"}, status=503
+            )
+        watchers[0] += 1
+        history.watchers = watchers[0]
+        try:
+            return await stream(request)
+        finally:
+            watchers[0] -= 1
+            history.watchers = watchers[0]
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
+        )
+        await response.prepare(request)
+        while not closing.is_set():
+            if history.latest:
+                await response.write(f"data: {history.frame()}\n\n".encode())
+            waiter = asyncio.ensure_future(history.changed.wait())
+            stopper = asyncio.ensure_future(closing.wait())
+            await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            stopper.cancel()
+        return response
+
+    async def start_history(app: web.Application) -> None:
+        app["history_task"] = asyncio.ensure_future(history.run())
+
+    async def stop_history(app: web.Application) -> None:
+        closing.set()
+        task = app.get("history_task")
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    app.router.add_get("/", dashboard)
+    app.router.add_get("/events", events)
+    app.on_startup.append(start_history)
+    app.on_shutdown.append(stop_history)
     return app
 
 
-async def start_admin(server: ProxyServer, address: str) -> Any:
+async def _serve(app: Any, *, host: str | None = None, port: int = 0, path: str = "") -> Any:
     from aiohttp import web
 
-    host, port = parse_hostport(address)
-    runner = web.AppRunner(build_admin_app(server), access_log=None)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True)
+    site: Any
+    if path:
+        site = web.UnixSite(runner, path)
+    else:
+        site = web.TCPSite(runner, host, port, reuse_address=True)
     await site.start()
     return runner
+
+
+async def start_admin(server: ProxyServer, address: str) -> Any:
+    """The admin of a single-process proxy."""
+    host, port = admin_bind(address)
+    token = admin_token(server.config.admin_token_file)
+    if token is None:
+        log.warning(
+            "admin on %s: no LIMPET_ADMIN_TOKEN / --admin-token-file, so drain and undrain are "
+            "refused (reading /status, /metrics and the dashboard works)",
+            address,
+        )
+    return await _serve(build_admin_app(LocalView(server), token=token), host=host, port=port)
+
+
+async def start_worker_admin(
+    server: ProxyServer, address: str | None, index: int, workers: int, socket_dir: str
+) -> list[Any]:
+    """``--workers N``: this worker's internal admin on its Unix socket; worker 0 also serves
+    the front admin at ``address``, which asks every worker's socket."""
+    sockets = [os.path.join(socket_dir, f"worker-{i}.sock") for i in range(workers)]
+    runners = [
+        await _serve(
+            build_admin_app(LocalView(server), token=None, front=False), path=sockets[index]
+        )
+    ]
+    if index == 0 and address:
+        host, port = admin_bind(address)
+        token = admin_token(server.config.admin_token_file)
+        app = build_admin_app(WorkersView(sockets), token=token)
+        runners.append(await _serve(app, host=host, port=port))
+    return runners

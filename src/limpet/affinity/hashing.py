@@ -14,6 +14,10 @@ Every hash is BLAKE2b from ``hashlib`` with a fixed personalisation, never ``has
 separate processes (proxy replicas, workers) build the same table and agree on every key. The
 table depends only on the *set* of backend ids (sorted first), not on their order.
 
+Weights (``BackendView.weight``): in each round of the population a backend fills as many
+slots as its weight, so it owns a share of the table (and of the keys) proportional to it; all
+weights 1 is the paper's table, unchanged.
+
 Bounded load (Mirrokni et al., "Consistent Hashing with Bounded Loads", 2018): no backend may
 take more than ``ceil(c * (total + 1) / n)`` open connections; a key whose backend is full walks
 the table from its slot to the next backend with room. With loads it stops being a pure
@@ -44,12 +48,19 @@ def stable_hash(data: bytes, person: bytes = b"limpet-key") -> int:
 class Maglev:
     """The lookup table for one set of backends (build once per membership, look up often)."""
 
-    __slots__ = ("ids", "size", "table")
+    __slots__ = ("ids", "size", "table", "weights")
 
-    def __init__(self, ids: Iterable[str], size: int | None = None) -> None:
+    def __init__(
+        self,
+        ids: Iterable[str],
+        size: int | None = None,
+        weights: dict[str, int] | None = None,
+    ) -> None:
         self.ids: tuple[str, ...] = tuple(sorted(set(ids)))
         n = len(self.ids)
         self.size = size or TABLE_SIZE
+        w = weights or {}
+        self.weights = tuple(max(1, w.get(i, 1)) for i in self.ids)
         self.table: array[int] = self._populate(n) if n else array("i")
 
     def _populate(self, n: int) -> array[int]:
@@ -59,18 +70,20 @@ class Maglev:
         taken = [0] * n
         table = [-1] * m
         filled = 0
-        while True:  # the paper's Pseudocode 1
+        weights = self.weights
+        while True:  # the paper's Pseudocode 1, each backend taking `weight` turns a round
             for i in range(n):
                 offset, skip = offsets[i], skips[i]
-                slot = (offset + taken[i] * skip) % m
-                while table[slot] >= 0:
-                    taken[i] += 1
+                for _ in range(weights[i]):
                     slot = (offset + taken[i] * skip) % m
-                table[slot] = i
-                taken[i] += 1
-                filled += 1
-                if filled == m:
-                    return array("i", table)
+                    while table[slot] >= 0:
+                        taken[i] += 1
+                        slot = (offset + taken[i] * skip) % m
+                    table[slot] = i
+                    taken[i] += 1
+                    filled += 1
+                    if filled == m:
+                        return array("i", table)
 
     def lookup(self, key: bytes) -> str | None:
         """The backend id for ``key`` (None when the table is empty)."""
@@ -111,7 +124,7 @@ class MaglevCache:
     __slots__ = ("_last", "_last_table", "_maxsize", "_tables")
 
     def __init__(self, maxsize: int = 4) -> None:
-        self._tables: OrderedDict[tuple[str, ...], Maglev] = OrderedDict()
+        self._tables: OrderedDict[tuple[tuple[str, int], ...], Maglev] = OrderedDict()
         self._maxsize = maxsize
         self._last: PoolSnapshot | None = None
         self._last_table: Maglev | None = None
@@ -125,10 +138,10 @@ class MaglevCache:
         return table
 
     def get(self, backends: Sequence[BackendView]) -> Maglev:
-        key = tuple(sorted(b.id for b in backends))
+        key = tuple(sorted((b.id, b.weight) for b in backends))
         table = self._tables.get(key)
         if table is None:
-            table = Maglev(key)
+            table = Maglev((i for i, _ in key), weights=dict(key))
             self._tables[key] = table
             if len(self._tables) > self._maxsize:
                 self._tables.popitem(last=False)

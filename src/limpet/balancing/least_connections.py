@@ -1,4 +1,8 @@
-"""SANS-IO: least connections, reading the pool's live open counts (``PoolSnapshot.load``)."""
+"""SANS-IO: least connections, reading the pool's live open counts (``PoolSnapshot.load``).
+
+Weighted: the fewest open connections *per unit of weight* (``load / weight``, compared as
+``load_a * weight_b < load_b * weight_a`` to stay in integers); all weights 1 is plain counts.
+"""
 
 from __future__ import annotations
 
@@ -23,10 +27,10 @@ class LeastConnections:
         start = self._start % n
         self._start = start + 1
         best = candidates[start]
-        best_load = pool.load(best.id)
+        best_load, best_weight = pool.load(best.id), max(best.weight, 1)
         for step in range(1, n):
             candidate = candidates[(start + step) % n]
-            load = pool.load(candidate.id)
-            if load < best_load:
-                best, best_load = candidate, load
+            load, weight = pool.load(candidate.id), max(candidate.weight, 1)
+            if load * best_weight < best_load * weight:
+                best, best_load, best_weight = candidate, load, weight
         return best

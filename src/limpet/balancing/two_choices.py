@@ -1,6 +1,7 @@
 """SANS-IO: power of two choices: sample two candidates, keep the less loaded one.
 
-Near least-connections balance without scanning every backend (Mitzenmacher, 2001).
+Near least-connections balance without scanning every backend (Mitzenmacher, 2001). Weighted:
+the less loaded per unit of weight (as least connections).
 """
 
 from __future__ import annotations
@@ -29,4 +30,4 @@ class PowerOfTwoChoices:
         if j >= i:
             j += 1  # a second, distinct candidate
         a, b = candidates[i], candidates[j]
-        return a if pool.load(a.id) <= pool.load(b.id) else b
+        return a if pool.load(a.id) * max(b.weight, 1) <= pool.load(b.id) * max(a.weight, 1) else b

@@ -25,6 +25,7 @@ from limpet.config.model import (
     ProxyConfig,
     RouteConfig,
     TimeoutsConfig,
+    TlsPair,
     backend_id_for,
 )
 from limpet.errors import ConfigError, UsageError
@@ -186,7 +187,7 @@ def _pool(ctx: _Ctx, name: str, node: yaml.Node, key: str) -> PoolConfig:
                 b = _mapping(ctx, bnode, bkey)
                 if "url" not in b and "address" not in b:
                     raise ctx.error("a backend needs url (or address)", bkey, bnode)
-                unknown = set(b) - {"url", "address", "id", "name"}
+                unknown = set(b) - {"url", "address", "id", "name", "weight"}
                 if unknown:
                     u = sorted(unknown)[0]
                     raise ctx.error(f"unknown key {u!r}", f"{bkey}.{u}", b[u][0])
@@ -194,7 +195,10 @@ def _pool(ctx: _Ctx, name: str, node: yaml.Node, key: str) -> PoolConfig:
                 address = _address(ctx, _typed(ctx, anode, f"{bkey}.url", str), bkey, anode)
                 idnode = b.get("id") or b.get("name")
                 bid = _typed(ctx, idnode[1], f"{bkey}.id", str) if idnode else ""
-                backends.append(BackendConfig(bid or backend_id_for(address), address))
+                weight = _typed(ctx, b["weight"][1], f"{bkey}.weight", int) if "weight" in b else 1
+                if not 1 <= weight <= 1000:
+                    raise ctx.error("weight must be 1 to 1000", f"{bkey}.weight", b["weight"][1])
+                backends.append(BackendConfig(bid or backend_id_for(address), address, weight))
             seen: set[str] = set()
             for i, (backend, bnode) in enumerate(zip(backends, vnode.value, strict=True)):
                 if backend.id in seen:
@@ -217,7 +221,49 @@ def _pool(ctx: _Ctx, name: str, node: yaml.Node, key: str) -> PoolConfig:
         raise ctx.error("a pool takes backends or a discovery, not both", key, node)
     if pool.health.rise < 1 or pool.health.fall < 1 or pool.health.passive_failures < 1:
         raise ctx.error("rise, fall and passive-failures must be >= 1", f"{key}.health", node)
+    for name in ("max_ejection_percent", "panic_threshold"):
+        if getattr(pool.health, name) > 100:
+            raise ctx.error(
+                "a percentage: 0 to 100", f"{key}.health.{name.replace('_', '-')}", node
+            )
     return pool
+
+
+def _tls(ctx: _Ctx, node: yaml.Node, key: str) -> tuple[TlsPair, ...]:
+    """``tls: {cert, key}`` or a list of such pairs (SNI picks among them)."""
+    nodes = node.value if isinstance(node, yaml.SequenceNode) else [node]
+    if not nodes:
+        raise ctx.error("expected {cert: FILE, key: FILE} or a list of them", key, node)
+    pairs = []
+    for i, pnode in enumerate(nodes):
+        pkey = f"{key}[{i}]" if isinstance(node, yaml.SequenceNode) else key
+        items = _mapping(ctx, pnode, pkey)
+        unknown = sorted(set(items) - {"cert", "key"})
+        if unknown:
+            raise ctx.error(f"unknown key {unknown[0]!r} (expected cert, key)", pkey, pnode)
+        if "cert" not in items or "key" not in items:
+            raise ctx.error("a TLS pair needs cert and key (PEM files)", pkey, pnode)
+        cert = _typed(ctx, items["cert"][1], f"{pkey}.cert", str)
+        keyfile = _typed(ctx, items["key"][1], f"{pkey}.key", str)
+        pairs.append(TlsPair(cert=cert, key=keyfile))
+    return tuple(pairs)
+
+
+def _check_proxy_protocol(ctx: _Ctx, listener: ListenerConfig, key: str, node: yaml.Node) -> None:
+    from limpet.proxy.proxyproto import networks
+
+    try:
+        networks(listener.proxy_protocol_from)
+    except ValueError as exc:
+        raise ctx.error(str(exc), f"{key}.proxy-protocol-from", node) from None
+    if listener.send_proxy_protocol not in ("", "v1", "v2"):
+        raise ctx.error("send-proxy-protocol must be v1 or v2", f"{key}.send-proxy-protocol", node)
+    if listener.send_proxy_protocol and listener.mode != "tcp":
+        raise ctx.error(
+            "send-proxy-protocol applies to tcp listeners (http ones send X-Forwarded-For)",
+            f"{key}.send-proxy-protocol",
+            node,
+        )
 
 
 def _listeners(ctx: _Ctx, node: yaml.Node, key: str) -> tuple[ListenerConfig, ...]:
@@ -232,9 +278,17 @@ def _listeners(ctx: _Ctx, node: yaml.Node, key: str) -> tuple[ListenerConfig, ..
             listener = ListenerConfig(address=address)
         else:
             lnode_map = lnode
-            listener = _section(ctx, lnode, lkey, ListenerConfig)
+            items = _mapping(ctx, lnode, lkey)
+            tls: tuple[TlsPair, ...] = ()
+            if "tls" in items:
+                tls = _tls(ctx, items["tls"][1], f"{lkey}.tls")
+                lnode = yaml.MappingNode(
+                    lnode.tag, [(k, v) for k, v in lnode.value if k.value != "tls"]
+                )
+            listener = replace(_section(ctx, lnode, lkey, ListenerConfig), tls=tls)
         if listener.mode not in ("http", "tcp"):
             raise ctx.error("mode must be http or tcp", f"{lkey}.mode", lnode_map or lnode)
+        _check_proxy_protocol(ctx, listener, lkey, lnode_map or lnode)
         try:
             from limpet.runtime import parse_hostport
 
@@ -289,8 +343,9 @@ def parse_config(text: str, source: str = "<config>") -> ProxyConfig:
             cfg = replace(cfg, limits=_section(ctx, vnode, k, LimitsConfig))
         elif k == "forwarding":
             cfg = replace(cfg, forwarding=_section(ctx, vnode, k, ForwardingConfig))
-        elif k in ("admin", "secret"):
-            cfg = replace(cfg, **{k: _typed(ctx, vnode, k, str, optional=True)})
+        elif k in ("admin", "secret", "admin-token-file", "secret-file"):
+            field_name = k.replace("-", "_")
+            cfg = replace(cfg, **{field_name: _typed(ctx, vnode, k, str, optional=True)})
         elif k == "workers":
             workers = _typed(ctx, vnode, k, int)
             if workers < 1:
@@ -299,7 +354,7 @@ def parse_config(text: str, source: str = "<config>") -> ProxyConfig:
         else:
             raise ctx.error(
                 f"unknown key {k!r} (expected listeners, pools, routes, timeouts, limits, "
-                "forwarding, admin, secret, workers)",
+                "forwarding, admin, admin-token-file, secret, secret-file, workers)",
                 k,
                 knode,
             )
@@ -307,6 +362,19 @@ def parse_config(text: str, source: str = "<config>") -> ProxyConfig:
     for (rkey, rnode), route in zip(route_nodes, cfg.routes, strict=True):
         if route.pool not in names:
             raise ctx.error(f"unknown pool {route.pool!r}", f"{rkey}.pool", rnode)
+    if "listeners" in items:
+        lnodes = items["listeners"][1].value
+        for i, (listener, lnode) in enumerate(zip(cfg.listeners, lnodes, strict=True)):
+            if listener.pool is None:
+                continue
+            if listener.mode != "tcp":
+                raise ctx.error(
+                    "pool applies to tcp listeners (http ones follow the routes)",
+                    f"listeners[{i}].pool",
+                    lnode,
+                )
+            if listener.pool not in names:
+                raise ctx.error(f"unknown pool {listener.pool!r}", f"listeners[{i}].pool", lnode)
     return cfg
 
 

@@ -21,6 +21,7 @@ def backend_id_for(address: str) -> str:
 class BackendConfig:
     id: str
     address: str  # "host:port"
+    weight: int = 1  # share of new sessions relative to the pool's other backends
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,8 @@ class HealthConfig:
     passive: bool = True
     passive_failures: int = 3
     eject_seconds: float = 10.0
+    max_ejection_percent: int = 10  # passive failures eject at most this share (at least one)
+    panic_threshold: int = 50  # below this share healthy, passively ejected ones serve again
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,10 +109,28 @@ class RouteConfig:
     path: str = "/"
 
 
+#: where L4 balancers (NLB, SLB, a GCP proxy's private side, HAProxy) usually connect from
+TRUSTED_BALANCERS = "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"
+
+
+@dataclass(frozen=True, slots=True)
+class TlsPair:
+    """A PEM certificate chain and its private key; SNI picks among a listener's pairs."""
+
+    cert: str
+    key: str
+
+
 @dataclass(frozen=True, slots=True)
 class ListenerConfig:
     address: str = "127.0.0.1:8080"
     mode: ListenerMode = "http"
+    pool: str | None = None  # tcp listeners: the pool they serve (default: the first route's)
+    tls: tuple[TlsPair, ...] = ()  # terminate TLS with these pairs (none: plaintext)
+    #: read a PROXY protocol v1/v2 header from balancers in ``proxy_protocol_from``
+    proxy_protocol: bool = False
+    proxy_protocol_from: str = TRUSTED_BALANCERS
+    send_proxy_protocol: str = ""  # tcp listeners: "v1" or "v2" header to the backend
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,9 +144,17 @@ class ProxyConfig:
     admin: str | None = None
     secret: str | None = None
     workers: int = 1
+    admin_token_file: str | None = None  # bearer token for mutating admin calls (first line)
+    secret_file: str | None = None  # the affinity secret, read from a file (not argv)
 
     def pool(self, name: str) -> PoolConfig | None:
         for p in self.pools:
             if p.name == name:
                 return p
         return None
+
+    def tcp_pool(self, listener: ListenerConfig) -> str:
+        """The pool a tcp listener serves: its own ``pool``, else the first route's."""
+        if listener.pool:
+            return listener.pool
+        return self.routes[0].pool if self.routes else self.pools[0].name

@@ -44,7 +44,7 @@ async def probe(host: str, port: int, path: str, timeout: float) -> tuple[bool, 
 async def run_probes(server: ProxyServer, runtime: PoolRuntime) -> None:
     health = runtime.cfg.health
     interval = health.interval if health.active else 1.0
-    while True:
+    while server.pools.get(runtime.name) is runtime:  # a reload that replaced the pool ends it
         if health.active:
             targets = list(runtime.upstreams.values())
             results = await asyncio.gather(

@@ -389,7 +389,7 @@ class Hub:
         options: Any = {"require": ["exp"]} if self.settings.jwt_require_exp else None
         try:
             claims = jwt.decode(
-                token, self.settings.jwt_secret, algorithms=["HS256"], options=options
+                token, self.settings.jwt_secret or "", algorithms=["HS256"], options=options
             )
         except jwt.PyJWTError as exc:
             raise AuthError(f"bad JWT: {exc}") from None

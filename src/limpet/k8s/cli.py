@@ -76,7 +76,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     render.add_argument("--namespace", default="default", help="namespace of every object")
     render.add_argument("--port", type=int, default=80, help="Service port")
     render.add_argument("--target-port", type=int, default=8080, help="the pods' port")
-    render.add_argument("--image", default="ghcr.io/limpet/limpet:latest", help="backend image")
+    render.add_argument(
+        "--image",
+        default="ghcr.io/limpet/limpet:latest",
+        help="backend image (--target limpet: the limpet image, as scripts/image tags it)",
+    )
     render.add_argument(
         "--replicas", type=int, default=3, help="backend pods (limpet target: at least 2 proxies)"
     )
@@ -224,6 +228,7 @@ def run_render(args: argparse.Namespace) -> int:
         port=args.port,
         target_port=args.target_port,
         image=args.image,
+        limpet_image=args.image,  # --target limpet: the proxy runs the same image as the hub
         replicas=args.replicas,
         host=args.host,
         traefik_version=args.traefik_version,

@@ -15,6 +15,14 @@ Ejection causes:
   ``rise`` PROBE_OK or, without probes, when ``eject_seconds`` have passed (TICK at/after the
   deadline), the way Envoy's outlier detection lets an ejected host back in. A PROBE_FAIL while
   DOWN cancels that deadline: a backend whose probes fail stays out until its probes pass.
+
+A backend never seen up (no PROBE_OK, PASSIVE_OK or ANSWERED yet: it may still be starting) is tried, not
+ejected by passive failures (``seen_up`` False makes that threshold unreachable); probes can still
+eject it, and its first PROBE_OK brings it in at once (``rise`` counts only after it was once up).
+
+How many backends of a pool passive failures may eject at once (``max_ejection_percent``) and
+when a pool spreads over its passively ejected backends too (``panic_threshold``) are pool-wide
+rules: ``limpet.pool.pool.Pool`` applies them (``advance(..., may_eject=False)``).
 """
 
 from __future__ import annotations
@@ -34,6 +42,13 @@ class HealthRules:
     fall: int = 3
     passive_failures: int = 3
     eject_seconds: float = 10.0
+    #: Envoy's ``max_ejection_percent``: passive failures never eject more than this share of a
+    #: pool (at least one backend may always be ejected), so one client that makes every backend
+    #: answer 5xx cannot empty the pool
+    max_ejection_percent: int = 10
+    #: Envoy's ``healthy_panic_threshold``: below this share of healthy backends the pool also
+    #: offers its passively ejected ones (a probe has not confirmed them down)
+    panic_threshold: int = 50
 
     def __post_init__(self) -> None:
         for name in ("rise", "fall", "passive_failures"):
@@ -41,6 +56,9 @@ class HealthRules:
                 raise ValueError(f"HealthRules.{name} must be >= 1")
         if self.eject_seconds < 0:
             raise ValueError("HealthRules.eject_seconds must be >= 0")
+        for name in ("max_ejection_percent", "panic_threshold"):
+            if not 0 <= getattr(self, name) <= 100:
+                raise ValueError(f"HealthRules.{name} must be within 0..100")
 
 
 class HealthEvent(enum.Enum):
@@ -51,6 +69,7 @@ class HealthEvent(enum.Enum):
     DRAIN = "drain"
     UNDRAIN = "undrain"
     TICK = "tick"  # time passes: a passive ejection may expire
+    ANSWERED = "answered"  # the backend sent an HTTP response (any status): it is listening
 
 
 class Health(enum.Enum):
@@ -73,25 +92,27 @@ class Step:
     to: Health | None = None  # None: health unchanged
     timer: Timer = "keep"  # on moving: set the passive-ejection deadline, or clear it
     draining: bool | None = None  # DRAIN/UNDRAIN set the flag; None leaves it
+    seen: bool = False  # a sign of life: the backend has now been seen up
 
 
 _ALL: frozenset[Counter] = frozenset({"probe_oks", "probe_fails", "passive_fails"})
 _NOTHING = Step()
 
 TRANSITIONS: dict[tuple[Health, HealthEvent], Step] = {
-    (Health.UP, HealthEvent.PROBE_OK): Step(reset=frozenset({"probe_fails"})),
+    (Health.UP, HealthEvent.PROBE_OK): Step(reset=frozenset({"probe_fails"}), seen=True),
     (Health.UP, HealthEvent.PROBE_FAIL): Step(
         count="probe_fails", when="fall", to=Health.DOWN, timer="clear"
     ),
     (Health.UP, HealthEvent.PASSIVE_FAIL): Step(
         count="passive_fails", when="passive_failures", to=Health.DOWN, timer="set"
     ),
-    (Health.UP, HealthEvent.PASSIVE_OK): Step(reset=frozenset({"passive_fails"})),
+    (Health.UP, HealthEvent.PASSIVE_OK): Step(reset=frozenset({"passive_fails"}), seen=True),
     (Health.UP, HealthEvent.DRAIN): Step(draining=True),
     (Health.UP, HealthEvent.UNDRAIN): Step(draining=False),
     (Health.UP, HealthEvent.TICK): _NOTHING,
+    (Health.UP, HealthEvent.ANSWERED): Step(seen=True),
     (Health.DOWN, HealthEvent.PROBE_OK): Step(
-        count="probe_oks", when="rise", to=Health.UP, timer="clear"
+        count="probe_oks", when="rise", to=Health.UP, timer="clear", seen=True
     ),
     # A failing probe while down: start counting oks again and stop any expiry.
     (Health.DOWN, HealthEvent.PROBE_FAIL): Step(
@@ -103,6 +124,7 @@ TRANSITIONS: dict[tuple[Health, HealthEvent], Step] = {
     (Health.DOWN, HealthEvent.DRAIN): Step(draining=True),
     (Health.DOWN, HealthEvent.UNDRAIN): Step(draining=False),
     (Health.DOWN, HealthEvent.TICK): Step(when="expired", to=Health.UP, timer="clear"),
+    (Health.DOWN, HealthEvent.ANSWERED): Step(seen=True),
 }
 
 
@@ -116,6 +138,12 @@ class HealthStatus:
     probe_fails: int = 0
     passive_fails: int = 0
     ejected_until: float | None = None  # passive ejection deadline (same clock as ``now``)
+    seen_up: bool = False  # once up (a probe or an exchange succeeded): thresholds apply in full
+
+    @property
+    def passively_ejected(self) -> bool:
+        """Ejected by passive failures and not (yet) confirmed down by a probe."""
+        return self.health is Health.DOWN and self.ejected_until is not None
 
     @property
     def state(self) -> BackendState:
@@ -126,11 +154,13 @@ class HealthStatus:
 
 def _reached(status: HealthStatus, when: Threshold, rules: HealthRules, now: float) -> bool:
     if when == "rise":
-        return status.probe_oks >= rules.rise
+        # never up before: the first OK brings it in (it was starting, not flapping)
+        return status.probe_oks >= (rules.rise if status.seen_up else 1)
     if when == "fall":
         return status.probe_fails >= rules.fall
     if when == "passive_failures":
-        return status.passive_fails >= rules.passive_failures
+        # never up before: connect errors are expected while it starts; only probes eject it
+        return status.seen_up and status.passive_fails >= rules.passive_failures
     return status.ejected_until is not None and now >= status.ejected_until
 
 
@@ -139,10 +169,28 @@ def _zero(names: frozenset[Counter]) -> dict[str, Any]:
 
 
 def advance(
-    status: HealthStatus, event: HealthEvent, rules: HealthRules, now: float
+    status: HealthStatus,
+    event: HealthEvent,
+    rules: HealthRules,
+    now: float,
+    *,
+    may_eject: bool = True,
 ) -> HealthStatus:
-    """Apply one event; a pure function of its arguments (time is a parameter)."""
+    """Apply one event; a pure function of its arguments (time is a parameter).
+
+    ``may_eject=False`` (the pool's ejection budget is spent) keeps a passive ejection from
+    happening: the failure is counted, and ejects on a later failure once the budget allows.
+    """
     step = TRANSITIONS[(status.health, event)]
+    new = _apply(status, step, rules, now, may_eject)
+    if step.seen and not new.seen_up:  # after the thresholds: they read the earlier fact
+        new = replace(new, seen_up=True)
+    return new
+
+
+def _apply(
+    status: HealthStatus, step: Step, rules: HealthRules, now: float, may_eject: bool
+) -> HealthStatus:
     new = status
     if step.draining is not None:
         new = replace(new, draining=step.draining)
@@ -152,6 +200,8 @@ def advance(
         bumped: dict[str, Any] = {step.count: getattr(new, step.count) + 1}
         new = replace(new, **bumped)
     if step.to is None or (step.when is not None and not _reached(new, step.when, rules, now)):
+        return new
+    if step.timer == "set" and not may_eject:
         return new
     if step.to is not status.health:
         new = replace(new, health=step.to, **_zero(_ALL))
@@ -173,6 +223,8 @@ def describe() -> str:
             parts.append("reset " + ", ".join(sorted(step.reset)))
         if step.count:
             parts.append(f"{step.count} += 1")
+        if step.seen:
+            parts.append("seen_up")
         if step.to is not None:
             cond = f" when {step.when}" if step.when else ""
             parts.append(f"-> {step.to.value}{cond} (timer {step.timer})")

@@ -55,6 +55,8 @@ class PoolSnapshot:
     _by_id: dict[str, BackendView] = field(init=False, repr=False, compare=False)
     _eligible: tuple[BackendView, ...] = field(init=False, repr=False, compare=False)
     loads: Mapping[str, int] | None = field(default=None, repr=False, compare=False)
+    #: too few healthy backends: passively ejected ones are offered too (their views say HEALTHY)
+    panic: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_id", {b.id: b for b in self.backends})

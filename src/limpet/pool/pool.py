@@ -12,6 +12,14 @@ Keeping the hot path cheap:
   (``PoolSnapshot.loads``). Least-connections and bounded-load hashing call
   ``snapshot.load(id)`` and see the current figure at the cost of one dict lookup.
   ``BackendView.open`` is the figure at the time the snapshot was built (for status pages).
+
+Clients cannot weaponise passive health (Envoy's outlier detection rules):
+- a passive ejection happens only while fewer than ``max_ejection_percent`` of the members
+  (at least one) are passively ejected; past that, failures are counted but eject nobody;
+- when fewer than ``panic_threshold`` percent of the non-draining members are healthy, the
+  snapshot is in *panic*: passively ejected members (not confirmed down by a probe) are offered
+  to policies as HEALTHY again, so load spreads over all of them instead of piling onto few.
+  ``views()`` keeps the true states for status pages.
 """
 
 from __future__ import annotations
@@ -26,11 +34,14 @@ from limpet.pool.model import BackendState, BackendView, PoolSnapshot
 class Backend:
     """One member of a live pool (mutable; the pool owns it)."""
 
-    __slots__ = ("address", "id", "loads", "operator_drain", "status", "terminating")
+    __slots__ = ("address", "id", "loads", "operator_drain", "status", "terminating", "weight")
 
-    def __init__(self, backend_id: str, address: str, loads: Mapping[str, int]) -> None:
+    def __init__(
+        self, backend_id: str, address: str, loads: Mapping[str, int], weight: int = 1
+    ) -> None:
         self.id = backend_id
         self.address = address
+        self.weight = weight
         self.status = HealthStatus()
         self.operator_drain = False  # drained by drain(); undone only by undrain()
         self.terminating = False  # drained by discovery; undone when discovery says so
@@ -44,11 +55,21 @@ class Backend:
     def open(self) -> int:
         return self.loads.get(self.id, 0)
 
-    def view(self) -> BackendView:
-        return BackendView(id=self.id, address=self.address, state=self.state, open=self.open)
+    def view(self, state: BackendState | None = None) -> BackendView:
+        return BackendView(
+            id=self.id,
+            address=self.address,
+            state=state or self.state,
+            open=self.open,
+            weight=self.weight,
+        )
 
     def __repr__(self) -> str:
         return f"Backend(id={self.id!r}, state={self.state.name}, open={self.open})"
+
+
+def _panic_candidate(backend: Backend) -> bool:
+    return backend.status.passively_ejected and not backend.status.draining
 
 
 class Pool:
@@ -59,6 +80,7 @@ class Pool:
         name: str,
         backends: Iterable[tuple[str, str]],
         rules: HealthRules = HealthRules(),
+        weights: Mapping[str, int] | None = None,
     ) -> None:
         self.name = name
         self.rules = rules
@@ -69,7 +91,8 @@ class Pool:
         for backend_id, address in backends:
             if backend_id in self._members:
                 raise ValueError(f"pool {name!r}: duplicate backend id {backend_id!r}")
-            self._members[backend_id] = Backend(backend_id, address, self.loads)
+            weight = (weights or {}).get(backend_id, 1)
+            self._members[backend_id] = Backend(backend_id, address, self.loads, weight)
         self._snapshot: PoolSnapshot | None = None
 
     def __repr__(self) -> str:
@@ -93,13 +116,35 @@ class Pool:
         """The current picture (cached until membership or a state changes)."""
         snap = self._snapshot
         if snap is None:
+            panic = self.in_panic()
+            healthy = BackendState.HEALTHY
             snap = PoolSnapshot(
                 name=self.name,
-                backends=tuple(b.view() for b in self._members.values()),
+                backends=tuple(
+                    b.view(healthy if panic and _panic_candidate(b) else None)
+                    for b in self._members.values()
+                ),
                 loads=self.loads,
+                panic=panic,
             )
             self._snapshot = snap
         return snap
+
+    def views(self) -> tuple[BackendView, ...]:
+        """Every member with its true state (a panic snapshot shows some as HEALTHY)."""
+        return tuple(b.view() for b in self._members.values())
+
+    def in_panic(self) -> bool:
+        """Fewer than ``panic_threshold`` percent of the non-draining members are healthy."""
+        serving = [b for b in self._members.values() if not b.status.draining]
+        healthy = sum(1 for b in serving if b.state is BackendState.HEALTHY)
+        return bool(serving) and healthy * 100 < self.rules.panic_threshold * len(serving)
+
+    def may_eject(self) -> bool:
+        """Whether one more passive ejection stays within ``max_ejection_percent``."""
+        ejected = sum(1 for b in self._members.values() if b.status.passively_ejected)
+        budget = max(1, len(self._members) * self.rules.max_ejection_percent // 100)
+        return ejected < budget
 
     def _changed(self) -> None:
         self._snapshot = None
@@ -115,10 +160,12 @@ class Pool:
         backend = self._members.get(backend_id)
         if backend is None:
             return BackendState.EJECTED
-        before = backend.state
-        backend.status = advance(backend.status, event, self.rules, now)
+        before, was_passive = backend.state, backend.status.passively_ejected
+        may_eject = event is not HealthEvent.PASSIVE_FAIL or self.may_eject()
+        backend.status = advance(backend.status, event, self.rules, now, may_eject=may_eject)
         after = backend.state
-        if after is not before:
+        # a probe confirming a passive ejection changes what a panic snapshot offers
+        if after is not before or backend.status.passively_ejected is not was_passive:
             self._changed()
         return after
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 HEALTH_HELP = "active health checks (GET PATH every INTERVAL seconds; status < 500 is up)"
@@ -43,12 +44,47 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--admin", metavar="HOST:PORT", help="serve /metrics, /status, drain")
     parser.add_argument(
         "--secret",
-        help="HMAC secret for affinity tokens (or env LIMPET_SECRET); replicas must share it",
+        help="HMAC secret for affinity tokens; replicas must share it. Prefer --secret-file or"
+        " env LIMPET_SECRET: every user of the host can read a command line",
+    )
+    parser.add_argument(
+        "--secret-file", metavar="FILE", help="read the affinity secret from FILE (first line)"
+    )
+    parser.add_argument(
+        "--admin-token-file",
+        metavar="FILE",
+        help="bearer token for drain/undrain on the admin (or env LIMPET_ADMIN_TOKEN);"
+        " without one the admin is read-only",
     )
     parser.add_argument(
         "--workers", type=int, metavar="N", help="worker processes sharing the port (SO_REUSEPORT)"
     )
     parser.add_argument("--mode", choices=["http", "tcp"], help="listener mode [http]")
+    parser.add_argument(
+        "--proxy-protocol",
+        action="store_true",
+        default=None,
+        help="read a PROXY protocol v1/v2 header (the client address) from trusted balancers",
+    )
+    parser.add_argument(
+        "--proxy-protocol-from",
+        metavar="CIDR[,CIDR...]",
+        help="balancers trusted to send it [loopback and private ranges]",
+    )
+    parser.add_argument(
+        "--send-proxy-protocol",
+        choices=["v1", "v2"],
+        help="--mode tcp: send the client address on to backends in a PROXY header",
+    )
+    parser.add_argument(
+        "--tls-cert",
+        action="append",
+        metavar="FILE",
+        help="terminate TLS with this PEM certificate chain (repeat with --tls-key; SNI picks)",
+    )
+    parser.add_argument(
+        "--tls-key", action="append", metavar="FILE", help="the private key of each --tls-cert"
+    )
     parser.add_argument(
         "--drain-timeout",
         type=float,
@@ -127,9 +163,17 @@ def resolve(args: argparse.Namespace) -> Any:
         cfg = replace(cfg, listeners=(ListenerConfig(address=args.listen, mode=mode),))
     if args.mode:
         cfg = replace(cfg, listeners=tuple(replace(lc, mode=args.mode) for lc in cfg.listeners))
+    if args.proxy_protocol or args.proxy_protocol_from or args.send_proxy_protocol:
+        cfg = replace(cfg, listeners=proxy_protocol_listeners(cfg.listeners, args))
+    if args.tls_cert or args.tls_key:
+        cfg = replace(cfg, listeners=tls_listeners(cfg.listeners, args.tls_cert, args.tls_key))
     if args.admin:
         parse_hostport(args.admin)
         cfg = replace(cfg, admin=args.admin)
+    if args.admin_token_file:
+        cfg = replace(cfg, admin_token_file=args.admin_token_file)
+    if args.secret_file:
+        cfg = replace(cfg, secret_file=args.secret_file)
     if args.workers is not None:
         if args.workers < 1:
             raise UsageError("--workers must be >= 1")
@@ -141,55 +185,152 @@ def resolve(args: argparse.Namespace) -> Any:
     if args.trust_forwarded is not None:
         cfg = replace(cfg, forwarding=replace(cfg.forwarding, trust_forwarded=args.trust_forwarded))
     cfg = finish(cfg)
-    if any(lc.mode == "tcp" for lc in cfg.listeners):
+    for lc in cfg.listeners:
+        if lc.proxy_protocol and lc.tls:
+            # the header comes before the TLS handshake, which the listener's SSL layer owns
+            raise UsageError(f"listener {lc.address}: PROXY protocol with TLS is not supported")
+        if lc.send_proxy_protocol and lc.mode != "tcp":
+            raise UsageError("--send-proxy-protocol applies to --mode tcp listeners")
+    if all(lc.tls for lc in cfg.listeners if lc.mode == "http"):
+        # every cookie is set over TLS: mark it Secure (browsers then never send it in clear)
+        cfg = replace(
+            cfg,
+            pools=tuple(
+                replace(p, affinity=replace(p.affinity, cookie_secure=True)) for p in cfg.pools
+            ),
+        )
+    # only the pools a tcp listener serves must decide from the client address alone
+    tcp_pools = {cfg.tcp_pool(lc) for lc in cfg.listeners if lc.mode == "tcp"}
+    if tcp_pools:
         pools = []
         for pool in cfg.pools:
             affinity_mode = pool.affinity.mode
-            if affinity_mode == "cookie" and not args.affinity:
+            if pool.name not in tcp_pools:
+                pass
+            elif affinity_mode == "cookie" and not args.affinity:
                 # cookies need HTTP: in L4 mode the natural default is the client address
                 pool = replace(pool, affinity=replace(pool.affinity, mode="client-ip"))
             elif affinity_mode not in ("none", "client-ip"):
                 raise ConfigError(
-                    f"tcp mode supports affinity none or client-ip, not {pool.affinity.flag()}",
+                    f"tcp mode supports affinity none or client-ip, not {pool.affinity.flag()}"
+                    " (give the tcp listener a pool of its own: listeners[*].pool)",
                     key=f"pools.{pool.name}.affinity.mode",
+                    source=args.config or "",
                 )
             pools.append(pool)
         cfg = replace(cfg, pools=tuple(pools))
     return cfg
 
 
+def proxy_protocol_listeners(listeners: Any, args: argparse.Namespace) -> Any:
+    """--proxy-protocol, --proxy-protocol-from, --send-proxy-protocol on every listener."""
+    from dataclasses import replace
+
+    from limpet.errors import UsageError
+    from limpet.proxy.proxyproto import networks
+
+    out = []
+    for lc in listeners:
+        if args.proxy_protocol:
+            lc = replace(lc, proxy_protocol=True)
+        if args.proxy_protocol_from:
+            try:
+                networks(args.proxy_protocol_from)
+            except ValueError as exc:
+                raise UsageError(f"--proxy-protocol-from: {exc}") from None
+            lc = replace(lc, proxy_protocol_from=args.proxy_protocol_from)
+        if args.send_proxy_protocol:
+            lc = replace(lc, send_proxy_protocol=args.send_proxy_protocol)
+        out.append(lc)
+    return tuple(out)
+
+
+def tls_listeners(listeners: Any, certs: list[str] | None, keys: list[str] | None) -> Any:
+    """``--tls-cert``/``--tls-key`` pairs, in order, on every listener."""
+    from dataclasses import replace
+
+    from limpet.config.model import TlsPair
+    from limpet.errors import UsageError
+
+    certs, keys = certs or [], keys or []
+    if len(certs) != len(keys):
+        raise UsageError("give one --tls-key for each --tls-cert, in the same order")
+    pairs = tuple(TlsPair(cert=c, key=k) for c, k in zip(certs, keys, strict=True))
+    return tuple(replace(lc, tls=pairs) for lc in listeners)
+
+
 def secret_for(args: argparse.Namespace, cfg: Any) -> bytes:
     import logging
     import secrets
 
-    text = args.secret or os.environ.get("LIMPET_SECRET") or cfg.secret
+    from limpet.errors import UsageError
+
+    log = logging.getLogger("limpet.proxy")
+    if args.secret:
+        log.warning(
+            "--secret on the command line is readable by every user of this host (ps, "
+            "/proc/PID/cmdline); prefer --secret-file FILE or env LIMPET_SECRET"
+        )
+    text = args.secret or os.environ.get("LIMPET_SECRET")
+    if not text and cfg.secret_file:
+        try:
+            text = Path(cfg.secret_file).read_text().strip().splitlines()[0].strip()
+        except (OSError, IndexError) as exc:
+            raise UsageError(
+                f"--secret-file {cfg.secret_file}: {getattr(exc, 'strerror', None) or 'empty'}"
+            ) from None
+    text = text or cfg.secret
     if text:
         return str(text).encode()
-    logging.getLogger("limpet.proxy").warning(
+    log.warning(
         "no --secret / LIMPET_SECRET: using a random one; other proxy replicas (and this one "
         "after a restart) will not honour the affinity tokens it hands out"
     )
     return secrets.token_bytes(32)
 
 
-async def serve(cfg: Any, secret: bytes, stop: Any, *, reuse_port: bool, admin: bool) -> None:
+async def serve(
+    cfg: Any,
+    secret: bytes,
+    stop: Any,
+    *,
+    reuse_port: bool,
+    admin: bool,
+    worker: tuple[int, str] | None = None,
+    loader: Any = None,
+) -> None:
     from limpet.errors import LimpetError
     from limpet.proxy.server import ProxyServer
 
-    server = ProxyServer(cfg, secret, reuse_port=reuse_port, admin=admin)
+    # with --workers, each worker serves its admin on a Unix socket and worker 0 the front one
+    server = ProxyServer(cfg, secret, reuse_port=reuse_port, admin=admin and worker is None)
+    admin_runners: list[Any] = []
     try:
         await server.start()
+        from limpet.proxy.reload import install_sighup
+
+        install_sighup(server, loader)  # SIGHUP (and POST /reload) re-read --config
+        if worker is not None:
+            from limpet.admin.server import start_worker_admin
+
+            admin_runners = await start_worker_admin(
+                server, cfg.admin if admin else None, worker[0], cfg.workers, worker[1]
+            )
     except OSError as exc:  # bind errors: the one place listener OSErrors become user errors
         await server.stop()
+        for runner in admin_runners:
+            await runner.cleanup()
         raise LimpetError(f"cannot listen: {exc.strerror or exc}") from None
     for lc in cfg.listeners:
-        scheme = "http" if lc.mode == "http" else "tcp"
+        scheme = ("https" if lc.tls else "http") if lc.mode == "http" else "tcp"
         print(f"limpet proxy listening on {scheme}://{lc.address}/ (pid {os.getpid()})", flush=True)
     if cfg.admin and admin:
         print(f"limpet proxy admin on http://{cfg.admin}/status", flush=True)
     try:
         await stop.wait()
     finally:
+        for runner in admin_runners:
+            await runner.cleanup()
         await server.stop()
 
 
@@ -205,30 +346,50 @@ def run(args: argparse.Namespace) -> int:
     )
     cfg = resolve(args)  # a bad config stops here, before anything listens
     secret = secret_for(args, cfg)
+    if cfg.admin:
+        from limpet.admin.server import admin_token
+
+        admin_token(cfg.admin_token_file)  # an unreadable token file stops here too
+    from limpet.proxy import tls
+
+    tls.check(cfg.listeners)  # and so does a certificate that does not load
+    loader = (lambda: resolve(args)) if args.config else None
     if cfg.workers == 1:
-        run_until_signal(lambda stop: serve(cfg, secret, stop, reuse_port=False, admin=True))
+        run_until_signal(
+            lambda stop: serve(cfg, secret, stop, reuse_port=False, admin=True, loader=loader)
+        )
         return 0
-    return run_workers(cfg, secret)
+    return run_workers(cfg, secret, loader)
 
 
-def run_worker(cfg: Any, secret: bytes, *, admin: bool) -> None:
+def run_worker(
+    cfg: Any, secret: bytes, *, admin: bool, worker: tuple[int, str], loader: Any = None
+) -> None:
     from limpet.runtime import run_until_signal
 
-    run_until_signal(lambda stop: serve(cfg, secret, stop, reuse_port=True, admin=admin))
+    run_until_signal(
+        lambda stop: serve(
+            cfg, secret, stop, reuse_port=True, admin=admin, worker=worker, loader=loader
+        )
+    )
 
 
-def run_workers(cfg: Any, secret: bytes) -> int:
+def run_workers(cfg: Any, secret: bytes, loader: Any = None) -> int:
     """Fork N workers that share each listener via SO_REUSEPORT. Decisions are stateless given
-    the secret, so every worker pins a session to the same backend. Admin runs in worker 0."""
+    the secret, so every worker pins a session to the same backend. The front admin runs in
+    worker 0 and asks every worker through its Unix socket in a private directory."""
+    import shutil
     import signal
+    import tempfile
 
+    socket_dir = tempfile.mkdtemp(prefix="limpet-workers-")  # mode 0700: this user only
     children: list[int] = []
     for index in range(cfg.workers):
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child
             code = 0
             try:
-                run_worker(cfg, secret, admin=index == 0)
+                run_worker(cfg, secret, admin=index == 0, worker=(index, socket_dir), loader=loader)
             except BaseException as exc:  # the child must never return into the parent's code
                 print(f"limpet proxy worker {index}: {exc}", file=sys.stderr, flush=True)
                 code = 1
@@ -242,8 +403,16 @@ def run_workers(cfg: Any, secret: bytes) -> int:
             except ProcessLookupError:
                 pass
 
+    def reload_all(signum: int, frame: object) -> None:
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGHUP)  # each worker re-reads the config itself
+            except ProcessLookupError:
+                pass
+
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGHUP, reload_all)
     worst = 0
     for pid in children:
         while True:
@@ -254,4 +423,5 @@ def run_workers(cfg: Any, secret: bytes) -> int:
                 continue
         worst = max(worst, os.waitstatus_to_exitcode(status))
         forward(signal.SIGTERM, None)  # one worker gone: stop the others
+    shutil.rmtree(socket_dir, ignore_errors=True)
     return worst

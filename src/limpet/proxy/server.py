@@ -22,7 +22,7 @@ from limpet.config.model import PoolConfig, ProxyConfig, RouteConfig
 from limpet.pool.health import HealthEvent, HealthRules
 from limpet.pool.model import BackendState, PoolSnapshot
 from limpet.pool.pool import Pool
-from limpet.proxy import discovery
+from limpet.proxy import accept, discovery, goaway, tls
 from limpet.proxy.upstream import UpstreamPool
 from limpet.runtime import parse_hostport
 
@@ -41,8 +41,15 @@ class PoolRuntime:
             fall=h.fall,
             passive_failures=h.passive_failures,
             eject_seconds=h.eject_seconds,
+            max_ejection_percent=h.max_ejection_percent,
+            panic_threshold=h.panic_threshold,
         )
-        self.pool = Pool(cfg.name, [(b.id, b.address) for b in cfg.backends], rules)
+        self.pool = Pool(
+            cfg.name,
+            [(b.id, b.address) for b in cfg.backends],
+            rules,
+            weights={b.id: b.weight for b in cfg.backends},
+        )
         self.policy = build_policy(cfg.affinity, secret=secret, pool_name=cfg.name)
         self.upstreams = {b.id: UpstreamPool(b.id, b.address) for b in cfg.backends}
         self.metrics = metrics
@@ -84,8 +91,9 @@ class PoolRuntime:
             return
         if event is HealthEvent.PASSIVE_OK:
             # the hot path: a success only matters when it breaks a run of failures
+            # (or when it is the first sign of life of a backend never seen up)
             member = self.pool.get(backend_id)
-            if member is None or member.status.passive_fails == 0:
+            if member is None or (member.status.passive_fails == 0 and member.status.seen_up):
                 return
         self.record(backend_id, event)
 
@@ -106,8 +114,8 @@ class PoolRuntime:
             self.state_changed(backend_id)
 
     def state(self, backend_id: str) -> BackendState | None:
-        view = self.pool.snapshot().get(backend_id)
-        return view.state if view is not None else None
+        member = self.pool.get(backend_id)  # the true state (a panic snapshot shows HEALTHY)
+        return member.state if member is not None else None
 
     def state_changed(self, backend_id: str) -> None:
         log.warning(
@@ -119,7 +127,7 @@ class PoolRuntime:
         self.refresh_gauges()
 
     def refresh_gauges(self) -> None:
-        for b in self.pool.snapshot().backends:
+        for b in self.pool.views():
             self.metrics.backend_healthy.labels(self.name, b.id).set(1 if b.takes_new else 0)
 
     def open_gauge(self, backend_id: str) -> Any:
@@ -139,7 +147,12 @@ class PoolRuntime:
     def count_response(self, backend_id: str, status: int) -> None:
         key = (backend_id, status // 100)
         counts = self.response_counts
-        counts[key] = counts.get(key, 0) + 1
+        n = counts.get(key, 0)
+        counts[key] = n + 1
+        if not n and self.passive_enabled:
+            # the first answer of its kind: the backend listens (even a 5xx says so), so
+            # passive failures may eject it from now on (one branch, once per status class)
+            self.pool.record(backend_id, HealthEvent.ANSWERED, time.monotonic())
 
     def status(self) -> dict[str, Any]:
         return {
@@ -149,13 +162,17 @@ class PoolRuntime:
                 {
                     "id": b.id,
                     "address": b.address,
+                    "weight": b.weight,
                     "state": b.state.value,
+                    "seen_up": getattr(self.pool.get(b.id), "status", None) is not None
+                    and self.pool.get(b.id).status.seen_up,  # type: ignore[union-attr]
                     "open": self.open.get(b.id, 0),
                     "sessions_pinned": self.pins.get(b.id, 0),
                     "idle_upstream_connections": len(getattr(self.upstreams.get(b.id), "idle", ())),
                 }
-                for b in self.pool.snapshot().backends
+                for b in self.pool.views()
             ],
+            "panic": self.pool.snapshot().panic,
             **({"discovery": discovery.status(self.discovery_info)} if self.discovery_info else {}),
         }
 
@@ -238,14 +255,18 @@ class ProxyServer:
             host, port = parse_hostport(listener.address)
             factory: Any
             if listener.mode == "tcp":
-                runtime = self.routes[0][1]
-                factory = lambda rt=runtime: TcpDownstream(self, rt)  # noqa: E731
+                # the pool is looked up per connection: a reload may have replaced it
+                factory = lambda lc=listener: TcpDownstream(  # noqa: E731
+                    self, self.pools[self.config.tcp_pool(lc)]
+                )
             else:
                 factory = lambda: Downstream(self)  # noqa: E731
+            factory = accept.wrap(factory, listener, self.loop)  # PROXY protocol, if any
             server = await self.loop.create_server(
                 factory,
                 host,
                 port,
+                ssl=tls.listener_ssl(self, listener),  # TLS stays out of the protocol classes
                 reuse_port=self.reuse_port or None,
                 backlog=2048,
                 reuse_address=True,
@@ -277,8 +298,7 @@ class ProxyServer:
         while self.connections and self.loop.time() < deadline:
             await asyncio.sleep(0.05)
         for conn in list(self.connections):
-            if conn.transport is not None:
-                conn.transport.abort()
+            goaway.close(conn)  # WebSockets get a 1001 close frame; the rest is aborted
         for task in list(self.tasks):
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)

@@ -27,9 +27,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--socketio-path", default="socket.io", help="path of the socket.io endpoint (no slashes)"
     )
+    parser.add_argument(
+        "--fail-header",
+        metavar="NAME",
+        help="answer 500 to any request carrying this header (to exercise passive health)",
+    )
 
 
-def build_app(name: str, *, socketio: bool = True, socketio_path: str = "socket.io") -> Any:
+def build_app(
+    name: str,
+    *,
+    socketio: bool = True,
+    socketio_path: str = "socket.io",
+    fail_header: str | None = None,
+) -> Any:
     """The aiohttp application: GET anything -> name; /ws echoes; optional socket.io server."""
     from aiohttp import WSMsgType, web
 
@@ -45,7 +56,18 @@ def build_app(name: str, *, socketio: bool = True, socketio_path: str = "socket.
             f"body-bytes: {len(body)}",
         ]
         lines += [f"{k}: {v}" for k, v in request.headers.items()]
-        return web.Response(text="\n".join(lines) + "\n", headers={"X-Backend": name})
+        # field values that are not UTF-8 (a Cookie with byte 0xE9) arrive as surrogate escapes:
+        # echo them as \xNN instead of failing to encode the answer (a 500)
+        raw = ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
+        body = raw.decode("utf-8", "backslashreplace").encode()
+        status = 500 if fail_header and fail_header in request.headers else 200
+        return web.Response(
+            body=body,
+            status=status,
+            content_type="text/plain",
+            charset="utf-8",
+            headers={"X-Backend": name},
+        )
 
     async def ws(request: web.Request) -> web.StreamResponse:
         sock = web.WebSocketResponse()
@@ -96,7 +118,13 @@ def run(args: argparse.Namespace) -> int:
     name = args.name or os.environ.get("HOSTNAME") or socket.gethostname()
     run_until_signal(
         lambda stop: serve(
-            host, port, name, stop, socketio=args.socketio, socketio_path=args.socketio_path
+            host,
+            port,
+            name,
+            stop,
+            socketio=args.socketio,
+            socketio_path=args.socketio_path,
+            fail_header=args.fail_header,
         )
     )
     return 0

@@ -15,6 +15,7 @@ import pytest
 from tests.support.procs import Procs, free_port
 
 SECRET = "test-secret-shared-by-replicas"
+ADMIN_TOKEN = "test-admin-token"
 
 
 @dataclass
@@ -34,10 +35,15 @@ class Proxy:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}/status", timeout=5) as r:
             return json.loads(r.read())
 
-    def admin(self, method: str, path: str) -> tuple[int, str]:
+    def admin(
+        self, method: str, path: str, headers: dict[str, str] | None = None, token: bool = True
+    ) -> tuple[int, str]:
+        """An admin call, with the bearer token unless ``token=False``."""
         assert self.admin_port is not None
+        hdrs = {"Authorization": f"Bearer {ADMIN_TOKEN}"} if token else {}
+        hdrs.update(headers or {})
         req = urllib.request.Request(
-            f"http://127.0.0.1:{self.admin_port}{path}", method=method, data=b""
+            f"http://127.0.0.1:{self.admin_port}{path}", method=method, data=b"", headers=hdrs
         )
         try:
             with urllib.request.urlopen(req, timeout=5) as r:
@@ -67,6 +73,7 @@ def start_proxy(
     if admin_port:
         args += ["--admin", f"127.0.0.1:{admin_port}"]
     args += list(extra)
+    env = {"LIMPET_ADMIN_TOKEN": ADMIN_TOKEN, **(env or {})}
     proc = procs.limpet(*args, wait_for=("127.0.0.1", port), env=env)
     if admin_port:
         from tests.support.procs import wait_listening

@@ -119,3 +119,18 @@ def test_port_in_use_is_a_clear_error() -> None:
         )
     assert result.returncode == 1
     assert "cannot listen" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_backend_weights_share_new_sessions(procs: Procs) -> None:
+    heavy, light = procs.whoami("heavy"), procs.whoami("light")
+    port = free_port()
+    config = procs.tmp / "weights.yaml"
+    config.write_text(
+        f'listeners: ["127.0.0.1:{port}"]\n'
+        "pools:\n  web:\n    affinity: {mode: none}\n    backends:\n"
+        f"      - {{id: heavy, url: '{heavy}', weight: 3}}\n"
+        f"      - {{id: light, url: '{light}'}}\n"
+    )
+    procs.limpet("proxy", "--config", str(config), "--secret", "s", wait_for=("127.0.0.1", port))
+    client = Client(f"http://127.0.0.1:{port}", jar=False)
+    assert Counter(client.backend() for _ in range(40)) == {"heavy": 30, "light": 10}

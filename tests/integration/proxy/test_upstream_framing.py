@@ -72,7 +72,12 @@ def raw_backend() -> Iterator[str]:
 @pytest.fixture
 def proxy(procs: Procs, raw_backend: str) -> Proxy:
     config = procs.tmp / "t.yaml"
-    config.write_text("timeouts: {response: 1.5}\nlimits: {max-connections: 4}\n")
+    # one backend: without panic-threshold 0 a passively ejected only backend would be
+    # offered again (the panic rule, tested in test_passive_health.py)
+    config.write_text(
+        "timeouts: {response: 1.5}\nlimits: {max-connections: 4}\n"
+        f"pools:\n  default:\n    backends: [{raw_backend}]\n    health: {{panic-threshold: 0}}\n"
+    )
     return start_proxy(
         procs, {"raw": raw_backend}, "--config", str(config), "--no-health", admin=False
     )
@@ -173,7 +178,8 @@ def five_hundreds(port: int, n: int) -> list[bytes]:
 
 
 def test_repeated_5xx_ejects_the_backend(proxy: Proxy) -> None:
-    # passive-failures defaults to 3: the fourth request finds no healthy backend
+    # passive-failures defaults to 3: the fourth request finds no healthy backend (a 5xx is an
+    # answer, so the backend counts as seen up from the first one)
     assert five_hundreds(proxy.port, 4) == [b"HTTP/1.1 500"] * 3 + [b"HTTP/1.1 503"]
 
 
@@ -183,7 +189,7 @@ def test_passive_ejection_expires_without_active_probes(procs: Procs, raw_backen
     config = procs.tmp / "expiry.yaml"
     config.write_text(
         f"pools:\n  raw:\n    backends: [{raw_backend}]\n"
-        "    health: {active: false, passive: true, eject-seconds: 0.5}\n"
+        "    health: {active: false, passive: true, eject-seconds: 0.5, panic-threshold: 0}\n"
     )
     proxy = start_proxy(procs, {}, "--config", str(config), admin=False)
     assert five_hundreds(proxy.port, 4) == [b"HTTP/1.1 500"] * 3 + [b"HTTP/1.1 503"]

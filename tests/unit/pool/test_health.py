@@ -22,12 +22,13 @@ from limpet.pool.model import BackendState
 
 RULES = HealthRules(rise=2, fall=3, passive_failures=3, eject_seconds=10.0)
 E = HealthEvent
+SEEN = HealthStatus(seen_up=True)  # a backend that has been up once: thresholds apply in full
 
 
 def run(
     events: list[HealthEvent], status: HealthStatus | None = None, now: float = 0.0
 ) -> HealthStatus:
-    status = status or HealthStatus()
+    status = status or SEEN
     for event in events:
         status = advance(status, event, RULES, now)
     return status
@@ -42,7 +43,7 @@ def test_table_covers_every_health_and_event() -> None:
 def test_every_transition_keeps_drain_unless_it_is_a_drain_event(
     health: Health, event: HealthEvent, draining: bool
 ) -> None:
-    before = HealthStatus(health=health, draining=draining, ejected_until=5.0)
+    before = HealthStatus(health=health, draining=draining, ejected_until=5.0, seen_up=True)
     after = advance(before, event, RULES, now=0.0)
     if event is E.DRAIN:
         assert after.draining
@@ -92,7 +93,7 @@ def test_passive_ejection_expires_after_eject_seconds() -> None:
     assert advance(ejected, E.TICK, RULES, now=109.9).state is BackendState.EJECTED
     back = advance(ejected, E.TICK, RULES, now=110.0)
     assert back.state is BackendState.HEALTHY
-    assert back == HealthStatus()
+    assert back == SEEN
 
 
 def test_probe_ejection_does_not_expire() -> None:
@@ -125,7 +126,7 @@ def test_probes_never_undo_a_drain(events: list[HealthEvent], now: float) -> Non
 @given(st.integers(1, 6), st.integers(1, 6), st.integers(1, 6))
 def test_thresholds_are_exact(rise: int, fall: int, passive: int) -> None:
     rules = HealthRules(rise=rise, fall=fall, passive_failures=passive)
-    status = HealthStatus()
+    status = SEEN
     for i in range(fall):
         assert status.state is BackendState.HEALTHY, i
         status = advance(status, E.PROBE_FAIL, rules, 0.0)
@@ -138,6 +139,43 @@ def test_thresholds_are_exact(rise: int, fall: int, passive: int) -> None:
         assert status.state is BackendState.HEALTHY
         status = advance(status, E.PASSIVE_FAIL, rules, 0.0)
     assert status.state is BackendState.EJECTED
+
+
+def test_a_backend_never_seen_up_is_not_ejected_by_passive_failures() -> None:
+    starting = run([E.PASSIVE_FAIL] * 10, HealthStatus())
+    assert starting.state is BackendState.HEALTHY and not starting.seen_up
+    # twin: once it has been up, the same failures eject it
+    assert run([E.PROBE_OK] + [E.PASSIVE_FAIL] * 3, HealthStatus()).state is BackendState.EJECTED
+
+
+def test_a_backend_never_seen_up_comes_in_on_its_first_ok_probe() -> None:
+    down = run([E.PROBE_FAIL] * 3, HealthStatus())
+    assert down.state is BackendState.EJECTED  # probes still eject a backend that is not there
+    up = advance(down, E.PROBE_OK, RULES, 0.0)
+    assert up.state is BackendState.HEALTHY and up.seen_up
+    # twin: a backend that was up before needs `rise` OKs to come back (it may be flapping)
+    again = run([E.PROBE_FAIL] * 3 + [E.PROBE_OK], up)
+    assert again.state is BackendState.EJECTED
+
+
+def test_an_exchange_that_succeeds_counts_as_seen_up() -> None:
+    assert advance(HealthStatus(), E.PASSIVE_OK, RULES, 0.0).seen_up
+
+
+def test_no_ejection_budget_counts_but_does_not_eject() -> None:
+    status = SEEN
+    for _ in range(5):
+        status = advance(status, E.PASSIVE_FAIL, RULES, 0.0, may_eject=False)
+    assert status.state is BackendState.HEALTHY and status.passive_fails == 5
+    status = advance(status, E.PASSIVE_FAIL, RULES, 0.0)  # the budget allows it again
+    assert status.state is BackendState.EJECTED and status.passively_ejected
+
+
+@pytest.mark.parametrize("field", ["max_ejection_percent", "panic_threshold"])
+@pytest.mark.parametrize("value", [-1, 101])
+def test_rules_reject_percentages_out_of_range(field: str, value: int) -> None:
+    with pytest.raises(ValueError):
+        HealthRules(**{field: value})
 
 
 @pytest.mark.parametrize("field", ["rise", "fall", "passive_failures"])
@@ -157,3 +195,9 @@ def test_the_docs_print_the_current_table() -> None:
     start = doc.index("<!-- health-table:start -->\n") + len("<!-- health-table:start -->\n")
     end = doc.index("<!-- health-table:end -->")
     assert doc[start:end].strip() == describe()
+
+
+def test_any_answer_counts_as_seen_up_without_resetting_failures() -> None:
+    status = run([E.PASSIVE_FAIL, E.ANSWERED, E.PASSIVE_FAIL], HealthStatus())
+    assert status.seen_up and status.passive_fails == 2
+    assert advance(status, E.PASSIVE_FAIL, RULES, 0.0).state is BackendState.EJECTED

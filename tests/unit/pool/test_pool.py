@@ -12,8 +12,11 @@ from limpet.pool.pool import Pool
 E = HealthEvent
 
 
-def make(n: int = 3) -> Pool:
-    return Pool("web", [(f"b{i}", f"127.0.0.1:{9000 + i}") for i in range(n)], HealthRules())
+def make(n: int = 3, rules: HealthRules = HealthRules()) -> Pool:
+    pool = Pool("web", [(f"b{i}", f"127.0.0.1:{9000 + i}") for i in range(n)], rules)
+    for i in range(n):  # every member has answered once (a backend never seen up is not ejected)
+        pool.record(f"b{i}", E.PROBE_OK, 0.0)
+    return pool
 
 
 def test_snapshot_is_cached_until_state_changes() -> None:
@@ -151,3 +154,86 @@ def test_loads_match_opened_minus_closed(ops: list[tuple[str, bool]]) -> None:
             expected[backend_id] = max(0, expected[backend_id] - 1)
     snap = pool.snapshot()
     assert {b: snap.load(b) for b in expected} == expected
+
+
+def fail(pool: Pool, backend_id: str, times: int = 3, now: float = 0.0) -> None:
+    for _ in range(times):
+        pool.record(backend_id, E.PASSIVE_FAIL, now)
+
+
+def test_passive_failures_eject_at_most_the_share_allowed() -> None:
+    pool = make(10, HealthRules(max_ejection_percent=20))
+    for i in range(10):
+        fail(pool, f"b{i}")
+    states = [b.state for b in pool.views()]
+    assert states.count(BackendState.EJECTED) == 2
+    # twin: with no limit, the same failures eject the whole pool
+    unlimited = make(10, HealthRules(max_ejection_percent=100, panic_threshold=0))
+    for i in range(10):
+        fail(unlimited, f"b{i}")
+    assert unlimited.snapshot().eligible() == ()
+
+
+def test_at_least_one_backend_may_always_be_ejected() -> None:
+    pool = make(3, HealthRules(max_ejection_percent=0))
+    fail(pool, "b0")
+    fail(pool, "b1")
+    assert [b.state for b in pool.views()].count(BackendState.EJECTED) == 1
+
+
+def test_probe_ejections_are_not_limited() -> None:
+    pool = make(3)
+    for i in range(3):
+        for _ in range(3):
+            pool.record(f"b{i}", E.PROBE_FAIL, 0.0)
+    assert pool.snapshot().eligible() == ()  # probes saw them all down: a clear 503
+    assert not pool.snapshot().panic or pool.snapshot().eligible() == ()
+
+
+def test_panic_offers_passively_ejected_backends_again() -> None:
+    pool = make(4, HealthRules(max_ejection_percent=100, panic_threshold=50))
+    fail(pool, "b0")
+    assert not pool.snapshot().panic and len(pool.snapshot().eligible()) == 3
+    fail(pool, "b1")
+    assert not pool.snapshot().panic  # 2 of 4 healthy: not below 50 %
+    fail(pool, "b2")
+    snap = pool.snapshot()
+    assert snap.panic
+    assert [b.id for b in snap.eligible()] == ["b0", "b1", "b2", "b3"]
+    # the true states stay visible for status pages
+    assert [b.state for b in pool.views()].count(BackendState.EJECTED) == 3
+    # a probe that confirms b0 down takes it out of the panic set
+    pool.record("b0", E.PROBE_FAIL, 0.0)
+    assert [b.id for b in pool.snapshot().eligible()] == ["b1", "b2", "b3"]
+
+
+def test_panic_does_not_offer_drained_backends() -> None:
+    pool = make(2, HealthRules(max_ejection_percent=100))
+    fail(pool, "b0")
+    pool.drain("b0")
+    fail(pool, "b1")
+    assert [b.id for b in pool.snapshot().eligible()] == ["b1"]
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 5),
+            st.sampled_from([E.PASSIVE_FAIL, E.PASSIVE_OK, E.TICK]),
+            st.floats(0, 100),
+        ),
+        max_size=120,
+    ),
+    st.integers(0, 100),
+)
+def test_passive_failures_alone_never_empty_a_pool(
+    events: list[tuple[int, HealthEvent, float]], percent: int
+) -> None:
+    """Whatever a client makes the backends answer, some backend still takes new sessions."""
+    pool = make(6, HealthRules(max_ejection_percent=percent))
+    budget = max(1, 6 * percent // 100)
+    for index, event, now in sorted(events, key=lambda e: e[2]):
+        pool.record(f"b{index}", event, now)
+        ejected = sum(1 for b in pool.backends() if b.status.passively_ejected)
+        assert ejected <= budget
+        assert pool.snapshot().eligible(), pool

@@ -1,0 +1,44 @@
+"""I/O: the last step of a graceful stop: what an open connection gets at the drain deadline.
+
+An upgraded HTTP connection (a WebSocket tunnel) gets a WebSocket close frame with status 1001
+"going away" (RFC 6455 §7.4.1) on both sides, then a normal close that flushes it: the browser
+sees 1001 and reconnects at once, instead of the 1006 "abnormal closure" a reset gives. The
+frame goes unmasked to the client and masked to the backend (§5.1: client-to-server frames are
+masked; the proxy is the backend's client). The tunnel relays bytes without parsing frames, so
+the frame lands between two frames unless the deadline cuts a frame in the middle; that
+connection was about to be reset anyway. Anything else (an exchange still running, an L4
+tunnel) is aborted as before.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+GOING_AWAY = (1001).to_bytes(2, "big")
+TO_CLIENT = b"\x88\x02" + GOING_AWAY  # FIN + close, unmasked, 2-byte payload
+
+
+def to_backend() -> bytes:
+    """A masked close frame with status 1001 (a fresh masking key each time, §5.3)."""
+    key = os.urandom(4)
+    return b"\x88\x82" + key + bytes(b ^ key[i % 4] for i, b in enumerate(GOING_AWAY))
+
+
+def close(conn: Any) -> None:
+    """Close one downstream connection at the drain deadline."""
+    from limpet.proxy.http1 import Downstream
+
+    transport = getattr(conn, "transport", None)
+    if transport is None:
+        return
+    tunnel = getattr(conn, "tunnel", None)
+    if isinstance(conn, Downstream) and tunnel is not None:
+        upstream = getattr(tunnel, "transport", None)
+        if upstream is not None:
+            upstream.write(to_backend())
+            upstream.close()
+        transport.write(TO_CLIENT)
+        transport.close()
+        return
+    transport.abort()
