@@ -1,8 +1,8 @@
 """I/O: the downstream HTTP/1.1 protocol class and the Exchange that carries one request through.
 
-``Downstream`` is an asyncio.Protocol fed by httptools' request parser (the style of uvicorn's
-httptools_impl): no task per request on the keep-alive path, bodies streamed as they arrive,
-pipelined requests queued and answered in order. ``Exchange`` is one request/response: it asks the
+``Downstream`` is an asyncio.Protocol fed by the wire core's request parser (limpet.proxy.wire:
+one call per read, events out): no task per request on the keep-alive path, bodies streamed as
+they arrive, pipelined requests queued (at most ``MAX_PIPELINE``) and answered in order. ``Exchange`` is one request/response: it asks the
 route's affinity policy for a backend, takes an upstream connection, forwards the head and body,
 and relays the response (adding the policy's Set-Cookie). After ``101`` both sides become a tunnel.
 
@@ -19,8 +19,6 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
-import httptools
-
 from limpet.affinity.base import Pick, RequestFacts
 from limpet.pool.health import HealthEvent
 from limpet.proxy import engineio
@@ -32,6 +30,8 @@ from limpet.proxy.headers import (
     parse_cookies,
 )
 from limpet.proxy.responses import CONTINUE, local_response
+from limpet.proxy.wire import RequestParser
+from limpet.proxy.wire.parser import BODY, CHUNKED, END, ERROR, HEAD, UPGRADE, RequestHead
 
 if TYPE_CHECKING:
     from limpet.pool.model import BackendView
@@ -41,6 +41,11 @@ if TYPE_CHECKING:
 #: request bodies read before the upstream connection is ready are held up to this, then the
 #: downstream is paused (the water mark for buffering, not for the transports)
 BODY_BUFFER_HIGH = 256 * 1024
+#: unanswered pipelined requests parsed ahead; beyond this the downstream is not read (a client
+#: that sends requests and never reads the answers holds this many, not thousands)
+MAX_PIPELINE = 8
+#: RFC 9110 §9.2.2: methods a proxy may send again after a connection failed mid-request
+IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 
 
 class Deadline:
@@ -172,7 +177,9 @@ class Downstream(asyncio.Protocol):
         self.timeouts = server.config.timeouts
         self.transport: asyncio.Transport | None = None
         self.client_ip = ""
-        self.parser = httptools.HttpRequestParser(self)
+        self.parser = RequestParser(
+            self.limits.max_header_bytes, self.limits.max_headers, MAX_PIPELINE
+        )
         self.active: Exchange | None = None  # being answered
         self.receiving: Exchange | None = None  # request body being read
         self.queue: deque[Exchange] = deque()  # pipelined, waiting their turn
@@ -187,10 +194,8 @@ class Downstream(asyncio.Protocol):
         self._timer = Deadline(self.loop)  # header, idle, tunnel-idle and lingering close
         self.resp_timer = Deadline(self.loop)  # the active exchange's response timeout
         self._last_activity = 0.0
-        self._url = b""
-        self._headers: list[tuple[bytes, bytes]] = []
-        self._lnames: list[bytes] = []  # the lower-cased names of _headers, computed once
-        self._header_bytes = 0
+        self._head_started = False  # bytes of a head arrived while idle (header timer armed)
+        self._handling = False  # inside handle(): exchange_done must not feed the parser
         self._cookie_key: list[bytes] | None = None  # the last request's Cookie values...
         self._cookie_jar: dict[str, str] = {}  # ...parsed (a keep-alive client repeats them)
         fwd = server.config.forwarding
@@ -247,26 +252,50 @@ class Downstream(asyncio.Protocol):
             return
         if self.discarding:
             return
+        self.handle(self.parser.feed(data))
+
+    def handle(self, events: list[tuple[int, object]]) -> None:
+        """Act on the wire core's events for one read, in order."""
+        if events and events[-1][0] == ERROR:
+            # a request refused in this read never starts, even if its head parsed (a bad
+            # chunk-size line after a good head): nothing of it reaches a backend
+            last = len(events) - 1
+            while last > 0 and events[last - 1][0] not in (HEAD, END):
+                last -= 1
+            if last > 0 and events[last - 1][0] == HEAD:
+                events = events[: last - 1] + events[-1:]
+        self._handling = True
         try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade as exc:
-            offset = exc.args[0] if exc.args else len(data)
-            self._upgrade_requested(data[offset:])
-        except BadRequest as exc:
-            self.parse_failed(exc.status, exc.reason)
-        except httptools.HttpParserCallbackError as exc:
-            cause = exc.__context__
-            if isinstance(cause, BadRequest):
-                self.parse_failed(cause.status, cause.reason)
-            else:
-                raise
-        except httptools.HttpParserError as exc:
-            # llhttp (httptools >= 0.6) in its default strict mode already refuses the
-            # ambiguous framings of RFC 9112: CL+TE (§6.1), repeated or list Content-Length
-            # (§6.3), bad chunk sizes (§7.1), bare LF (§2.2), obs-fold (§5.2), whitespace
-            # before the colon (§5.1), NUL/CTL in values (§5.5); tests pin each one down.
-            # Missing/duplicate Host (§3.2) and the size limits are checked in callbacks.
-            self.parse_failed(400, f"malformed request: {exc}")
+            for kind, value in events:
+                if kind == BODY:
+                    receiving = self.receiving
+                    if receiving is not None:
+                        receiving.feed_body(value)  # type: ignore[arg-type]
+                        if not receiving.started and receiving is self.active:
+                            receiving.start()  # its first chunk line was valid
+                elif kind == HEAD:
+                    self.on_head(value)  # type: ignore[arg-type]
+                elif kind == END:
+                    self.on_message_complete()
+                elif kind == UPGRADE:
+                    self._upgrade_requested(value)  # type: ignore[arg-type]
+                else:
+                    refusal: tuple[int, str] = value  # type: ignore[assignment]
+                    self.parse_failed(*refusal)
+                    return
+        finally:
+            self._handling = False
+        parser = self.parser
+        if parser.stalled:
+            self.pause_for("pipeline")
+        elif (
+            self.active is None
+            and self.receiving is None
+            and parser.buffered
+            and not self._head_started
+        ):
+            self._head_started = True  # a head began: it must end within the header timeout
+            self._arm(self.timeouts.header, self._on_header_timeout)
 
     def parse_failed(self, status: int, reason: str) -> None:
         """The byte stream is broken from here on: answer what came before, then refuse."""
@@ -326,6 +355,8 @@ class Downstream(asyncio.Protocol):
         conn = self.tunnel or (self.active.upstream if self.active else None)
         if conn is not None and conn.transport is not None:
             conn.transport.resume_reading()
+        if self.active is None and self.queue:
+            self.advance()
 
     def pause_for(self, reason: str) -> None:
         if not self.paused and self.transport is not None:
@@ -347,7 +378,7 @@ class Downstream(asyncio.Protocol):
 
     def _on_header_timeout(self) -> None:
         if self.active is None and self.transport is not None:
-            if self._url or self._headers:
+            if self.parser.buffered:
                 self.refuse(408, "request head not received in time")
             else:
                 self.transport.close()  # idle keep-alive connection: close quietly
@@ -360,65 +391,37 @@ class Downstream(asyncio.Protocol):
         else:
             self._arm(limit - idle, self._on_tunnel_timer)
 
-    # -- httptools callbacks -----------------------------------------------------------------
-    def on_message_begin(self) -> None:
-        self._url = b""
-        self._headers = []
-        self._lnames = []
-        self._header_bytes = 0
-        if self.active is None and self.receiving is None:
-            self._arm(self.timeouts.header, self._on_header_timeout)
-
-    def on_url(self, url: bytes) -> None:
-        self._url += url
-        self._header_bytes += len(url)
-        if self._header_bytes > self.limits.max_header_bytes:
-            raise BadRequest(431, "request head too large")
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_bytes += len(name) + len(value) + 4
-        if self._header_bytes > self.limits.max_header_bytes:
-            raise BadRequest(431, "request head too large")
-        if len(self._headers) >= self.limits.max_headers:
-            raise BadRequest(431, "too many request header fields")
-        self._headers.append((name, value))
-        self._lnames.append(name.lower())
-
-    def on_headers_complete(self) -> None:
-        parser = self.parser
-        method = parser.get_method()
-        if method == b"CONNECT":
-            raise BadRequest(501, "CONNECT is not supported")
-        version = parser.get_http_version()
-        lnames = self._lnames
-        hosts = lnames.count(b"host")
-        # RFC 9112 §3.2: a request without Host (HTTP/1.1) or with more than one is a 400
-        if hosts > 1 or (version == "1.1" and not hosts):
-            raise BadRequest(400, "a request needs exactly one Host header")
+    # -- wire core events ----------------------------------------------------------------------
+    def on_head(self, head: RequestHead) -> None:
+        self._head_started = False
         if self.active is None and self.receiving is None:
             self._disarm()
         exchange = Exchange(
-            self, method, self._url, version, self._headers, parser.should_keep_alive(), lnames
+            self,
+            head.method,
+            head.target,
+            head.version,
+            head.headers,
+            head.keep_alive,
+            head.lnames,
+            chunked=head.framing == CHUNKED,
+            upgrade=head.upgrade,
+            expect_continue=head.expect_continue,
         )
-        self._url = b""
-        self._headers = []
-        self._lnames = []
         self.receiving = exchange
-        if self.active is None:
+        if self.active is None and not self.queue:
             self.active = exchange
-            exchange.start()
+            if exchange.ready():
+                exchange.start()
         else:
             self.queue.append(exchange)
-            self.pause_for("pipeline")
-
-    def on_body(self, body: bytes) -> None:
-        if self.receiving is not None:
-            self.receiving.feed_body(body)
 
     def on_message_complete(self) -> None:
         exchange, self.receiving = self.receiving, None
         if exchange is not None:
             exchange.body_complete()
+            if not exchange.started and exchange is self.active:
+                exchange.start()  # a chunked body that was only its last chunk
 
     # -- exchanges -----------------------------------------------------------------------------
     def _upgrade_requested(self, early: bytes) -> None:
@@ -426,7 +429,7 @@ class Downstream(asyncio.Protocol):
         if exchange is None or not exchange.upgrade:
             self.refuse(400, "unexpected upgrade")
             return
-        exchange.early_data = early
+        exchange.early_data += early
         # no more HTTP on this connection: what follows belongs to the upgraded protocol
         self.pause_for("upgrade")
 
@@ -440,16 +443,34 @@ class Downstream(asyncio.Protocol):
             # has nowhere to go, so this connection cannot carry another request)
             self.close()
             return
+        parser = self.parser
+        parser.answered()
+        self.advance()
+        if parser.buffered and not self._handling and self.transport is not None:
+            # pipelined heads held while MAX_PIPELINE were unanswered: parse the next one now
+            self.handle(parser.feed(b""))
+        if not parser.stalled:
+            self.resume_for("pipeline")
+
+    def advance(self) -> None:
+        """Start the next queued exchange, unless the client is not reading what we answer.
+
+        While the downstream transport is over its high-water mark, no new response is made
+        (resume_writing calls this again): a client that pipelines and never reads holds at
+        most the transport's buffer and MAX_PIPELINE parsed requests.
+        """
+        if self.active is not None or self.transport is None or self.discarding:
+            return
+        if self.write_paused and self.queue:
+            return
         if self.pending_refusal is not None and not self.queue:
             self.refuse(*self.pending_refusal)
             return
         if self.queue:
-            self.active = self.queue.popleft()
-            if not self.queue:
-                self.resume_for("pipeline")
-            self.active.start()
+            self.active = exchange = self.queue.popleft()
+            if exchange.ready():
+                exchange.start()
         elif self.receiving is None:
-            self.resume_for("pipeline")
             self._arm(self.timeouts.idle, self._on_header_timeout)
 
     def start_tunnel(self, conn: UpstreamConnection, early: bytes) -> None:
@@ -579,6 +600,10 @@ class Exchange:
         headers: list[tuple[bytes, bytes]],
         keep_alive: bool,
         lnames: list[bytes] | None = None,
+        *,
+        chunked: bool | None = None,
+        upgrade: bool | None = None,
+        expect_continue: bool | None = None,
     ) -> None:
         self.down = down
         self.method = method
@@ -586,16 +611,19 @@ class Exchange:
         self.version = version
         self.headers = headers
         self.keep_alive = keep_alive
-        #: lower-cased names, parallel to headers (each name is lowered once, in on_header)
+        #: lower-cased names, parallel to headers (each name is lowered once, by the wire core)
         self.lnames = lnames if lnames is not None else [n.lower() for n, _ in headers]
         lnames = self.lnames
-        self.upgrade = b"upgrade" in lnames
-        self.expect_continue = b"expect" in lnames and any(
-            ln == b"expect" and v.lower() == b"100-continue"
-            for ln, (_, v) in zip(lnames, headers, strict=True)
-        )
-        # llhttp accepts only "chunked" as the final coding
-        self.body_chunked = b"transfer-encoding" in lnames
+        # the wire core's RequestHead says these; the defaults serve hand-built exchanges
+        self.upgrade = b"upgrade" in lnames if upgrade is None else upgrade
+        if expect_continue is None:
+            expect_continue = b"expect" in lnames and any(
+                ln == b"expect" and v.lower() == b"100-continue"
+                for ln, (_, v) in zip(lnames, headers, strict=True)
+            )
+        self.expect_continue = expect_continue
+        # the wire core accepts only "chunked" as the (only) coding of a request
+        self.body_chunked = b"transfer-encoding" in lnames if chunked is None else chunked
         self.body_buffer: list[bytes] = []
         self.body_buffered = 0
         self.body_done = False
@@ -621,6 +649,18 @@ class Exchange:
         return f"Exchange({self.method.decode()} {self.url[:60]!r}, backend={backend!r}, status={self.status})"
 
     # -- request side --------------------------------------------------------------------------
+    def ready(self) -> bool:
+        """May this request go to a backend yet? A chunked one waits for its first chunk line
+        (a bad one is refused before anything is forwarded), unless the client waits for our
+        100 Continue before it sends the body."""
+        return (
+            not self.body_chunked
+            or self.expect_continue
+            or self.body_done
+            or self.body_sent
+            or bool(self.body_buffer)
+        )
+
     def start(self) -> None:
         """Choose the backend (the route's policy decides) and get a connection to it."""
         self.started = True
@@ -731,6 +771,12 @@ class Exchange:
             transport.write(b"0\r\n\r\n")
         if self.down.write_paused:
             transport.pause_reading()
+        if self.body_done:
+            self.arm_response_timer()
+
+    def arm_response_timer(self) -> None:
+        """The response timeout runs from when the whole request was sent, not while the
+        client is still uploading (a slow, steady upload is no backend's fault)."""
         self.down.resp_timer.arm(self.down.timeouts.response, self.response_timeout)
         self.timer = True
 
@@ -819,8 +865,11 @@ class Exchange:
     def body_complete(self) -> None:
         self.body_done = True
         conn = self.upstream
-        if self.body_chunked and conn is not None and conn.transport is not None:
-            conn.transport.write(b"0\r\n\r\n")
+        if conn is not None and conn.transport is not None:
+            if self.body_chunked:
+                conn.transport.write(b"0\r\n\r\n")
+            if not self.response_started and self.status == 0:
+                self.arm_response_timer()
 
     # -- response side ---------------------------------------------------------------------
     def response_head(self, status: int, reason: bytes, conn: UpstreamConnection) -> None:
@@ -985,9 +1034,18 @@ class Exchange:
             assert backend is not None
             self.down.loop.create_task(self.connect(backend))
             return
-        if not self.body_sent and self.pick is not None and self.pick.backend is not None:
+        if (
+            not self.body_sent
+            and self.method in IDEMPOTENT
+            and self.pick is not None
+            and self.pick.backend is not None
+        ):
+            # RFC 9110 §9.2.2: only an idempotent request may be sent again (elsewhere); a
+            # POST the backend may have acted on is answered 502, never repeated
             self.connect_failed(self.pick.backend, exc)
             return
+        if self.pick is not None and self.pick.backend is not None and self.runtime is not None:
+            self.runtime.passive(self.pick.backend.id, HealthEvent.PASSIVE_FAIL)
         self.local(502, "the backend closed the connection before answering")
 
     def upstream_failed(self, reason: str) -> None:

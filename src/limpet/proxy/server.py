@@ -228,9 +228,16 @@ class ProxyServer:
 
     async def start(self) -> None:
         from limpet.health.probes import run_probes
+        from limpet.proxy import wire
         from limpet.proxy.http1 import Downstream
         from limpet.proxy.tcp import TcpDownstream
 
+        # which build of the wire core parses requests: said once, louder when it is the
+        # fallback nobody asked for (no compiler at install time)
+        level = (
+            logging.WARNING if wire.CORE == "python" and "not built" in wire.WHY else logging.INFO
+        )
+        log.log(level, "wire core: %s (%s)", wire.CORE, wire.WHY)
         for runtime in self.pools.values():
             self.spawn(run_probes(self, runtime))
         discovery.start(self)  # DNS / EndpointSlice pools follow their discovery
