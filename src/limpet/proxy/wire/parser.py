@@ -208,15 +208,17 @@ class RequestParser:
                 if pos >= end:
                     break
                 stop = buf.find(b"\r\n\r\n", pos)
-                if stop < 0:
-                    if end - pos > self.max_header_bytes:
+                # the verdict depends only on the first max_header_bytes of the head, so that
+                # every split of the same bytes gets the same answer: a bare LF there (which
+                # can never end a head: refused now, not at the timeout), else the size
+                window = pos + self.max_header_bytes
+                last = stop + 4 if 0 <= stop < window - 4 else min(end, window)
+                if buf.count(b"\n", pos, last) != buf.count(b"\r\n", pos, last):
+                    return self._fail(events, 400, "malformed request: bare LF")
+                if stop < 0 or stop + 4 > window:
+                    if end > window:
                         return self._fail(events, 431, "request head too large")
-                    # a bare LF can never end this head: refuse it now, not at the timeout
-                    if buf.count(b"\n", pos) != buf.count(b"\r\n", pos):
-                        return self._fail(events, 400, "malformed request: bare LF")
                     break
-                if stop + 4 - pos > self.max_header_bytes:
-                    return self._fail(events, 431, "request head too large")
                 head = self._head(buf, pos, stop)
                 if type(head) is tuple:
                     return self._fail(events, head[0], head[1])
@@ -248,7 +250,7 @@ class RequestParser:
                     state = _S_HEAD
             elif state == _S_CHUNK_SIZE:
                 stop = buf.find(b"\r\n", pos)
-                if stop < 0:
+                if stop < 0 or stop - pos > MAX_CHUNK_LINE:
                     if end - pos > MAX_CHUNK_LINE or buf.find(b"\n", pos) >= 0:
                         return self._fail(events, 400, "malformed request: bad chunk-size line")
                     break
@@ -281,15 +283,14 @@ class RequestParser:
                 state = _S_CHUNK_SIZE
             else:  # _S_TRAILERS: RFC 9112 §7.1.2, fields after the last chunk; dropped
                 stop = buf.find(b"\r\n", pos)
-                if stop < 0:
-                    if self.trailer_bytes + end - pos > self.max_header_bytes:
+                window = pos + self.max_header_bytes - self.trailer_bytes  # as for the head
+                if buf.find(b"\n", pos, min(end if stop < 0 else stop, window)) >= 0:
+                    return self._fail(events, 400, "malformed request: bad trailer field")
+                if stop < 0 or stop + 2 > window:
+                    if end > window:
                         return self._fail(events, 431, "request trailers too large")
-                    if buf.find(b"\n", pos) >= 0:
-                        return self._fail(events, 400, "malformed request: bare LF")
                     break
                 self.trailer_bytes += stop + 2 - pos
-                if self.trailer_bytes > self.max_header_bytes:
-                    return self._fail(events, 431, "request trailers too large")
                 if stop == pos:
                     pos += 2
                     events.append((END, None))
@@ -356,18 +357,22 @@ class RequestParser:
         if b"content-length" in lnames or b"transfer-encoding" in lnames:
             te = b""
             cl = b""
+            has_te = False
+            has_cl = False
             for i in range(len(lnames)):
                 ln = lnames[i]
                 if ln == b"content-length":
-                    if cl:  # RFC 9112 §6.3: repeated Content-Length is refused
+                    if has_cl:  # RFC 9112 §6.3: repeated Content-Length is refused
                         return (400, "malformed request: repeated Content-Length")
+                    has_cl = True
                     cl = headers[i][1]
                     if _DIGITS.fullmatch(cl) is None:
                         return (400, "malformed request: bad Content-Length")
                 elif ln == b"transfer-encoding":
-                    te = te + b"," + headers[i][1] if te else headers[i][1]
-            if te:
-                if cl:
+                    te = te + b"," + headers[i][1] if has_te else headers[i][1]
+                    has_te = True
+            if has_te:
+                if has_cl:
                     return (400, "malformed request: Content-Length with Transfer-Encoding")
                 if version == "1.0":
                     # RFC 9112 §6.1: TE in HTTP/1.0 is faulty framing; refuse and close
