@@ -31,6 +31,14 @@ from __future__ import annotations
 
 import re
 
+try:
+    import cython
+except ImportError:  # the reference runs without Cython installed
+    from limpet.proxy.wire import _cython_shim as cython  # type: ignore[no-redef]
+
+#: True in the build Cython compiled from this file, False in the reference
+COMPILED: bool = cython.compiled
+
 HEAD = 1
 BODY = 2
 END = 3
@@ -59,13 +67,17 @@ MAX_CHUNK_HEX = 16
 
 # RFC 9110 §5.6.2 token; request-target is any VCHAR or obs-text (no SP, no CTL)
 _TCHAR = rb"!#$%&'*+\-.^_`|~0-9A-Za-z"
-_REQUEST_LINE = re.compile(rb"([" + _TCHAR + rb"]+) ([\x21-\x7e\x80-\xff]+) HTTP/1\.([01])")
+_REQUEST_LINE_RE = rb"([" + _TCHAR + rb"]+) ([\x21-\x7e\x80-\xff]+) HTTP/1\.([01])"
 # RFC 9110 §5.5 field-value: VCHAR, obs-text, SP and HTAB inside; OWS trimmed around it
-_FIELD = re.compile(
-    rb"(["
-    + _TCHAR
-    + rb"]+):[ \t]*((?:[\x21-\x7e\x80-\xff](?:[ \t\x21-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)?)[ \t]*"
-)
+_VALUE_RE = rb"((?:[\x21-\x7e\x80-\xff](?:[ \t\x21-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)?)"
+_FIELD_RE = rb"([" + _TCHAR + rb"]+):[ \t]*" + _VALUE_RE + rb"[ \t]*"
+_REQUEST_LINE = re.compile(_REQUEST_LINE_RE)
+_FIELD = re.compile(_FIELD_RE)
+# the common case in two C-level calls: one match validates the whole head, one findall
+# extracts every field (a Python call per field cost more than the rest of the parse); the
+# line-by-line walk runs only for a head this refuses, to say why
+_WHOLE_HEAD = re.compile(_REQUEST_LINE_RE + rb"(?:\r\n" + _FIELD_RE + rb")*")
+_FIELDS = re.compile(rb"\r\n" + _FIELD_RE)
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})((?:[ \t]*;[ \t\x21-\x7e\x80-\xff]*)?)")
 _DIGITS = re.compile(rb"[0-9]{1,18}")
 
@@ -316,33 +328,26 @@ class RequestParser:
         eol = buf.find(b"\r\n", start, stop)
         if eol < 0:
             eol = stop
-        m = _REQUEST_LINE.fullmatch(buf, start, eol)
-        if m is None:
-            return (400, "malformed request: bad request line")
-        method = m.group(1)
-        target = m.group(2)
-        version = "1.1" if m.group(3) == b"1" else "1.0"
-        headers: list[tuple[bytes, bytes]] = []
-        lnames: list[bytes] = []
-        max_headers = self.max_headers
-        field = _FIELD
-        pos = eol + 2
-        while pos < stop + 2:
-            nl = buf.find(b"\r\n", pos, stop + 2)
-            if nl < 0:  # pragma: no cover - the head ends with CRLF
-                nl = stop
-            m = field.fullmatch(buf, pos, nl)
+        headers: list[tuple[bytes, bytes]]
+        if cython.compiled:
+            # the compiled build scans bytes in C (_scan_head); the reference uses the regexes
+            # below; the differential tests hold both to the same verdicts and values
+            scanned = _scan_head(buf, start, eol, stop)
+            if scanned is None:
+                return self._refusal(buf, start, eol, stop)
+            method, target, minor, headers = scanned
+            version = "1.1" if minor == 49 else "1.0"
+        else:
+            m = _WHOLE_HEAD.fullmatch(buf, start, stop)
             if m is None:
-                c = buf[pos]
-                if c == 32 or c == 9:
-                    return (400, "malformed request: obs-fold is not allowed")
-                return (400, "malformed request: bad header field")
-            if len(headers) >= max_headers:
-                return (431, "too many request header fields")
-            name = m.group(1)
-            headers.append((name, m.group(2)))
-            lnames.append(name.lower())
-            pos = nl + 2
+                return self._refusal(buf, start, eol, stop)
+            headers = _FIELDS.findall(buf, eol, stop)
+            method = m.group(1)
+            target = m.group(2)
+            version = "1.1" if m.group(3) == b"1" else "1.0"
+        if len(headers) > self.max_headers:
+            return (431, "too many request header fields")
+        lnames = [name.lower() for name, _ in headers]
         if method == b"CONNECT":
             return (501, "CONNECT is not supported")
         hosts = lnames.count(b"host")
@@ -418,3 +423,108 @@ class RequestParser:
             upgrade,
             expect_continue,
         )
+
+    def _refusal(self, buf: bytes, start: int, eol: int, stop: int) -> tuple[int, str]:
+        """Why the head in ``buf[start:stop]`` is refused (the rare path: line by line)."""
+        if _REQUEST_LINE.fullmatch(buf, start, eol) is None:
+            return (400, "malformed request: bad request line")
+        pos = eol + 2
+        count = 0
+        while pos < stop + 2:
+            nl = buf.find(b"\r\n", pos, stop + 2)
+            if nl < 0:  # pragma: no cover - the head ends with CRLF
+                nl = stop
+            if _FIELD.fullmatch(buf, pos, nl) is None:
+                c = buf[pos]
+                if c == 32 or c == 9:
+                    return (400, "malformed request: obs-fold is not allowed")
+                return (400, "malformed request: bad header field")
+            count += 1
+            if count > self.max_headers:
+                return (431, "too many request header fields")
+            pos = nl + 2
+        return (400, "malformed request: bad header field")  # pragma: no cover
+
+
+_TCHAR_TABLE = bytes(
+    1 if re.fullmatch(rb"[" + _TCHAR + rb"]", bytes([c])) else 0 for c in range(256)
+)
+_VCHAR_TABLE = bytes(1 if 0x21 <= c <= 0x7E or c >= 0x80 else 0 for c in range(256))
+
+
+@cython.cfunc
+@cython.locals(
+    p=cython.p_uchar,
+    tc=cython.p_uchar,
+    vc=cython.p_uchar,
+    i=cython.Py_ssize_t,
+    a=cython.Py_ssize_t,
+    b=cython.Py_ssize_t,
+    m_end=cython.Py_ssize_t,
+    t_start=cython.Py_ssize_t,
+    c=cython.uchar,
+)
+def _scan_head(buf: bytes, start: int, eol: int, stop: int) -> object:
+    """The compiled build's head scanner: (method, target, minor version byte, fields), or
+    None when anything is refused (the regex walk then says why). Accepts exactly what
+    _WHOLE_HEAD accepts and splits as _FIELDS does (the differential tests check it)."""
+    p = cython.cast(cython.p_uchar, cython.cast(cython.p_char, buf))
+    tables = _TCHAR_TABLE
+    tc = cython.cast(cython.p_uchar, cython.cast(cython.p_char, tables))
+    tables2 = _VCHAR_TABLE
+    vc = cython.cast(cython.p_uchar, cython.cast(cython.p_char, tables2))
+    i = start
+    while i < eol and tc[p[i]]:
+        i += 1
+    if i == start or i >= eol or p[i] != 32:
+        return None
+    m_end = i
+    i += 1
+    t_start = i
+    while i < eol and vc[p[i]]:
+        i += 1
+    # " HTTP/1.0" or " HTTP/1.1", then the line ends
+    if i == t_start or eol - i != 9:
+        return None
+    if not (
+        p[i] == 32
+        and p[i + 1] == 72
+        and p[i + 2] == 84
+        and p[i + 3] == 84
+        and p[i + 4] == 80
+        and p[i + 5] == 47
+        and p[i + 6] == 49
+        and p[i + 7] == 46
+        and (p[i + 8] == 48 or p[i + 8] == 49)
+    ):
+        return None
+    minor = p[i + 8]
+    target = buf[t_start:i]
+    headers = []
+    i = eol
+    while i < stop:
+        i += 2  # the CRLF that ended the previous line
+        a = i
+        while i < stop and tc[p[i]]:
+            i += 1
+        if i == a or i >= stop or p[i] != 58:
+            return None
+        name = buf[a:i]
+        i += 1
+        while i < stop and (p[i] == 32 or p[i] == 9):
+            i += 1
+        a = i
+        b = i
+        while i < stop:
+            c = p[i]
+            if vc[c]:
+                i += 1
+                b = i
+            elif c == 32 or c == 9:
+                i += 1
+            elif c == 13 and p[i + 1] == 10:
+                break
+            else:
+                return None
+        headers.append((name, buf[a:b]))
+    return (buf[start:m_end], target, minor, headers)
