@@ -168,10 +168,19 @@ def secret_for(args: argparse.Namespace, cfg: Any) -> bytes:
 
 
 async def serve(cfg: Any, secret: bytes, stop: Any, *, reuse_port: bool, admin: bool) -> None:
+    from limpet.admin.server import start_admin
     from limpet.errors import LimpetError
+    from limpet.health.probes import run_probes
     from limpet.proxy.server import ProxyServer
 
-    server = ProxyServer(cfg, secret, reuse_port=reuse_port, admin=admin)
+    server = ProxyServer(
+        cfg,
+        secret,
+        reuse_port=reuse_port,
+        admin=admin,
+        start_admin=start_admin,
+        run_probes=run_probes,
+    )
     try:
         await server.start()
     except OSError as exc:  # bind errors: the one place listener OSErrors become user errors

@@ -15,7 +15,7 @@ moves bytes, at a handful of hook points in ``http1.Exchange``:
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from limpet.affinity.base import Pick, PickReason
 from limpet.affinity.engineio import (
@@ -31,8 +31,31 @@ from limpet.affinity.engineio import (
 from limpet.proxy.responses import local_response
 
 if TYPE_CHECKING:
-    from limpet.proxy.http1 import Exchange
     from limpet.proxy.upstream import TunnelPeer, UpstreamConnection
+
+
+class Exchange(Protocol):
+    """The exchange this filter hooks into, as the filter sees it (http1.Exchange)."""
+
+    down: Any
+    runtime: Any
+    engineio: EngineIOExchange | None
+    method: bytes
+    headers: list[tuple[bytes, bytes]]
+    lnames: list[bytes]
+    response_started: bool
+    resp_close: bool
+
+    def write_down(self, data: bytes) -> None: ...
+    def response_bytes(
+        self,
+        status: int,
+        reason: bytes,
+        headers: list[tuple[bytes, bytes]],
+        *,
+        interim: bool = False,
+    ) -> bytes: ...
+
 
 log = logging.getLogger("limpet.proxy.engineio")
 
@@ -67,7 +90,7 @@ def admit(exchange: Exchange, pick: Pick) -> bool:
         return True
     if pick.reason is PickReason.REJECTED:
         down = exchange.down
-        down.server.metrics.local_responses.labels("400").inc()
+        down.ctx.metrics.local_responses.labels("400").inc()
         if down.transport is not None:
             lnames = exchange.lnames
             origin = exchange.headers[lnames.index(b"origin")][1] if b"origin" in lnames else None

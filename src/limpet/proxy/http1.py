@@ -35,7 +35,7 @@ from limpet.proxy.wire.parser import BODY, CHUNKED, END, ERROR, HEAD, UPGRADE, R
 
 if TYPE_CHECKING:
     from limpet.pool.model import BackendView
-    from limpet.proxy.server import PoolRuntime, ProxyServer
+    from limpet.proxy.context import PoolRuntimeView, ProxyContext
     from limpet.proxy.upstream import UpstreamConnection
 
 #: request bodies read before the upstream connection is ready are held up to this, then the
@@ -170,11 +170,11 @@ class BadRequest(Exception):
 class Downstream(asyncio.Protocol):
     """One client connection: parse requests, run exchanges in order, tunnel after an upgrade."""
 
-    def __init__(self, server: ProxyServer) -> None:
-        self.server = server
-        self.loop = server.loop
-        self.limits = server.config.limits
-        self.timeouts = server.config.timeouts
+    def __init__(self, ctx: ProxyContext) -> None:
+        self.ctx = ctx
+        self.loop = ctx.loop
+        self.limits = ctx.limits
+        self.timeouts = ctx.timeouts
         self.transport: asyncio.Transport | None = None
         self.client_ip = ""
         self.parser = RequestParser(
@@ -198,7 +198,7 @@ class Downstream(asyncio.Protocol):
         self._handling = False  # inside handle(): exchange_done must not feed the parser
         self._cookie_key: list[bytes] | None = None  # the last request's Cookie values...
         self._cookie_jar: dict[str, str] = {}  # ...parsed (a keep-alive client repeats them)
-        fwd = server.config.forwarding
+        fwd = ctx.forwarding
         self.rid_name = fwd.request_id_header.encode()
         self.rid_lower = self.rid_name.lower()
         self.via = b"1.1 " + fwd.via.encode()
@@ -214,7 +214,7 @@ class Downstream(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
         peer = transport.get_extra_info("peername")
         self.client_ip = peer[0] if peer else ""
-        server = self.server
+        server = self.ctx
         server.connections.add(self)
         server.metrics.downstream_connections.inc()
         if len(server.connections) > self.limits.max_connections or server.stopping:
@@ -225,8 +225,8 @@ class Downstream(asyncio.Protocol):
         self._arm(self.timeouts.header, self._on_header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.server.connections.discard(self)
-        self.server.metrics.downstream_connections.dec()
+        self.ctx.connections.discard(self)
+        self.ctx.metrics.downstream_connections.dec()
         self._timer.cancel()
         self.resp_timer.cancel()
         tunnel, self.tunnel = self.tunnel, None
@@ -234,7 +234,7 @@ class Downstream(asyncio.Protocol):
             tunnel.close()
         tex, self.tunnel_exchange = self.tunnel_exchange, None
         if tex is not None and tex.runtime is not None and tex.pick and tex.pick.backend:
-            self.server.metrics.tunnels_open.dec()
+            self.ctx.metrics.tunnels_open.dec()
             tex.runtime.closed(tex.pick.backend.id)
         for exchange in (self.active, self.receiving, *self.queue):
             if exchange is not None:
@@ -322,7 +322,7 @@ class Downstream(asyncio.Protocol):
             self.tunnel.close()
             return False
         if self.active is not None:
-            if self.server.stopping:
+            if self.ctx.stopping:
                 # shutting down: a half-closed client is not waited for (a long-poll may hold
                 # its response for half a minute); the request is dropped, nothing is retried
                 return None
@@ -478,7 +478,7 @@ class Downstream(asyncio.Protocol):
         self.tunnel = conn
         conn.tunnel_peer = self
         self.active = None
-        self.server.metrics.tunnels_open.inc()
+        self.ctx.metrics.tunnels_open.inc()
         if early and conn.transport is not None:
             conn.transport.write(early)
         self._last_activity = self.loop.time()
@@ -504,7 +504,7 @@ class Downstream(asyncio.Protocol):
         RFC 9112 §9.6: close the write side first and read (discarding) for a moment, so the
         client receives the response instead of a reset caused by its own unread bytes.
         """
-        self.server.metrics.local_responses.labels(str(status)).inc()
+        self.ctx.metrics.local_responses.labels(str(status)).inc()
         transport = self.transport
         if transport is None or self.discarding:
             return
@@ -629,7 +629,7 @@ class Exchange:
         self.body_done = False
         self.body_sent = False
         self.early_data = b""
-        self.runtime: PoolRuntime | None = None
+        self.runtime: PoolRuntimeView | None = None
         self.pick: Pick | None = None
         self.upstream: UpstreamConnection | None = None
         self.failed: set[str] = set()
@@ -680,7 +680,7 @@ class Exchange:
                 self.lnames = [n.lower() for n, _ in self.headers]
         path, _, query = url.partition(b"?")
         route_path = path if path.startswith(b"/") else b"/"  # "*" (OPTIONS) routes as "/"
-        runtime = down.server.route(host.decode("latin-1"), route_path.decode("latin-1"))
+        runtime = down.ctx.route(host.decode("latin-1"), route_path.decode("latin-1"))
         if runtime is None:
             self.local(404, "no route for this host and path")
             return
@@ -722,9 +722,7 @@ class Exchange:
     async def connect(self, backend: BackendView) -> None:
         assert self.runtime is not None
         try:
-            conn = await self.runtime.upstreams[backend.id].connect(
-                self.down.server.config.timeouts.connect
-            )
+            conn = await self.runtime.upstreams[backend.id].connect(self.down.ctx.timeouts.connect)
         except (TimeoutError, OSError) as exc:
             self.connect_failed(backend, exc)
             return
@@ -738,12 +736,12 @@ class Exchange:
         runtime = self.runtime
         assert runtime is not None
         runtime.passive(backend.id, HealthEvent.PASSIVE_FAIL)
-        self.down.server.metrics.upstream_connect_failures.labels(runtime.name, backend.id).inc()
+        self.down.ctx.metrics.upstream_connect_failures.labels(runtime.name, backend.id).inc()
         self.failed.add(backend.id)
         if self.body_sent or len(self.failed) > 2 or self.down.transport is None:
             self.local(502, f"backend {backend.id} is unreachable")
             return
-        self.down.server.metrics.repins.labels(runtime.name).inc()
+        self.down.ctx.metrics.repins.labels(runtime.name).inc()
         path, _, query = self.url.partition(b"?")
         # choose() answers a pick without a backend (503, or engineio's Session ID unknown)
         self.choose(runtime.pick(self.facts(path, query), exclude=self.failed))
@@ -782,7 +780,7 @@ class Exchange:
 
     def request_head(self) -> bytes:
         down = self.down
-        trust = down.server.config.forwarding.trust_forwarded
+        trust = down.ctx.forwarding.trust_forwarded
         lnames = self.lnames
         drop = HOP_BY_HOP
         if b"connection" in lnames:
@@ -957,7 +955,7 @@ class Exchange:
                 out.append(b"Transfer-Encoding: chunked\r\n")
             else:
                 self.resp_close = True
-        if self.upgrade or down.closing or down.server.stopping:
+        if self.upgrade or down.closing or down.ctx.stopping:
             self.resp_close = True
         if self.resp_close or not self.keep_alive:
             out.append(b"Connection: close\r\n")

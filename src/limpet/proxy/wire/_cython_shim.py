@@ -19,7 +19,7 @@ def _same(fn: Callable[..., Any]) -> Callable[..., Any]:
 cfunc = inline = _same
 
 
-def locals(**_types: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:  # noqa: A001
+def locals(**_types: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return _same
 
 

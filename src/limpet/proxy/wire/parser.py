@@ -34,7 +34,7 @@ import re
 try:
     import cython
 except ImportError:  # the reference runs without Cython installed
-    from limpet.proxy.wire import _cython_shim as cython  # type: ignore[no-redef]
+    from limpet.proxy.wire import _cython_shim as cython  # type: ignore[no-redef,unused-ignore]
 
 #: True in the build Cython compiled from this file, False in the reference
 COMPILED: bool = cython.compiled
