@@ -28,6 +28,7 @@ from limpet.affinity.engineio import (
     OpenPacketError,
     rewrite_open_payload,
 )
+from limpet.proxy.filters import NO_FILTER, ExchangeFilter
 from limpet.proxy.responses import local_response
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ class Exchange(Protocol):
 
     down: Any
     runtime: Any
-    engineio: EngineIOExchange | None
+    filter: ExchangeFilter
     method: bytes
     headers: list[tuple[bytes, bytes]]
     lnames: list[bytes]
@@ -86,7 +87,7 @@ def session_unknown(origin: bytes | None) -> bytes:
 def admit(exchange: Exchange, pick: Pick) -> bool:
     """Hook in ``Exchange.choose``: False when the request was answered here (rejected)."""
     if not isinstance(pick, EngineIOPick) or pick.decision is None:
-        exchange.engineio = None
+        exchange.filter = NO_FILTER
         return True
     if pick.reason is PickReason.REJECTED:
         down = exchange.down
@@ -100,9 +101,9 @@ def admit(exchange: Exchange, pick: Pick) -> bool:
     runtime = exchange.runtime
     policy = runtime.policy if runtime is not None else None
     if not isinstance(policy, EngineIOPolicy) or pick.backend is None:
-        exchange.engineio = None
+        exchange.filter = NO_FILTER
         return True
-    exchange.engineio = EngineIOExchange(pick.decision, policy, pick.backend.id)
+    exchange.filter = EngineIOExchange(pick.decision, policy, pick.backend.id)
     return True
 
 
@@ -158,17 +159,18 @@ class _RewritingPeer:
         self.down.tunnel_activity()
 
 
-class EngineIOExchange:
-    """The engineio part of one exchange: its upstream URL, and the handshake answer to rewrite."""
+class EngineIOExchange(ExchangeFilter):
+    """The engineio filter of one exchange: its upstream URL (the backend's own sid, no
+    compression of the handshake), and the handshake answer to rewrite."""
 
-    __slots__ = ("backend", "body", "decision", "held", "policy")
+    __slots__ = ("backend", "decision", "held", "held_body", "policy")
 
     def __init__(self, decision: EngineIODecision, policy: EngineIOPolicy, backend: str) -> None:
         self.decision = decision
         self.policy = policy
         self.backend = backend
         self.held: tuple[int, bytes, list[tuple[bytes, bytes]]] | None = None
-        self.body: list[bytes] = []
+        self.held_body: list[bytes] = []
 
     def __repr__(self) -> str:
         return f"EngineIOExchange(backend={self.backend!r}, rewrite={self.decision.rewrite!r})"
@@ -177,6 +179,9 @@ class EngineIOExchange:
         return self.policy.mint(sid, self.backend)
 
     # -- request head --------------------------------------------------------------------------
+    def request_head(self, url: bytes, drop: frozenset[bytes]) -> tuple[bytes, frozenset[bytes]]:
+        return self.url(url), drop | self.strip_headers
+
     def url(self, url: bytes) -> bytes:
         """The request target to send upstream: the backend's own sid in the query."""
         if self.decision.sid is None:
@@ -189,24 +194,24 @@ class EngineIOExchange:
         return frozenset(h.encode() for h in self.decision.strip_headers)
 
     # -- response --------------------------------------------------------------------------------
-    def hold(
+    def response_head(
         self, exchange: Exchange, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]
     ) -> bool:
         """Hook in ``response_head``: keep a polling handshake's 200 until its body is complete."""
         if self.decision.rewrite != "polling" or status != 200 or exchange.method != b"GET":
             return False
         self.held = (status, reason, headers)
-        self.body = []
+        self.held_body = []
         return True
 
-    def held_body(self, data: bytes) -> bool:
+    def body(self, data: bytes) -> bool:
         """Hook in ``response_body``: True when ``data`` was kept for the rewrite."""
         if self.held is None:
             return False
-        self.body.append(data)
+        self.held_body.append(data)
         return True
 
-    def release(self, exchange: Exchange) -> None:
+    def end(self, exchange: Exchange) -> None:
         """Hook in ``response_complete``: write the held handshake, its sid now a token."""
         if self.held is None:
             return
@@ -217,7 +222,7 @@ class EngineIOExchange:
         try:
             if encoding.strip().lower() not in _IDENTITY:
                 raise OpenPacketError(f"handshake body is {encoding.decode('latin-1')}-encoded")
-            body = rewrite_open_payload(b"".join(self.body), self._mint)
+            body = rewrite_open_payload(b"".join(self.held_body), self._mint)
         except OpenPacketError as exc:
             log.warning("polling handshake from %s not rewritable: %s", self.backend, exc)
             exchange.resp_close = True

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from limpet.affinity.base import Pick, RequestFacts
 from limpet.pool.health import HealthEvent
 from limpet.proxy import engineio
+from limpet.proxy.filters import NO_FILTER, ExchangeFilter
 from limpet.proxy.headers import (
     FORWARDED,
     HOP_BY_HOP,
@@ -567,9 +568,9 @@ class Exchange:
         "body_sent",
         "down",
         "early_data",
-        "engineio",
         "expect_continue",
         "failed",
+        "filter",
         "headers",
         "keep_alive",
         "lnames",
@@ -642,7 +643,8 @@ class Exchange:
         self.until_close = False
         self.status = 0
         self.timer = False  # our response timeout is armed on down.resp_timer
-        self.engineio: engineio.EngineIOExchange | None = None
+        #: optional behaviour (Engine.IO sid rewriting) through fixed hooks; see filters.py
+        self.filter: ExchangeFilter = NO_FILTER
 
     def __repr__(self) -> str:
         backend = self.pick.backend.id if self.pick and self.pick.backend else None
@@ -788,9 +790,7 @@ class Exchange:
                 [v for ln, (_, v) in zip(lnames, self.headers, strict=True) if ln == b"connection"]
             )
         url = self.url
-        if self.engineio is not None:  # the backend's own sid; no compression of the handshake
-            url = self.engineio.url(url)
-            drop = drop | self.engineio.strip_headers
+        url, drop = self.filter.request_head(url, drop)
         out = [self.method, b" ", url, b" HTTP/1.1\r\n"]
         xff = b""
         host = b""
@@ -895,10 +895,9 @@ class Exchange:
             self.upstream = None
             self.down.tunnel_exchange = self
             self.down.start_tunnel(conn, self.early_data)
-            if self.engineio is not None:
-                self.engineio.tunnel(conn)
+            self.filter.tunnel(conn)
             return
-        if self.engineio is not None and self.engineio.hold(self, status, reason, headers):
+        if self.filter.response_head(self, status, reason, headers):
             return
         self.response_started = True
         self.write_down(self.response_bytes(status, reason, headers))
@@ -970,7 +969,7 @@ class Exchange:
     def response_body(self, data: bytes) -> None:
         if self.method == b"HEAD":
             return
-        if self.engineio is not None and self.engineio.held_body(data):
+        if self.filter.body(data):
             return
         if self.resp_chunked:
             self.write_down(b"%x\r\n%b\r\n" % (len(data), data))
@@ -980,8 +979,7 @@ class Exchange:
     def response_complete(self, conn: UpstreamConnection, upstream_keep_alive: bool) -> None:
         if self.status == 0:  # an interim response ended; wait for the final one
             return
-        if self.engineio is not None:
-            self.engineio.release(self)
+        self.filter.end(self)
         if self.resp_chunked:
             self.write_down(b"0\r\n\r\n")
         self.finish(conn, upstream_keep_alive and self.body_done and self.method != b"HEAD")
