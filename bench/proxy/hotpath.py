@@ -109,4 +109,4 @@ async def main(n):
 
 
 uvloop.install()
-asyncio.run(main(10000))
+asyncio.run(main(int(sys.argv[sys.argv.index("-n") + 1]) if "-n" in sys.argv else 10000))
