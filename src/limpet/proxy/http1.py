@@ -21,15 +21,9 @@ from typing import TYPE_CHECKING
 
 from limpet.affinity.base import Pick, RequestFacts
 from limpet.pool.health import HealthEvent
-from limpet.proxy import engineio
+from limpet.proxy import engineio, wire
 from limpet.proxy.filters import NO_FILTER, ExchangeFilter
-from limpet.proxy.headers import (
-    FORWARDED,
-    HOP_BY_HOP,
-    connection_tokens,
-    new_request_id,
-    parse_cookies,
-)
+from limpet.proxy.headers import new_request_id, parse_cookies
 from limpet.proxy.responses import CONTINUE, local_response
 from limpet.proxy.wire import RequestParser
 from limpet.proxy.wire.parser import BODY, CHUNKED, END, ERROR, HEAD, UPGRADE, RequestHead
@@ -96,34 +90,6 @@ class Deadline:
             return
         self.callback = None
         callback()
-
-
-def relay_fields(
-    status: int, reason: bytes, headers: list[tuple[bytes, bytes]], drop: frozenset[bytes]
-) -> tuple[list[bytes], bool, bool, bytes, list[bytes]]:
-    """One pass over a response's fields: the status line and the fields to relay (without
-    ``drop`` and Via), whether a kept Content-Length or a Transfer-Encoding came, the Via
-    value, and the Connection values."""
-    out = [b"HTTP/1.1 %d " % status, reason, b"\r\n"]
-    has_length = False
-    chunked = False
-    via = b""
-    listed: list[bytes] = []
-    for name, value in headers:
-        lname = name.lower()
-        if lname in drop:
-            if lname == b"transfer-encoding":
-                chunked = True
-            elif lname == b"connection":
-                listed.append(value)
-            continue
-        if lname == b"via":
-            via = value
-            continue
-        if lname == b"content-length":
-            has_length = True
-        out += (name, b": ", value, b"\r\n")
-    return out, has_length, chunked, via, listed
 
 
 class LazyHeaders(Mapping[str, str]):
@@ -781,71 +747,28 @@ class Exchange:
         self.timer = True
 
     def request_head(self) -> bytes:
+        """The head for the backend: the wire core rewrites it (limpet.proxy.wire.rewrite)."""
         down = self.down
-        trust = down.ctx.forwarding.trust_forwarded
-        lnames = self.lnames
-        drop = HOP_BY_HOP
-        if b"connection" in lnames:
-            drop = drop | connection_tokens(
-                [v for ln, (_, v) in zip(lnames, self.headers, strict=True) if ln == b"connection"]
-            )
-        url = self.url
-        url, drop = self.filter.request_head(url, drop)
-        out = [self.method, b" ", url, b" HTTP/1.1\r\n"]
-        xff = b""
-        host = b""
-        request_id = b""
-        rid_name = down.rid_name
-        rid_lower = down.rid_lower
-        proto = b""
-        fhost = b""
-        via = b""
-        for lname, (name, value) in zip(lnames, self.headers, strict=True):
-            if lname in drop:
-                continue
-            if lname in FORWARDED:
-                if trust:
-                    if lname == b"x-forwarded-for":
-                        xff = value
-                    elif lname == b"x-forwarded-proto":
-                        proto = value
-                    else:
-                        fhost = value
-                continue
-            if lname == rid_lower:
-                if trust:
-                    request_id = value
-                continue
-            if lname == b"expect" and self.expect_continue:
-                continue
-            if lname == b"via":
-                via = value
-                continue
-            if lname == b"host":
-                host = value
-            out += (name, b": ", value, b"\r\n")
-        if not host and self.upstream is not None:
-            # HTTP/1.0 clients may omit Host; our upstream request is HTTP/1.1, which needs one
-            # (RFC 9112 §3.2), so name the backend, as nginx does with $proxy_host
-            out += (b"Host: ", self.upstream.pool.address.encode(), b"\r\n")
-        client = down.client_ip.encode()
-        out += (b"X-Forwarded-For: ", xff + b", " + client if xff else client, b"\r\n")
-        out += (b"X-Forwarded-Proto: ", proto or b"http", b"\r\n")
-        out += (b"X-Forwarded-Host: ", fhost or host, b"\r\n")
-        out += (rid_name, b": ", request_id or new_request_id(), b"\r\n")
-        mine = down.via
-        out += (b"Via: ", via + b", " + mine if via else mine, b"\r\n")
-        if self.upgrade:
-            for lname, (_, value) in zip(lnames, self.headers, strict=True):
-                if lname == b"upgrade":
-                    out += (b"Upgrade: ", value, b"\r\n")
-            out.append(b"Connection: upgrade\r\n")
-        else:
-            if self.body_chunked:
-                out.append(b"Transfer-Encoding: chunked\r\n")
-            out.append(b"Connection: keep-alive\r\n")
-        out.append(b"\r\n")
-        return b"".join(out)
+        drop = wire.hop_by_hop(self.headers, self.lnames)
+        url, drop = self.filter.request_head(self.url, drop)
+        upstream = self.upstream
+        return wire.request_head(
+            self.method,
+            url,
+            self.headers,
+            self.lnames,
+            drop,
+            down.ctx.forwarding.trust_forwarded,
+            down.client_ip.encode(),
+            down.rid_name,
+            down.rid_lower,
+            down.via,
+            upstream.pool.address.encode() if upstream is not None else b"",
+            self.upgrade,
+            self.body_chunked,
+            self.expect_continue,
+            new_request_id,
+        )
 
     def feed_body(self, data: bytes) -> None:
         conn = self.upstream
@@ -916,52 +839,29 @@ class Exchange:
         *,
         interim: bool = False,
     ) -> bytes:
+        """The head for the client (the wire core rewrites it); notes the framing it chose."""
         down = self.down
-        out, has_length, chunked, via, listed = relay_fields(status, reason, headers, HOP_BY_HOP)
-        if listed:
-            # RFC 9110 §7.6.1: fields the Connection header names are hop-by-hop too; the usual
-            # "keep-alive"/"close" name nothing new, so this second pass is rare
-            extra = connection_tokens(listed) - HOP_BY_HOP
-            if extra:
-                out, has_length, chunked, via, _ = relay_fields(
-                    status, reason, headers, HOP_BY_HOP | extra
-                )
-        mine = down.via
-        out += (b"Via: ", via + b", " + mine if via else mine, b"\r\n")
-        if interim:
-            if status == 101:
-                for name, value in headers:
-                    if name.lower() == b"upgrade":
-                        out += (b"Upgrade: ", value, b"\r\n")
-                out.append(b"Connection: upgrade\r\n")
-                # a client that opens a WebSocket first (no page load) gets its pin here, as
-                # HAProxy's `cookie insert` does; a repin's new cookie too
-                if self.pick is not None and self.pick.set_cookie:
-                    out += (b"Set-Cookie: ", self.pick.set_cookie.encode("latin-1"), b"\r\n")
-            out.append(b"\r\n")
-            return b"".join(out)
-        assert self.pick is not None
-        if self.pick.set_cookie:
-            out += (b"Set-Cookie: ", self.pick.set_cookie.encode("latin-1"), b"\r\n")
-        bodyless = self.method == b"HEAD" or status in (204, 304)
-        # RFC 9112 §6.3: neither length nor chunked: the body ends when the backend closes
-        self.until_close = not bodyless and not has_length and not chunked
-        if not bodyless and not has_length:
-            # chunked or close-delimited upstream: re-frame as chunks for an HTTP/1.1 client,
-            # or delimit by closing for HTTP/1.0 (RFC 9112 §6.3)
-            if self.version == "1.1":
-                self.resp_chunked = True
-                out.append(b"Transfer-Encoding: chunked\r\n")
-            else:
-                self.resp_close = True
-        if self.upgrade or down.closing or down.ctx.stopping:
-            self.resp_close = True
-        if self.resp_close or not self.keep_alive:
-            out.append(b"Connection: close\r\n")
-        elif self.version == "1.0":
-            out.append(b"Connection: keep-alive\r\n")
-        out.append(b"\r\n")
-        return b"".join(out)
+        pick = self.pick
+        set_cookie = (
+            pick.set_cookie.encode("latin-1") if pick is not None and pick.set_cookie else b""
+        )
+        head, until_close, rechunk, close = wire.response_head(
+            status,
+            reason,
+            headers,
+            down.via,
+            set_cookie,
+            interim,
+            self.method == b"HEAD" or status in (204, 304),
+            self.version == "1.0",
+            self.resp_close or self.upgrade or down.closing or down.ctx.stopping,
+            self.keep_alive,
+        )
+        if not interim:
+            self.until_close = until_close
+            self.resp_chunked = rechunk
+            self.resp_close = close
+        return head
 
     def write_down(self, data: bytes) -> None:
         self.down.write(data)
