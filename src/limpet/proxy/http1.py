@@ -25,6 +25,7 @@ from limpet.proxy import engineio, wire
 from limpet.proxy.filters import NO_FILTER, ExchangeFilter
 from limpet.proxy.headers import new_request_id, parse_cookies
 from limpet.proxy.responses import CONTINUE, local_response
+from limpet.proxy.states import DownEvent, DownState, advance
 from limpet.proxy.wire import RequestParser
 from limpet.proxy.wire.parser import BODY, CHUNKED, END, ERROR, HEAD, UPGRADE, RequestHead
 
@@ -152,11 +153,11 @@ class Downstream(asyncio.Protocol):
         self.queue: deque[Exchange] = deque()  # pipelined, waiting their turn
         self.paused: set[str] = set()
         self.write_paused = False
-        self.closing = False
+        #: READING / HALF_CLOSED / UPGRADING / TUNNEL / REFUSED / CLOSED (limpet.proxy.states)
+        self.state = DownState.READING
         self.tunnel: UpstreamConnection | None = None
         self.tunnel_exchange: Exchange | None = None
         self.pending_refusal: tuple[int, str] | None = None
-        self.discarding = False  # a refusal was sent: read and drop until the client closes
         self.out: list[bytes] | None = None  # corked downstream writes (see cork)
         self._timer = Deadline(self.loop)  # header, idle, tunnel-idle and lingering close
         self.resp_timer = Deadline(self.loop)  # the active exchange's response timeout
@@ -172,7 +173,8 @@ class Downstream(asyncio.Protocol):
 
     def __repr__(self) -> str:
         return (
-            f"Downstream(client={self.client_ip!r}, active={self.active is not None}, "
+            f"Downstream(client={self.client_ip!r}, state={self.state.name}, "
+            f"active={self.active is not None}, "
             f"queued={len(self.queue)}, tunnel={self.tunnel is not None})"
         )
 
@@ -209,16 +211,18 @@ class Downstream(asyncio.Protocol):
         self.active = self.receiving = None
         self.queue.clear()
         self.transport = None
+        self.state = advance(self.state, DownEvent.LOST)
 
     def data_received(self, data: bytes) -> None:
-        tunnel = self.tunnel
-        if tunnel is not None:
-            if tunnel.transport is not None:
+        state = self.state
+        if state is DownState.TUNNEL:
+            tunnel = self.tunnel
+            if tunnel is not None and tunnel.transport is not None:
                 tunnel.transport.write(data)
             self._last_activity = self.loop.time()
             return
-        if self.discarding:
-            return
+        if state is DownState.REFUSED:
+            return  # a refusal was sent: read and drop until the client closes
         self.handle(self.parser.feed(data))
 
     def handle(self, events: list[tuple[int, object]]) -> None:
@@ -281,9 +285,10 @@ class Downstream(asyncio.Protocol):
             self.pending_refusal = (status, reason)
 
     def eof_received(self) -> bool | None:
-        if self.discarding:
+        state = self.state
+        if state is DownState.REFUSED:
             return False
-        if self.tunnel is not None:
+        if state is DownState.TUNNEL and self.tunnel is not None:
             # WebSocket has its own close handshake and no use for half-closed TCP; some
             # backends never answer a FIN, so the tunnel ends here (buffers are flushed first)
             self.tunnel.close()
@@ -294,7 +299,7 @@ class Downstream(asyncio.Protocol):
                 # its response for half a minute); the request is dropped, nothing is retried
                 return None
             # a client may half-close after sending its request; let the response finish
-            self.closing = True
+            self.state = advance(state, DownEvent.CLIENT_EOF)
             return True
         return None
 
@@ -308,7 +313,7 @@ class Downstream(asyncio.Protocol):
         """
         if self.transport is None:
             return
-        if self.tunnel is None and (self.active is None or self.closing):
+        if self.tunnel is None and (self.active is None or self.state is DownState.HALF_CLOSED):
             self.transport.close()
 
     def pause_writing(self) -> None:
@@ -398,6 +403,7 @@ class Downstream(asyncio.Protocol):
             return
         exchange.early_data += early
         # no more HTTP on this connection: what follows belongs to the upgraded protocol
+        self.state = advance(self.state, DownEvent.UPGRADE_REQUESTED)
         self.pause_for("upgrade")
 
     def exchange_done(self, exchange: Exchange, keep_alive: bool) -> None:
@@ -405,7 +411,12 @@ class Downstream(asyncio.Protocol):
         if exchange is not self.active or self.transport is None:
             return
         self.active = None
-        if not keep_alive or self.closing or exchange.upgrade or self.receiving is exchange:
+        if (
+            not keep_alive
+            or self.state is DownState.HALF_CLOSED
+            or exchange.upgrade
+            or self.receiving is exchange
+        ):
             # (the backend answered before the request body ended: the rest of the body
             # has nowhere to go, so this connection cannot carry another request)
             self.close()
@@ -426,7 +437,7 @@ class Downstream(asyncio.Protocol):
         (resume_writing calls this again): a client that pipelines and never reads holds at
         most the transport's buffer and MAX_PIPELINE parsed requests.
         """
-        if self.active is not None or self.transport is None or self.discarding:
+        if self.active is not None or self.transport is None or self.state is DownState.REFUSED:
             return
         if self.write_paused and self.queue:
             return
@@ -442,6 +453,7 @@ class Downstream(asyncio.Protocol):
 
     def start_tunnel(self, conn: UpstreamConnection, early: bytes) -> None:
         """After ``101``: bytes flow both ways untouched until either side closes."""
+        self.state = advance(self.state, DownEvent.SWITCHED)
         self.tunnel = conn
         conn.tunnel_peer = self
         self.active = None
@@ -473,14 +485,14 @@ class Downstream(asyncio.Protocol):
         """
         self.ctx.metrics.local_responses.labels(str(status)).inc()
         transport = self.transport
-        if transport is None or self.discarding:
+        if transport is None or self.state is DownState.REFUSED:
             return
         if self.active is not None and self.active.response_started:
             transport.abort()  # mid-response: nothing valid can follow
             return
         self.write(local_response(status, f"limpet: {reason}"))
         self.flush()
-        self.discarding = True
+        self.state = advance(self.state, DownEvent.REFUSE)
         self.active = None
         self.queue.clear()
         if transport.can_write_eof():
@@ -854,7 +866,10 @@ class Exchange:
             interim,
             self.method == b"HEAD" or status in (204, 304),
             self.version == "1.0",
-            self.resp_close or self.upgrade or down.closing or down.ctx.stopping,
+            self.resp_close
+            or self.upgrade
+            or down.state is DownState.HALF_CLOSED
+            or down.ctx.stopping,
             self.keep_alive,
         )
         if not interim:
