@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-#: RFC 9110 §7.6.1 (and the de-facto Keep-Alive / Proxy-Connection, RFC 9112 Appendix C.2.2);
-#: the same set as limpet.proxy.headers.HOP_BY_HOP, kept here so the core imports no edge
+#: RFC 9110 §7.6.1: fields meant for one connection only; never forwarded. Proxy-Connection and
+#: Keep-Alive are not in the RFC's list but are de-facto hop-by-hop (RFC 9112 Appendix C.2.2).
 HOP_BY_HOP = frozenset(
     {
         b"connection",
