@@ -78,7 +78,7 @@ async def main(n):
     ut = T()
     conn.connection_made(ut)
     pool.put(conn)
-    down = Downstream(server)
+    down = Downstream(server.context)
     dt = T()
     down.connection_made(dt)
     req0 = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n"
@@ -109,4 +109,4 @@ async def main(n):
 
 
 uvloop.install()
-asyncio.run(main(10000))
+asyncio.run(main(int(sys.argv[sys.argv.index("-n") + 1]) if "-n" in sys.argv else 10000))

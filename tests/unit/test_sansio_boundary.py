@@ -16,6 +16,7 @@ CORE_PACKAGES = [
     "limpet.pool",
     "limpet.k8s",
     "limpet.hub.channels",
+    "limpet.proxy.wire",
 ]
 BLOCKED = [
     "asyncio",

@@ -9,12 +9,37 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Protocol
 
 from limpet.pool.health import HealthEvent
 
 if TYPE_CHECKING:
-    from limpet.proxy.server import PoolRuntime, ProxyServer
+    from limpet.admin.metrics import ProxyMetrics
+    from limpet.config.model import PoolConfig
+    from limpet.proxy.upstream import UpstreamPool
+
+
+class ProxyServer(Protocol):
+    """The prober's owner, as the prober sees it (no import of limpet.proxy.server)."""
+
+    metrics: ProxyMetrics
+
+    @property
+    def pools(self) -> Mapping[str, object]:
+        """The pools by name: a reload that replaces a pool ends its prober."""
+        ...
+
+
+class PoolRuntime(Protocol):
+    """A pool as the prober feeds it: its backends' addresses and the health state machine."""
+
+    name: str
+    cfg: PoolConfig
+    upstreams: dict[str, UpstreamPool]
+
+    def record(self, backend_id: str, event: HealthEvent) -> None: ...
+
 
 log = logging.getLogger("limpet.health")
 

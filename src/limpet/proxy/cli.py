@@ -299,11 +299,20 @@ async def serve(
     worker: tuple[int, str] | None = None,
     loader: Any = None,
 ) -> None:
+    from limpet.admin.server import start_admin
     from limpet.errors import LimpetError
+    from limpet.health.probes import run_probes
     from limpet.proxy.server import ProxyServer
 
     # with --workers, each worker serves its admin on a Unix socket and worker 0 the front one
-    server = ProxyServer(cfg, secret, reuse_port=reuse_port, admin=admin and worker is None)
+    server = ProxyServer(
+        cfg,
+        secret,
+        reuse_port=reuse_port,
+        admin=admin and worker is None,
+        start_admin=start_admin,
+        run_probes=run_probes,
+    )
     admin_runners: list[Any] = []
     try:
         await server.start()

@@ -9,14 +9,33 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import fields, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from limpet.affinity.spec import AffinitySpec
-    from limpet.config.model import DiscoveryConfig, ProxyConfig
+    from limpet.config.model import DiscoveryConfig, PoolConfig, ProxyConfig
     from limpet.discovery.base import Discovery, Snapshot
-    from limpet.proxy.server import PoolRuntime, ProxyServer
+    from limpet.pool.pool import Pool
+    from limpet.proxy.upstream import UpstreamPool
+
+
+class PoolRuntime(Protocol):
+    """A pool's runtime as discovery changes it: through its methods, never its fields
+    (limpet.proxy.server.PoolRuntime)."""
+
+    name: str
+    cfg: PoolConfig
+    pool: Pool
+    upstreams: dict[str, UpstreamPool]
+    discovery_info: dict[str, Any] | None
+
+    def join(self, backend_id: str, address: str) -> UpstreamPool | None: ...
+    def left(self, backend_id: str) -> None: ...
+    def forget(self, backend_id: str) -> UpstreamPool | None: ...
+    def refresh_gauges(self) -> None: ...
+
 
 log = logging.getLogger("limpet.proxy.discovery")
 
@@ -238,13 +257,14 @@ def build_discovery(d: DiscoveryConfig) -> Discovery:
     )
 
 
-def start(server: ProxyServer) -> None:
-    """Start one discovery task per non-static pool, owned (and cancelled) by the server."""
-    for runtime in server.pools.values():
+def start(pools: Iterable[PoolRuntime], spawn: Callable[[Coroutine[Any, Any, None]], None]) -> None:
+    """Start one discovery task per non-static pool, owned (and cancelled) by the server
+    (``spawn`` is its task spawner)."""
+    for runtime in pools:
         d = runtime.cfg.discovery
         if d.kind != "static":
             runtime.discovery_info = {"source": source_of(d), "updates": 0, "endpoints": []}
-            server.spawn(follow(runtime, d))
+            spawn(follow(runtime, d))
 
 
 async def follow(runtime: PoolRuntime, d: DiscoveryConfig) -> None:
@@ -278,25 +298,20 @@ def apply(runtime: PoolRuntime, endpoints: Snapshot) -> None:
     import asyncio
     import time
 
-    from limpet.proxy.upstream import UpstreamPool
-
     pool = runtime.pool
     info = runtime.discovery_info
     for backend in pool.backends():
         upstream = runtime.upstreams.get(backend.id)
         if upstream is None or upstream.address != backend.address:
-            if upstream is not None:
-                retire(upstream)
-            runtime.upstreams[backend.id] = UpstreamPool(backend.id, backend.address)
-            runtime.pins.setdefault(backend.id, 0)
-            runtime.open.setdefault(backend.id, 0)
-            runtime._open_gauges[backend.id] = runtime.open_gauge(backend.id)
+            replaced = runtime.join(backend.id, backend.address)
+            if replaced is not None:
+                retire(replaced)
             log.warning("pool %s: backend %s (%s) joined%s", runtime.name, backend.id,
                         backend.address, " draining" if backend.terminating else "")  # fmt: skip
     gone = [bid for bid in runtime.upstreams if bid not in pool]
     for bid in gone:
         log.warning("pool %s: backend %s left; its sessions repin", runtime.name, bid)
-        runtime.metrics.backend_healthy.labels(runtime.name, bid).set(0)
+        runtime.left(bid)
         # forget it on the next loop turn: a connect already scheduled for it still finds it
         asyncio.get_running_loop().call_soon(forget, runtime, bid)
     for backend in pool.backends():
@@ -319,12 +334,9 @@ def apply(runtime: PoolRuntime, endpoints: Snapshot) -> None:
 
 
 def forget(runtime: PoolRuntime, backend_id: str) -> None:
-    if backend_id in runtime.pool:
-        return  # it came back
-    upstream = runtime.upstreams.pop(backend_id, None)
+    upstream = runtime.forget(backend_id)  # None when it came back
     if upstream is not None:
         retire(upstream)
-    runtime._open_gauges.pop(backend_id, None)
 
 
 def retire(upstream: Any) -> None:

@@ -15,7 +15,7 @@ moves bytes, at a handful of hook points in ``http1.Exchange``:
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from limpet.affinity.base import Pick, PickReason
 from limpet.affinity.engineio import (
@@ -28,11 +28,35 @@ from limpet.affinity.engineio import (
     OpenPacketError,
     rewrite_open_payload,
 )
+from limpet.proxy.filters import NO_FILTER, ExchangeFilter
 from limpet.proxy.responses import local_response
 
 if TYPE_CHECKING:
-    from limpet.proxy.http1 import Exchange
     from limpet.proxy.upstream import TunnelPeer, UpstreamConnection
+
+
+class Exchange(Protocol):
+    """The exchange this filter hooks into, as the filter sees it (http1.Exchange)."""
+
+    down: Any
+    runtime: Any
+    filter: ExchangeFilter
+    method: bytes
+    headers: list[tuple[bytes, bytes]]
+    lnames: list[bytes]
+    response_started: bool
+    resp_close: bool
+
+    def write_down(self, data: bytes) -> None: ...
+    def response_bytes(
+        self,
+        status: int,
+        reason: bytes,
+        headers: list[tuple[bytes, bytes]],
+        *,
+        interim: bool = False,
+    ) -> bytes: ...
+
 
 log = logging.getLogger("limpet.proxy.engineio")
 
@@ -63,11 +87,11 @@ def session_unknown(origin: bytes | None) -> bytes:
 def admit(exchange: Exchange, pick: Pick) -> bool:
     """Hook in ``Exchange.choose``: False when the request was answered here (rejected)."""
     if not isinstance(pick, EngineIOPick) or pick.decision is None:
-        exchange.engineio = None
+        exchange.filter = NO_FILTER
         return True
     if pick.reason is PickReason.REJECTED:
         down = exchange.down
-        down.server.metrics.local_responses.labels("400").inc()
+        down.ctx.metrics.local_responses.labels("400").inc()
         if down.transport is not None:
             lnames = exchange.lnames
             origin = exchange.headers[lnames.index(b"origin")][1] if b"origin" in lnames else None
@@ -77,9 +101,9 @@ def admit(exchange: Exchange, pick: Pick) -> bool:
     runtime = exchange.runtime
     policy = runtime.policy if runtime is not None else None
     if not isinstance(policy, EngineIOPolicy) or pick.backend is None:
-        exchange.engineio = None
+        exchange.filter = NO_FILTER
         return True
-    exchange.engineio = EngineIOExchange(pick.decision, policy, pick.backend.id)
+    exchange.filter = EngineIOExchange(pick.decision, policy, pick.backend.id)
     return True
 
 
@@ -135,17 +159,18 @@ class _RewritingPeer:
         self.down.tunnel_activity()
 
 
-class EngineIOExchange:
-    """The engineio part of one exchange: its upstream URL, and the handshake answer to rewrite."""
+class EngineIOExchange(ExchangeFilter):
+    """The engineio filter of one exchange: its upstream URL (the backend's own sid, no
+    compression of the handshake), and the handshake answer to rewrite."""
 
-    __slots__ = ("backend", "body", "decision", "held", "policy")
+    __slots__ = ("backend", "decision", "held", "held_body", "policy")
 
     def __init__(self, decision: EngineIODecision, policy: EngineIOPolicy, backend: str) -> None:
         self.decision = decision
         self.policy = policy
         self.backend = backend
         self.held: tuple[int, bytes, list[tuple[bytes, bytes]]] | None = None
-        self.body: list[bytes] = []
+        self.held_body: list[bytes] = []
 
     def __repr__(self) -> str:
         return f"EngineIOExchange(backend={self.backend!r}, rewrite={self.decision.rewrite!r})"
@@ -154,6 +179,9 @@ class EngineIOExchange:
         return self.policy.mint(sid, self.backend)
 
     # -- request head --------------------------------------------------------------------------
+    def request_head(self, url: bytes, drop: frozenset[bytes]) -> tuple[bytes, frozenset[bytes]]:
+        return self.url(url), drop | self.strip_headers
+
     def url(self, url: bytes) -> bytes:
         """The request target to send upstream: the backend's own sid in the query."""
         if self.decision.sid is None:
@@ -166,24 +194,24 @@ class EngineIOExchange:
         return frozenset(h.encode() for h in self.decision.strip_headers)
 
     # -- response --------------------------------------------------------------------------------
-    def hold(
+    def response_head(
         self, exchange: Exchange, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]
     ) -> bool:
         """Hook in ``response_head``: keep a polling handshake's 200 until its body is complete."""
         if self.decision.rewrite != "polling" or status != 200 or exchange.method != b"GET":
             return False
         self.held = (status, reason, headers)
-        self.body = []
+        self.held_body = []
         return True
 
-    def held_body(self, data: bytes) -> bool:
+    def body(self, data: bytes) -> bool:
         """Hook in ``response_body``: True when ``data`` was kept for the rewrite."""
         if self.held is None:
             return False
-        self.body.append(data)
+        self.held_body.append(data)
         return True
 
-    def release(self, exchange: Exchange) -> None:
+    def end(self, exchange: Exchange) -> None:
         """Hook in ``response_complete``: write the held handshake, its sid now a token."""
         if self.held is None:
             return
@@ -194,7 +222,7 @@ class EngineIOExchange:
         try:
             if encoding.strip().lower() not in _IDENTITY:
                 raise OpenPacketError(f"handshake body is {encoding.decode('latin-1')}-encoded")
-            body = rewrite_open_payload(b"".join(self.body), self._mint)
+            body = rewrite_open_payload(b"".join(self.held_body), self._mint)
         except OpenPacketError as exc:
             log.warning("polling handshake from %s not rewritable: %s", self.backend, exc)
             exchange.resp_close = True

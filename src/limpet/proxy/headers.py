@@ -5,31 +5,10 @@ from __future__ import annotations
 import itertools
 import os
 
-#: RFC 9110 §7.6.1: fields meant for one connection only; never forwarded. Proxy-Connection and
-#: Keep-Alive are not in the RFC's list but are de-facto hop-by-hop (RFC 9112 Appendix C.2.2).
-HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-    }
-)
-FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"})
+# the hop-by-hop rules live in the wire core, which the head rewriting uses
+from limpet.proxy.wire.rewrite import FORWARDED, HOP_BY_HOP, connection_tokens
 
-
-def connection_tokens(values: list[bytes]) -> set[bytes]:
-    """The field names listed in Connection (RFC 9110 §7.6.1): also hop-by-hop."""
-    out: set[bytes] = set()
-    for v in values:
-        for token in v.split(b","):
-            token = token.strip().lower()
-            if token:
-                out.add(token)
-    return out
+__all__ = ["FORWARDED", "HOP_BY_HOP", "connection_tokens", "new_request_id", "parse_cookies"]
 
 
 def parse_cookies(values: list[str]) -> dict[str, str]:

@@ -1,8 +1,8 @@
 """I/O: the downstream HTTP/1.1 protocol class and the Exchange that carries one request through.
 
-``Downstream`` is an asyncio.Protocol fed by httptools' request parser (the style of uvicorn's
-httptools_impl): no task per request on the keep-alive path, bodies streamed as they arrive,
-pipelined requests queued and answered in order. ``Exchange`` is one request/response: it asks the
+``Downstream`` is an asyncio.Protocol fed by the wire core's request parser (limpet.proxy.wire:
+one call per read, events out): no task per request on the keep-alive path, bodies streamed as
+they arrive, pipelined requests queued (at most ``MAX_PIPELINE``) and answered in order. ``Exchange`` is one request/response: it asks the
 route's affinity policy for a backend, takes an upstream connection, forwards the head and body,
 and relays the response (adding the policy's Set-Cookie). After ``101`` both sides become a tunnel.
 
@@ -19,28 +19,29 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
-import httptools
-
 from limpet.affinity.base import Pick, RequestFacts
 from limpet.pool.health import HealthEvent
-from limpet.proxy import engineio
-from limpet.proxy.headers import (
-    FORWARDED,
-    HOP_BY_HOP,
-    connection_tokens,
-    new_request_id,
-    parse_cookies,
-)
+from limpet.proxy import engineio, wire
+from limpet.proxy.filters import NO_FILTER, ExchangeFilter
+from limpet.proxy.headers import new_request_id, parse_cookies
 from limpet.proxy.responses import CONTINUE, local_response
+from limpet.proxy.states import DownEvent, DownState, advance
+from limpet.proxy.wire import RequestParser
+from limpet.proxy.wire.parser import BODY, CHUNKED, END, ERROR, HEAD, UPGRADE, RequestHead
 
 if TYPE_CHECKING:
     from limpet.pool.model import BackendView
-    from limpet.proxy.server import PoolRuntime, ProxyServer
+    from limpet.proxy.context import PoolRuntimeView, ProxyContext
     from limpet.proxy.upstream import UpstreamConnection
 
 #: request bodies read before the upstream connection is ready are held up to this, then the
 #: downstream is paused (the water mark for buffering, not for the transports)
 BODY_BUFFER_HIGH = 256 * 1024
+#: unanswered pipelined requests parsed ahead; beyond this the downstream is not read (a client
+#: that sends requests and never reads the answers holds this many, not thousands)
+MAX_PIPELINE = 8
+#: RFC 9110 §9.2.2: methods a proxy may send again after a connection failed mid-request
+IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 
 
 class Deadline:
@@ -92,34 +93,6 @@ class Deadline:
         callback()
 
 
-def relay_fields(
-    status: int, reason: bytes, headers: list[tuple[bytes, bytes]], drop: frozenset[bytes]
-) -> tuple[list[bytes], bool, bool, bytes, list[bytes]]:
-    """One pass over a response's fields: the status line and the fields to relay (without
-    ``drop`` and Via), whether a kept Content-Length or a Transfer-Encoding came, the Via
-    value, and the Connection values."""
-    out = [b"HTTP/1.1 %d " % status, reason, b"\r\n"]
-    has_length = False
-    chunked = False
-    via = b""
-    listed: list[bytes] = []
-    for name, value in headers:
-        lname = name.lower()
-        if lname in drop:
-            if lname == b"transfer-encoding":
-                chunked = True
-            elif lname == b"connection":
-                listed.append(value)
-            continue
-        if lname == b"via":
-            via = value
-            continue
-        if lname == b"content-length":
-            has_length = True
-        out += (name, b": ", value, b"\r\n")
-    return out, has_length, chunked, via, listed
-
-
 class LazyHeaders(Mapping[str, str]):
     """RequestFacts.headers for a policy that asks (hash:header): lower-case str names, repeated
     fields joined with ", ". Decoded on first use only; the cookie policy never asks."""
@@ -165,42 +138,43 @@ class BadRequest(Exception):
 class Downstream(asyncio.Protocol):
     """One client connection: parse requests, run exchanges in order, tunnel after an upgrade."""
 
-    def __init__(self, server: ProxyServer) -> None:
-        self.server = server
-        self.loop = server.loop
-        self.limits = server.config.limits
-        self.timeouts = server.config.timeouts
+    def __init__(self, ctx: ProxyContext) -> None:
+        self.ctx = ctx
+        self.loop = ctx.loop
+        self.limits = ctx.limits
+        self.timeouts = ctx.timeouts
         self.transport: asyncio.Transport | None = None
         self.client_ip = ""
-        self.parser = httptools.HttpRequestParser(self)
+        self.parser = RequestParser(
+            self.limits.max_header_bytes, self.limits.max_headers, MAX_PIPELINE
+        )
         self.active: Exchange | None = None  # being answered
         self.receiving: Exchange | None = None  # request body being read
         self.queue: deque[Exchange] = deque()  # pipelined, waiting their turn
         self.paused: set[str] = set()
         self.write_paused = False
-        self.closing = False
+        #: READING / HALF_CLOSED / UPGRADING / TUNNEL / REFUSED / CLOSED (limpet.proxy.states)
+        self.state = DownState.READING
         self.tunnel: UpstreamConnection | None = None
         self.tunnel_exchange: Exchange | None = None
         self.pending_refusal: tuple[int, str] | None = None
-        self.discarding = False  # a refusal was sent: read and drop until the client closes
         self.out: list[bytes] | None = None  # corked downstream writes (see cork)
         self._timer = Deadline(self.loop)  # header, idle, tunnel-idle and lingering close
         self.resp_timer = Deadline(self.loop)  # the active exchange's response timeout
         self._last_activity = 0.0
-        self._url = b""
-        self._headers: list[tuple[bytes, bytes]] = []
-        self._lnames: list[bytes] = []  # the lower-cased names of _headers, computed once
-        self._header_bytes = 0
+        self._head_started = False  # bytes of a head arrived while idle (header timer armed)
+        self._handling = False  # inside handle(): exchange_done must not feed the parser
         self._cookie_key: list[bytes] | None = None  # the last request's Cookie values...
         self._cookie_jar: dict[str, str] = {}  # ...parsed (a keep-alive client repeats them)
-        fwd = server.config.forwarding
+        fwd = ctx.forwarding
         self.rid_name = fwd.request_id_header.encode()
         self.rid_lower = self.rid_name.lower()
         self.via = b"1.1 " + fwd.via.encode()
 
     def __repr__(self) -> str:
         return (
-            f"Downstream(client={self.client_ip!r}, active={self.active is not None}, "
+            f"Downstream(client={self.client_ip!r}, state={self.state.name}, "
+            f"active={self.active is not None}, "
             f"queued={len(self.queue)}, tunnel={self.tunnel is not None})"
         )
 
@@ -209,7 +183,7 @@ class Downstream(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
         peer = transport.get_extra_info("peername")
         self.client_ip = peer[0] if peer else ""
-        server = self.server
+        server = self.ctx
         server.connections.add(self)
         server.metrics.downstream_connections.inc()
         if len(server.connections) > self.limits.max_connections or server.stopping:
@@ -220,8 +194,8 @@ class Downstream(asyncio.Protocol):
         self._arm(self.timeouts.header, self._on_header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.server.connections.discard(self)
-        self.server.metrics.downstream_connections.dec()
+        self.ctx.connections.discard(self)
+        self.ctx.metrics.downstream_connections.dec()
         self._timer.cancel()
         self.resp_timer.cancel()
         tunnel, self.tunnel = self.tunnel, None
@@ -229,7 +203,7 @@ class Downstream(asyncio.Protocol):
             tunnel.close()
         tex, self.tunnel_exchange = self.tunnel_exchange, None
         if tex is not None and tex.runtime is not None and tex.pick and tex.pick.backend:
-            self.server.metrics.tunnels_open.dec()
+            self.ctx.metrics.tunnels_open.dec()
             tex.runtime.closed(tex.pick.backend.id)
         for exchange in (self.active, self.receiving, *self.queue):
             if exchange is not None:
@@ -237,36 +211,62 @@ class Downstream(asyncio.Protocol):
         self.active = self.receiving = None
         self.queue.clear()
         self.transport = None
+        self.state = advance(self.state, DownEvent.LOST)
 
     def data_received(self, data: bytes) -> None:
-        tunnel = self.tunnel
-        if tunnel is not None:
-            if tunnel.transport is not None:
+        state = self.state
+        if state is DownState.TUNNEL:
+            tunnel = self.tunnel
+            if tunnel is not None and tunnel.transport is not None:
                 tunnel.transport.write(data)
             self._last_activity = self.loop.time()
             return
-        if self.discarding:
-            return
+        if state is DownState.REFUSED:
+            return  # a refusal was sent: read and drop until the client closes
+        self.handle(self.parser.feed(data))
+
+    def handle(self, events: list[tuple[int, object]]) -> None:
+        """Act on the wire core's events for one read, in order."""
+        if events and events[-1][0] == ERROR:
+            # a request refused in this read never starts, even if its head parsed (a bad
+            # chunk-size line after a good head): nothing of it reaches a backend
+            last = len(events) - 1
+            while last > 0 and events[last - 1][0] not in (HEAD, END):
+                last -= 1
+            if last > 0 and events[last - 1][0] == HEAD:
+                events = events[: last - 1] + events[-1:]
+        self._handling = True
         try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade as exc:
-            offset = exc.args[0] if exc.args else len(data)
-            self._upgrade_requested(data[offset:])
-        except BadRequest as exc:
-            self.parse_failed(exc.status, exc.reason)
-        except httptools.HttpParserCallbackError as exc:
-            cause = exc.__context__
-            if isinstance(cause, BadRequest):
-                self.parse_failed(cause.status, cause.reason)
-            else:
-                raise
-        except httptools.HttpParserError as exc:
-            # llhttp (httptools >= 0.6) in its default strict mode already refuses the
-            # ambiguous framings of RFC 9112: CL+TE (§6.1), repeated or list Content-Length
-            # (§6.3), bad chunk sizes (§7.1), bare LF (§2.2), obs-fold (§5.2), whitespace
-            # before the colon (§5.1), NUL/CTL in values (§5.5); tests pin each one down.
-            # Missing/duplicate Host (§3.2) and the size limits are checked in callbacks.
-            self.parse_failed(400, f"malformed request: {exc}")
+            for kind, value in events:
+                if kind == BODY:
+                    receiving = self.receiving
+                    if receiving is not None:
+                        receiving.feed_body(value)  # type: ignore[arg-type]
+                        if not receiving.started and receiving is self.active:
+                            receiving.start()  # its first chunk line was valid
+                elif kind == HEAD:
+                    self.on_head(value)  # type: ignore[arg-type]
+                elif kind == END:
+                    self.on_message_complete()
+                elif kind == UPGRADE:
+                    self._upgrade_requested(value)  # type: ignore[arg-type]
+                else:
+                    refusal: tuple[int, str] = value  # type: ignore[assignment]
+                    self.parse_failed(*refusal)
+                    return
+        finally:
+            self._handling = False
+        parser = self.parser
+        if parser.stalled:
+            self.pause_for("pipeline")
+        elif (
+            self.active is None
+            and self.receiving is None
+            and parser.buffered
+            and not self._head_started
+        ):
+            self._head_started = True  # a head began: it must end within the header timeout
+            self._arm(self.timeouts.header, self._on_header_timeout)
 
     def parse_failed(self, status: int, reason: str) -> None:
         """The byte stream is broken from here on: answer what came before, then refuse."""
@@ -285,20 +285,21 @@ class Downstream(asyncio.Protocol):
             self.pending_refusal = (status, reason)
 
     def eof_received(self) -> bool | None:
-        if self.discarding:
+        state = self.state
+        if state is DownState.REFUSED:
             return False
-        if self.tunnel is not None:
+        if state is DownState.TUNNEL and self.tunnel is not None:
             # WebSocket has its own close handshake and no use for half-closed TCP; some
             # backends never answer a FIN, so the tunnel ends here (buffers are flushed first)
             self.tunnel.close()
             return False
         if self.active is not None:
-            if self.server.stopping:
+            if self.ctx.stopping:
                 # shutting down: a half-closed client is not waited for (a long-poll may hold
                 # its response for half a minute); the request is dropped, nothing is retried
                 return None
             # a client may half-close after sending its request; let the response finish
-            self.closing = True
+            self.state = advance(state, DownEvent.CLIENT_EOF)
             return True
         return None
 
@@ -312,7 +313,7 @@ class Downstream(asyncio.Protocol):
         """
         if self.transport is None:
             return
-        if self.tunnel is None and (self.active is None or self.closing):
+        if self.tunnel is None and (self.active is None or self.state is DownState.HALF_CLOSED):
             self.transport.close()
 
     def pause_writing(self) -> None:
@@ -326,6 +327,8 @@ class Downstream(asyncio.Protocol):
         conn = self.tunnel or (self.active.upstream if self.active else None)
         if conn is not None and conn.transport is not None:
             conn.transport.resume_reading()
+        if self.active is None and self.queue:
+            self.advance()
 
     def pause_for(self, reason: str) -> None:
         if not self.paused and self.transport is not None:
@@ -347,7 +350,7 @@ class Downstream(asyncio.Protocol):
 
     def _on_header_timeout(self) -> None:
         if self.active is None and self.transport is not None:
-            if self._url or self._headers:
+            if self.parser.buffered:
                 self.refuse(408, "request head not received in time")
             else:
                 self.transport.close()  # idle keep-alive connection: close quietly
@@ -360,65 +363,37 @@ class Downstream(asyncio.Protocol):
         else:
             self._arm(limit - idle, self._on_tunnel_timer)
 
-    # -- httptools callbacks -----------------------------------------------------------------
-    def on_message_begin(self) -> None:
-        self._url = b""
-        self._headers = []
-        self._lnames = []
-        self._header_bytes = 0
-        if self.active is None and self.receiving is None:
-            self._arm(self.timeouts.header, self._on_header_timeout)
-
-    def on_url(self, url: bytes) -> None:
-        self._url += url
-        self._header_bytes += len(url)
-        if self._header_bytes > self.limits.max_header_bytes:
-            raise BadRequest(431, "request head too large")
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_bytes += len(name) + len(value) + 4
-        if self._header_bytes > self.limits.max_header_bytes:
-            raise BadRequest(431, "request head too large")
-        if len(self._headers) >= self.limits.max_headers:
-            raise BadRequest(431, "too many request header fields")
-        self._headers.append((name, value))
-        self._lnames.append(name.lower())
-
-    def on_headers_complete(self) -> None:
-        parser = self.parser
-        method = parser.get_method()
-        if method == b"CONNECT":
-            raise BadRequest(501, "CONNECT is not supported")
-        version = parser.get_http_version()
-        lnames = self._lnames
-        hosts = lnames.count(b"host")
-        # RFC 9112 §3.2: a request without Host (HTTP/1.1) or with more than one is a 400
-        if hosts > 1 or (version == "1.1" and not hosts):
-            raise BadRequest(400, "a request needs exactly one Host header")
+    # -- wire core events ----------------------------------------------------------------------
+    def on_head(self, head: RequestHead) -> None:
+        self._head_started = False
         if self.active is None and self.receiving is None:
             self._disarm()
         exchange = Exchange(
-            self, method, self._url, version, self._headers, parser.should_keep_alive(), lnames
+            self,
+            head.method,
+            head.target,
+            head.version,
+            head.headers,
+            head.keep_alive,
+            head.lnames,
+            chunked=head.framing == CHUNKED,
+            upgrade=head.upgrade,
+            expect_continue=head.expect_continue,
         )
-        self._url = b""
-        self._headers = []
-        self._lnames = []
         self.receiving = exchange
-        if self.active is None:
+        if self.active is None and not self.queue:
             self.active = exchange
-            exchange.start()
+            if exchange.ready():
+                exchange.start()
         else:
             self.queue.append(exchange)
-            self.pause_for("pipeline")
-
-    def on_body(self, body: bytes) -> None:
-        if self.receiving is not None:
-            self.receiving.feed_body(body)
 
     def on_message_complete(self) -> None:
         exchange, self.receiving = self.receiving, None
         if exchange is not None:
             exchange.body_complete()
+            if not exchange.started and exchange is self.active:
+                exchange.start()  # a chunked body that was only its last chunk
 
     # -- exchanges -----------------------------------------------------------------------------
     def _upgrade_requested(self, early: bytes) -> None:
@@ -426,8 +401,9 @@ class Downstream(asyncio.Protocol):
         if exchange is None or not exchange.upgrade:
             self.refuse(400, "unexpected upgrade")
             return
-        exchange.early_data = early
+        exchange.early_data += early
         # no more HTTP on this connection: what follows belongs to the upgraded protocol
+        self.state = advance(self.state, DownEvent.UPGRADE_REQUESTED)
         self.pause_for("upgrade")
 
     def exchange_done(self, exchange: Exchange, keep_alive: bool) -> None:
@@ -435,29 +411,53 @@ class Downstream(asyncio.Protocol):
         if exchange is not self.active or self.transport is None:
             return
         self.active = None
-        if not keep_alive or self.closing or exchange.upgrade or self.receiving is exchange:
+        if (
+            not keep_alive
+            or self.state is DownState.HALF_CLOSED
+            or exchange.upgrade
+            or self.receiving is exchange
+        ):
             # (the backend answered before the request body ended: the rest of the body
             # has nowhere to go, so this connection cannot carry another request)
             self.close()
+            return
+        parser = self.parser
+        parser.answered()
+        self.advance()
+        if parser.buffered and not self._handling and self.transport is not None:
+            # pipelined heads held while MAX_PIPELINE were unanswered: parse the next one now
+            self.handle(parser.feed(b""))
+        if not parser.stalled:
+            self.resume_for("pipeline")
+
+    def advance(self) -> None:
+        """Start the next queued exchange, unless the client is not reading what we answer.
+
+        While the downstream transport is over its high-water mark, no new response is made
+        (resume_writing calls this again): a client that pipelines and never reads holds at
+        most the transport's buffer and MAX_PIPELINE parsed requests.
+        """
+        if self.active is not None or self.transport is None or self.state is DownState.REFUSED:
+            return
+        if self.write_paused and self.queue:
             return
         if self.pending_refusal is not None and not self.queue:
             self.refuse(*self.pending_refusal)
             return
         if self.queue:
-            self.active = self.queue.popleft()
-            if not self.queue:
-                self.resume_for("pipeline")
-            self.active.start()
+            self.active = exchange = self.queue.popleft()
+            if exchange.ready():
+                exchange.start()
         elif self.receiving is None:
-            self.resume_for("pipeline")
             self._arm(self.timeouts.idle, self._on_header_timeout)
 
     def start_tunnel(self, conn: UpstreamConnection, early: bytes) -> None:
         """After ``101``: bytes flow both ways untouched until either side closes."""
+        self.state = advance(self.state, DownEvent.SWITCHED)
         self.tunnel = conn
         conn.tunnel_peer = self
         self.active = None
-        self.server.metrics.tunnels_open.inc()
+        self.ctx.metrics.tunnels_open.inc()
         if early and conn.transport is not None:
             conn.transport.write(early)
         self._last_activity = self.loop.time()
@@ -483,16 +483,16 @@ class Downstream(asyncio.Protocol):
         RFC 9112 §9.6: close the write side first and read (discarding) for a moment, so the
         client receives the response instead of a reset caused by its own unread bytes.
         """
-        self.server.metrics.local_responses.labels(str(status)).inc()
+        self.ctx.metrics.local_responses.labels(str(status)).inc()
         transport = self.transport
-        if transport is None or self.discarding:
+        if transport is None or self.state is DownState.REFUSED:
             return
         if self.active is not None and self.active.response_started:
             transport.abort()  # mid-response: nothing valid can follow
             return
         self.write(local_response(status, f"limpet: {reason}"))
         self.flush()
-        self.discarding = True
+        self.state = advance(self.state, DownEvent.REFUSE)
         self.active = None
         self.queue.clear()
         if transport.can_write_eof():
@@ -546,9 +546,9 @@ class Exchange:
         "body_sent",
         "down",
         "early_data",
-        "engineio",
         "expect_continue",
         "failed",
+        "filter",
         "headers",
         "keep_alive",
         "lnames",
@@ -579,6 +579,10 @@ class Exchange:
         headers: list[tuple[bytes, bytes]],
         keep_alive: bool,
         lnames: list[bytes] | None = None,
+        *,
+        chunked: bool | None = None,
+        upgrade: bool | None = None,
+        expect_continue: bool | None = None,
     ) -> None:
         self.down = down
         self.method = method
@@ -586,22 +590,25 @@ class Exchange:
         self.version = version
         self.headers = headers
         self.keep_alive = keep_alive
-        #: lower-cased names, parallel to headers (each name is lowered once, in on_header)
+        #: lower-cased names, parallel to headers (each name is lowered once, by the wire core)
         self.lnames = lnames if lnames is not None else [n.lower() for n, _ in headers]
         lnames = self.lnames
-        self.upgrade = b"upgrade" in lnames
-        self.expect_continue = b"expect" in lnames and any(
-            ln == b"expect" and v.lower() == b"100-continue"
-            for ln, (_, v) in zip(lnames, headers, strict=True)
-        )
-        # llhttp accepts only "chunked" as the final coding
-        self.body_chunked = b"transfer-encoding" in lnames
+        # the wire core's RequestHead says these; the defaults serve hand-built exchanges
+        self.upgrade = b"upgrade" in lnames if upgrade is None else upgrade
+        if expect_continue is None:
+            expect_continue = b"expect" in lnames and any(
+                ln == b"expect" and v.lower() == b"100-continue"
+                for ln, (_, v) in zip(lnames, headers, strict=True)
+            )
+        self.expect_continue = expect_continue
+        # the wire core accepts only "chunked" as the (only) coding of a request
+        self.body_chunked = b"transfer-encoding" in lnames if chunked is None else chunked
         self.body_buffer: list[bytes] = []
         self.body_buffered = 0
         self.body_done = False
         self.body_sent = False
         self.early_data = b""
-        self.runtime: PoolRuntime | None = None
+        self.runtime: PoolRuntimeView | None = None
         self.pick: Pick | None = None
         self.upstream: UpstreamConnection | None = None
         self.failed: set[str] = set()
@@ -614,13 +621,26 @@ class Exchange:
         self.until_close = False
         self.status = 0
         self.timer = False  # our response timeout is armed on down.resp_timer
-        self.engineio: engineio.EngineIOExchange | None = None
+        #: optional behaviour (Engine.IO sid rewriting) through fixed hooks; see filters.py
+        self.filter: ExchangeFilter = NO_FILTER
 
     def __repr__(self) -> str:
         backend = self.pick.backend.id if self.pick and self.pick.backend else None
         return f"Exchange({self.method.decode()} {self.url[:60]!r}, backend={backend!r}, status={self.status})"
 
     # -- request side --------------------------------------------------------------------------
+    def ready(self) -> bool:
+        """May this request go to a backend yet? A chunked one waits for its first chunk line
+        (a bad one is refused before anything is forwarded), unless the client waits for our
+        100 Continue before it sends the body."""
+        return (
+            not self.body_chunked
+            or self.expect_continue
+            or self.body_done
+            or self.body_sent
+            or bool(self.body_buffer)
+        )
+
     def start(self) -> None:
         """Choose the backend (the route's policy decides) and get a connection to it."""
         self.started = True
@@ -640,7 +660,7 @@ class Exchange:
                 self.lnames = [n.lower() for n, _ in self.headers]
         path, _, query = url.partition(b"?")
         route_path = path if path.startswith(b"/") else b"/"  # "*" (OPTIONS) routes as "/"
-        runtime = down.server.route(host.decode("latin-1"), route_path.decode("latin-1"))
+        runtime = down.ctx.route(host.decode("latin-1"), route_path.decode("latin-1"))
         if runtime is None:
             self.local(404, "no route for this host and path")
             return
@@ -682,9 +702,7 @@ class Exchange:
     async def connect(self, backend: BackendView) -> None:
         assert self.runtime is not None
         try:
-            conn = await self.runtime.upstreams[backend.id].connect(
-                self.down.server.config.timeouts.connect
-            )
+            conn = await self.runtime.upstreams[backend.id].connect(self.down.ctx.timeouts.connect)
         except (TimeoutError, OSError) as exc:
             self.connect_failed(backend, exc)
             return
@@ -698,12 +716,12 @@ class Exchange:
         runtime = self.runtime
         assert runtime is not None
         runtime.passive(backend.id, HealthEvent.PASSIVE_FAIL)
-        self.down.server.metrics.upstream_connect_failures.labels(runtime.name, backend.id).inc()
+        self.down.ctx.metrics.upstream_connect_failures.labels(runtime.name, backend.id).inc()
         self.failed.add(backend.id)
         if self.body_sent or len(self.failed) > 2 or self.down.transport is None:
             self.local(502, f"backend {backend.id} is unreachable")
             return
-        self.down.server.metrics.repins.labels(runtime.name).inc()
+        self.down.ctx.metrics.repins.labels(runtime.name).inc()
         path, _, query = self.url.partition(b"?")
         # choose() answers a pick without a backend (503, or engineio's Session ID unknown)
         self.choose(runtime.pick(self.facts(path, query), exclude=self.failed))
@@ -731,77 +749,38 @@ class Exchange:
             transport.write(b"0\r\n\r\n")
         if self.down.write_paused:
             transport.pause_reading()
+        if self.body_done:
+            self.arm_response_timer()
+
+    def arm_response_timer(self) -> None:
+        """The response timeout runs from when the whole request was sent, not while the
+        client is still uploading (a slow, steady upload is no backend's fault)."""
         self.down.resp_timer.arm(self.down.timeouts.response, self.response_timeout)
         self.timer = True
 
     def request_head(self) -> bytes:
+        """The head for the backend: the wire core rewrites it (limpet.proxy.wire.rewrite)."""
         down = self.down
-        trust = down.server.config.forwarding.trust_forwarded
-        lnames = self.lnames
-        drop = HOP_BY_HOP
-        if b"connection" in lnames:
-            drop = drop | connection_tokens(
-                [v for ln, (_, v) in zip(lnames, self.headers, strict=True) if ln == b"connection"]
-            )
-        url = self.url
-        if self.engineio is not None:  # the backend's own sid; no compression of the handshake
-            url = self.engineio.url(url)
-            drop = drop | self.engineio.strip_headers
-        out = [self.method, b" ", url, b" HTTP/1.1\r\n"]
-        xff = b""
-        host = b""
-        request_id = b""
-        rid_name = down.rid_name
-        rid_lower = down.rid_lower
-        proto = b""
-        fhost = b""
-        via = b""
-        for lname, (name, value) in zip(lnames, self.headers, strict=True):
-            if lname in drop:
-                continue
-            if lname in FORWARDED:
-                if trust:
-                    if lname == b"x-forwarded-for":
-                        xff = value
-                    elif lname == b"x-forwarded-proto":
-                        proto = value
-                    else:
-                        fhost = value
-                continue
-            if lname == rid_lower:
-                if trust:
-                    request_id = value
-                continue
-            if lname == b"expect" and self.expect_continue:
-                continue
-            if lname == b"via":
-                via = value
-                continue
-            if lname == b"host":
-                host = value
-            out += (name, b": ", value, b"\r\n")
-        if not host and self.upstream is not None:
-            # HTTP/1.0 clients may omit Host; our upstream request is HTTP/1.1, which needs one
-            # (RFC 9112 §3.2), so name the backend, as nginx does with $proxy_host
-            out += (b"Host: ", self.upstream.pool.address.encode(), b"\r\n")
-        client = down.client_ip.encode()
-        out += (b"X-Forwarded-For: ", xff + b", " + client if xff else client, b"\r\n")
-        out += (b"X-Forwarded-Proto: ", proto or b"http", b"\r\n")
-        out += (b"X-Forwarded-Host: ", fhost or host, b"\r\n")
-        out += (rid_name, b": ", request_id or new_request_id(), b"\r\n")
-        mine = down.via
-        out += (b"Via: ", via + b", " + mine if via else mine, b"\r\n")
-        if self.upgrade:
-            for lname, (_, value) in zip(lnames, self.headers, strict=True):
-                if lname == b"upgrade":
-                    out += (b"Upgrade: ", value, b"\r\n")
-            out.append(b"Connection: upgrade\r\n")
-        else:
-            if self.body_chunked:
-                out.append(b"Transfer-Encoding: chunked\r\n")
-            out.append(b"Connection: keep-alive\r\n")
-        out.append(b"\r\n")
-        return b"".join(out)
+        drop = wire.hop_by_hop(self.headers, self.lnames)
+        url, drop = self.filter.request_head(self.url, drop)
+        upstream = self.upstream
+        return wire.request_head(
+            self.method,
+            url,
+            self.headers,
+            self.lnames,
+            drop,
+            down.ctx.forwarding.trust_forwarded,
+            down.client_ip.encode(),
+            down.rid_name,
+            down.rid_lower,
+            down.via,
+            upstream.pool.address.encode() if upstream is not None else b"",
+            self.upgrade,
+            self.body_chunked,
+            self.expect_continue,
+            new_request_id,
+        )
 
     def feed_body(self, data: bytes) -> None:
         conn = self.upstream
@@ -819,8 +798,11 @@ class Exchange:
     def body_complete(self) -> None:
         self.body_done = True
         conn = self.upstream
-        if self.body_chunked and conn is not None and conn.transport is not None:
-            conn.transport.write(b"0\r\n\r\n")
+        if conn is not None and conn.transport is not None:
+            if self.body_chunked:
+                conn.transport.write(b"0\r\n\r\n")
+            if not self.response_started and self.status == 0:
+                self.arm_response_timer()
 
     # -- response side ---------------------------------------------------------------------
     def response_head(self, status: int, reason: bytes, conn: UpstreamConnection) -> None:
@@ -848,10 +830,9 @@ class Exchange:
             self.upstream = None
             self.down.tunnel_exchange = self
             self.down.start_tunnel(conn, self.early_data)
-            if self.engineio is not None:
-                self.engineio.tunnel(conn)
+            self.filter.tunnel(conn)
             return
-        if self.engineio is not None and self.engineio.hold(self, status, reason, headers):
+        if self.filter.response_head(self, status, reason, headers):
             return
         self.response_started = True
         self.write_down(self.response_bytes(status, reason, headers))
@@ -870,52 +851,32 @@ class Exchange:
         *,
         interim: bool = False,
     ) -> bytes:
+        """The head for the client (the wire core rewrites it); notes the framing it chose."""
         down = self.down
-        out, has_length, chunked, via, listed = relay_fields(status, reason, headers, HOP_BY_HOP)
-        if listed:
-            # RFC 9110 §7.6.1: fields the Connection header names are hop-by-hop too; the usual
-            # "keep-alive"/"close" name nothing new, so this second pass is rare
-            extra = connection_tokens(listed) - HOP_BY_HOP
-            if extra:
-                out, has_length, chunked, via, _ = relay_fields(
-                    status, reason, headers, HOP_BY_HOP | extra
-                )
-        mine = down.via
-        out += (b"Via: ", via + b", " + mine if via else mine, b"\r\n")
-        if interim:
-            if status == 101:
-                for name, value in headers:
-                    if name.lower() == b"upgrade":
-                        out += (b"Upgrade: ", value, b"\r\n")
-                out.append(b"Connection: upgrade\r\n")
-                # a client that opens a WebSocket first (no page load) gets its pin here, as
-                # HAProxy's `cookie insert` does; a repin's new cookie too
-                if self.pick is not None and self.pick.set_cookie:
-                    out += (b"Set-Cookie: ", self.pick.set_cookie.encode("latin-1"), b"\r\n")
-            out.append(b"\r\n")
-            return b"".join(out)
-        assert self.pick is not None
-        if self.pick.set_cookie:
-            out += (b"Set-Cookie: ", self.pick.set_cookie.encode("latin-1"), b"\r\n")
-        bodyless = self.method == b"HEAD" or status in (204, 304)
-        # RFC 9112 §6.3: neither length nor chunked: the body ends when the backend closes
-        self.until_close = not bodyless and not has_length and not chunked
-        if not bodyless and not has_length:
-            # chunked or close-delimited upstream: re-frame as chunks for an HTTP/1.1 client,
-            # or delimit by closing for HTTP/1.0 (RFC 9112 §6.3)
-            if self.version == "1.1":
-                self.resp_chunked = True
-                out.append(b"Transfer-Encoding: chunked\r\n")
-            else:
-                self.resp_close = True
-        if self.upgrade or down.closing or down.server.stopping:
-            self.resp_close = True
-        if self.resp_close or not self.keep_alive:
-            out.append(b"Connection: close\r\n")
-        elif self.version == "1.0":
-            out.append(b"Connection: keep-alive\r\n")
-        out.append(b"\r\n")
-        return b"".join(out)
+        pick = self.pick
+        set_cookie = (
+            pick.set_cookie.encode("latin-1") if pick is not None and pick.set_cookie else b""
+        )
+        head, until_close, rechunk, close = wire.response_head(
+            status,
+            reason,
+            headers,
+            down.via,
+            set_cookie,
+            interim,
+            self.method == b"HEAD" or status in (204, 304),
+            self.version == "1.0",
+            self.resp_close
+            or self.upgrade
+            or down.state is DownState.HALF_CLOSED
+            or down.ctx.stopping,
+            self.keep_alive,
+        )
+        if not interim:
+            self.until_close = until_close
+            self.resp_chunked = rechunk
+            self.resp_close = close
+        return head
 
     def write_down(self, data: bytes) -> None:
         self.down.write(data)
@@ -923,7 +884,7 @@ class Exchange:
     def response_body(self, data: bytes) -> None:
         if self.method == b"HEAD":
             return
-        if self.engineio is not None and self.engineio.held_body(data):
+        if self.filter.body(data):
             return
         if self.resp_chunked:
             self.write_down(b"%x\r\n%b\r\n" % (len(data), data))
@@ -933,8 +894,7 @@ class Exchange:
     def response_complete(self, conn: UpstreamConnection, upstream_keep_alive: bool) -> None:
         if self.status == 0:  # an interim response ended; wait for the final one
             return
-        if self.engineio is not None:
-            self.engineio.release(self)
+        self.filter.end(self)
         if self.resp_chunked:
             self.write_down(b"0\r\n\r\n")
         self.finish(conn, upstream_keep_alive and self.body_done and self.method != b"HEAD")
@@ -985,9 +945,18 @@ class Exchange:
             assert backend is not None
             self.down.loop.create_task(self.connect(backend))
             return
-        if not self.body_sent and self.pick is not None and self.pick.backend is not None:
+        if (
+            not self.body_sent
+            and self.method in IDEMPOTENT
+            and self.pick is not None
+            and self.pick.backend is not None
+        ):
+            # RFC 9110 §9.2.2: only an idempotent request may be sent again (elsewhere); a
+            # POST the backend may have acted on is answered 502, never repeated
             self.connect_failed(self.pick.backend, exc)
             return
+        if self.pick is not None and self.pick.backend is not None and self.runtime is not None:
+            self.runtime.passive(self.pick.backend.id, HealthEvent.PASSIVE_FAIL)
         self.local(502, "the backend closed the connection before answering")
 
     def upstream_failed(self, reason: str) -> None:

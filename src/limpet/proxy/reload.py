@@ -54,7 +54,6 @@ def reload(server: ProxyServer) -> tuple[bool, str]:
 
 def apply(server: ProxyServer, new: ProxyConfig) -> list[str]:
     """Swap in ``new`` for new requests; returns notes on what waits for a restart."""
-    from limpet.health.probes import run_probes
     from limpet.proxy import discovery
     from limpet.proxy.server import PoolRuntime
 
@@ -82,10 +81,15 @@ def apply(server: ProxyServer, new: ProxyConfig) -> list[str]:
     kept = replace(new, listeners=old.listeners, admin=old.admin, workers=old.workers)
     kept = replace(kept, pools=tuple(pools[p.name].cfg for p in new.pools if p.name in pools))
     server.config = kept
+    # what connections accepted from now on read through the protocol classes' context
+    server.context.limits = kept.limits
+    server.context.timeouts = kept.timeouts
+    server.context.forwarding = kept.forwarding
     server.pools = pools
     server.routes = [(r, pools[r.pool]) for r in kept.routes]
     for runtime in started:
-        server.spawn(run_probes(server, runtime))
+        if server.run_probes is not None:
+            server.spawn(server.run_probes(server, runtime))
         if _kind(runtime.cfg) != "static":  # a pool new in this file may follow a discovery
             runtime.discovery_info = {
                 "source": discovery.source_of(runtime.cfg.discovery),

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import socket
 import time
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
 from typing import Any
 
@@ -23,6 +24,7 @@ from limpet.pool.health import HealthEvent, HealthRules
 from limpet.pool.model import BackendState, PoolSnapshot
 from limpet.pool.pool import Pool
 from limpet.proxy import accept, discovery, goaway, tls
+from limpet.proxy.context import ProxyContext
 from limpet.proxy.upstream import UpstreamPool
 from limpet.runtime import parse_hostport
 
@@ -136,6 +138,27 @@ class PoolRuntime:
         gauge.set_function(lambda: self.open.get(backend_id, 0))
         return gauge
 
+    def join(self, backend_id: str, address: str) -> UpstreamPool | None:
+        """Discovery added ``backend_id`` (or moved it to ``address``): give it an upstream
+        connection pool, counters and a gauge. Returns the replaced upstream pool, if any."""
+        old = self.upstreams.get(backend_id)
+        self.upstreams[backend_id] = UpstreamPool(backend_id, address)
+        self.pins.setdefault(backend_id, 0)
+        self.open.setdefault(backend_id, 0)
+        self._open_gauges[backend_id] = self.open_gauge(backend_id)
+        return old
+
+    def left(self, backend_id: str) -> None:
+        """Discovery removed ``backend_id``: it takes no new session from now on."""
+        self.metrics.backend_healthy.labels(self.name, backend_id).set(0)
+
+    def forget(self, backend_id: str) -> UpstreamPool | None:
+        """Drop a departed backend's upstream pool and gauge (unless it came back)."""
+        if backend_id in self.pool:
+            return None
+        self._open_gauges.pop(backend_id, None)
+        return self.upstreams.pop(backend_id, None)
+
     def opened(self, backend_id: str, pick: Pick) -> None:
         self.pool.opened(backend_id)
         self.open[backend_id] = self.open.get(backend_id, 0) + 1
@@ -201,8 +224,19 @@ class ProxyServer:
     """Everything one proxy process runs; built from a resolved ProxyConfig."""
 
     def __init__(
-        self, config: ProxyConfig, secret: bytes, *, reuse_port: bool = False, admin: bool = True
+        self,
+        config: ProxyConfig,
+        secret: bytes,
+        *,
+        reuse_port: bool = False,
+        admin: bool = True,
+        start_admin: Callable[[ProxyServer, str], Awaitable[Any]] | None = None,
+        run_probes: Callable[[ProxyServer, PoolRuntime], Coroutine[Any, Any, None]] | None = None,
     ) -> None:
+        # the admin server and the health prober are handed in (limpet.proxy.cli does), so this
+        # module imports neither and neither import cycle back to it exists
+        self.start_admin = start_admin
+        self.run_probes = run_probes
         self.config = config
         self.secret = secret
         self.reuse_port = reuse_port
@@ -218,6 +252,17 @@ class ProxyServer:
         ]
         self.connections: set[Any] = set()
         self.stopping = False
+        #: what the protocol classes see of this server (they never import it)
+        self.context = ProxyContext(
+            self.loop,
+            config.limits,
+            config.timeouts,
+            config.forwarding,
+            self.metrics,
+            self.route,
+            self.spawn,
+            self.connections,
+        )
         self.listeners: list[asyncio.AbstractServer] = []
         self.tasks: set[asyncio.Task[None]] = set()
         self.admin_runner: Any = None
@@ -244,23 +289,32 @@ class ProxyServer:
         task.add_done_callback(self.tasks.discard)
 
     async def start(self) -> None:
-        from limpet.health.probes import run_probes
+        from limpet.proxy import wire
         from limpet.proxy.http1 import Downstream
         from limpet.proxy.tcp import TcpDownstream
 
+        # which build of the wire core parses requests: said once, louder when it is the
+        # fallback nobody asked for (no compiler at install time)
+        level = (
+            logging.WARNING if wire.CORE == "python" and "not built" in wire.WHY else logging.INFO
+        )
+        log.log(level, "wire core: %s (%s)", wire.CORE, wire.WHY)
         for runtime in self.pools.values():
-            self.spawn(run_probes(self, runtime))
-        discovery.start(self)  # DNS / EndpointSlice pools follow their discovery
+            if self.run_probes is not None:
+                self.spawn(self.run_probes(self, runtime))
+        discovery.start(
+            self.pools.values(), self.spawn
+        )  # DNS / EndpointSlice pools follow their discovery
         for listener in self.config.listeners:
             host, port = parse_hostport(listener.address)
             factory: Any
             if listener.mode == "tcp":
                 # the pool is looked up per connection: a reload may have replaced it
                 factory = lambda lc=listener: TcpDownstream(  # noqa: E731
-                    self, self.pools[self.config.tcp_pool(lc)]
+                    self.context, self.pools[self.config.tcp_pool(lc)]
                 )
             else:
-                factory = lambda: Downstream(self)  # noqa: E731
+                factory = lambda: Downstream(self.context)  # noqa: E731
             factory = accept.wrap(factory, listener, self.loop)  # PROXY protocol, if any
             server = await self.loop.create_server(
                 factory,
@@ -276,16 +330,14 @@ class ProxyServer:
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.listeners.append(server)
             log.info("listening on %s (%s)", listener.address, listener.mode)
-        if self.config.admin and self.serve_admin:
-            from limpet.admin.server import start_admin
-
-            self.admin_runner = await start_admin(self, self.config.admin)
+        if self.config.admin and self.serve_admin and self.start_admin is not None:
+            self.admin_runner = await self.start_admin(self, self.config.admin)
 
     async def stop(self) -> None:
         """Shut down in order: stop accepting, stop new sessions (``stopping`` refuses new
         connections), close what has nothing in flight, drain open exchanges and tunnels until
         the deadline (``timeouts.shutdown``, ``--drain-timeout``), then close the rest."""
-        self.stopping = True
+        self.stopping = self.context.stopping = True
         for server in self.listeners:
             server.close()
         for conn in list(self.connections):

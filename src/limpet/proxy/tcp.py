@@ -14,17 +14,17 @@ from limpet.affinity.base import RequestFacts
 from limpet.pool.health import HealthEvent
 
 if TYPE_CHECKING:
-    from limpet.proxy.server import PoolRuntime, ProxyServer
+    from limpet.proxy.context import PoolRuntimeView, ProxyContext
     from limpet.proxy.upstream import UpstreamConnection
 
 
 class TcpDownstream(asyncio.Protocol):
     """One client connection in TCP mode, tunnelled to the backend its policy picks."""
 
-    def __init__(self, server: ProxyServer, runtime: PoolRuntime) -> None:
-        self.server = server
+    def __init__(self, ctx: ProxyContext, runtime: PoolRuntimeView) -> None:
+        self.ctx = ctx
         self.runtime = runtime
-        self.loop = server.loop
+        self.loop = ctx.loop
         self.transport: asyncio.Transport | None = None
         self.tunnel: UpstreamConnection | None = None
         self.active = None  # no HTTP exchange: lets shutdown treat us like a tunnel
@@ -43,9 +43,9 @@ class TcpDownstream(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
         peer = transport.get_extra_info("peername")
         self.client_ip = peer[0] if peer else ""
-        self.server.connections.add(self)
-        self.server.metrics.downstream_connections.inc()
-        if len(self.server.connections) > self.server.config.limits.max_connections:
+        self.ctx.connections.add(self)
+        self.ctx.metrics.downstream_connections.inc()
+        if len(self.ctx.connections) > self.ctx.limits.max_connections:
             transport.close()
             return
         transport.pause_reading()  # type: ignore[attr-defined]
@@ -60,10 +60,10 @@ class TcpDownstream(asyncio.Protocol):
                 return
             bid = pick.backend.id
             try:
-                conn = await runtime.upstreams[bid].connect(self.server.config.timeouts.connect)
+                conn = await runtime.upstreams[bid].connect(self.ctx.timeouts.connect)
             except (TimeoutError, OSError):
                 runtime.passive(bid, HealthEvent.PASSIVE_FAIL)
-                self.server.metrics.upstream_connect_failures.labels(runtime.name, bid).inc()
+                self.ctx.metrics.upstream_connect_failures.labels(runtime.name, bid).inc()
                 failed.add(bid)
                 continue
             if self.transport is None:
@@ -71,21 +71,19 @@ class TcpDownstream(asyncio.Protocol):
                 return
             self.backend_id = bid
             runtime.opened(bid, pick)
-            self.server.metrics.tunnels_open.inc()
+            self.ctx.metrics.tunnels_open.inc()
             self.tunnel = conn
             conn.tunnel_peer = self
             if self.early and conn.transport is not None:
                 conn.transport.write(b"".join(self.early))
                 self.early.clear()
             self._last_activity = self.loop.time()
-            self._timer = self.loop.call_later(
-                self.server.config.timeouts.tunnel_idle, self._on_timer
-            )
+            self._timer = self.loop.call_later(self.ctx.timeouts.tunnel_idle, self._on_timer)
             self.transport.resume_reading()
             return
 
     def _on_timer(self) -> None:
-        limit = self.server.config.timeouts.tunnel_idle
+        limit = self.ctx.timeouts.tunnel_idle
         idle = self.loop.time() - self._last_activity
         if idle >= limit:
             self.close()
@@ -124,8 +122,8 @@ class TcpDownstream(asyncio.Protocol):
             self.tunnel.transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.server.connections.discard(self)
-        self.server.metrics.downstream_connections.dec()
+        self.ctx.connections.discard(self)
+        self.ctx.metrics.downstream_connections.dec()
         if self._timer is not None:
             self._timer.cancel()
         tunnel, self.tunnel = self.tunnel, None
@@ -133,7 +131,7 @@ class TcpDownstream(asyncio.Protocol):
             tunnel.close()
         if self.backend_id is not None:
             self.runtime.closed(self.backend_id)
-            self.server.metrics.tunnels_open.dec()
+            self.ctx.metrics.tunnels_open.dec()
             self.backend_id = None
         self.transport = None
 

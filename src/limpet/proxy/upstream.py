@@ -9,12 +9,23 @@ warmest connection goes first and surplus ones can time out at the backend).
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Protocol
+from typing import Any, Protocol
 
 import httptools
 
-if TYPE_CHECKING:
-    from limpet.proxy.http1 import Exchange
+
+class ExchangeSide(Protocol):
+    """The exchange an upstream connection serves, as the connection sees it (http1.Exchange)."""
+
+    down: Any  # the Downstream: cork/flush its writes, pause/resume its reading
+    upstream: UpstreamConnection | None
+    resp_headers: list[tuple[bytes, bytes]]
+
+    def response_head(self, status: int, reason: bytes, conn: UpstreamConnection) -> None: ...
+    def response_body(self, data: bytes) -> None: ...
+    def response_complete(self, conn: UpstreamConnection, upstream_keep_alive: bool) -> None: ...
+    def upstream_lost(self, exc: BaseException | None) -> None: ...
+    def upstream_failed(self, reason: str) -> None: ...
 
 
 class TunnelPeer(Protocol):
@@ -46,7 +57,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.pool = pool
         self.backend_id = pool.backend_id
         self.transport: asyncio.Transport | None = None
-        self.exchange: Exchange | None = None
+        self.exchange: ExchangeSide | None = None
         self.tunnel_peer: TunnelPeer | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.closed = False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import socket
 import time
 import urllib.request
@@ -151,6 +152,30 @@ def raw_exchange(port: int, data: bytes, *, timeout: float = 6.0, host: str = "1
                 return out + b"<EOF>"
             out += chunk
         return out
+
+
+@pytest.fixture(scope="module", params=["compiled", "python"], autouse=True)
+def wire_core(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every proxy test runs against both builds of the wire core: the compiled one and the
+    pure-Python reference (LIMPET_NO_EXTENSIONS=1 in the proxy's environment)."""
+    core = request.param
+    if core == "compiled":
+        from limpet.proxy.wire import compiled_core
+
+        if compiled_core() is None:
+            pytest.skip("the compiled wire core is not built (run scripts/bootstrap)")
+    before = os.environ.get("LIMPET_NO_EXTENSIONS")
+    if core == "python":
+        os.environ["LIMPET_NO_EXTENSIONS"] = "1"
+    else:
+        os.environ.pop("LIMPET_NO_EXTENSIONS", None)
+    try:
+        yield core
+    finally:
+        if before is None:
+            os.environ.pop("LIMPET_NO_EXTENSIONS", None)
+        else:
+            os.environ["LIMPET_NO_EXTENSIONS"] = before
 
 
 @pytest.fixture(scope="module")

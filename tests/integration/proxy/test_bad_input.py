@@ -60,6 +60,19 @@ BAD = {
     "nul-in-value": b"GET / HTTP/1.1\r\n" + H + b"X-A: a\x00b\r\n\r\n",
     "bad-method": b"G(T / HTTP/1.1\r\n" + H + b"\r\n",
     "bad-version": b"GET / HTTP/9.9x\r\n" + H + b"\r\n",
+    # RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 message is faulty framing
+    "http10-te": b"POST / HTTP/1.0\r\n"
+    + H
+    + b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    # RFC 9112 §7.1: the chunk data ends with CRLF
+    "chunk-without-crlf": b"POST / HTTP/1.1\r\n"
+    + H
+    + b"Transfer-Encoding: chunked\r\n\r\n3\r\nabcX\r\n0\r\n\r\n",
+    "chunk-size-overflow": b"POST / HTTP/1.1\r\n"
+    + H
+    + b"Transfer-Encoding: chunked\r\n\r\n"
+    + b"1" * 17
+    + b"\r\n",
 }
 
 
@@ -181,3 +194,21 @@ def test_connect_method_is_refused(proxy: Proxy) -> None:
         proxy.port, b"CONNECT example.test:443 HTTP/1.1\r\nHost: example.test:443\r\n\r\n"
     )
     assert answer.startswith(b"HTTP/1.1 501 ") and answer.endswith(b"<EOF>")
+
+
+def test_twin_http10_with_content_length_is_forwarded(proxy: Proxy) -> None:
+    answer = raw_exchange(proxy.port, b"POST / HTTP/1.0\r\nContent-Length: 3\r\n\r\nabc")
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+
+
+@pytest.mark.parametrize("where", ["header-value", "request-line"])
+def test_unterminated_line_is_431_as_soon_as_it_passes_the_limit(proxy: Proxy, where: str) -> None:
+    """No line end ever comes: refused (431) once the head passes 4096 bytes, while the client
+    still holds the connection open, not at the 1 s header timeout (which answers 408)."""
+    start = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " if where == "header-value" else b"GET /"
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as s:
+        s.sendall(start + b"a" * 8192)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 431 "), answer

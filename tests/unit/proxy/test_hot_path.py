@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 
 from limpet.proxy.headers import HOP_BY_HOP
-from limpet.proxy.http1 import Deadline, LazyHeaders, relay_fields
+from limpet.proxy.http1 import Deadline, LazyHeaders
+from limpet.proxy.wire.rewrite import relay_fields
 
 
 def test_lazy_headers_lowercase_and_join_repeats() -> None:

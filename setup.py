@@ -1,0 +1,60 @@
+"""Builds the compiled twin of the proxy's wire core (limpet.proxy.wire._cparser).
+
+The extension is compiled by Cython from the very same pure-Python module the fallback runs
+(src/limpet/proxy/wire/parser.py and rewrite.py, in Cython's pure-Python mode), so there is one source of truth
+and the differential tests compare two builds of it. Everything else is in pyproject.toml.
+
+The extension is optional: without Cython or a C compiler the build goes on without it and
+limpet runs the pure-Python core (and says so in its log). LIMPET_NO_EXTENSIONS=1 at build time
+skips it too.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from setuptools import setup
+from setuptools.command.build_ext import build_ext
+
+
+class OptionalBuildExt(build_ext):
+    """A failed compile is a warning, not a failed install (the pure-Python core remains)."""
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except Exception as exc:  # any toolchain failure
+            print(
+                f"limpet: compiled wire core not built ({exc}); pure Python it is", file=sys.stderr
+            )
+
+    def build_extension(self, ext):  # type: ignore[no-untyped-def]
+        try:
+            super().build_extension(ext)
+        except Exception as exc:
+            print(f"limpet: {ext.name} not built ({exc}); pure Python it is", file=sys.stderr)
+
+
+def extensions() -> list:  # type: ignore[type-arg]
+    if os.environ.get("LIMPET_NO_EXTENSIONS"):
+        return []
+    try:
+        from Cython.Build import cythonize
+        from setuptools import Extension
+    except ImportError:
+        print("limpet: Cython is missing; the compiled wire core is not built", file=sys.stderr)
+        return []
+    exts = [
+        Extension("limpet.proxy.wire._cparser", ["src/limpet/proxy/wire/parser.py"]),
+        Extension("limpet.proxy.wire._crewrite", ["src/limpet/proxy/wire/rewrite.py"]),
+    ]
+    return cythonize(
+        exts,
+        compiler_directives={"language_level": "3", "boundscheck": False, "wraparound": False},
+        build_dir="build/cython",
+        quiet=True,
+    )
+
+
+setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})

@@ -1,0 +1,75 @@
+"""What the protocol classes see of the proxy: a narrow context, not the server.
+
+``ProxyContext`` carries the loop, the limits and timeouts, the metrics, the router, the task
+spawner and the set of open connections (as uvicorn's protocols receive ``ServerState``).
+``ProxyServer`` builds one and hands it to every ``Downstream`` and ``TcpDownstream``, so
+nothing under proxy/ imports the server and there is no cycle to defer. ``PoolRuntimeView`` is
+the part of a pool's runtime an exchange uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
+
+from limpet.admin.metrics import ProxyMetrics
+from limpet.affinity.base import Pick, RequestFacts
+from limpet.config.model import ForwardingConfig, LimitsConfig, TimeoutsConfig
+from limpet.pool.health import HealthEvent
+from limpet.proxy.upstream import UpstreamPool
+
+
+class PoolRuntimeView(Protocol):
+    """A pool as an exchange uses it: pick a backend, take a connection, report outcomes."""
+
+    name: str
+    policy: Any
+    upstreams: dict[str, UpstreamPool]
+
+    def pick(self, facts: RequestFacts, exclude: set[str] | None = None) -> Pick: ...
+    def passive(self, backend_id: str, event: HealthEvent) -> None: ...
+    def opened(self, backend_id: str, pick: Pick) -> None: ...
+    def closed(self, backend_id: str) -> None: ...
+    def count_response(self, backend_id: str, status: int) -> None: ...
+
+
+class ProxyContext:
+    """The loop, limits, metrics, router, task spawner and connection set of one proxy."""
+
+    __slots__ = (
+        "connections",
+        "forwarding",
+        "limits",
+        "loop",
+        "metrics",
+        "route",
+        "spawn",
+        "stopping",
+        "timeouts",
+    )
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        limits: LimitsConfig,
+        timeouts: TimeoutsConfig,
+        forwarding: ForwardingConfig,
+        metrics: ProxyMetrics,
+        route: Callable[[str, str], PoolRuntimeView | None],
+        spawn: Callable[[Coroutine[Any, Any, None]], None],
+        connections: set[Any],
+    ) -> None:
+        self.loop = loop
+        self.limits = limits
+        self.timeouts = timeouts
+        self.forwarding = forwarding
+        self.metrics = metrics
+        self.route = route
+        self.spawn = spawn
+        self.connections = connections
+        #: shutting down: refuse new connections, answer with Connection: close
+        self.stopping = False
+
+    def __repr__(self) -> str:
+        return f"ProxyContext(connections={len(self.connections)}, stopping={self.stopping})"

@@ -1,0 +1,57 @@
+"""SANS-IO: the proxy's wire core (HTTP/1.1 bytes in, decisions and bytes out).
+
+Two builds of one source: ``parser`` is the pure-Python reference, ``_cparser`` the same module
+compiled by Cython (see setup.py). ``RequestParser`` here is the compiled one when it was built
+and ``LIMPET_NO_EXTENSIONS`` is not set, else the reference; ``CORE`` says which ("compiled" or
+"python") and the proxy logs it at start.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from types import ModuleType
+
+from limpet.proxy.wire import parser as python_core
+from limpet.proxy.wire import rewrite as python_rewrite
+
+
+def _select() -> tuple[ModuleType, ModuleType, str, str]:
+    if os.environ.get("LIMPET_NO_EXTENSIONS"):
+        return python_core, python_rewrite, "python", "LIMPET_NO_EXTENSIONS is set"
+    try:
+        from limpet.proxy.wire import _cparser, _crewrite  # type: ignore[attr-defined]
+    except ImportError as exc:
+        return python_core, python_rewrite, "python", f"the compiled core is not built ({exc})"
+    return _cparser, _crewrite, "compiled", "built by Cython from limpet/proxy/wire/*.py"
+
+
+core, rewrite_core, CORE, WHY = _select()
+
+#: the selected core's parser and head classes (the event and framing constants are the same
+#: plain ints in both builds)
+RequestParser: type[python_core.RequestParser] = core.RequestParser
+RequestHead: type[python_core.RequestHead] = core.RequestHead
+hop_by_hop: Callable[[list[tuple[bytes, bytes]], list[bytes]], frozenset[bytes]] = (
+    rewrite_core.hop_by_hop
+)
+request_head: Callable[..., bytes] = rewrite_core.request_head
+response_head: Callable[..., tuple[bytes, bool, bool, bool]] = rewrite_core.response_head
+
+
+def compiled_rewrite() -> ModuleType | None:
+    """The compiled head rewriting, whatever LIMPET_NO_EXTENSIONS says (for the tests)."""
+    try:
+        from limpet.proxy.wire import _crewrite  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return _crewrite  # type: ignore[no-any-return]
+
+
+def compiled_core() -> ModuleType | None:
+    """The compiled build, whatever LIMPET_NO_EXTENSIONS says (for the differential tests)."""
+    try:
+        from limpet.proxy.wire import _cparser  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return _cparser  # type: ignore[no-any-return]
