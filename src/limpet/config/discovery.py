@@ -11,29 +11,25 @@ discovery:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
 from limpet.config.model import DiscoveryConfig
+from limpet.config.nodes import Ctx, mapping, typed
 from limpet.errors import DiscoveryError, UsageError
-
-if TYPE_CHECKING:
-    from limpet.config.load import _Ctx
 
 DNS_RECORDS = ("A", "AAAA", "A+AAAA", "SRV")
 DNS_KEYS = {"name", "port", "record", "interval", "nameserver"}
 KUBERNETES_KEYS = {"service", "kubeconfig", "port-name"}
 
 
-def parse_discovery(ctx: _Ctx, node: yaml.Node, key: str) -> DiscoveryConfig:
-    from limpet.config.load import _mapping, _typed
-
+def parse_discovery(ctx: Ctx, node: yaml.Node, key: str) -> DiscoveryConfig:
     if isinstance(node, yaml.ScalarNode):
-        if _typed(ctx, node, key, str) != "static":
+        if typed(ctx, node, key, str) != "static":
             raise ctx.error("expected static, or a mapping with dns: or kubernetes:", key, node)
         return DiscoveryConfig()
-    items = _mapping(ctx, node, key)
+    items = mapping(ctx, node, key)
     if len(items) != 1:
         raise ctx.error("expected exactly one of static, dns, kubernetes", key, node)
     kind, (knode, vnode) = next(iter(items.items()))
@@ -44,7 +40,7 @@ def parse_discovery(ctx: _Ctx, node: yaml.Node, key: str) -> DiscoveryConfig:
         raise ctx.error(
             f"unknown discovery {kind!r} (expected static, dns, kubernetes)", sub, knode
         )
-    fields = _mapping(ctx, vnode, sub)
+    fields = mapping(ctx, vnode, sub)
     allowed = DNS_KEYS if kind == "dns" else KUBERNETES_KEYS
     for name, (fknode, _) in fields.items():
         if name.replace("_", "-") not in allowed:
@@ -57,7 +53,7 @@ def parse_discovery(ctx: _Ctx, node: yaml.Node, key: str) -> DiscoveryConfig:
     for name, (_, fvnode) in fields.items():
         attr = name.replace("-", "_")
         kind_of = {"port": int, "interval": float}.get(attr, str)
-        values[attr] = (fvnode, _typed(ctx, fvnode, f"{sub}.{name}", kind_of))
+        values[attr] = (fvnode, typed(ctx, fvnode, f"{sub}.{name}", kind_of))
     if kind == "dns":
         return _dns(ctx, vnode, sub, values)
     service = values.get("service")
@@ -77,7 +73,7 @@ def parse_discovery(ctx: _Ctx, node: yaml.Node, key: str) -> DiscoveryConfig:
     )
 
 
-def _dns(ctx: _Ctx, node: yaml.Node, key: str, values: dict[str, Any]) -> DiscoveryConfig:
+def _dns(ctx: Ctx, node: yaml.Node, key: str, values: dict[str, Any]) -> DiscoveryConfig:
     plain = {k: v for k, (_, v) in values.items()}
     if not plain.get("name"):
         raise ctx.error("dns discovery needs name", key, node)

@@ -28,55 +28,15 @@ from limpet.config.model import (
     TlsPair,
     backend_id_for,
 )
+from limpet.config.nodes import Ctx, mapping, typed
 from limpet.errors import ConfigError, UsageError
 
 T = TypeVar("T")
 
 
-class _Ctx:
-    def __init__(self, source: str) -> None:
-        self.source = source
-
-    def error(self, message: str, key: str, node: yaml.Node | None) -> ConfigError:
-        line = node.start_mark.line + 1 if node is not None else None
-        return ConfigError(message, key=key, source=self.source, line=line)
-
-
-def _mapping(ctx: _Ctx, node: yaml.Node, key: str) -> dict[str, tuple[yaml.Node, yaml.Node]]:
-    if not isinstance(node, yaml.MappingNode):
-        raise ctx.error("expected a mapping", key, node)
-    out: dict[str, tuple[yaml.Node, yaml.Node]] = {}
-    for k, v in node.value:
-        if not isinstance(k, yaml.ScalarNode):
-            raise ctx.error("keys must be plain strings", key, k)
-        if k.value in out:
-            raise ctx.error(f"duplicate key {k.value!r}", key, k)
-        out[str(k.value)] = (k, v)
-    return out
-
-
-def _scalar(ctx: _Ctx, node: yaml.Node, key: str) -> Any:
-    if not isinstance(node, yaml.ScalarNode):
-        raise ctx.error("expected a single value", key, node)
-    return yaml.safe_load(yaml.serialize(node))
-
-
-def _typed(ctx: _Ctx, node: yaml.Node, key: str, kind: type, optional: bool = False) -> Any:
-    value = _scalar(ctx, node, key)
-    if value is None and optional:
-        return None
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if kind is str and isinstance(value, int | float) and not isinstance(value, bool):
-        value = str(value)
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ctx.error(f"expected {kind.__name__}, got {value!r}", key, node)
-    return value
-
-
-def _section(ctx: _Ctx, node: yaml.Node, key: str, cls: type[T], **extra: Any) -> T:
+def _section(ctx: Ctx, node: yaml.Node, key: str, cls: type[T], **extra: Any) -> T:
     """Fill a flat dataclass from a mapping: each field typed from its default's type."""
-    items = _mapping(ctx, node, key)
+    items = mapping(ctx, node, key)
     known = {f.name.replace("_", "-"): f for f in fields(cls)}  # type: ignore[arg-type]
     values: dict[str, Any] = dict(extra)
     defaults = cls(**extra)
@@ -90,7 +50,7 @@ def _section(ctx: _Ctx, node: yaml.Node, key: str, cls: type[T], **extra: Any) -
             )
         default = getattr(defaults, f.name)
         kind = type(default) if default is not None else str
-        value = _typed(ctx, vnode, f"{key}.{name}", kind, optional=default is None)
+        value = typed(ctx, vnode, f"{key}.{name}", kind, optional=default is None)
         if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
             raise ctx.error("must not be negative", f"{key}.{name}", vnode)
         values[f.name] = value
@@ -100,7 +60,7 @@ def _section(ctx: _Ctx, node: yaml.Node, key: str, cls: type[T], **extra: Any) -
         raise ctx.error(str(exc), key, node) from None
 
 
-def _address(ctx: _Ctx, text: str, key: str, node: yaml.Node) -> str:
+def _address(ctx: Ctx, text: str, key: str, node: yaml.Node) -> str:
     """Accept ``host:port`` or ``http://host:port``; return ``host:port``."""
     try:
         return normalize_address(text)
@@ -131,12 +91,12 @@ def parse_backend_flag(text: str) -> BackendConfig:
     return BackendConfig(id=name or backend_id_for(address), address=address)
 
 
-def _affinity(ctx: _Ctx, node: yaml.Node, key: str) -> AffinitySpec:
-    items = _mapping(ctx, node, key)
+def _affinity(ctx: Ctx, node: yaml.Node, key: str) -> AffinitySpec:
+    items = mapping(ctx, node, key)
     spec = AffinitySpec()
     mode_node = items.get("mode")
     if mode_node is not None:
-        text = _typed(ctx, mode_node[1], f"{key}.mode", str)
+        text = typed(ctx, mode_node[1], f"{key}.mode", str)
         try:
             spec = AffinitySpec.from_flag(text, spec)
         except UsageError as exc:
@@ -155,7 +115,7 @@ def _affinity(ctx: _Ctx, node: yaml.Node, key: str) -> AffinitySpec:
             )
         default = getattr(AffinitySpec(), fname)
         kind = type(default) if default is not None else (int if fname == "cookie_ttl" else str)
-        value = _typed(ctx, vnode, f"{key}.{name}", kind, optional=True)
+        value = typed(ctx, vnode, f"{key}.{name}", kind, optional=True)
         spec = replace(spec, **{fname: value})
     if spec.mode == "hash" and not (spec.hash_source and spec.hash_key):
         raise ctx.error("hash affinity needs hash-source and hash-key", key, node)
@@ -168,8 +128,8 @@ def _affinity(ctx: _Ctx, node: yaml.Node, key: str) -> AffinitySpec:
     return spec
 
 
-def _pool(ctx: _Ctx, name: str, node: yaml.Node, key: str) -> PoolConfig:
-    items = _mapping(ctx, node, key)
+def _pool(ctx: Ctx, name: str, node: yaml.Node, key: str) -> PoolConfig:
+    items = mapping(ctx, node, key)
     pool = PoolConfig(name=name)
     for k, (knode, vnode) in items.items():
         sub = f"{key}.{k}"
@@ -180,11 +140,11 @@ def _pool(ctx: _Ctx, name: str, node: yaml.Node, key: str) -> PoolConfig:
             for i, bnode in enumerate(vnode.value):
                 bkey = f"{sub}[{i}]"
                 if isinstance(bnode, yaml.ScalarNode):
-                    text = _typed(ctx, bnode, bkey, str)
+                    text = typed(ctx, bnode, bkey, str)
                     address = _address(ctx, text, bkey, bnode)
                     backends.append(BackendConfig(backend_id_for(address), address))
                     continue
-                b = _mapping(ctx, bnode, bkey)
+                b = mapping(ctx, bnode, bkey)
                 if "url" not in b and "address" not in b:
                     raise ctx.error("a backend needs url (or address)", bkey, bnode)
                 unknown = set(b) - {"url", "address", "id", "name", "weight"}
@@ -192,10 +152,10 @@ def _pool(ctx: _Ctx, name: str, node: yaml.Node, key: str) -> PoolConfig:
                     u = sorted(unknown)[0]
                     raise ctx.error(f"unknown key {u!r}", f"{bkey}.{u}", b[u][0])
                 anode = (b.get("url") or b["address"])[1]
-                address = _address(ctx, _typed(ctx, anode, f"{bkey}.url", str), bkey, anode)
+                address = _address(ctx, typed(ctx, anode, f"{bkey}.url", str), bkey, anode)
                 idnode = b.get("id") or b.get("name")
-                bid = _typed(ctx, idnode[1], f"{bkey}.id", str) if idnode else ""
-                weight = _typed(ctx, b["weight"][1], f"{bkey}.weight", int) if "weight" in b else 1
+                bid = typed(ctx, idnode[1], f"{bkey}.id", str) if idnode else ""
+                weight = typed(ctx, b["weight"][1], f"{bkey}.weight", int) if "weight" in b else 1
                 if not 1 <= weight <= 1000:
                     raise ctx.error("weight must be 1 to 1000", f"{bkey}.weight", b["weight"][1])
                 backends.append(BackendConfig(bid or backend_id_for(address), address, weight))
@@ -229,7 +189,7 @@ def _pool(ctx: _Ctx, name: str, node: yaml.Node, key: str) -> PoolConfig:
     return pool
 
 
-def _tls(ctx: _Ctx, node: yaml.Node, key: str) -> tuple[TlsPair, ...]:
+def _tls(ctx: Ctx, node: yaml.Node, key: str) -> tuple[TlsPair, ...]:
     """``tls: {cert, key}`` or a list of such pairs (SNI picks among them)."""
     nodes = node.value if isinstance(node, yaml.SequenceNode) else [node]
     if not nodes:
@@ -237,19 +197,19 @@ def _tls(ctx: _Ctx, node: yaml.Node, key: str) -> tuple[TlsPair, ...]:
     pairs = []
     for i, pnode in enumerate(nodes):
         pkey = f"{key}[{i}]" if isinstance(node, yaml.SequenceNode) else key
-        items = _mapping(ctx, pnode, pkey)
+        items = mapping(ctx, pnode, pkey)
         unknown = sorted(set(items) - {"cert", "key"})
         if unknown:
             raise ctx.error(f"unknown key {unknown[0]!r} (expected cert, key)", pkey, pnode)
         if "cert" not in items or "key" not in items:
             raise ctx.error("a TLS pair needs cert and key (PEM files)", pkey, pnode)
-        cert = _typed(ctx, items["cert"][1], f"{pkey}.cert", str)
-        keyfile = _typed(ctx, items["key"][1], f"{pkey}.key", str)
+        cert = typed(ctx, items["cert"][1], f"{pkey}.cert", str)
+        keyfile = typed(ctx, items["key"][1], f"{pkey}.key", str)
         pairs.append(TlsPair(cert=cert, key=keyfile))
     return tuple(pairs)
 
 
-def _check_proxy_protocol(ctx: _Ctx, listener: ListenerConfig, key: str, node: yaml.Node) -> None:
+def _check_proxy_protocol(ctx: Ctx, listener: ListenerConfig, key: str, node: yaml.Node) -> None:
     from limpet.proxy.proxyproto import networks
 
     try:
@@ -266,7 +226,7 @@ def _check_proxy_protocol(ctx: _Ctx, listener: ListenerConfig, key: str, node: y
         )
 
 
-def _listeners(ctx: _Ctx, node: yaml.Node, key: str) -> tuple[ListenerConfig, ...]:
+def _listeners(ctx: Ctx, node: yaml.Node, key: str) -> tuple[ListenerConfig, ...]:
     if not isinstance(node, yaml.SequenceNode) or not node.value:
         raise ctx.error("expected a non-empty list of listeners", key, node)
     out: list[ListenerConfig] = []
@@ -274,11 +234,11 @@ def _listeners(ctx: _Ctx, node: yaml.Node, key: str) -> tuple[ListenerConfig, ..
         lkey = f"{key}[{i}]"
         if isinstance(lnode, yaml.ScalarNode):
             lnode_map = None
-            address = _typed(ctx, lnode, lkey, str)
+            address = typed(ctx, lnode, lkey, str)
             listener = ListenerConfig(address=address)
         else:
             lnode_map = lnode
-            items = _mapping(ctx, lnode, lkey)
+            items = mapping(ctx, lnode, lkey)
             tls: tuple[TlsPair, ...] = ()
             if "tls" in items:
                 tls = _tls(ctx, items["tls"][1], f"{lkey}.tls")
@@ -301,7 +261,7 @@ def _listeners(ctx: _Ctx, node: yaml.Node, key: str) -> tuple[ListenerConfig, ..
 
 def parse_config(text: str, source: str = "<config>") -> ProxyConfig:
     """Parse and validate a YAML config document."""
-    ctx = _Ctx(source)
+    ctx = Ctx(source)
     try:
         root = yaml.compose(text)
     except yaml.YAMLError as exc:
@@ -311,14 +271,14 @@ def parse_config(text: str, source: str = "<config>") -> ProxyConfig:
         raise ConfigError(f"not valid YAML: {problem}", source=source, line=line) from None
     if root is None:
         return ProxyConfig()
-    items = _mapping(ctx, root, "")
+    items = mapping(ctx, root, "")
     cfg = ProxyConfig()
     route_nodes: list[tuple[str, yaml.Node]] = []
     for k, (knode, vnode) in items.items():
         if k == "listeners":
             cfg = replace(cfg, listeners=_listeners(ctx, vnode, k))
         elif k == "pools":
-            pools = _mapping(ctx, vnode, k)
+            pools = mapping(ctx, vnode, k)
             cfg = replace(
                 cfg,
                 pools=tuple(_pool(ctx, n, v, f"pools.{n}") for n, (_, v) in pools.items()),
@@ -345,9 +305,9 @@ def parse_config(text: str, source: str = "<config>") -> ProxyConfig:
             cfg = replace(cfg, forwarding=_section(ctx, vnode, k, ForwardingConfig))
         elif k in ("admin", "secret", "admin-token-file", "secret-file"):
             field_name = k.replace("-", "_")
-            cfg = replace(cfg, **{field_name: _typed(ctx, vnode, k, str, optional=True)})
+            cfg = replace(cfg, **{field_name: typed(ctx, vnode, k, str, optional=True)})
         elif k == "workers":
-            workers = _typed(ctx, vnode, k, int)
+            workers = typed(ctx, vnode, k, int)
             if workers < 1:
                 raise ctx.error("must be >= 1", k, vnode)
             cfg = replace(cfg, workers=workers)
