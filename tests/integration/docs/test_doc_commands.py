@@ -9,8 +9,9 @@ covered (or this file fails, saying which command no test runs). Each command is
   URLs point at the test's brokers, and a proxy shown without ``--listen`` gets one. A client
   command whose target no server in its block provides (the `check` output examples) gets one the
   test starts: `limpet proxy` in front of three `limpet whoami`, sticky or not as the example shows.
-- synopsis: a usage line (``[--flag X]``, ``HOST:PORT``, ``...``) or an example against a host
-  that is not loopback: each ``--flag`` must be one the command accepts.
+- synopsis: a usage line (``[--flag X]``, ``HOST:PORT``, ``...``), an example against a host
+  that is not loopback, or one that names a deployed host's files (``/etc/limpet/…``,
+  ``/run/secrets/…``): each ``--flag`` must be one the command accepts.
 - pytest: the per-area test command runs with ``--collect-only`` (the suite runs the tests).
 - bench: a benchmark runs with ``--help`` (benchmarks are run on a quiet machine, not in CI);
   bench/proxy/hotpath.py has no flags and runs whole (a few seconds, in memory).
@@ -37,6 +38,8 @@ NOT_COMMANDS = {"yaml", "json", "python", "js", "javascript", "html", "toml", "i
 COMMAND = re.compile(r"^(\. \.venv/bin/activate|limpet |curl |node |\.venv/bin/python |python )")
 SERVER = re.compile(r"^limpet (whoami|proxy|hub)\b")
 LOOPBACK_PORT = re.compile(r"(?<=127\.0\.0\.1:)(\d{4,5})\b")
+#: paths that exist on a deployed host, not here (/etc/limpet/…, /run/secrets/…)
+DEPLOYMENT_FILES = re.compile(r"(?<![\w.~])/(etc|run)/")
 PLACEHOLDER = re.compile(r"\[|\.\.\.|(?<![$\w-])[A-Z]{2,}(?![a-z])|\w\|\w")
 #: commands another test runs as written
 ELSEWHERE = {
@@ -59,6 +62,8 @@ class Command:
         if "bench/" in self.text:
             return "bench"
         if PLACEHOLDER.search(self.text.replace('"$LIMPET_SECRET"', "")):
+            return "synopsis"
+        if DEPLOYMENT_FILES.search(self.text):  # a production host's own files: flags checked
             return "synopsis"
         if self.text.startswith("node tests/e2e/"):
             return "elsewhere"
