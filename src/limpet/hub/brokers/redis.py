@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import msgspec
@@ -52,19 +52,31 @@ from limpet.hub.channels.records import encode_data
 
 log = logging.getLogger("limpet.hub.redis")
 
+# With ``fence`` (clusters and Sentinel: replicated, failover possible), meta also keeps ``r``, the
+# replication ID of the master that wrote it. A promoted replica gets a new replication ID, and
+# asynchronous replication may have lost the old master's last acknowledged writes, which no
+# surviving node can know about: so the first script on a new master starts a new epoch, and
+# subscribers are told ``recovered: false`` instead of seeing reused offsets.
 _ENSURE_EPOCH = """
 local epoch = redis.call('HGET', KEYS[1], 'e')
+local rid = ''
+if fence == '1' then
+  rid = string.match(redis.call('INFO', 'replication'), 'master_replid:(%x+)') or ''
+  if epoch and redis.call('HGET', KEYS[1], 'r') ~= rid then epoch = false end
+end
 if not epoch then
   epoch = ARGV[1]
-  redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0)
+  redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0, 'r', rid)
   redis.call('DEL', KEYS[2])
 end
 """
 
 # KEYS: meta, stream, idem (or meta when none), live
-# ARGV: new epoch, data JSON, ts ms, history size, history ttl ms, idem ttl ms, has idem, channel JSON
+# ARGV: new epoch, data JSON, ts ms, history size, history ttl ms, idem ttl ms, has idem, channel JSON,
+#       publish command (PUBLISH, or SPUBLISH: sharded, Redis 7), fence
 PUBLISH = (
-    _ENSURE_EPOCH
+    "local fence = ARGV[10]\n"
+    + _ENSURE_EPOCH
     + """
 if ARGV[7] == '1' then
   local seen = redis.call('GET', KEYS[3])
@@ -81,15 +93,16 @@ end
 if ARGV[7] == '1' then
   redis.call('SET', KEYS[3], epoch .. ':' .. offset, 'PX', ARGV[6])
 end
-redis.call('PUBLISH', KEYS[4], '{"kind":"message","channel":' .. ARGV[8] .. ',"epoch":"' .. epoch
+redis.call(ARGV[9], KEYS[4], '{"kind":"message","channel":' .. ARGV[8] .. ',"epoch":"' .. epoch
   .. '","offset":' .. offset .. ',"data":' .. ARGV[2] .. ',"ts":' .. ARGV[3] .. ',"v":1}')
 return {epoch, offset, 0}
 """
 )
 
-# KEYS: meta, stream; ARGV: new epoch, since (-1: position only), limit
+# KEYS: meta, stream; ARGV: new epoch, since (-1: position only), limit, fence
 HISTORY = (
-    _ENSURE_EPOCH
+    "local fence = ARGV[4]\n"
+    + _ENSURE_EPOCH
     + """
 local offset = tonumber(redis.call('HGET', KEYS[1], 'o'))
 local since = tonumber(ARGV[2])
@@ -117,10 +130,26 @@ return out
 """
 
 _CONTROL = "control"
+#: pub/sub message types, sharded (Redis 7) and plain, as one vocabulary
+_KINDS: dict[Any, str] = {
+    b"pong": "pong",
+    "ssubscribe": "subscribe",
+    "smessage": "message",
+    b"ssubscribe": "subscribe",
+    b"smessage": "message",
+    b"sunsubscribe": "sunsubscribe",
+}
 
 
 class RedisBroker(Broker):
+    """One Redis. Subclasses (Redis Cluster, Sentinel) change how clients are built and whether
+    live records travel on sharded pub/sub and epochs are fenced by the master's identity."""
+
     kind = "redis"
+    #: live records on SPUBLISH/SSUBSCRIBE (Redis 7 sharded pub/sub) instead of PUBLISH/SUBSCRIBE
+    sharded = False
+    #: start a new epoch when the master's replication ID changed (a failover; see _ENSURE_EPOCH)
+    fenced = False
 
     def __init__(self, url: str, options: BrokerOptions) -> None:
         super().__init__(options)
@@ -132,20 +161,28 @@ class RedisBroker(Broker):
         self._connected = asyncio.Event()
         self._closing = False
         self.reconnects = 0
-        self.redis = aioredis.from_url(
-            url,
+        self.redis = self._commands()
+        self._publish = self.redis.register_script(PUBLISH)
+        self._history = self.redis.register_script(HISTORY)
+        self._presence = self.redis.register_script(PRESENCE)
+
+    def _commands(self) -> Any:
+        """The client for scripts and commands (history, offsets, presence)."""
+        return aioredis.from_url(
+            self.url,
             socket_connect_timeout=2,
             socket_timeout=5,
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
             health_check_interval=10,
         )
-        self._publish = self.redis.register_script(PUBLISH)
-        self._history = self.redis.register_script(HISTORY)
-        self._presence = self.redis.register_script(PRESENCE)
+
+    def _live_client(self) -> Any:
+        """A fresh client for the live subscriber: no silent retries (a failure must be seen)."""
+        return aioredis.from_url(self.url, socket_connect_timeout=2, retry=Retry(NoBackoff(), 0))
 
     def __repr__(self) -> str:
         return (
-            f"RedisBroker(url={self.url!r}, channels={len(self.channels)}, "
+            f"{type(self).__name__}(url={self.url!r}, channels={len(self.channels)}, "
             f"connected={self._connected.is_set()}, reconnects={self.reconnects})"
         )
 
@@ -202,6 +239,8 @@ class RedisBroker(Broker):
             int(self.options.idempotency_ttl * 1000),
             "1" if idempotency_key else "0",
             encode_data(channel),
+            "SPUBLISH" if self.sharded else "PUBLISH",
+            "1" if self.fenced else "0",
         ]
         async with self._errors("publish"):
             epoch, offset, duplicate = await self._publish(
@@ -211,7 +250,12 @@ class RedisBroker(Broker):
 
     async def history(self, channel: str, since: int | None, limit: int) -> HistoryPage:
         keys = [self._key(channel, "meta"), self._key(channel, "stream")]
-        args: list[str | int] = [new_epoch(), -1 if since is None else since, limit]
+        args: list[str | int] = [
+            new_epoch(),
+            -1 if since is None else since,
+            limit,
+            "1" if self.fenced else "0",
+        ]
         async with self._errors("history"):
             epoch_raw, offset, entries = await self._history(keys=keys, args=args)
         epoch = epoch_raw.decode()
@@ -257,16 +301,17 @@ class RedisBroker(Broker):
 
     async def announce(self, channel: str, record: Envelope) -> None:
         async with self._errors("announce"):
-            await self.redis.publish(self._live(channel), encode_envelope(record))
+            if self.sharded:
+                await self.redis.spublish(self._live(channel), encode_envelope(record))
+            else:
+                await self.redis.publish(self._live(channel), encode_envelope(record))
 
     async def _listen(self) -> None:
         """Own the live subscriber: connect, subscribe all, read; on any failure start over."""
         backoff = 0.05
         first = True
         while not self._closing:
-            client = aioredis.from_url(
-                self.url, socket_connect_timeout=2, retry=Retry(NoBackoff(), 0)
-            )
+            client = self._live_client()
             pubsub = client.pubsub()
             try:
                 await pubsub.subscribe(
@@ -291,18 +336,21 @@ class RedisBroker(Broker):
                 self._pubsub = None
                 self._connected.clear()
                 with contextlib.suppress(BaseException):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()
                 with contextlib.suppress(BaseException):
                     await client.aclose()
             if not self._closing:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 1.0)
 
-    async def _read(self, pubsub: Any, *, resync: bool = False) -> None:
+    async def _read(
+        self, pubsub: Any, *, resync: bool = False, ready: Callable[[], None] | None = None
+    ) -> None:
         """Read live records; PING every health interval and fail when PONGs stop coming.
 
         With ``resync``, the hub is asked to re-read history once the first PONG arrives: Redis
-        answers in order, so by then every SUBSCRIBE of the reconnect is in effect."""
+        answers in order, so by then every SUBSCRIBE of the reconnect is in effect. ``ready``
+        is called at that first PONG instead (when several connections must all be ready)."""
         interval = self.options.health_interval
         last_pong = time.monotonic()
         last_ping = 0.0
@@ -317,12 +365,22 @@ class RedisBroker(Broker):
             message = await pubsub.get_message(timeout=interval / 2)
             if message is None:
                 continue
-            kind = message["type"]
-            if kind == "pong" or kind == b"pong":
+            kind = _KINDS.get(message["type"], message["type"])
+            if kind == "pong":
                 last_pong = time.monotonic()
+                if ready is not None:
+                    on_ready: Callable[[], None] = ready
+                    ready = None
+                    on_ready()
                 if resync:
                     resync = False
                     self.on_resync()
+            elif kind == "sunsubscribe":
+                # Redis 7 unsubscribes shard channels itself when their slot leaves the node
+                # (a migration, or the node turned replica): start over on the new owners.
+                name = message["channel"].decode()
+                if name.endswith("}:live") and name[prefix_len : -len("}:live")] in self.channels:
+                    raise ConnectionError(f"redis moved {name} to another node")
             elif kind == "subscribe":
                 name = message["channel"].decode()
                 channel = name[prefix_len : -len("}:live")] if name.endswith("}:live") else None
