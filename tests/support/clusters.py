@@ -121,7 +121,7 @@ def start_redis_cluster(
         port = free_port()
         argv = [
             exe, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no",
-            "--dir", str(procs.tmp), "--cluster-enabled", "yes",
+            "--dir", str(procs.tmp), "--dbfilename", f"dump-{port}.rdb", "--cluster-enabled", "yes",
             "--cluster-port", str(free_port()),  # else port + 10000, maybe taken or > 65535
             "--cluster-config-file", f"nodes-{port}.conf",
             "--cluster-node-timeout", str(node_timeout_ms),
@@ -197,7 +197,8 @@ def start_sentinel_group(procs: Procs, *, name: str = "limpet") -> SentinelGroup
     master_port = 0
     for i in range(3):
         port = free_port()
-        argv = [exe, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no"]
+        argv = [exe, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no",
+                "--dir", str(procs.tmp), "--dbfilename", f"dump-{port}.rdb"]  # fmt: skip
         if i:
             argv += ["--replicaof", HOST, str(master_port)]
         else:
@@ -279,3 +280,13 @@ def start_nats_cluster(procs: Procs, size: int = 3) -> NatsCluster:
     cluster = NatsCluster(procs, ports, monitors, argvs, servers)
     cluster.wait_ready()
     return cluster
+
+
+def start_redis_node(procs: Procs, *extra: str) -> RedisNode:
+    """One redis-server writing nothing outside the test's directory (a replica's full sync
+    makes its master write an RDB file)."""
+    exe = which_or_skip("redis-server", "/usr/bin/redis-server")
+    port = free_port()
+    argv = [exe, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no",
+            "--dir", str(procs.tmp), "--dbfilename", f"dump-{port}.rdb", *extra]  # fmt: skip
+    return RedisNode(port, procs.start(argv, wait_for=(HOST, port)))

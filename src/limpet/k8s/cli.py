@@ -41,6 +41,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     render.add_argument("--replicas", type=int, default=3)
     render.add_argument("--host", default="app.example.com", help="Ingress host")
     render.add_argument("--traefik-version", type=int, choices=(1, 2, 3), default=3)
+    render.add_argument(
+        "--broker",
+        default="",
+        metavar="URL",
+        help="--target limpet: the hub's broker, e.g. redis+cluster://H:P,H:P or "
+        "nats://H:P,H:P (default: a single in-cluster redis-server is rendered)",
+    )
 
     explain = sub.add_parser(
         "explain", help="which affinity do these manifests (or this live Service) configure?"
@@ -126,12 +133,25 @@ def run_render(args: argparse.Namespace) -> int:
         host=args.host,
         traefik_version=args.traefik_version,
         secret=secrets.token_urlsafe(32) if args.target == "limpet" else "",
+        broker=_broker_url(args.broker),
     )
     rendered = render(args.target, spec, options)
     sys.stdout.write(dump_all(rendered.manifests))
     for note in rendered.notes:
         print(f"note: {note}", file=sys.stderr)
     return 0
+
+
+def _broker_url(url: str) -> str:
+    """Refuse a malformed --broker at render time, as `limpet hub` would at start."""
+    if url:
+        from limpet.hub.brokers.urls import parse_broker_url
+
+        if parse_broker_url(url).kind == "memory":
+            from limpet.errors import UsageError
+
+            raise UsageError("--broker memory cannot be shared by hub replicas; give a URL")
+    return url
 
 
 def run_explain(args: argparse.Namespace) -> int:

@@ -34,7 +34,7 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from limpet.errors import BrokerError
 from limpet.hub.brokers.base import Broker, BrokerOptions, now_ms
@@ -176,6 +176,10 @@ class RedisBroker(Broker):
             health_check_interval=10,
         )
 
+    def _transaction(self) -> Any:
+        """A MULTI/EXEC pipeline for the few writes that go together (presence)."""
+        return self.redis.pipeline(transaction=True)
+
     def _live_client(self) -> Any:
         """A fresh client for the live subscriber: no silent retries (a failure must be seen)."""
         return aioredis.from_url(self.url, socket_connect_timeout=2, retry=Retry(NoBackoff(), 0))
@@ -219,7 +223,8 @@ class RedisBroker(Broker):
         """The one place redis-py exceptions become BrokerError."""
         try:
             yield
-        except (RedisError, OSError) as exc:
+        except (RedisError, RedisClusterException, OSError) as exc:
+            # RedisClusterException (a slot not covered during a failover) is no RedisError
             raise BrokerError(f"redis {what} failed: {exc}") from exc
 
     # --- history and offsets -------------------------------------------------------------
@@ -362,7 +367,10 @@ class RedisBroker(Broker):
             if now - last_ping >= interval:
                 await pubsub.ping()
                 last_ping = now
-            message = await pubsub.get_message(timeout=interval / 2)
+            # bounded: redis-py may reconnect inside get_message, past its own timeout
+            message = await asyncio.wait_for(
+                pubsub.get_message(timeout=interval / 2), 2 * interval + 1
+            )
             if message is None:
                 continue
             kind = _KINDS.get(message["type"], message["type"])
@@ -404,7 +412,7 @@ class RedisBroker(Broker):
         expires = now_ms() + ttl_ms
         zkey, hkey = self._key(channel, "presence"), self._key(channel, "presence:info")
         async with self._errors("presence"):
-            pipe = self.redis.pipeline(transaction=True)
+            pipe = self._transaction()
             pipe.zadd(zkey, dict.fromkeys(members, expires))
             pipe.hset(hkey, mapping={m: encode_data(info) for m, info in members.items()})
             pipe.pexpire(zkey, ttl_ms * 2)
@@ -413,7 +421,7 @@ class RedisBroker(Broker):
 
     async def presence_remove(self, channel: str, member: str) -> None:
         async with self._errors("presence"):
-            pipe = self.redis.pipeline(transaction=True)
+            pipe = self._transaction()
             pipe.zrem(self._key(channel, "presence"), member)
             pipe.hdel(self._key(channel, "presence:info"), member)
             await pipe.execute()

@@ -28,7 +28,8 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
-from redis.exceptions import RedisError
+from redis.crc import key_slot
+from redis.exceptions import RedisClusterException, RedisError
 
 from limpet.hub.brokers.base import BrokerOptions
 from limpet.hub.brokers.redis import _CONTROL, RedisBroker
@@ -47,7 +48,12 @@ class RedisClusterBroker(RedisBroker):
         super().__init__(spec.url, options)
         #: master node name -> its live PubSub (only while the listener is connected)
         self._links: dict[str, Any] = {}
+        #: the listener's own slot table (slot -> master name), read when the links were made
+        self._owners: dict[int, str] = {}
+        self._seeds = [ClusterNode(host, port) for host, port in spec.nodes]
         self._stale = asyncio.Event()
+        #: background tasks closing old links
+        self._closers: set[asyncio.Task[None]] = set()
 
     def _client_kwargs(self) -> dict[str, Any]:
         return {
@@ -67,12 +73,44 @@ class RedisClusterBroker(RedisBroker):
             **self._client_kwargs(),
         )
 
+    def _transaction(self) -> Any:
+        # redis-py 8's asyncio cluster transactions run commands through asyncio.run() in a
+        # thread when the cluster re-initialises (a failover), which fails on our loop: presence
+        # is refreshed by heartbeats anyway, so a plain single-slot pipeline is enough.
+        return self.redis.pipeline()
+
     def _node_of(self, channel: str) -> str | None:
+        """The master the links were planned with for the channel's slot (None: not covered)."""
+        return self._owners.get(key_slot(self._live(channel).encode()))
+
+    async def _topology(self) -> tuple[dict[int, str], list[ClusterNode]]:
+        """A fresh slot table, read by a client of its own: the command client refreshes its
+        table by itself, and two refreshes of one client at once are not safe."""
+        probe = RedisCluster(
+            startup_nodes=list(self._seeds),
+            require_full_coverage=False,
+            socket_connect_timeout=2,
+            socket_timeout=2,
+            **self._client_kwargs(),
+        )
         try:
-            node = self.redis.get_node_from_key(self._live(channel))
-        except RedisError:
-            return None
-        return node.name if node is not None else None
+            await probe.initialize()
+            owners = {
+                slot: nodes[0].name
+                for slot, nodes in probe.nodes_manager.slots_cache.items()
+                if nodes
+            }
+            primaries = probe.get_primaries()
+            known = {(n.host, int(n.port)) for n in self._seeds}
+            self._seeds += [
+                ClusterNode(n.host, n.port)
+                for n in probe.get_nodes()
+                if (n.host, int(n.port)) not in known
+            ]
+            return owners, primaries
+        finally:
+            with contextlib.suppress(Exception):
+                await probe.aclose()
 
     async def subscribe(self, channel: str) -> None:
         self.channels.add(channel)
@@ -102,6 +140,36 @@ class RedisClusterBroker(RedisBroker):
             with contextlib.suppress(RedisError, OSError):
                 await pubsub.sunsubscribe(self._live(channel))
 
+    async def _connect_links(self, clients: list[Any]) -> tuple[dict[int, str], dict[str, Any]]:
+        """Read the slot table; connect one PubSub per master and subscribe its channels."""
+        links: dict[str, Any] = {}
+        owners, primaries = await self._topology()
+        plan: dict[str, tuple[ClusterNode, list[str]]] = {
+            node.name: (node, []) for node in primaries
+        }
+        for channel in self.channels:
+            name = owners.get(key_slot(self._live(channel).encode()))
+            if name is None or name not in plan:
+                raise ConnectionError(f"no master serves channel {channel!r} yet")
+            plan[name][1].append(self._live(channel))
+        for name, (node, keys) in plan.items():
+            client = aioredis.Redis(
+                host=node.host,
+                port=int(node.port),
+                socket_connect_timeout=2,
+                retry=Retry(NoBackoff(), 0),
+                **self._client_kwargs(),
+            )
+            clients.append(client)
+            pubsub = client.pubsub()
+            # the control channel (plain pub/sub) keeps a link subscribed, so PINGs
+            # get pub/sub PONGs, even when no channel of this shard is wanted
+            await pubsub.subscribe(f"{self.options.prefix}:{_CONTROL}")
+            if keys:
+                await pubsub.ssubscribe(*keys)
+            links[name] = pubsub
+        return owners, links
+
     async def _listen(self) -> None:
         """Own one live link per master; on any failure rebuild them all from a fresh slot table."""
         backoff = 0.05
@@ -111,32 +179,17 @@ class RedisClusterBroker(RedisBroker):
             links: dict[str, Any] = {}
             readers: list[asyncio.Task[None]] = []
             try:
-                await self.redis.nodes_manager.initialize()
-                plan: dict[str, tuple[ClusterNode, list[str]]] = {
-                    node.name: (node, []) for node in self.redis.get_primaries()
-                }
-                for channel in self.channels:
-                    name = self._node_of(channel)
-                    if name is None or name not in plan:
-                        raise ConnectionError(f"no master serves channel {channel!r} yet")
-                    plan[name][1].append(self._live(channel))
-                for name, (node, keys) in plan.items():
-                    client = aioredis.Redis(
-                        host=node.host,
-                        port=int(node.port),
-                        socket_connect_timeout=2,
-                        retry=Retry(NoBackoff(), 0),
-                        **self._client_kwargs(),
-                    )
-                    clients.append(client)
-                    pubsub = client.pubsub()
-                    # the control channel (plain pub/sub) keeps a link subscribed, so PINGs
-                    # get pub/sub PONGs, even when no channel of this shard is wanted
-                    await pubsub.subscribe(f"{self.options.prefix}:{_CONTROL}")
-                    if keys:
-                        await pubsub.ssubscribe(*keys)
-                    links[name] = pubsub
+                # bounded: a node that accepts connections but does not answer (stopped,
+                # partitioned) must not keep the listener from trying again
+                # (in a task of its own: redis-py's cluster client may swallow a cancellation)
+                connecting = asyncio.create_task(self._connect_links(clients))
+                await asyncio.wait({connecting}, timeout=2 * self.options.health_interval + 3)
+                if not connecting.done():
+                    connecting.cancel()
+                    raise TimeoutError("the cluster did not answer in time")
+                owners, links = connecting.result()
                 self._stale.clear()
+                self._owners = owners
                 self._links = links
                 self._pubsub = next(iter(links.values()), None)
                 self._connected.set()
@@ -160,7 +213,7 @@ class RedisClusterBroker(RedisBroker):
                 raise ConnectionError("the cluster's slot table changed")
             except asyncio.CancelledError:
                 raise
-            except (RedisError, OSError, TimeoutError) as exc:
+            except (RedisError, RedisClusterException, OSError, TimeoutError) as exc:
                 log.warning("redis cluster subscriber lost (%s); reconnecting", exc)
             except Exception:
                 log.exception("redis cluster subscriber failed; reconnecting")
@@ -170,18 +223,33 @@ class RedisClusterBroker(RedisBroker):
                 self._connected.clear()
                 for task in readers:
                     task.cancel()
-                for task in readers:
-                    with contextlib.suppress(BaseException):
-                        await task
-                for pubsub in links.values():
-                    with contextlib.suppress(BaseException):
-                        await pubsub.aclose()
-                for client in clients:
-                    with contextlib.suppress(BaseException):
-                        await client.aclose()
+                # in the background: closing a connection to a dead node can hang in redis-py
+                # (and ignore cancellation), and must not keep the listener from reconnecting
+                closing = asyncio.create_task(_close_all(readers, links, clients))
+                self._closers.add(closing)
+                closing.add_done_callback(self._closers.discard)
             if not self._closing:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 1.0)
+
+
+async def _close_all(
+    readers: list[asyncio.Task[None]], links: dict[str, Any], clients: list[Any]
+) -> None:
+    """Close one generation of links, each step bounded."""
+    if readers:
+        await asyncio.wait(readers, timeout=2)
+    async with asyncio.timeout(5):
+        await _close_links(links, clients)
+
+
+async def _close_links(links: dict[str, Any], clients: list[Any]) -> None:
+    for pubsub in links.values():
+        with contextlib.suppress(Exception):
+            await pubsub.aclose()
+    for client in clients:
+        with contextlib.suppress(Exception):
+            await client.aclose()
 
 
 class _Countdown:
