@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -29,7 +31,7 @@ from limpet.hub.brokers.redis import RedisBroker
 from tests.integration.hub.conftest import Peer, Replicas, eventually, start_hub_procs
 from tests.support import clusters
 from tests.support.ledger import Delivered, Log, Score, reused, score
-from tests.support.procs import Procs
+from tests.support.procs import Procs, free_port, limpet_env
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -351,3 +353,26 @@ async def test_fencing_twin_a_promoted_replica_without_the_fence_reuses_offsets(
     finally:
         r.close()
         m.close()
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        "nats://{a}",
+        "nats://{a},{b}",
+        "redis+cluster://{a},{b}",
+        "redis+sentinel://{a},{b}/mymaster",
+    ],
+)
+def test_a_broker_nobody_answers_for_is_said_at_once(form: str) -> None:
+    """Nothing listens: the hub exits with one line naming the refusal (issue: it used to wait
+    10 s in silence and then say "timed out")."""
+    url = form.format(a=f"127.0.0.1:{free_port()}", b=f"127.0.0.1:{free_port()}")
+    done = subprocess.run(
+        [sys.executable, "-m", "limpet", "hub", "--listen", f"127.0.0.1:{free_port()}", "--broker", url],
+        env=limpet_env(), capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1, done
+    assert "connection refused" in done.stderr.lower() or "Connection refused" in done.stderr
+    assert "timed out" not in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr

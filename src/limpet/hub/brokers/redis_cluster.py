@@ -31,6 +31,7 @@ from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.crc import key_slot
 from redis.exceptions import RedisClusterException, RedisError
 
+from limpet.errors import BrokerError
 from limpet.hub.brokers.base import BrokerOptions
 from limpet.hub.brokers.redis import _CONTROL, RedisBroker
 from limpet.hub.brokers.urls import BrokerUrl
@@ -72,6 +73,15 @@ class RedisClusterBroker(RedisBroker):
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
             **self._client_kwargs(),
         )
+
+    async def start(self) -> None:
+        try:
+            await super().start()
+        except BrokerError as exc:
+            seeds = ", ".join(f"{h}:{p}" for h, p in self.spec.nodes)
+            raise BrokerError(
+                f"cannot reach the Redis Cluster at {seeds}: {exc.__cause__ or exc}"
+            ) from exc
 
     def _transaction(self) -> Any:
         # redis-py 8's asyncio cluster transactions run commands through asyncio.run() in a
