@@ -66,7 +66,7 @@ def parse_broker_url(url: str) -> BrokerUrl:
     if text == "memory" or scheme == "memory":
         return BrokerUrl("memory", text, backplane=rest if sep else "")
     if not sep:
-        raise UsageError(f"unknown broker {url!r}: use {FORMS}")
+        raise UsageError(f"--broker {url!r}: unknown broker; use {FORMS}")
     if scheme in ("redis", "rediss", "unix"):
         if "," in rest.partition("/")[0]:
             raise UsageError(
@@ -113,7 +113,7 @@ def parse_broker_url(url: str) -> BrokerUrl:
         nodes = _nodes(url, hosts, DEFAULT_PORTS["nats"])
         user, password = _auth(auth)
         return BrokerUrl("nats", text, nodes, username=user, password=password, tls=scheme == "tls")
-    raise UsageError(f"unknown broker {url!r}: use {FORMS}")
+    raise UsageError(f"--broker {url!r}: unknown broker; use {FORMS}")
 
 
 def _split(url: str, rest: str) -> tuple[str, str, str]:
