@@ -304,7 +304,10 @@ async def test_redis_sentinel_master_killed_mid_stream(procs: Procs) -> None:
 async def test_nats_cluster_node_killed_mid_stream_loses_nothing(procs: Procs) -> None:
     """R3 JetStream: the server a hub is connected to dies; nothing is lost or even announced."""
     cluster = clusters.start_nats_cluster(procs)
-    reps = start_hub_procs(procs, cluster.url, 2, "--health-interval", "1")
+    # history enough for c's whole absence (publishing goes on while the cluster elects leaders)
+    reps = start_hub_procs(
+        procs, cluster.url, 2, "--health-interval", "1", "--history-size", "10000"
+    )
 
     def fail(channel: str, acked: Callable[[], int]) -> None:
         busy = clusters.poll(

@@ -89,6 +89,10 @@ class NatsBroker(Broker):
         self.nc: Any = None
         self._refused = asyncio.Event()
         self._start_errors: list[Exception] = []
+        #: direct gets may be answered by any replica, and a follower can lag behind the
+        #: leader: a stale "last message" would move a channel's position back (a duplicate
+        #: for a client recovering from it). With replicas, reads go to the stream leader.
+        self._direct = True
         self.js: Any = None
         self.kv: Any = None
         self.subs: dict[str, Any] = {}
@@ -188,12 +192,13 @@ class NatsBroker(Broker):
         ]
         prefix = self.options.prefix
         replicas = self.replicas or (3 if self.cluster_size() >= 3 else 1)
+        self._direct = replicas == 1
         config = api.StreamConfig(
             name=self.stream,
             subjects=[f"{prefix}.ch.>"],
             max_msgs_per_subject=max(1, *sizes),
             duplicate_window=self.options.idempotency_ttl,
-            allow_direct=True,
+            allow_direct=self._direct,
             num_replicas=replicas,
             republish=api.RePublish(src=f"{prefix}.ch.>", dest=f"{prefix}.live.>"),
         )
@@ -230,7 +235,9 @@ class NatsBroker(Broker):
         if not fresh and channel in self._last:
             return self._last[channel]
         try:
-            raw = await self.js.get_last_msg(self.stream, self._subject(channel), direct=True)
+            raw = await self.js.get_last_msg(
+                self.stream, self._subject(channel), direct=self._direct
+            )
         except NotFoundError:
             last = (0, 0)
         else:
@@ -266,7 +273,7 @@ class NatsBroker(Broker):
                             continue
                         raise
                     if ack.duplicate:
-                        raw = await self.js.get_msg(self.stream, seq=ack.seq, direct=True)
+                        raw = await self.js.get_msg(self.stream, seq=ack.seq, direct=self._direct)
                         return Position(
                             raw.headers["Limpet-Epoch"], int(raw.headers["Limpet-Offset"])
                         ), True
@@ -281,6 +288,15 @@ class NatsBroker(Broker):
         policy = self.options.history.for_channel(channel)
         try:
             seq, last = await self._last_of(channel, fresh=True)
+            for _ in range(100):
+                if since is None or last >= since:
+                    break
+                # Someone saw offset `since` (live messages are republished by the leader as
+                # it stores them), and a stream never loses what it acknowledged: a leader
+                # elected a moment ago may not have applied all of its log yet. Re-read, for
+                # up to 5 s, rather than move the client back to offsets it already has.
+                await asyncio.sleep(0.05)
+                seq, last = await self._last_of(channel, fresh=True)
             if since is None or limit <= 0 or last <= since:
                 return HistoryPage(self.epoch, last)
             # Walk back along Limpet-Prev with direct gets: at most min(gap, size) messages.
@@ -288,7 +304,7 @@ class NatsBroker(Broker):
             found: list[Message] = []
             while seq > 0 and len(found) < wanted:
                 try:
-                    raw = await self.js.get_msg(self.stream, seq=seq, direct=True)
+                    raw = await self.js.get_msg(self.stream, seq=seq, direct=self._direct)
                 except NotFoundError:
                     break  # trimmed: the rest of the gap is beyond the window
                 message = self._message(channel, raw.headers, raw.data)

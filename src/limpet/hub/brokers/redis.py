@@ -367,10 +367,7 @@ class RedisBroker(Broker):
             if now - last_ping >= interval:
                 await pubsub.ping()
                 last_ping = now
-            # bounded: redis-py may reconnect inside get_message, past its own timeout
-            message = await asyncio.wait_for(
-                pubsub.get_message(timeout=interval / 2), 2 * interval + 1
-            )
+            message = await pubsub.get_message(timeout=interval / 2)
             if message is None:
                 continue
             kind = _KINDS.get(message["type"], message["type"])
