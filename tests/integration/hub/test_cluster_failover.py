@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import engineio.async_client
 import pytest
 import redis
 
@@ -66,6 +67,13 @@ class Subscriber(Peer):
         if not ack["recovered"]:
             self.log.notice(ack["epoch"], ack["offset"])
         return ack
+
+    async def settle(self) -> None:
+        """Let the handlers of packets already received run: python-engineio dispatches each
+        message in a task of its own, which may run after disconnect() returned."""
+        pending = [t for t in engineio.async_client.task_reference_holder if not t.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=5)
 
     def where(self) -> dict[str, Any] | None:
         """The last position this subscriber was given: a message, or a recovered:false notice
@@ -177,6 +185,7 @@ async def failover_run(
         tasks = [asyncio.create_task(p.run()) for p in pubs]
         await eventually(lambda: len(acked) >= before, timeout=20, what="acks before the failure")
         await c.close()  # away during the failure: comes back with since
+        await c.settle()
         await asyncio.to_thread(fail, channel, lambda: len(acked))
         counts = [p.count for p in pubs]
         # its position when it comes back: what it processed, late packets of its old session too
