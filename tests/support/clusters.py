@@ -256,6 +256,23 @@ class NatsCluster:
 
         poll(ready, timeout=timeout, what="a JetStream meta leader on every server")
 
+    def wait_stream_leader(self, stream: str, timeout: float = 30.0) -> None:
+        """Wait until a live server reports ``stream`` with a leader and all replicas current."""
+
+        def led() -> bool:
+            for i, proc in enumerate(self.servers):
+                if proc.poll() is not None:
+                    continue
+                jsz = self.varz(i, "jsz?streams=true")
+                for account in jsz.get("account_details", []):
+                    for detail in account.get("stream_detail", []):
+                        cluster = detail.get("cluster") or {}
+                        if detail.get("name") == stream and cluster.get("leader"):
+                            return True
+            return False
+
+        poll(led, timeout=timeout, what=f"a leader for stream {stream}")
+
     def kill(self, i: int) -> None:
         self.procs.kill(self.servers[i], signal.SIGKILL)
 

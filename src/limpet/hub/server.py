@@ -423,8 +423,7 @@ class Hub:
         report: bool = True,
         fill: bool = True,
     ) -> None:
-        for message in step.deliver:
-            self._put(client, _packet("message", message.wire()), bounded=False)
+        # the notice first: it says where the client now is, and the messages continue from it
         if report and step.recovery is not None and not step.recovery.recovered:
             position = step.recovery.position
             payload = {
@@ -434,6 +433,8 @@ class Hub:
                 "recovered": False,
             }
             self._put(client, _packet("recovery", payload), bounded=False)
+        for message in step.deliver:
+            self._put(client, _packet("message", message.wire()), bounded=False)
         if fill and step.fetch_since is not None and sub.channel not in client.filling:
             client.filling.add(sub.channel)
             self._spawn(self._fill(client, sub))

@@ -323,6 +323,9 @@ async def test_nats_cluster_node_killed_mid_stream_loses_nothing(procs: Procs) -
             lambda: [i for i in range(3) if cluster.clients(i) > 0], what="a server with clients"
         )
         cluster.kill(busy[0])
+        # the roaming subscriber comes back once the stream has a leader again (during the
+        # election itself a history read may lag what was sent live: docs/hub.md)
+        cluster.wait_stream_leader("LIMPET_HUB")
 
     run = await failover_run(reps, fail)
     run.assert_sound()
