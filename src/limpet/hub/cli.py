@@ -12,7 +12,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--broker",
         default="memory",
-        help="backplane: memory, redis://HOST:PORT[/DB] or nats://HOST:PORT",
+        help="backplane: memory, redis://HOST:PORT[/DB], "
+        "redis+cluster://HOST:PORT[,HOST:PORT...] (Redis Cluster), "
+        "redis+sentinel://HOST:PORT[,HOST:PORT...]/MASTER_NAME (Redis Sentinel) or "
+        "nats://HOST:PORT[,HOST:PORT...] (one NATS server or a cluster)",
+    )
+    parser.add_argument(
+        "--nats-replicas",
+        type=int,
+        default=None,
+        metavar="N",
+        help="copies JetStream keeps of the history (default: 3 on a NATS cluster of 3 servers "
+        "or more, else 1)",
     )
     parser.add_argument("--name", default=None, help="replica name (default: the host name)")
     parser.add_argument("--history-size", type=int, default=1000, help="messages kept per channel")
@@ -135,6 +146,8 @@ def run(args: argparse.Namespace) -> int:
             "--max-payload, --presence-ttl, --idempotency-ttl, --health-interval, --max-queue, "
             "--max-depth, --max-message, --broker-pool and --broker-pool-wait must be > 0, --check-interval >= 0"
         )
+    if args.nats_replicas is not None and not 1 <= args.nats_replicas <= 5:
+        raise UsageError("--nats-replicas must be 1..5 (JetStream's limit)")
     rules = HistoryRules.parse(
         HistoryPolicy(args.history_size, args.history_ttl), args.history_rule
     )
@@ -146,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
         pool_size=args.broker_pool,
         pool_wait=args.broker_pool_wait,
     )
-    broker = open_broker(args.broker, options)
+    broker = open_broker(args.broker, options, nats_replicas=args.nats_replicas)
     settings = HubSettings(
         name=args.name or os.environ.get("HOSTNAME") or socket.gethostname(),
         max_payload=args.max_payload,

@@ -491,11 +491,12 @@ class Hub:
         report: bool = True,
         fill: bool = True,
     ) -> None:
-        for message in step.deliver:
-            self._put(client, _message_packet(message), bounded=False)
+        # the notice first: it says where the client now is, and the messages continue from it
         if report and step.recovery is not None and not step.recovery.recovered:
             position = step.recovery.position
             self._put(client, _recovery_packet(sub.channel, position), bounded=False)
+        for message in step.deliver:
+            self._put(client, _message_packet(message), bounded=False)
         if fill and step.fetch_since is not None and sub.channel not in client.filling:
             client.filling.add(sub.channel)
             self._spawn(self._fill(client, sub))

@@ -99,6 +99,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="gatewayClassName of the Gateway (gateway-api: yours, see kubectl get gatewayclass; "
         "gke-gateway: default gke-l7-global-external-managed)",
     )
+    render.add_argument(
+        "--broker",
+        default="",
+        metavar="URL",
+        help="--target limpet: the hub's broker, e.g. redis+cluster://H:P,H:P or "
+        "nats://H:P,H:P (default: a single in-cluster redis-server is rendered)",
+    )
 
     explain = sub.add_parser(
         "explain",
@@ -234,6 +241,7 @@ def run_render(args: argparse.Namespace) -> int:
         traefik_version=args.traefik_version,
         gateway_class=args.gateway_class,
         secret=secrets.token_urlsafe(32) if args.target == "limpet" else "",
+        broker=_broker_url(args.broker),
     )
     rendered = render(args.target, spec, options)
     sys.stdout.write(dump_all(rendered.manifests))
@@ -242,6 +250,18 @@ def run_render(args: argparse.Namespace) -> int:
     for warning in rendered.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return 0
+
+
+def _broker_url(url: str) -> str:
+    """Refuse a malformed --broker at render time, as `limpet hub` would at start."""
+    if url:
+        from limpet.hub.brokers.urls import parse_broker_url
+
+        if parse_broker_url(url).kind == "memory":
+            from limpet.errors import UsageError
+
+            raise UsageError("--broker memory cannot be shared by hub replicas; give a URL")
+    return url
 
 
 def run_explain(args: argparse.Namespace) -> int:

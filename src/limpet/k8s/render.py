@@ -55,6 +55,8 @@ class RenderOptions:
     limpet_image: str = "ghcr.io/limpet/limpet:latest"
     gateway_class: str = ""  # empty: the target's default (see --gateway-class)
     health_path: str = "/healthz"  # what the gke-gateway HealthCheckPolicy probes
+    #: the limpet target's hub broker URL; empty -> a single in-cluster redis-server
+    broker: str = ""
 
 
 @dataclass(slots=True)
@@ -553,7 +555,7 @@ def render_limpet(spec: AffinitySpec, o: RenderOptions) -> Rendered:
             "--listen",
             f"0.0.0.0:{o.target_port}",
             "--broker",
-            f"redis://{redis}:6379",
+            o.broker or f"redis://{redis}:6379",
         ],
         "ports": [{"name": "http", "containerPort": o.target_port}],
         "readinessProbe": _probe("/healthz", "http"),
@@ -618,11 +620,30 @@ def render_limpet(spec: AffinitySpec, o: RenderOptions) -> Rendered:
         ),
         _deployment(o, hub, "hub", o.replicas, hub_container),
         _service(o, name=hub, component="hub", target_port=o.target_port),
-        _deployment(o, redis, "redis", 1, redis_container),
-        _service(o, name=redis, component="redis", port=6379, target_port=6379),
     ]
+    if o.broker:
+        notes.extend(_external_broker_notes(o.broker))
+    else:
+        manifests += [
+            _deployment(o, redis, "redis", 1, redis_container),
+            _service(o, name=redis, component="redis", port=6379, target_port=6379),
+        ]
     notes.append("no cloud affinity needed: the proxy pins sessions itself")
     return Rendered(manifests, notes)
+
+
+def _external_broker_notes(broker: str) -> list[str]:
+    """The hub runs against a broker the user operates: name the usual Helm chart for it."""
+    scheme = broker.partition("://")[0].lower()
+    if scheme.endswith("+cluster"):
+        chart = "Redis Cluster, e.g. the Bitnami chart: helm install redis bitnami/redis-cluster"
+    elif scheme.endswith("+sentinel"):
+        chart = "Redis with Sentinel, e.g. the Bitnami chart: helm install redis bitnami/redis --set sentinel.enabled=true"
+    elif scheme in ("nats", "tls"):
+        chart = "a NATS cluster with JetStream, e.g. the NATS chart: helm install nats nats/nats --set config.cluster.enabled=true --set config.jetstream.enabled=true"
+    else:
+        chart = "that Redis"
+    return [f"the hub uses the external broker {broker}: no broker is rendered; run {chart}"]
 
 
 RENDERERS: dict[str, Callable[[AffinitySpec, RenderOptions], Rendered]] = {

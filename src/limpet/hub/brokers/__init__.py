@@ -2,28 +2,36 @@
 
 from __future__ import annotations
 
-from limpet.errors import UsageError, require
+from limpet.errors import require
 from limpet.hub.brokers.base import Broker, BrokerOptions
+from limpet.hub.brokers.urls import BrokerUrl, parse_broker_url
 
 
-def open_broker(url: str, options: BrokerOptions) -> Broker:
-    """``memory`` / ``memory://NAME``, ``redis://HOST:PORT[/DB]``, ``nats://HOST:PORT``."""
-    scheme, sep, _ = url.partition("://")
-    if url == "memory" or scheme == "memory":
+def open_broker(url: str, options: BrokerOptions, *, nats_replicas: int | None = None) -> Broker:
+    """A broker for any URL form of ``limpet.hub.brokers.urls`` (a UsageError for others)."""
+    spec = parse_broker_url(url)
+    if spec.kind == "memory":
         from limpet.hub.brokers.memory import MemoryBroker
 
-        return MemoryBroker(options, backplane=url.partition("://")[2] if sep else "")
-    if scheme in ("redis", "rediss", "unix"):
+        return MemoryBroker(options, backplane=spec.backplane)
+    if spec.kind.startswith("redis"):
         require("redis.asyncio", feature="the redis broker", extra="redis")
+    if spec.kind == "redis":
         from limpet.hub.brokers.redis import RedisBroker
 
         return RedisBroker(url, options)
-    if scheme in ("nats", "tls"):
-        require("nats", feature="the nats broker", extra="nats")
-        from limpet.hub.brokers.nats import NatsBroker
+    if spec.kind == "redis-cluster":
+        from limpet.hub.brokers.redis_cluster import RedisClusterBroker
 
-        return NatsBroker(url, options)
-    raise UsageError(f"unknown broker {url!r}: use memory, redis://HOST:PORT or nats://HOST:PORT")
+        return RedisClusterBroker(spec, options)
+    if spec.kind == "redis-sentinel":
+        from limpet.hub.brokers.redis_sentinel import RedisSentinelBroker
+
+        return RedisSentinelBroker(spec, options)
+    require("nats", feature="the nats broker", extra="nats")
+    from limpet.hub.brokers.nats import NatsBroker
+
+    return NatsBroker(spec, options, replicas=nats_replicas)
 
 
-__all__ = ["Broker", "BrokerOptions", "open_broker"]
+__all__ = ["Broker", "BrokerOptions", "BrokerUrl", "open_broker", "parse_broker_url"]

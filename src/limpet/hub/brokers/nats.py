@@ -18,6 +18,12 @@ offset is a header, assigned with optimistic concurrency: publish with
 first, and we re-read and retry. Idempotency keys map to ``Nats-Msg-Id`` (deduplicated by
 JetStream within duplicate_window).
 
+Clusters: ``nats://H:P,H:P,...`` seeds nats-py's server pool (it also learns the cluster's other
+servers from INFO and fails over between them). The stream and the presence bucket are created
+with ``replicas`` copies (``--nats-replicas``; by default 3 when the cluster has 3 servers or more,
+else 1), so losing one server of three loses no history: JetStream acknowledges a publish only
+once a majority of the replicas stored it.
+
 Epoch: derived from the stream's creation time, so it changes exactly when the stream (the
 history) was lost and recreated. Live subscriptions are core NATS subscriptions on
 ``limpet.live.<channel>``; nats-py re-subscribes after a reconnect and its PINGs detect a dead
@@ -41,6 +47,7 @@ from nats.js.errors import APIError, BadRequestError, NotFoundError
 
 from limpet.errors import BrokerError
 from limpet.hub.brokers.base import Broker, BrokerOptions, now_ms
+from limpet.hub.brokers.urls import BrokerUrl, parse_broker_url
 from limpet.hub.channels import (
     Envelope,
     HistoryPage,
@@ -53,6 +60,15 @@ from limpet.hub.channels.history import trim_expired
 from limpet.hub.channels.records import decode_data, encode_data
 
 log = logging.getLogger("limpet.hub.nats")
+
+
+def _reason(exc: BaseException) -> str:
+    """A connection failure in words ("connection refused"), not an errno tuple."""
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (is nats-server running there?)"
+    return str(exc) or type(exc).__name__
+
+
 #: JetStream error code for a failed Nats-Expected-Last-Subject-Sequence check
 WRONG_LAST_SEQUENCE = 10071
 
@@ -63,13 +79,24 @@ class NatsBroker(Broker):
     #: (then the hub re-syncs from history); a bound, not a queue to grow without end
     pending_limit = 65536
 
-    def __init__(self, url: str, options: BrokerOptions) -> None:
+    def __init__(
+        self, url: str | BrokerUrl, options: BrokerOptions, *, replicas: int | None = None
+    ) -> None:
         super().__init__(options)
-        self.url = url
+        self.spec = url if isinstance(url, BrokerUrl) else parse_broker_url(url)
+        self.url = self.spec.url
+        #: copies of the stream and presence bucket (None: 3 on a cluster of 3 or more, else 1)
+        self.replicas = replicas
         p = options.prefix
         self.stream = f"{p.upper()}_HUB"
         self.epoch = ""
         self.nc: Any = None
+        self._refused = asyncio.Event()
+        self._start_errors: list[Exception] = []
+        #: direct gets may be answered by any replica, and a follower can lag behind the
+        #: leader: a stale "last message" would move a channel's position back (a duplicate
+        #: for a client recovering from it). With replicas, reads go to the stream leader.
+        self._direct = True
         self.js: Any = None
         self.kv: Any = None
         self.subs: dict[str, Any] = {}
@@ -91,19 +118,46 @@ class NatsBroker(Broker):
 
     async def start(self) -> None:
         interval = max(1, round(self.options.health_interval))
+        self._start_errors.clear()
+        connect = asyncio.ensure_future(self._connect(interval))
+        refused = asyncio.ensure_future(self._refused.wait())
         try:
-            # bounded: with unlimited reconnects nats-py would retry the first connect forever
-            self.nc = await asyncio.wait_for(self._connect(interval), 10)
+            # bounded: with unlimited reconnects nats-py would retry the first connect forever;
+            # and once every server has refused, say so now rather than at the time limit
+            done, _ = await asyncio.wait(
+                {connect, refused}, timeout=10, return_when="FIRST_COMPLETED"
+            )
+            if connect in done:
+                self.nc = connect.result()
+            else:
+                reason = _reason(self._start_errors[-1]) if self._start_errors else "timed out"
+                raise BrokerError(f"cannot reach nats at {self._where()}: {reason}")
         except (NatsError, OSError, TimeoutError) as exc:
-            raise BrokerError(
-                f"cannot reach nats at {self.url}: {str(exc) or 'timed out'}"
-            ) from exc
+            raise BrokerError(f"cannot reach nats at {self._where()}: {_reason(exc)}") from exc
+        finally:
+            refused.cancel()
+            if not connect.done():
+                connect.cancel()
+                with contextlib.suppress(BaseException):
+                    await connect
         self.js = self.nc.jetstream()
         await self._ensure()
 
+    def _where(self) -> str:
+        return ", ".join(self.spec.server_urls("tls" if self.spec.tls else "nats"))
+
+    def cluster_size(self) -> int:
+        """Servers known to the client: the URLs given and those the cluster announced."""
+        if self.nc is None:
+            return len(self.spec.nodes)
+        return len({(u.hostname, u.port) for u in self.nc.servers}) or 1
+
     async def _connect(self, interval: int) -> Any:
         return await nats.connect(
-            self.url,
+            servers=self.spec.server_urls("tls" if self.spec.tls else "nats"),
+            user=self.spec.username if self.spec.password else None,
+            password=self.spec.password if self.spec.username else None,
+            token=self.spec.password if not self.spec.username else None,
             connect_timeout=2,
             ping_interval=interval,
             max_outstanding_pings=2,
@@ -127,6 +181,10 @@ class NatsBroker(Broker):
             # re-sync from history as after a reconnect, or the tail would be missing silently
             self.slow_consumers += 1
             self.on_resync()
+        if self.js is None and self.nc is None:
+            self._start_errors.append(exc)
+            if isinstance(exc, OSError) and len(self._start_errors) >= len(self.spec.nodes):
+                self._refused.set()
 
     async def _reconnected(self) -> None:
         self.reconnects += 1
@@ -143,12 +201,15 @@ class NatsBroker(Broker):
             p.size for _, p in self.options.history.by_prefix
         ]
         prefix = self.options.prefix
+        replicas = self.replicas or (3 if self.cluster_size() >= 3 else 1)
+        self._direct = replicas == 1
         config = api.StreamConfig(
             name=self.stream,
             subjects=[f"{prefix}.ch.>"],
             max_msgs_per_subject=max(1, *sizes),
             duplicate_window=self.options.idempotency_ttl,
-            allow_direct=True,
+            allow_direct=self._direct,
+            num_replicas=replicas,
             republish=api.RePublish(src=f"{prefix}.ch.>", dest=f"{prefix}.live.>"),
         )
         try:
@@ -156,6 +217,14 @@ class NatsBroker(Broker):
                 info = await self.js.stream_info(self.stream)
             except NotFoundError:
                 info = await self.js.add_stream(config)
+            else:
+                have = info.config.num_replicas or 1
+                if have < replicas:
+                    log.warning(
+                        "nats stream %s: raising replicas %d -> %d", self.stream, have, replicas
+                    )
+                    info.config.num_replicas = replicas
+                    info = await self.js.update_stream(info.config)
             created = info.created.isoformat() if info.created else self.stream
             self.epoch = hashlib.sha256(created.encode()).hexdigest()[:12]
             bucket = f"{prefix}_presence"
@@ -163,7 +232,7 @@ class NatsBroker(Broker):
                 self.kv = await self.js.key_value(bucket)
             except (NotFoundError, BadRequestError, NatsError):
                 self.kv = await self.js.create_key_value(
-                    bucket=bucket, ttl=self.options.presence_ttl, history=1
+                    bucket=bucket, ttl=self.options.presence_ttl, history=1, replicas=replicas
                 )
         except (NatsError, OSError, TimeoutError) as exc:
             raise BrokerError(f"nats jetstream setup failed: {exc}") from exc
@@ -176,7 +245,9 @@ class NatsBroker(Broker):
         if not fresh and channel in self._last:
             return self._last[channel]
         try:
-            raw = await self.js.get_last_msg(self.stream, self._subject(channel), direct=True)
+            raw = await self.js.get_last_msg(
+                self.stream, self._subject(channel), direct=self._direct
+            )
         except NotFoundError:
             last = (0, 0)
         else:
@@ -212,7 +283,7 @@ class NatsBroker(Broker):
                             continue
                         raise
                     if ack.duplicate:
-                        raw = await self.js.get_msg(self.stream, seq=ack.seq, direct=True)
+                        raw = await self.js.get_msg(self.stream, seq=ack.seq, direct=self._direct)
                         return Position(
                             raw.headers["Limpet-Epoch"], int(raw.headers["Limpet-Offset"])
                         ), True
@@ -227,6 +298,15 @@ class NatsBroker(Broker):
         policy = self.options.history.for_channel(channel)
         try:
             seq, last = await self._last_of(channel, fresh=True)
+            for _ in range(100):
+                if since is None or last >= since:
+                    break
+                # Someone saw offset `since` (live messages are republished by the leader as
+                # it stores them), and a stream never loses what it acknowledged: a leader
+                # elected a moment ago may not have applied all of its log yet. Re-read, for
+                # up to 5 s, rather than move the client back to offsets it already has.
+                await asyncio.sleep(0.05)
+                seq, last = await self._last_of(channel, fresh=True)
             if since is None or limit <= 0 or last <= since:
                 return HistoryPage(self.epoch, last)
             # Walk back along Limpet-Prev with direct gets: at most min(gap, size) messages.
@@ -234,7 +314,7 @@ class NatsBroker(Broker):
             found: list[Message] = []
             while seq > 0 and len(found) < wanted:
                 try:
-                    raw = await self.js.get_msg(self.stream, seq=seq, direct=True)
+                    raw = await self.js.get_msg(self.stream, seq=seq, direct=self._direct)
                 except NotFoundError:
                     break  # trimmed: the rest of the gap is beyond the window
                 try:

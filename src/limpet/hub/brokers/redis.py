@@ -27,14 +27,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
 from limpet.errors import BrokerError
 from limpet.hub.brokers.base import Broker, BrokerOptions, now_ms
@@ -52,19 +52,31 @@ from limpet.hub.channels.records import decode_data, decode_message_head, encode
 
 log = logging.getLogger("limpet.hub.redis")
 
+# With ``fence`` (clusters and Sentinel: replicated, failover possible), meta also keeps ``r``, the
+# replication ID of the master that wrote it. A promoted replica gets a new replication ID, and
+# asynchronous replication may have lost the old master's last acknowledged writes, which no
+# surviving node can know about: so the first script on a new master starts a new epoch, and
+# subscribers are told ``recovered: false`` instead of seeing reused offsets.
 _ENSURE_EPOCH = """
 local epoch = redis.call('HGET', KEYS[1], 'e')
+local rid = ''
+if fence == '1' then
+  rid = string.match(redis.call('INFO', 'replication'), 'master_replid:(%x+)') or ''
+  if epoch and redis.call('HGET', KEYS[1], 'r') ~= rid then epoch = false end
+end
 if not epoch then
   epoch = ARGV[1]
-  redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0)
+  redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0, 'r', rid)
   redis.call('DEL', KEYS[2])
 end
 """
 
 # KEYS: meta, stream, idem (or meta when none), live
-# ARGV: new epoch, data JSON, ts ms, history size, history ttl ms, idem ttl ms, has idem, channel JSON
+# ARGV: new epoch, data JSON, ts ms, history size, history ttl ms, idem ttl ms, has idem, channel JSON,
+#       publish command (PUBLISH, or SPUBLISH: sharded, Redis 7), fence
 PUBLISH = (
-    _ENSURE_EPOCH
+    "local fence = ARGV[10]\n"
+    + _ENSURE_EPOCH
     + """
 if ARGV[7] == '1' then
   local seen = redis.call('GET', KEYS[3])
@@ -81,15 +93,16 @@ end
 if ARGV[7] == '1' then
   redis.call('SET', KEYS[3], epoch .. ':' .. offset, 'PX', ARGV[6])
 end
-redis.call('PUBLISH', KEYS[4], '{"kind":"message","channel":' .. ARGV[8] .. ',"epoch":"' .. epoch
+redis.call(ARGV[9], KEYS[4], '{"kind":"message","channel":' .. ARGV[8] .. ',"epoch":"' .. epoch
   .. '","offset":' .. offset .. ',"data":' .. ARGV[2] .. ',"ts":' .. ARGV[3] .. ',"v":1}')
 return {epoch, offset, 0}
 """
 )
 
-# KEYS: meta, stream; ARGV: new epoch, since (-1: position only), limit
+# KEYS: meta, stream; ARGV: new epoch, since (-1: position only), limit, fence
 HISTORY = (
-    _ENSURE_EPOCH
+    "local fence = ARGV[4]\n"
+    + _ENSURE_EPOCH
     + """
 local offset = tonumber(redis.call('HGET', KEYS[1], 'o'))
 local since = tonumber(ARGV[2])
@@ -117,10 +130,26 @@ return out
 """
 
 _CONTROL = "control"
+#: pub/sub message types, sharded (Redis 7) and plain, as one vocabulary
+_KINDS: dict[Any, str] = {
+    b"pong": "pong",
+    "ssubscribe": "subscribe",
+    "smessage": "message",
+    b"ssubscribe": "subscribe",
+    b"smessage": "message",
+    b"sunsubscribe": "sunsubscribe",
+}
 
 
 class RedisBroker(Broker):
+    """One Redis. Subclasses (Redis Cluster, Sentinel) change how clients are built and whether
+    live records travel on sharded pub/sub and epochs are fenced by the master's identity."""
+
     kind = "redis"
+    #: live records on SPUBLISH/SSUBSCRIBE (Redis 7 sharded pub/sub) instead of PUBLISH/SUBSCRIBE
+    sharded = False
+    #: start a new epoch when the master's replication ID changed (a failover; see _ENSURE_EPOCH)
+    fenced = False
 
     def __init__(self, url: str, options: BrokerOptions) -> None:
         super().__init__(options)
@@ -135,27 +164,39 @@ class RedisBroker(Broker):
         self._connected = asyncio.Event()
         self._closing = False
         self.reconnects = 0
+        self.redis = self._commands()
+        self._publish = self.redis.register_script(PUBLISH)
+        self._history = self.redis.register_script(HISTORY)
+        self._presence = self.redis.register_script(PRESENCE)
+
+    def _commands(self) -> Any:
+        """The client for scripts and commands (history, offsets, presence)."""
         # A bounded pool that queues: a burst of subscribes (presence, history: a command
         # each) waits its turn for a connection instead of failing with "Too many
         # connections", as redis-py's default pool does past its cap. Redis runs commands one
         # at a time, so a few dozen connections per replica are as fast as hundreds.
         pool = aioredis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=options.pool_size,
-            timeout=options.pool_wait,
+            self.url,
+            max_connections=self.options.pool_size,
+            timeout=self.options.pool_wait,
             socket_connect_timeout=2,
             socket_timeout=5,
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
             health_check_interval=10,
         )
-        self.redis = aioredis.Redis.from_pool(pool)
-        self._publish = self.redis.register_script(PUBLISH)
-        self._history = self.redis.register_script(HISTORY)
-        self._presence = self.redis.register_script(PRESENCE)
+        return aioredis.Redis.from_pool(pool)
+
+    def _transaction(self) -> Any:
+        """A MULTI/EXEC pipeline for the few writes that go together (presence)."""
+        return self.redis.pipeline(transaction=True)
+
+    def _live_client(self) -> Any:
+        """A fresh client for the live subscriber: no silent retries (a failure must be seen)."""
+        return aioredis.from_url(self.url, socket_connect_timeout=2, retry=Retry(NoBackoff(), 0))
 
     def __repr__(self) -> str:
         return (
-            f"RedisBroker(url={self.url!r}, channels={len(self.channels)}, "
+            f"{type(self).__name__}(url={self.url!r}, channels={len(self.channels)}, "
             f"connected={self._connected.is_set()}, reconnects={self.reconnects})"
         )
 
@@ -194,7 +235,8 @@ class RedisBroker(Broker):
         """The one place redis-py exceptions become BrokerError."""
         try:
             yield
-        except (RedisError, OSError) as exc:
+        except (RedisError, RedisClusterException, OSError) as exc:
+            # RedisClusterException (a slot not covered during a failover) is no RedisError
             raise BrokerError(f"redis {what} failed: {exc}") from exc
 
     # --- history and offsets -------------------------------------------------------------
@@ -214,6 +256,8 @@ class RedisBroker(Broker):
             int(self.options.idempotency_ttl * 1000),
             "1" if idempotency_key else "0",
             encode_data(channel),
+            "SPUBLISH" if self.sharded else "PUBLISH",
+            "1" if self.fenced else "0",
         ]
         done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queued.append(([meta, stream, idem, self._live(channel)], args, done))
@@ -263,7 +307,12 @@ class RedisBroker(Broker):
 
     async def history(self, channel: str, since: int | None, limit: int) -> HistoryPage:
         keys = [self._key(channel, "meta"), self._key(channel, "stream")]
-        args: list[str | int] = [new_epoch(), -1 if since is None else since, limit]
+        args: list[str | int] = [
+            new_epoch(),
+            -1 if since is None else since,
+            limit,
+            "1" if self.fenced else "0",
+        ]
         async with self._errors("history"):
             epoch_raw, offset, entries = await self._history(keys=keys, args=args)
         epoch = epoch_raw.decode()
@@ -307,16 +356,17 @@ class RedisBroker(Broker):
 
     async def announce(self, channel: str, record: Envelope) -> None:
         async with self._errors("announce"):
-            await self.redis.publish(self._live(channel), encode_envelope(record))
+            if self.sharded:
+                await self.redis.spublish(self._live(channel), encode_envelope(record))
+            else:
+                await self.redis.publish(self._live(channel), encode_envelope(record))
 
     async def _listen(self) -> None:
         """Own the live subscriber: connect, subscribe all, read; on any failure start over."""
         backoff = 0.05
         first = True
         while not self._closing:
-            client = aioredis.from_url(
-                self.url, socket_connect_timeout=2, retry=Retry(NoBackoff(), 0)
-            )
+            client = self._live_client()
             pubsub = client.pubsub()
             try:
                 await pubsub.subscribe(
@@ -341,18 +391,21 @@ class RedisBroker(Broker):
                 self._pubsub = None
                 self._connected.clear()
                 with contextlib.suppress(BaseException):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()
                 with contextlib.suppress(BaseException):
                     await client.aclose()
             if not self._closing:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 1.0)
 
-    async def _read(self, pubsub: Any, *, resync: bool = False) -> None:
+    async def _read(
+        self, pubsub: Any, *, resync: bool = False, ready: Callable[[], None] | None = None
+    ) -> None:
         """Read live records; PING every health interval and fail when PONGs stop coming.
 
         With ``resync``, the hub is asked to re-read history once the first PONG arrives: Redis
-        answers in order, so by then every SUBSCRIBE of the reconnect is in effect."""
+        answers in order, so by then every SUBSCRIBE of the reconnect is in effect. ``ready``
+        is called at that first PONG instead (when several connections must all be ready)."""
         interval = self.options.health_interval
         last_pong = time.monotonic()
         last_ping = 0.0
@@ -367,12 +420,22 @@ class RedisBroker(Broker):
             message = await pubsub.get_message(timeout=interval / 2)
             if message is None:
                 continue
-            kind = message["type"]
-            if kind == "pong" or kind == b"pong":
+            kind = _KINDS.get(message["type"], message["type"])
+            if kind == "pong":
                 last_pong = time.monotonic()
+                if ready is not None:
+                    on_ready: Callable[[], None] = ready
+                    ready = None
+                    on_ready()
                 if resync:
                     resync = False
                     self.on_resync()
+            elif kind == "sunsubscribe":
+                # Redis 7 unsubscribes shard channels itself when their slot leaves the node
+                # (a migration, or the node turned replica): start over on the new owners.
+                name = message["channel"].decode()
+                if name.endswith("}:live") and name[prefix_len : -len("}:live")] in self.channels:
+                    raise ConnectionError(f"redis moved {name} to another node")
             elif kind == "subscribe":
                 name = message["channel"].decode()
                 channel = name[prefix_len : -len("}:live")] if name.endswith("}:live") else None
@@ -403,7 +466,7 @@ class RedisBroker(Broker):
         expires = now_ms() + ttl_ms
         zkey, hkey = self._key(channel, "presence"), self._key(channel, "presence:info")
         async with self._errors("presence"):
-            pipe = self.redis.pipeline(transaction=True)
+            pipe = self._transaction()
             pipe.zadd(zkey, dict.fromkeys(members, expires))
             pipe.hset(hkey, mapping={m: encode_data(info) for m, info in members.items()})
             pipe.pexpire(zkey, ttl_ms * 2)
@@ -412,7 +475,7 @@ class RedisBroker(Broker):
 
     async def presence_remove(self, channel: str, member: str) -> None:
         async with self._errors("presence"):
-            pipe = self.redis.pipeline(transaction=True)
+            pipe = self._transaction()
             pipe.zrem(self._key(channel, "presence"), member)
             pipe.hdel(self._key(channel, "presence:info"), member)
             await pipe.execute()
