@@ -15,6 +15,7 @@ covered (or this file fails, saying which command no test runs). Each command is
 - pytest: the per-area test command runs with ``--collect-only`` (the suite runs the tests).
 - bench: a benchmark runs with ``--help`` (benchmarks are run on a quiet machine, not in CI);
   bench/proxy/hotpath.py has no flags and runs whole (a few seconds, in memory).
+- fuzz: a documented fuzz run runs for a few hundred inputs instead of its long run.
 - elsewhere: ``limpet up`` (8080 fixed) and the node client are run by the tests named below.
 """
 
@@ -67,6 +68,8 @@ class Command:
             return "pytest"
         if "bench/" in self.text:
             return "bench"
+        if "tests/fuzz/" in self.text:
+            return "fuzz"
         if PLACEHOLDER.search(self.text.replace('"$LIMPET_SECRET"', "")):
             return "synopsis"
         if DEPLOYMENT_FILES.search(self.text):  # a production host's own files: flags checked
@@ -219,6 +222,18 @@ BENCH = by_kind("bench")
 def test_benchmark_commands_parse(cmd: Command) -> None:
     script = re.sub(r"^python ", ".venv/bin/python ", cmd.text)  # "python is the venv's" (doc)
     script = re.sub(r"(bench/\S+\.py).*", r"\1 --help", script)
+    result = bash(script, ROOT, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+FUZZ = by_kind("fuzz")
+
+
+@pytest.mark.parametrize("cmd", FUZZ, ids=[f"{c.doc}:{c.line}" for c in FUZZ])
+def test_fuzz_commands_run_briefly(cmd: Command, tmp_path: Path) -> None:
+    """A documented fuzz run, cut to a few hundred inputs (its length is the user's choice)."""
+    pytest.importorskip("atheris")
+    script = re.sub(r"(tests/fuzz/\S+\.py).*", r"\1 -runs=300", cmd.text)
     result = bash(script, ROOT, timeout=60)
     assert result.returncode == 0, result.stderr[-2000:]
 

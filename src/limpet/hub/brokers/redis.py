@@ -297,12 +297,12 @@ class RedisBroker(Broker):
     ) -> list[Any]:
         # EVALSHA straight on the pipeline: registering the Script with it would add a SCRIPT
         # EXISTS round trip to every batch
-        pipe = self.redis.pipeline(transaction=False)
-        for keys, args, _ in batch:
-            pipe.evalsha(self._publish.sha, len(keys), *keys, *args)
         try:
+            pipe = self.redis.pipeline(transaction=False)
+            for keys, args, _ in batch:
+                pipe.evalsha(self._publish.sha, len(keys), *keys, *args)
             return list(await pipe.execute(raise_on_error=False))
-        except Exception as exc:  # the connection failed: every publish of it fails
+        except Exception as exc:  # every publish of it fails, none is left waiting forever
             return [exc] * len(batch)
 
     async def history(self, channel: str, since: int | None, limit: int) -> HistoryPage:

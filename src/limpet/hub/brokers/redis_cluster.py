@@ -89,6 +89,20 @@ class RedisClusterBroker(RedisBroker):
         # is refreshed by heartbeats anyway, so a plain single-slot pipeline is enough.
         return self.redis.pipeline()
 
+    async def _pipeline(
+        self, batch: list[tuple[list[str], list[Any], asyncio.Future[Any]]]
+    ) -> list[Any]:
+        # redis-py's cluster pipeline refuses EVALSHA ("blocked when running redis in cluster
+        # mode"): run the batch's scripts one after another, which keeps their call order (the
+        # Script object reloads a script a node lost)
+        results: list[Any] = []
+        for keys, args, _ in batch:
+            try:
+                results.append(await self._publish(keys=keys, args=args))
+            except Exception as exc:
+                results.append(exc)
+        return results
+
     def _node_of(self, channel: str) -> str | None:
         """The master the links were planned with for the channel's slot (None: not covered)."""
         return self._owners.get(key_slot(self._live(channel).encode()))
