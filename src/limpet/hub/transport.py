@@ -114,17 +114,50 @@ class _PlainWebSocket(_EioWebSocket):  # type: ignore[misc]
     _pending: list[bytes]
     _pending_bytes: int = 0
     _flush_handle: asyncio.Handle | None = None
+    #: the writer task is waiting for the transport to drain, holding packets it took
+    _draining: bool = False
 
     async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
         request = environ["aiohttp.request"]
         self._pending = []
+        self._loop = asyncio.get_running_loop()
         self._sock = web.WebSocketResponse(
             max_msg_size=self.server.max_http_buffer_size, compress=False
         )
         await self._sock.prepare(request)
         self.environ = environ
-        await self.handler(self)
+        # the Engine.IO socket this websocket serves (the handler is its bound method), so
+        # ``enqueue`` can hand it frames directly
+        socket = getattr(self.handler, "__self__", None)
+        if socket is not None:
+            socket._hub_ws = self
+        try:
+            await self.handler(self)
+        finally:
+            if socket is not None and socket.__dict__.get("_hub_ws") is self:
+                del socket._hub_ws
         return self._sock
+
+    def can_take(self) -> bool:
+        """Whether a frame may be buffered directly now: the connection is open, not applying
+        back-pressure, and the writer task holds nothing it has yet to send."""
+        writer = self._sock._writer
+        return not (
+            self._draining
+            or writer is None
+            or writer.protocol._paused
+            or writer.transport is None
+            or writer.transport.is_closing()
+        )
+
+    def push(self, frame: bytes) -> None:
+        """Buffer ``frame`` for this loop turn's write (see ``enqueue``)."""
+        self._pending.append(frame)
+        self._pending_bytes += len(frame)
+        if self._pending_bytes >= _FLUSH_BYTES:
+            self._flush()
+        elif self._flush_handle is None:
+            self._flush_handle = self._loop.call_soon(self._flush)
 
     async def send(self, message: Any) -> None:
         writer = self._sock._writer
@@ -142,7 +175,11 @@ class _PlainWebSocket(_EioWebSocket):  # type: ignore[misc]
             # a slow client's backlog stays in its bounded send queue (see Outbox)
             self._flush()
             if writer.protocol._paused:
-                await writer.protocol._drain_helper()
+                self._draining = True
+                try:
+                    await writer.protocol._drain_helper()
+                finally:
+                    self._draining = False
         elif self._flush_handle is None:
             self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
 
@@ -226,8 +263,37 @@ def queued(socket: Any) -> int:
 
 
 def enqueue(socket: Any, packet: Packet) -> None:
-    """Queue one packet for the socket's writer, synchronously (keeps call order)."""
+    """Send one packet, synchronously, in call order.
+
+    When the client is on the hub's websocket and nothing is waiting before this packet (the
+    send queue is empty, the writer task holds nothing, the connection is not applying
+    back-pressure), its frame goes straight into that websocket's buffer, written once per loop
+    turn. Otherwise it is queued for python-engineio's writer task, as polling clients, upgrades
+    and slow clients always are, so the order of a client's packets is the order of calls and
+    the queue length stays the client's backlog (see Outbox). The writer task's path costs a
+    task wake-up, a queue round trip and an ``asyncio.timeout`` per client per loop turn: about
+    a quarter of a replica's CPU in the one-channel fan-out profile (docs/benchmarks-hub.md)."""
+    ws = socket.__dict__.get("_hub_ws")
+    if (
+        ws is not None
+        and socket.upgraded
+        and not socket.upgrading
+        and not packet.binary
+        and socket.queue.empty()
+        and ws.can_take()
+    ):
+        ws.push(packet_frame(packet))
+        return
     socket.queue.put_nowait(packet)
+
+
+def packet_frame(packet: Packet) -> bytes:
+    """The WebSocket frame of a text packet, built once per packet object (a fanned-out message
+    is one packet for all its receivers)."""
+    frame: bytes | None = packet.__dict__.get("_hub_frame")
+    if frame is None:
+        frame = packet._hub_frame = text_frame(packet.encode().encode())
+    return frame
 
 
 def drop_queued(socket: Any) -> int:

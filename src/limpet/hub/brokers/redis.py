@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -119,6 +120,10 @@ return out
 _CONTROL = "control"
 
 
+async def _as_is(response: Any) -> Any:
+    return response
+
+
 class RedisBroker(Broker):
     kind = "redis"
 
@@ -135,6 +140,10 @@ class RedisBroker(Broker):
         self._connected = asyncio.Event()
         self._closing = False
         self.reconnects = 0
+        #: the live reader's liveness: the last PONG, records since the last check, resync due
+        self._last_pong = 0.0
+        self._traffic = False
+        self._resync_on_pong = False
         # A bounded pool that queues: a burst of subscribes (presence, history: a command
         # each) waits its turn for a connection instead of failing with "Too many
         # connections", as redis-py's default pool does past its cap. Redis runs commands one
@@ -352,26 +361,63 @@ class RedisBroker(Broker):
         """Read live records; PING every health interval and fail when PONGs stop coming.
 
         With ``resync``, the hub is asked to re-read history once the first PONG arrives: Redis
-        answers in order, so by then every SUBSCRIBE of the reconnect is in effect."""
+        answers in order, so by then every SUBSCRIBE of the reconnect is in effect.
+
+        The records are read by their own task with no timeout per read (see ``_records``);
+        this loop is the watchdog: one PING and one wait per interval, not per record."""
         interval = self.options.health_interval
-        last_pong = time.monotonic()
-        last_ping = 0.0
+        self._last_pong = time.monotonic()
+        self._resync_on_pong = resync
+        reader = asyncio.ensure_future(self._records(pubsub))
+        try:
+            while True:
+                await pubsub.ping()
+                done, _ = await asyncio.wait({reader}, timeout=interval)
+                if done:
+                    reader.result()  # raises what ended it
+                    raise ConnectionError("redis subscriber stopped reading")
+                silent = time.monotonic() - self._last_pong
+                if self._traffic:
+                    self._traffic = False  # records prove the connection is alive too
+                    self._last_pong = time.monotonic()
+                elif silent > 2 * interval + 1:
+                    raise TimeoutError(f"no PONG from redis for {silent:.1f}s")
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+
+    async def _records(self, pubsub: Any) -> None:
+        """Read what the subscriber connection brings, straight from redis-py's connection.
+
+        ``PubSub.get_message`` costs, per record, a retry wrapper, an operation-duration
+        metric, a health check, an ``asyncio.timeout`` and a dict: about half of the live
+        reader's time in the 100-channel profile (docs/benchmarks-hub.md). Here a record is one
+        ``read_response`` without a timeout (records already buffered are parsed without a
+        wake-up each); everything that is not a record (subscribe confirmations, PONGs) still
+        goes through ``PubSub.handle_message``, which keeps redis-py's own bookkeeping."""
+        conn = pubsub.connection
+        parser: Any = getattr(conn, "_parser", None)
+        if hasattr(parser, "set_pubsub_push_handler"):
+            # redis-py's RESP3 handler formats every record into a debug log line, even when
+            # that level is off: the record as it is, instead
+            parser.set_pubsub_push_handler(_as_is)
+        read = conn.read_response
         prefix_len = len(self.options.prefix) + 2
         while True:
-            now = time.monotonic()
-            if now - last_pong > 2 * interval + 1:
-                raise TimeoutError(f"no PONG from redis for {now - last_pong:.1f}s")
-            if now - last_ping >= interval:
-                await pubsub.ping()
-                last_ping = now
-            message = await pubsub.get_message(timeout=interval / 2)
+            response = await read(timeout=math.inf, disconnect_on_error=False, push_request=True)
+            if type(response) is list and len(response) == 3 and response[0] == b"message":
+                self._traffic = True
+                self._deliver(response[2])
+                continue
+            message = await pubsub.handle_message(response)
             if message is None:
                 continue
             kind = message["type"]
             if kind == "pong" or kind == b"pong":
-                last_pong = time.monotonic()
-                if resync:
-                    resync = False
+                self._last_pong = time.monotonic()
+                if self._resync_on_pong:
+                    self._resync_on_pong = False
                     self.on_resync()
             elif kind == "subscribe":
                 name = message["channel"].decode()
@@ -380,21 +426,24 @@ class RedisBroker(Broker):
                 if waiter is not None and not waiter.done():
                     waiter.set_result(None)
             elif kind == "message":
-                last_pong = time.monotonic()  # traffic proves the connection is alive too
-                try:
-                    record = decode_envelope(message["data"])
-                except (msgspec.DecodeError, RecursionError) as exc:
-                    # a message whose data does not decode keeps its position (announced)
-                    head = decode_message_head(message["data"])
-                    if head is None:
-                        log.warning("dropping an undecodable record: %s", exc)
-                        continue
-                    record = head
-                if record.channel in self.channels:
-                    try:
-                        self.on_envelope(record)
-                    except Exception:  # one record must never end the live stream
-                        log.exception("delivering a record of %s failed", record.channel)
+                self._traffic = True
+                self._deliver(message["data"])
+
+    def _deliver(self, data: bytes) -> None:
+        try:
+            record = decode_envelope(data)
+        except (msgspec.DecodeError, RecursionError) as exc:
+            # a message whose data does not decode keeps its position (announced)
+            head = decode_message_head(data)
+            if head is None:
+                log.warning("dropping an undecodable record: %s", exc)
+                return
+            record = head
+        if record.channel in self.channels:
+            try:
+                self.on_envelope(record)
+            except Exception:  # one record must never end the live stream
+                log.exception("delivering a record of %s failed", record.channel)
 
     # --- presence ------------------------------------------------------------------------
 
