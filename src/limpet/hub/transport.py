@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -44,6 +45,43 @@ def event_packet(event: str, payload: Any) -> Packet:
         raise ValueError(str(exc)) from None
     packet: Packet = eio_packet.Packet(eio_packet.MESSAGE, data=encoded)
     return packet
+
+
+def ack_packet(ack_id: int, answer: Any) -> Packet:
+    """A socket.io ACK on the default namespace: ``3`` + the ack id + the JSON array [answer]
+    (python-socketio's encoding of a handler's single return value)."""
+    encoded = "3" + str(ack_id) + _json.encode([answer]).decode()
+    packet: Packet = eio_packet.Packet(eio_packet.MESSAGE, data=encoded)
+    return packet
+
+
+#: an inline handler: (socket.io sid, ack id or None, the event's arguments)
+InlineHandler = Callable[[str, "int | None", list[Any]], None]
+
+
+class HubServer(socketio.AsyncServer):  # type: ignore[misc]
+    """python-socketio's server, except that the events in ``inline`` are handed to a plain
+    function from the connection's reader, without the task python-socketio starts per event
+    (and its handler lookup, ack packet and queued send). The function answers the ack itself
+    (``ack_packet``) once it has one; it must not block. Measured: a task, its wake-ups and
+    the ack round trip per publish were the largest per-message cost of the 100-channel
+    scenario after fan-out (docs/benchmarks-hub.md)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.inline: dict[str, InlineHandler] = {}
+
+    async def _handle_event(self, eio_sid: str, namespace: Any, id: Any, data: Any) -> None:
+        handler = None
+        if data and isinstance(data[0], str) and (namespace or "/") == "/":
+            handler = self.inline.get(data[0])
+        if handler is None:
+            await super()._handle_event(eio_sid, namespace, id, data)
+            return
+        sid = self.manager.sid_from_eio_sid(eio_sid, "/")
+        if not self.manager.is_connected(sid, "/"):
+            return
+        handler(sid, id, data[1:])
 
 
 class HubPacket(sio_packet.Packet):  # type: ignore[misc]
@@ -113,14 +151,15 @@ class _PlainWebSocket(_EioWebSocket):  # type: ignore[misc]
 
     _pending: list[bytes]
     _pending_bytes: int = 0
-    _flush_handle: asyncio.Handle | None = None
+    #: waiting in the flusher's list for this loop turn's write
+    _dirty: bool = False
     #: the writer task is waiting for the transport to drain, holding packets it took
     _draining: bool = False
 
     async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
         request = environ["aiohttp.request"]
         self._pending = []
-        self._loop = asyncio.get_running_loop()
+        self._flusher = _flusher(self.server)
         self._sock = web.WebSocketResponse(
             max_msg_size=self.server.max_http_buffer_size, compress=False
         )
@@ -156,8 +195,9 @@ class _PlainWebSocket(_EioWebSocket):  # type: ignore[misc]
         self._pending_bytes += len(frame)
         if self._pending_bytes >= _FLUSH_BYTES:
             self._flush()
-        elif self._flush_handle is None:
-            self._flush_handle = self._loop.call_soon(self._flush)
+        elif not self._dirty:
+            self._dirty = True
+            self._flusher.add(self)
 
     async def send(self, message: Any) -> None:
         writer = self._sock._writer
@@ -180,13 +220,12 @@ class _PlainWebSocket(_EioWebSocket):  # type: ignore[misc]
                     await writer.protocol._drain_helper()
                 finally:
                     self._draining = False
-        elif self._flush_handle is None:
-            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
+        elif not self._dirty:
+            self._dirty = True
+            self._flusher.add(self)
 
     def _flush(self) -> None:
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-            self._flush_handle = None
+        self._dirty = False
         if not self._pending:
             return
         frames, self._pending, self._pending_bytes = self._pending, [], 0
@@ -198,6 +237,35 @@ class _PlainWebSocket(_EioWebSocket):  # type: ignore[misc]
     async def close(self) -> None:
         self._flush()
         await super().close()
+
+
+class _Flusher:
+    """The websockets with frames buffered in this loop turn, all written by one callback at
+    its end: one scheduled callback per turn instead of one per client (a message fanned out
+    to every client of a replica buffers a frame for each)."""
+
+    def __init__(self) -> None:
+        self.dirty: list[_PlainWebSocket] = []
+        self.handle: asyncio.Handle | None = None
+
+    def add(self, ws: _PlainWebSocket) -> None:
+        self.dirty.append(ws)
+        if self.handle is None:
+            self.handle = asyncio.get_running_loop().call_soon(self.run)
+
+    def run(self) -> None:
+        self.handle = None
+        dirty, self.dirty = self.dirty, []
+        for ws in dirty:
+            ws._flush()
+
+
+def _flusher(server: Any) -> _Flusher:
+    """The flusher of one Engine.IO server (one event loop)."""
+    flusher: _Flusher | None = server.__dict__.get("_hub_flusher")
+    if flusher is None:
+        flusher = server._hub_flusher = _Flusher()
+    return flusher
 
 
 def disable_ws_compression(sio: socketio.AsyncServer) -> None:

@@ -132,7 +132,7 @@ class RedisBroker(Broker):
         self.url = url
         self.channels: set[str] = set()
         self._pending: dict[str, asyncio.Future[None]] = {}
-        #: publishes waiting for the next pipeline (keys, args, result)
+        #: publishes waiting for the next pipeline (keys, args, outcome)
         self._queued: list[tuple[list[str], list[Any], asyncio.Future[Any]]] = []
         self._sender: asyncio.Task[None] | None = None
         self._pubsub: Any = None
@@ -211,6 +211,12 @@ class RedisBroker(Broker):
     async def publish(
         self, channel: str, data: Any, *, idempotency_key: str | None = None
     ) -> tuple[Position, bool]:
+        return await self.publish_soon(channel, data, idempotency_key=idempotency_key)
+
+    def publish_soon(
+        self, channel: str, data: Any, *, idempotency_key: str | None = None
+    ) -> asyncio.Future[tuple[Position, bool]]:
+        """Queue the publish for the next pipeline; its future is resolved by the sender."""
         policy = self.options.history.for_channel(channel)
         meta, stream = self._key(channel, "meta"), self._key(channel, "stream")
         idem = self._key(channel, f"idem:{idempotency_key}") if idempotency_key else meta
@@ -224,13 +230,11 @@ class RedisBroker(Broker):
             "1" if idempotency_key else "0",
             encode_data(channel),
         ]
-        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        done: asyncio.Future[tuple[Position, bool]] = asyncio.get_running_loop().create_future()
         self._queued.append(([meta, stream, idem, self._live(channel)], args, done))
         if self._sender is None or self._sender.done():
             self._sender = asyncio.create_task(self._send_publishes())
-        async with self._errors("publish"):
-            epoch, offset, duplicate = await done
-        return Position(epoch.decode(), int(offset)), bool(duplicate)
+        return done
 
     async def _send_publishes(self) -> None:
         """Send the queued publishes: all of them in one pipeline, one round trip, in call
@@ -252,10 +256,15 @@ class RedisBroker(Broker):
             for (_, _, done), result in zip(batch, results, strict=True):
                 if done.done():
                     continue  # its publisher gave up waiting
-                if isinstance(result, BaseException):
+                if isinstance(result, (RedisError, OSError)):
+                    failure = BrokerError(f"redis publish failed: {result}")
+                    failure.__cause__ = result
+                    done.set_exception(failure)
+                elif isinstance(result, BaseException):
                     done.set_exception(result)
                 else:
-                    done.set_result(result)
+                    epoch, offset, duplicate = result
+                    done.set_result((Position(epoch.decode(), int(offset)), bool(duplicate)))
 
     async def _pipeline(
         self, batch: list[tuple[list[str], list[Any], asyncio.Future[Any]]]
