@@ -10,6 +10,7 @@ libraries: every such reach is here, against the major versions pinned in pyproj
 from __future__ import annotations
 
 import asyncio
+import json
 import struct
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +19,7 @@ import msgspec
 import socketio
 from aiohttp import web
 from engineio import exceptions as eio_exceptions
+from engineio import json as eio_json
 from engineio import packet as eio_packet
 from engineio.async_drivers.aiohttp import WebSocket as _EioWebSocket
 from engineio.async_socket import AsyncSocket
@@ -84,10 +86,27 @@ class HubServer(socketio.AsyncServer):  # type: ignore[misc]
         handler(sid, id, data[1:])
 
 
+class _PacketJson:
+    """python-engineio's JSON module (its ``loads`` refuses integers of over 100 digits) with
+    the decoder built once: engineio's ``loads`` passes ``parse_int`` to ``json.loads``,
+    which then builds a new JSONDecoder for every incoming packet."""
+
+    _decoder = json.JSONDecoder(parse_int=eio_json._safe_int)
+    dumps = staticmethod(eio_json.dumps)
+
+    @staticmethod
+    def loads(text: Any) -> Any:
+        if isinstance(text, str) and not text.startswith("\ufeff"):
+            return _PacketJson._decoder.decode(text)
+        return eio_json.loads(text)
+
+
 class HubPacket(sio_packet.Packet):  # type: ignore[misc]
     """python-socketio's packet, except that an EVENT whose JSON does not parse (too deep, an
     integer of more digits than Python converts, ...) becomes the event ``BAD_PACKET_EVENT``
     with the reason, keeping its ack id: the client gets an error ack instead of silence."""
+
+    json = _PacketJson
 
     def decode(self, encoded_packet: Any) -> int:
         try:

@@ -140,3 +140,23 @@ def test_enqueue_queues_for_polling_and_upgrading_clients(case: str) -> None:
     packet = event_packet("message", 1)
     enqueue(socket, packet)
     assert socket.queue.get_nowait() is packet and ws.frames == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 1000) | st.none(), json_values)
+def test_hub_packet_decodes_events_as_python_socketio_does(
+    ack_id: int | None, payload: object
+) -> None:
+    from limpet.hub.transport import HubPacket
+
+    encoded = sio_packet.Packet(sio_packet.EVENT, data=["publish", payload], id=ack_id).encode()
+    ours, theirs = HubPacket(encoded_packet=encoded), sio_packet.Packet(encoded_packet=encoded)
+    assert (ours.packet_type, ours.id, ours.data) == (theirs.packet_type, theirs.id, theirs.data)
+
+
+def test_hub_packet_refuses_huge_integers_with_a_reason() -> None:
+    from limpet.hub.transport import BAD_PACKET_EVENT, HubPacket
+
+    packet = HubPacket(encoded_packet='27["publish",' + "9" * 101 + "]")
+    assert packet.id == 7 and packet.data[0] == BAD_PACKET_EVENT
+    assert HubPacket(encoded_packet='2["publish",' + "9" * 100 + "]").data[1] == int("9" * 100)
