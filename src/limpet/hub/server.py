@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
+import functools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,7 +126,7 @@ class Hub:
         self.local: dict[str, set[str]] = {}
         #: channel -> sids of local clients that asked for its join/leave events
         self.watchers: dict[str, set[str]] = {}
-        self.sio = socketio.AsyncServer(
+        self.sio = transport.HubServer(
             async_mode="aiohttp",
             cors_allowed_origins=settings.cors_origins,
             # Read payloads well over the limit so they get an error ack rather than a dropped
@@ -207,7 +208,8 @@ class Hub:
         sio.on("disconnect", self.on_disconnect)
         sio.on("subscribe", self._guard(self.on_subscribe))
         sio.on("unsubscribe", self._guard(self.on_unsubscribe))
-        sio.on("publish", self._guard(self.on_publish))
+        sio.on("publish", self._guard(self.on_publish))  # what ``inline`` does not take
+        sio.inline["publish"] = self._publish_inline
         sio.on("presence", self._guard(self.on_presence))
         sio.on(transport.BAD_PACKET_EVENT, self.on_bad_packet)
         sio.on("*", self.on_unknown)
@@ -225,16 +227,54 @@ class Hub:
                 if not isinstance(data, dict):
                     return error("payload must be an object")
                 return await handler(client, data)
-            except (ChannelError, AuthError) as exc:
-                return error(str(exc))
-            except BrokerError as exc:
-                log.warning("broker error: %s", exc)
-                return error(f"broker unavailable: {exc}")
             except Exception as exc:  # the replica stays up whatever a client sends
-                log.exception("handler failed for %s", sid)
-                return error(f"internal error: {type(exc).__name__}")
+                return _failure(sid, exc)
 
         return guarded
+
+    def _publish_inline(self, sid: str, ack_id: int | None, args: list[Any]) -> None:
+        """``publish`` straight from the connection's reader (see ``transport.HubServer``):
+        checked now, handed to the broker, acknowledged from the broker's answer. The same
+        checks and answers as ``on_publish`` behind ``_guard``."""
+        try:
+            client = self.clients.get(sid)
+            if client is None:
+                answer = error("not connected")
+            elif len(args) > 1:
+                answer = error("one payload object expected")
+            elif not args or not isinstance(args[0], dict):
+                answer = error("payload must be an object")
+            else:
+                channel, data, key = self._check_publish(client, args[0])
+                pending = self.broker.publish_soon(channel, data, idempotency_key=key)
+                pending.add_done_callback(functools.partial(self._published, sid, ack_id))
+                return
+        except Exception as exc:
+            answer = _failure(sid, exc)
+        self._ack(sid, ack_id, answer)
+
+    def _published(
+        self, sid: str, ack_id: int | None, pending: asyncio.Future[tuple[Position, bool]]
+    ) -> None:
+        if pending.cancelled():
+            answer = error("publish cancelled")
+        elif (exc := pending.exception()) is not None:
+            answer = _failure(sid, exc)
+        else:
+            answer = _publish_ack(*pending.result())
+        self._ack(sid, ack_id, answer)
+
+    def _ack(self, sid: str, ack_id: int | None, answer: dict[str, Any]) -> None:
+        if ack_id is None:
+            return
+        packet = transport.ack_packet(ack_id, answer)
+        client = self.clients.get(sid)
+        if client is not None:
+            self._put(client, packet, bounded=False)
+            return
+        socket = transport.find_socket(self.sio, sid)  # "not connected": answered all the same
+        if socket is not None and transport.is_open(socket):
+            transport.enqueue(socket, packet)
 
     async def on_unknown(self, event: str, sid: str, *args: Any) -> dict[str, str]:
         return error(f"unknown event {event!r}")
@@ -360,18 +400,18 @@ class Hub:
         return {"channel": channel}
 
     async def on_publish(self, client: Client, data: dict[str, Any]) -> dict[str, Any]:
+        channel, payload, key = self._check_publish(client, data)
+        return _publish_ack(*await self.broker.publish(channel, payload, idempotency_key=key))
+
+    def _check_publish(self, client: Client, data: dict[str, Any]) -> tuple[str, Any, str | None]:
+        """A socket.io publish's channel, data and idempotency key, checked."""
         channel = validate_channel(data.get("channel"))
         if not _granted(client.claims, "publish", channel):
             raise AuthError(f"token does not grant publish to {channel!r}")
         if "data" not in data:
             raise ChannelError("publish needs a 'data' field")
-        position, duplicate = await self._publish(
-            channel, data["data"], data.get("idempotency_key")
-        )
-        ack: dict[str, Any] = {"epoch": position.epoch, "offset": position.offset}
-        if duplicate:
-            ack["duplicate"] = True
-        return ack
+        key = self._check_data(data["data"], data.get("idempotency_key"))
+        return channel, data["data"], key
 
     async def on_presence(self, client: Client, data: dict[str, Any]) -> dict[str, Any]:
         channel = validate_channel(data.get("channel"))
@@ -398,12 +438,16 @@ class Hub:
     async def _publish(
         self, channel: str, data: Any, idempotency_key: Any
     ) -> tuple[Position, bool]:
+        key = self._check_data(data, idempotency_key)
+        return await self.broker.publish(channel, data, idempotency_key=key)
+
+    def _check_data(self, data: Any, idempotency_key: Any) -> str | None:
         if idempotency_key is not None and (
             not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= 128
         ):
             raise ChannelError("idempotency_key must be a string of 1..128 characters")
         encode_checked(data, max_depth=self.settings.max_depth, max_bytes=self.settings.max_payload)
-        return await self.broker.publish(channel, data, idempotency_key=idempotency_key)
+        return idempotency_key
 
     async def _leave(self, client: Client, channel: str) -> None:
         self._detach(client, channel)
@@ -774,6 +818,24 @@ def _allow(exc: web.HTTPException) -> dict[str, str]:
 
 
 _packet = transport.event_packet
+
+
+def _failure(sid: str, exc: BaseException) -> dict[str, str]:
+    """The error ack of a failed socket.io handler; a bad client never crashes the replica."""
+    if isinstance(exc, ChannelError | AuthError):
+        return error(str(exc))
+    if isinstance(exc, BrokerError):
+        log.warning("broker error: %s", exc)
+        return error(f"broker unavailable: {exc}")
+    log.error("handler failed for %s", sid, exc_info=exc)
+    return error(f"internal error: {type(exc).__name__}")
+
+
+def _publish_ack(position: Position, duplicate: bool) -> dict[str, Any]:
+    ack: dict[str, Any] = {"epoch": position.epoch, "offset": position.offset}
+    if duplicate:
+        ack["duplicate"] = True
+    return ack
 
 
 def _recovery_packet(channel: str, position: Position, *, subscribed: bool = True) -> Packet:

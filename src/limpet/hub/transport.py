@@ -10,13 +10,16 @@ libraries: every such reach is here, against the major versions pinned in pyproj
 from __future__ import annotations
 
 import asyncio
+import json
 import struct
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 import socketio
 from aiohttp import web
 from engineio import exceptions as eio_exceptions
+from engineio import json as eio_json
 from engineio import packet as eio_packet
 from engineio.async_drivers.aiohttp import WebSocket as _EioWebSocket
 from engineio.async_socket import AsyncSocket
@@ -46,10 +49,64 @@ def event_packet(event: str, payload: Any) -> Packet:
     return packet
 
 
+def ack_packet(ack_id: int, answer: Any) -> Packet:
+    """A socket.io ACK on the default namespace: ``3`` + the ack id + the JSON array [answer]
+    (python-socketio's encoding of a handler's single return value)."""
+    encoded = "3" + str(ack_id) + _json.encode([answer]).decode()
+    packet: Packet = eio_packet.Packet(eio_packet.MESSAGE, data=encoded)
+    return packet
+
+
+#: an inline handler: (socket.io sid, ack id or None, the event's arguments)
+InlineHandler = Callable[[str, "int | None", list[Any]], None]
+
+
+class HubServer(socketio.AsyncServer):  # type: ignore[misc]
+    """python-socketio's server, except that the events in ``inline`` are handed to a plain
+    function from the connection's reader, without the task python-socketio starts per event
+    (and its handler lookup, ack packet and queued send). The function answers the ack itself
+    (``ack_packet``) once it has one; it must not block. Measured: a task, its wake-ups and
+    the ack round trip per publish were the largest per-message cost of the 100-channel
+    scenario after fan-out (docs/benchmarks-hub.md)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.inline: dict[str, InlineHandler] = {}
+
+    async def _handle_event(self, eio_sid: str, namespace: Any, id: Any, data: Any) -> None:
+        handler = None
+        if data and isinstance(data[0], str) and (namespace or "/") == "/":
+            handler = self.inline.get(data[0])
+        if handler is None:
+            await super()._handle_event(eio_sid, namespace, id, data)
+            return
+        sid = self.manager.sid_from_eio_sid(eio_sid, "/")
+        if not self.manager.is_connected(sid, "/"):
+            return
+        handler(sid, id, data[1:])
+
+
+class _PacketJson:
+    """python-engineio's JSON module (its ``loads`` refuses integers of over 100 digits) with
+    the decoder built once: engineio's ``loads`` passes ``parse_int`` to ``json.loads``,
+    which then builds a new JSONDecoder for every incoming packet."""
+
+    _decoder = json.JSONDecoder(parse_int=eio_json._safe_int)
+    dumps = staticmethod(eio_json.dumps)
+
+    @staticmethod
+    def loads(text: Any) -> Any:
+        if isinstance(text, str) and not text.startswith("\ufeff"):
+            return _PacketJson._decoder.decode(text)
+        return eio_json.loads(text)
+
+
 class HubPacket(sio_packet.Packet):  # type: ignore[misc]
     """python-socketio's packet, except that an EVENT whose JSON does not parse (too deep, an
     integer of more digits than Python converts, ...) becomes the event ``BAD_PACKET_EVENT``
     with the reason, keeping its ack id: the client gets an error ack instead of silence."""
+
+    json = _PacketJson
 
     def decode(self, encoded_packet: Any) -> int:
         try:
@@ -113,18 +170,53 @@ class _PlainWebSocket(_EioWebSocket):  # type: ignore[misc]
 
     _pending: list[bytes]
     _pending_bytes: int = 0
-    _flush_handle: asyncio.Handle | None = None
+    #: waiting in the flusher's list for this loop turn's write
+    _dirty: bool = False
+    #: the writer task is waiting for the transport to drain, holding packets it took
+    _draining: bool = False
 
     async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
         request = environ["aiohttp.request"]
         self._pending = []
+        self._flusher = _flusher(self.server)
         self._sock = web.WebSocketResponse(
             max_msg_size=self.server.max_http_buffer_size, compress=False
         )
         await self._sock.prepare(request)
         self.environ = environ
-        await self.handler(self)
+        # the Engine.IO socket this websocket serves (the handler is its bound method), so
+        # ``enqueue`` can hand it frames directly
+        socket = getattr(self.handler, "__self__", None)
+        if socket is not None:
+            socket._hub_ws = self
+        try:
+            await self.handler(self)
+        finally:
+            if socket is not None and socket.__dict__.get("_hub_ws") is self:
+                del socket._hub_ws
         return self._sock
+
+    def can_take(self) -> bool:
+        """Whether a frame may be buffered directly now: the connection is open, not applying
+        back-pressure, and the writer task holds nothing it has yet to send."""
+        writer = self._sock._writer
+        return not (
+            self._draining
+            or writer is None
+            or writer.protocol._paused
+            or writer.transport is None
+            or writer.transport.is_closing()
+        )
+
+    def push(self, frame: bytes) -> None:
+        """Buffer ``frame`` for this loop turn's write (see ``enqueue``)."""
+        self._pending.append(frame)
+        self._pending_bytes += len(frame)
+        if self._pending_bytes >= _FLUSH_BYTES:
+            self._flush()
+        elif not self._dirty:
+            self._dirty = True
+            self._flusher.add(self)
 
     async def send(self, message: Any) -> None:
         writer = self._sock._writer
@@ -142,14 +234,17 @@ class _PlainWebSocket(_EioWebSocket):  # type: ignore[misc]
             # a slow client's backlog stays in its bounded send queue (see Outbox)
             self._flush()
             if writer.protocol._paused:
-                await writer.protocol._drain_helper()
-        elif self._flush_handle is None:
-            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
+                self._draining = True
+                try:
+                    await writer.protocol._drain_helper()
+                finally:
+                    self._draining = False
+        elif not self._dirty:
+            self._dirty = True
+            self._flusher.add(self)
 
     def _flush(self) -> None:
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-            self._flush_handle = None
+        self._dirty = False
         if not self._pending:
             return
         frames, self._pending, self._pending_bytes = self._pending, [], 0
@@ -161,6 +256,35 @@ class _PlainWebSocket(_EioWebSocket):  # type: ignore[misc]
     async def close(self) -> None:
         self._flush()
         await super().close()
+
+
+class _Flusher:
+    """The websockets with frames buffered in this loop turn, all written by one callback at
+    its end: one scheduled callback per turn instead of one per client (a message fanned out
+    to every client of a replica buffers a frame for each)."""
+
+    def __init__(self) -> None:
+        self.dirty: list[_PlainWebSocket] = []
+        self.handle: asyncio.Handle | None = None
+
+    def add(self, ws: _PlainWebSocket) -> None:
+        self.dirty.append(ws)
+        if self.handle is None:
+            self.handle = asyncio.get_running_loop().call_soon(self.run)
+
+    def run(self) -> None:
+        self.handle = None
+        dirty, self.dirty = self.dirty, []
+        for ws in dirty:
+            ws._flush()
+
+
+def _flusher(server: Any) -> _Flusher:
+    """The flusher of one Engine.IO server (one event loop)."""
+    flusher: _Flusher | None = server.__dict__.get("_hub_flusher")
+    if flusher is None:
+        flusher = server._hub_flusher = _Flusher()
+    return flusher
 
 
 def disable_ws_compression(sio: socketio.AsyncServer) -> None:
@@ -226,8 +350,37 @@ def queued(socket: Any) -> int:
 
 
 def enqueue(socket: Any, packet: Packet) -> None:
-    """Queue one packet for the socket's writer, synchronously (keeps call order)."""
+    """Send one packet, synchronously, in call order.
+
+    When the client is on the hub's websocket and nothing is waiting before this packet (the
+    send queue is empty, the writer task holds nothing, the connection is not applying
+    back-pressure), its frame goes straight into that websocket's buffer, written once per loop
+    turn. Otherwise it is queued for python-engineio's writer task, as polling clients, upgrades
+    and slow clients always are, so the order of a client's packets is the order of calls and
+    the queue length stays the client's backlog (see Outbox). The writer task's path costs a
+    task wake-up, a queue round trip and an ``asyncio.timeout`` per client per loop turn: about
+    a quarter of a replica's CPU in the one-channel fan-out profile (docs/benchmarks-hub.md)."""
+    ws = socket.__dict__.get("_hub_ws")
+    if (
+        ws is not None
+        and socket.upgraded
+        and not socket.upgrading
+        and not packet.binary
+        and socket.queue.empty()
+        and ws.can_take()
+    ):
+        ws.push(packet_frame(packet))
+        return
     socket.queue.put_nowait(packet)
+
+
+def packet_frame(packet: Packet) -> bytes:
+    """The WebSocket frame of a text packet, built once per packet object (a fanned-out message
+    is one packet for all its receivers)."""
+    frame: bytes | None = packet.__dict__.get("_hub_frame")
+    if frame is None:
+        frame = packet._hub_frame = text_frame(packet.encode().encode())
+    return frame
 
 
 def drop_queued(socket: Any) -> int:

@@ -73,3 +73,90 @@ def test_the_frame_cache_is_bounded_in_bytes() -> None:
         shared_frame(f"4{n}" + "y" * 20_000)
         assert len(transport._FRAMES) <= transport._FRAMES_MAX
         assert transport._frames_bytes <= transport._FRAMES_BYTES
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 2**31), json_values)
+def test_ack_packet_is_what_python_socketio_decodes(ack_id: int, answer: object) -> None:
+    from limpet.hub.transport import ack_packet
+
+    packet = ack_packet(ack_id, {"answer": answer})
+    assert packet.packet_type == 4  # Engine.IO MESSAGE
+    decoded = sio_packet.Packet(encoded_packet=packet.data)
+    assert decoded.packet_type == sio_packet.ACK and decoded.id == ack_id
+    assert decoded.data == [{"answer": answer}]
+
+
+class _Socket:
+    """The Engine.IO socket attributes ``enqueue`` reads (python-engineio's AsyncSocket)."""
+
+    def __init__(self, ws: object | None) -> None:
+        import asyncio
+
+        self.queue: asyncio.Queue[object] = asyncio.Queue()
+        self.upgraded = True
+        self.upgrading = False
+        if ws is not None:
+            self._hub_ws = ws
+
+
+class _Ws:
+    def __init__(self) -> None:
+        self.frames: list[bytes] = []
+        self.open = True
+
+    def can_take(self) -> bool:
+        return self.open
+
+    def push(self, frame: bytes) -> None:
+        self.frames.append(frame)
+
+
+def test_enqueue_writes_directly_only_when_nothing_waits_before_the_packet() -> None:
+    from limpet.hub.transport import enqueue, packet_frame
+
+    ws = _Ws()
+    socket = _Socket(ws)
+    first, second, third = (event_packet("message", n) for n in range(3))
+    enqueue(socket, first)  # idle websocket: straight to its buffer, framed once
+    assert ws.frames == [packet_frame(first)] and socket.queue.empty()
+    assert packet_frame(first) is packet_frame(first)
+    ws.open = False  # back-pressure (or the writer holds packets): the queue, in order
+    enqueue(socket, second)
+    ws.open = True
+    enqueue(socket, third)  # something waits in the queue: it must not be overtaken
+    assert [socket.queue.get_nowait(), socket.queue.get_nowait()] == [second, third]
+    assert ws.frames == [packet_frame(first)]
+
+
+@pytest.mark.parametrize("case", ["polling", "upgrading"])
+def test_enqueue_queues_for_polling_and_upgrading_clients(case: str) -> None:
+    from limpet.hub.transport import enqueue
+
+    ws = _Ws()
+    socket = _Socket(None if case == "polling" else ws)
+    if case == "upgrading":
+        socket.upgraded, socket.upgrading = False, True
+    packet = event_packet("message", 1)
+    enqueue(socket, packet)
+    assert socket.queue.get_nowait() is packet and ws.frames == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 1000) | st.none(), json_values)
+def test_hub_packet_decodes_events_as_python_socketio_does(
+    ack_id: int | None, payload: object
+) -> None:
+    from limpet.hub.transport import HubPacket
+
+    encoded = sio_packet.Packet(sio_packet.EVENT, data=["publish", payload], id=ack_id).encode()
+    ours, theirs = HubPacket(encoded_packet=encoded), sio_packet.Packet(encoded_packet=encoded)
+    assert (ours.packet_type, ours.id, ours.data) == (theirs.packet_type, theirs.id, theirs.data)
+
+
+def test_hub_packet_refuses_huge_integers_with_a_reason() -> None:
+    from limpet.hub.transport import BAD_PACKET_EVENT, HubPacket
+
+    packet = HubPacket(encoded_packet='27["publish",' + "9" * 101 + "]")
+    assert packet.id == 7 and packet.data[0] == BAD_PACKET_EVENT
+    assert HubPacket(encoded_packet='2["publish",' + "9" * 100 + "]").data[1] == int("9" * 100)

@@ -8,6 +8,7 @@ with TTL heartbeats so a crashed replica's clients vanish within ``presence_ttl`
 from __future__ import annotations
 
 import abc
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -61,6 +62,14 @@ class Broker(abc.ABC):
         self, channel: str, data: Any, *, idempotency_key: str | None = None
     ) -> tuple[Position, bool]:
         """Store ``data`` at the channel's next offset and fan it out; (position, duplicate)."""
+
+    def publish_soon(
+        self, channel: str, data: Any, *, idempotency_key: str | None = None
+    ) -> asyncio.Future[tuple[Position, bool]]:
+        """``publish`` started now, its outcome as a future (the hub acks a socket.io publish
+        from its callback, without a task per event). This default runs ``publish`` as a
+        task; a broker that queues publishes itself returns its own future."""
+        return asyncio.ensure_future(self.publish(channel, data, idempotency_key=idempotency_key))
 
     @abc.abstractmethod
     async def history(self, channel: str, since: int | None, limit: int) -> HistoryPage:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -141,6 +142,27 @@ _KINDS: dict[Any, str] = {
 }
 
 
+async def _as_is(response: Any) -> Any:
+    return response
+
+
+#: a live record as redis-py reads it: [kind, channel, data]
+_RECORDS = (b"message", b"smessage")
+
+
+class _Liveness:
+    """One subscriber connection's liveness: the last PONG, records since the watchdog last
+    looked, and what the first PONG must do (re-sync, or say this connection is ready)."""
+
+    __slots__ = ("last_pong", "ready", "resync", "traffic")
+
+    def __init__(self, now: float, resync: bool, ready: Callable[[], None] | None) -> None:
+        self.last_pong = now
+        self.traffic = False
+        self.resync = resync
+        self.ready = ready
+
+
 class RedisBroker(Broker):
     """One Redis. Subclasses (Redis Cluster, Sentinel) change how clients are built and whether
     live records travel on sharded pub/sub and epochs are fenced by the master's identity."""
@@ -156,7 +178,7 @@ class RedisBroker(Broker):
         self.url = url
         self.channels: set[str] = set()
         self._pending: dict[str, asyncio.Future[None]] = {}
-        #: publishes waiting for the next pipeline (keys, args, result)
+        #: publishes waiting for the next pipeline (keys, args, outcome)
         self._queued: list[tuple[list[str], list[Any], asyncio.Future[Any]]] = []
         self._sender: asyncio.Task[None] | None = None
         self._pubsub: Any = None
@@ -244,6 +266,12 @@ class RedisBroker(Broker):
     async def publish(
         self, channel: str, data: Any, *, idempotency_key: str | None = None
     ) -> tuple[Position, bool]:
+        return await self.publish_soon(channel, data, idempotency_key=idempotency_key)
+
+    def publish_soon(
+        self, channel: str, data: Any, *, idempotency_key: str | None = None
+    ) -> asyncio.Future[tuple[Position, bool]]:
+        """Queue the publish for the next pipeline; its future is resolved by the sender."""
         policy = self.options.history.for_channel(channel)
         meta, stream = self._key(channel, "meta"), self._key(channel, "stream")
         idem = self._key(channel, f"idem:{idempotency_key}") if idempotency_key else meta
@@ -259,13 +287,11 @@ class RedisBroker(Broker):
             "SPUBLISH" if self.sharded else "PUBLISH",
             "1" if self.fenced else "0",
         ]
-        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        done: asyncio.Future[tuple[Position, bool]] = asyncio.get_running_loop().create_future()
         self._queued.append(([meta, stream, idem, self._live(channel)], args, done))
         if self._sender is None or self._sender.done():
             self._sender = asyncio.create_task(self._send_publishes())
-        async with self._errors("publish"):
-            epoch, offset, duplicate = await done
-        return Position(epoch.decode(), int(offset)), bool(duplicate)
+        return done
 
     async def _send_publishes(self) -> None:
         """Send the queued publishes: all of them in one pipeline, one round trip, in call
@@ -287,10 +313,15 @@ class RedisBroker(Broker):
             for (_, _, done), result in zip(batch, results, strict=True):
                 if done.done():
                     continue  # its publisher gave up waiting
-                if isinstance(result, BaseException):
+                if isinstance(result, (RedisError, OSError)):
+                    failure = BrokerError(f"redis publish failed: {result}")
+                    failure.__cause__ = result
+                    done.set_exception(failure)
+                elif isinstance(result, BaseException):
                     done.set_exception(result)
                 else:
-                    done.set_result(result)
+                    epoch, offset, duplicate = result
+                    done.set_result((Position(epoch.decode(), int(offset)), bool(duplicate)))
 
     async def _pipeline(
         self, batch: list[tuple[list[str], list[Any], asyncio.Future[Any]]]
@@ -405,30 +436,65 @@ class RedisBroker(Broker):
 
         With ``resync``, the hub is asked to re-read history once the first PONG arrives: Redis
         answers in order, so by then every SUBSCRIBE of the reconnect is in effect. ``ready``
-        is called at that first PONG instead (when several connections must all be ready)."""
+        is called at that first PONG instead (when several connections must all be ready).
+
+        The records are read by their own task with no timeout per read (see ``_records``);
+        this loop is the watchdog: one PING and one wait per interval, not per record."""
         interval = self.options.health_interval
-        last_pong = time.monotonic()
-        last_ping = 0.0
+        live = _Liveness(time.monotonic(), resync, ready)
+        reader = asyncio.ensure_future(self._records(pubsub, live))
+        try:
+            while True:
+                await pubsub.ping()
+                done, _ = await asyncio.wait({reader}, timeout=interval)
+                if done:
+                    reader.result()  # raises what ended it
+                    raise ConnectionError("redis subscriber stopped reading")
+                silent = time.monotonic() - live.last_pong
+                if live.traffic:
+                    live.traffic = False  # records prove the connection is alive too
+                    live.last_pong = time.monotonic()
+                elif silent > 2 * interval + 1:
+                    raise TimeoutError(f"no PONG from redis for {silent:.1f}s")
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+
+    async def _records(self, pubsub: Any, live: _Liveness) -> None:
+        """Read what the subscriber connection brings, straight from redis-py's connection.
+
+        ``PubSub.get_message`` costs, per record, a retry wrapper, an operation-duration
+        metric, a health check, an ``asyncio.timeout`` and a dict: about half of the live
+        reader's time in the 100-channel profile (docs/benchmarks-hub.md). Here a record is one
+        ``read_response`` without a timeout (records already buffered are parsed without a
+        wake-up each); everything that is not a record (subscribe confirmations, PONGs) still
+        goes through ``PubSub.handle_message``, which keeps redis-py's own bookkeeping."""
+        conn = pubsub.connection
+        parser: Any = getattr(conn, "_parser", None)
+        if hasattr(parser, "set_pubsub_push_handler"):
+            # redis-py's RESP3 handler formats every record into a debug log line, even when
+            # that level is off: the record as it is, instead
+            parser.set_pubsub_push_handler(_as_is)
+        read = conn.read_response
         prefix_len = len(self.options.prefix) + 2
         while True:
-            now = time.monotonic()
-            if now - last_pong > 2 * interval + 1:
-                raise TimeoutError(f"no PONG from redis for {now - last_pong:.1f}s")
-            if now - last_ping >= interval:
-                await pubsub.ping()
-                last_ping = now
-            message = await pubsub.get_message(timeout=interval / 2)
+            response = await read(timeout=math.inf, disconnect_on_error=False, push_request=True)
+            if type(response) is list and len(response) == 3 and response[0] in _RECORDS:
+                live.traffic = True
+                self._deliver(response[2])
+                continue
+            message = await pubsub.handle_message(response)
             if message is None:
                 continue
             kind = _KINDS.get(message["type"], message["type"])
             if kind == "pong":
-                last_pong = time.monotonic()
-                if ready is not None:
-                    on_ready: Callable[[], None] = ready
-                    ready = None
+                live.last_pong = time.monotonic()
+                if live.ready is not None:
+                    on_ready, live.ready = live.ready, None
                     on_ready()
-                if resync:
-                    resync = False
+                if live.resync:
+                    live.resync = False
                     self.on_resync()
             elif kind == "sunsubscribe":
                 # Redis 7 unsubscribes shard channels itself when their slot leaves the node
@@ -443,21 +509,24 @@ class RedisBroker(Broker):
                 if waiter is not None and not waiter.done():
                     waiter.set_result(None)
             elif kind == "message":
-                last_pong = time.monotonic()  # traffic proves the connection is alive too
-                try:
-                    record = decode_envelope(message["data"])
-                except (msgspec.DecodeError, RecursionError) as exc:
-                    # a message whose data does not decode keeps its position (announced)
-                    head = decode_message_head(message["data"])
-                    if head is None:
-                        log.warning("dropping an undecodable record: %s", exc)
-                        continue
-                    record = head
-                if record.channel in self.channels:
-                    try:
-                        self.on_envelope(record)
-                    except Exception:  # one record must never end the live stream
-                        log.exception("delivering a record of %s failed", record.channel)
+                live.traffic = True
+                self._deliver(message["data"])
+
+    def _deliver(self, data: bytes) -> None:
+        try:
+            record = decode_envelope(data)
+        except (msgspec.DecodeError, RecursionError) as exc:
+            # a message whose data does not decode keeps its position (announced)
+            head = decode_message_head(data)
+            if head is None:
+                log.warning("dropping an undecodable record: %s", exc)
+                return
+            record = head
+        if record.channel in self.channels:
+            try:
+                self.on_envelope(record)
+            except Exception:  # one record must never end the live stream
+                log.exception("delivering a record of %s failed", record.channel)
 
     # --- presence ------------------------------------------------------------------------
 
