@@ -25,7 +25,16 @@ from limpet.proxy import engineio, wire
 from limpet.proxy.filters import NO_FILTER, ExchangeFilter
 from limpet.proxy.headers import new_request_id, parse_cookies
 from limpet.proxy.responses import CONTINUE, local_response
-from limpet.proxy.states import DownEvent, DownState, advance
+from limpet.proxy.states import (
+    EX_LIVE,
+    EX_RESPONSE_STARTED,
+    DownEvent,
+    DownState,
+    ExEvent,
+    ExState,
+    advance,
+    ex_advance,
+)
 from limpet.proxy.wire import RequestParser
 from limpet.proxy.wire.parser import BODY, CHUNKED, END, ERROR, HEAD, UPGRADE, RequestHead
 
@@ -536,7 +545,13 @@ class Downstream(asyncio.Protocol):
 
 
 class Exchange:
-    """One request and its response, from pick to the last byte (or to the tunnel)."""
+    """One request and its response, from pick to the last byte (or to the tunnel).
+
+    Where it is lives in ``state`` (limpet.proxy.states: ExState, stepped only through the
+    table by ``step``); the response timeout runs exactly while the state is WAITING. Beside
+    the state it keeps the request's facts that decide a retry (``body_done``, ``body_sent``,
+    ``retried_stale``) and the framing chosen for the response.
+    """
 
     __slots__ = (
         "body_buffer",
@@ -557,12 +572,10 @@ class Exchange:
         "resp_chunked",
         "resp_close",
         "resp_headers",
-        "response_started",
         "retried_stale",
         "runtime",
-        "started",
+        "state",
         "status",
-        "timer",
         "until_close",
         "upgrade",
         "upstream",
@@ -613,20 +626,46 @@ class Exchange:
         self.upstream: UpstreamConnection | None = None
         self.failed: set[str] = set()
         self.retried_stale = False
-        self.started = False
-        self.response_started = False
+        self.state = ExState.QUEUED
         self.resp_headers: list[tuple[bytes, bytes]] = []
         self.resp_chunked = False
         self.resp_close = False
         self.until_close = False
         self.status = 0
-        self.timer = False  # our response timeout is armed on down.resp_timer
         #: optional behaviour (Engine.IO sid rewriting) through fixed hooks; see filters.py
         self.filter: ExchangeFilter = NO_FILTER
 
     def __repr__(self) -> str:
         backend = self.pick.backend.id if self.pick and self.pick.backend else None
         return f"Exchange({self.method.decode()} {self.url[:60]!r}, backend={backend!r}, status={self.status})"
+
+    # -- state ---------------------------------------------------------------------------------
+    def step(self, event: ExEvent) -> None:
+        """Take one step of the table; entering WAITING arms the response timeout (it runs
+        from when the whole request was sent, not while the client is still uploading: a
+        slow, steady upload is no backend's fault) and leaving WAITING disarms it."""
+        old = self.state
+        new = self.state = ex_advance(old, event)
+        if new is ExState.WAITING:
+            if old is not ExState.WAITING:
+                self.down.resp_timer.arm(self.down.timeouts.response, self.response_timeout)
+        elif old is ExState.WAITING:
+            self.down.resp_timer.disarm()
+
+    @property
+    def started(self) -> bool:
+        """Its turn came (it left QUEUED)."""
+        return self.state is not ExState.QUEUED
+
+    @property
+    def response_started(self) -> bool:
+        """A response head went downstream: a local answer can no longer be sent."""
+        return self.state in EX_RESPONSE_STARTED
+
+    @property
+    def timer(self) -> bool:
+        """The response timeout is armed on ``down.resp_timer``."""
+        return self.state is ExState.WAITING
 
     # -- request side --------------------------------------------------------------------------
     def ready(self) -> bool:
@@ -643,7 +682,7 @@ class Exchange:
 
     def start(self) -> None:
         """Choose the backend (the route's policy decides) and get a connection to it."""
-        self.started = True
+        self.step(ExEvent.START)
         down = self.down
         lnames = self.lnames
         host = self.headers[lnames.index(b"host")][1] if b"host" in lnames else b""
@@ -706,7 +745,9 @@ class Exchange:
         except (TimeoutError, OSError) as exc:
             self.connect_failed(backend, exc)
             return
-        if self.down.transport is None:  # the client left while we connected
+        if self.state is not ExState.CONNECTING or self.down.transport is None:
+            # the client left, or its request was refused, while we connected: nothing of it
+            # goes upstream
             conn.release(keep_alive=True)
             return
         self.attach(conn)
@@ -718,6 +759,8 @@ class Exchange:
         runtime.passive(backend.id, HealthEvent.PASSIVE_FAIL)
         self.down.ctx.metrics.upstream_connect_failures.labels(runtime.name, backend.id).inc()
         self.failed.add(backend.id)
+        if self.state is not ExState.CONNECTING:
+            return  # given up meanwhile (the client left or its request broke)
         if self.body_sent or len(self.failed) > 2 or self.down.transport is None:
             self.local(502, f"backend {backend.id} is unreachable")
             return
@@ -729,6 +772,7 @@ class Exchange:
     def attach(self, conn: UpstreamConnection) -> None:
         """Send the request head (and what body we hold) on ``conn``."""
         assert self.runtime is not None and self.pick is not None
+        self.step(ExEvent.ATTACH)
         self.upstream = conn
         conn.exchange = self
         self.runtime.opened(conn.backend_id, self.pick)
@@ -750,13 +794,7 @@ class Exchange:
         if self.down.write_paused:
             transport.pause_reading()
         if self.body_done:
-            self.arm_response_timer()
-
-    def arm_response_timer(self) -> None:
-        """The response timeout runs from when the whole request was sent, not while the
-        client is still uploading (a slow, steady upload is no backend's fault)."""
-        self.down.resp_timer.arm(self.down.timeouts.response, self.response_timeout)
-        self.timer = True
+            self.step(ExEvent.SENT)
 
     def request_head(self) -> bytes:
         """The head for the backend: the wire core rewrites it (limpet.proxy.wire.rewrite)."""
@@ -801,17 +839,15 @@ class Exchange:
         if conn is not None and conn.transport is not None:
             if self.body_chunked:
                 conn.transport.write(b"0\r\n\r\n")
-            if not self.response_started and self.status == 0:
-                self.arm_response_timer()
+            if self.state is ExState.SENDING:  # (not when the backend answered already)
+                self.step(ExEvent.SENT)
 
     # -- response side ---------------------------------------------------------------------
     def response_head(self, status: int, reason: bytes, conn: UpstreamConnection) -> None:
-        if self.timer:
-            self.down.resp_timer.disarm()
-            self.timer = False
         headers, self.resp_headers = self.resp_headers, []
         if 100 <= status < 200 and status != 101:
             # interim responses (103 Early Hints...) are relayed; the final one follows
+            self.step(ExEvent.INTERIM_HEAD)
             self.write_down(self.response_bytes(status, reason, headers, interim=True))
             return
         self.status = status
@@ -823,7 +859,7 @@ class Exchange:
         )
         runtime.count_response(backend_id, status)
         if status == 101 and self.upgrade:
-            self.response_started = True
+            self.step(ExEvent.SWITCH)
             self.write_down(self.response_bytes(status, reason, headers, interim=True))
             # the connection now belongs to the tunnel; it is counted open until the tunnel ends
             conn.exchange = None
@@ -833,14 +869,16 @@ class Exchange:
             self.filter.tunnel(conn)
             return
         if self.filter.response_head(self, status, reason, headers):
+            self.step(ExEvent.HOLD)
             return
-        self.response_started = True
+        self.step(ExEvent.FINAL_HEAD)
         self.write_down(self.response_bytes(status, reason, headers))
         if self.method == b"HEAD":
             # RFC 9110 §9.3.2: no body follows, whatever Content-Length says; httptools cannot
             # be told the request method, so the exchange ends here and the connection is not
             # reused (its parser would wait for the announced body)
             self.finish(conn, reuse=False)
+            self.step(ExEvent.END)
             self.down.exchange_done(self, self.keep_alive and not self.resp_close)
 
     def response_bytes(
@@ -892,19 +930,17 @@ class Exchange:
             self.write_down(data)
 
     def response_complete(self, conn: UpstreamConnection, upstream_keep_alive: bool) -> None:
-        if self.status == 0:  # an interim response ended; wait for the final one
-            return
+        if self.state is not ExState.RESPONDING and self.state is not ExState.HELD:
+            return  # an interim response ended (the final one follows), or a 101's
         self.filter.end(self)
         if self.resp_chunked:
             self.write_down(b"0\r\n\r\n")
         self.finish(conn, upstream_keep_alive and self.body_done and self.method != b"HEAD")
+        self.step(ExEvent.END)
         self.down.exchange_done(self, self.keep_alive and not self.resp_close)
 
     def finish(self, conn: UpstreamConnection | None, reuse: bool) -> None:
         """Give the upstream connection back (or close it) and account the exchange as closed."""
-        if self.timer:
-            self.down.resp_timer.disarm()
-            self.timer = False
         if conn is not None and self.upstream is conn:
             self.upstream = None
             assert self.runtime is not None
@@ -916,7 +952,6 @@ class Exchange:
             conn.release(keep_alive=reuse)
 
     def response_timeout(self) -> None:
-        self.timer = False
         conn = self.upstream
         if conn is not None:
             self.finish(conn, reuse=False)
@@ -933,14 +968,17 @@ class Exchange:
             if self.until_close:  # the close is the end of this body, not an error
                 if self.resp_chunked:
                     self.write_down(b"0\r\n\r\n")
+                self.step(ExEvent.END)
                 self.down.exchange_done(self, self.keep_alive and not self.resp_close)
             else:
+                self.step(ExEvent.ABORT)
                 self.down.close()  # truncated: the client must see the connection end
             return
         if not self.body_sent and reused and not self.retried_stale and self.pick is not None:
             # a keep-alive connection the backend had closed (RFC 9112 §9.3.1 allows retrying
             # a request that was never acted upon): once more on a fresh connection
             self.retried_stale = True
+            self.step(ExEvent.RETRY)
             backend = self.pick.backend
             assert backend is not None
             self.down.loop.create_task(self.connect(backend))
@@ -953,6 +991,7 @@ class Exchange:
         ):
             # RFC 9110 §9.2.2: only an idempotent request may be sent again (elsewhere); a
             # POST the backend may have acted on is answered 502, never repeated
+            self.step(ExEvent.RETRY)
             self.connect_failed(self.pick.backend, exc)
             return
         if self.pick is not None and self.pick.backend is not None and self.runtime is not None:
@@ -963,6 +1002,7 @@ class Exchange:
         conn = self.upstream
         self.finish(conn, reuse=False)
         if self.response_started:
+            self.step(ExEvent.ABORT)
             self.down.close()
         else:
             self.local(502, reason)
@@ -971,14 +1011,19 @@ class Exchange:
         conn = self.upstream
         if conn is not None:
             self.finish(conn, reuse=False)
+        if self.state in EX_LIVE:
+            self.step(ExEvent.ABORT)
 
     def abort_upstream(self) -> None:
         conn = self.upstream
         if conn is not None:
             self.finish(conn, reuse=False)
             conn.abort()
+        if self.state in EX_LIVE:
+            self.step(ExEvent.ABORT)
 
     def local(self, status: int, text: str) -> None:
         """Answer from the proxy itself and close the downstream connection."""
+        self.step(ExEvent.LOCAL)
         if self.down.active is self:
             self.down.refuse(status, text)

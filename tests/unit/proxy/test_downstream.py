@@ -4,6 +4,7 @@ in-memory transports, fed bytes the way the loop would feed them."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 from collections.abc import Iterator
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from limpet.proxy import cli
 from limpet.proxy.http1 import MAX_PIPELINE, Downstream
 from limpet.proxy.server import ProxyServer
+from limpet.proxy.states import ExState
 from limpet.proxy.upstream import UpstreamConnection
 
 
@@ -179,3 +181,115 @@ async def test_response_timeout_is_armed_only_once_the_request_was_sent(rig: Rig
     assert rig.down.active is not None and not rig.down.active.timer
     rig.down.data_received(b"def")
     assert rig.down.active.timer
+
+
+# -- the exchange's states, stepped by real protocol events --------------------------------------
+
+
+def connect_in_memory(rig: Rig) -> list[Transport]:
+    """Make the pool's connect() open in-memory upstream connections; returns their transports."""
+    made: list[Transport] = []
+
+    async def connect(timeout: float) -> UpstreamConnection:
+        conn = UpstreamConnection(rig.pool)
+        made.append(Transport())
+        conn.connection_made(made[-1])  # type: ignore[arg-type]
+        return conn
+
+    rig.pool.connect = connect  # type: ignore[method-assign]
+    return made
+
+
+async def connect_task() -> asyncio.Task[object]:
+    (task,) = asyncio.all_tasks() - {asyncio.current_task()}
+    return task
+
+
+async def test_exchange_states_follow_a_plain_get(rig: Rig) -> None:
+    rig.down.data_received(GET % 1)
+    ex = rig.down.active
+    assert ex is not None and ex.state is ExState.WAITING and ex.timer
+    rig.conn.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\no")
+    assert ex.state is ExState.RESPONDING and not ex.timer
+    rig.conn.data_received(b"k")
+    assert ex.state is ExState.DONE and rig.down.active is None
+
+
+async def test_an_upload_is_sending_until_its_last_byte(rig: Rig) -> None:
+    rig.down.data_received(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nab")
+    ex = rig.down.active
+    assert ex is not None and ex.state is ExState.SENDING
+    rig.conn.data_received(b"HTTP/1.1 103 Early Hints\r\n\r\n")
+    assert ex.state is ExState.SENDING  # a 1xx does not end the upload
+    rig.down.data_received(b"cd")
+    assert ex.state is ExState.WAITING and ex.timer
+
+
+async def test_an_interim_response_after_the_request_stops_the_response_timeout(rig: Rig) -> None:
+    rig.down.data_received(GET % 1)
+    ex = rig.down.active
+    assert ex is not None and ex.timer
+    rig.conn.data_received(b"HTTP/1.1 103 Early Hints\r\n\r\n")
+    assert ex.state is ExState.INTERIM and not ex.timer
+    rig.conn.data_received(OK)
+    assert ex.state is ExState.DONE
+
+
+async def test_a_response_timeout_is_a_local_504(rig: Rig) -> None:
+    rig.down.data_received(GET % 1)
+    ex = rig.down.active
+    assert ex is not None
+    ex.response_timeout()  # what the armed timer calls
+    assert ex.state is ExState.LOCAL and rig.backend.closed
+    assert rig.client.take().startswith(b"HTTP/1.1 504 ")
+
+
+async def test_a_backend_answering_before_the_upload_ended_closes_after_the_answer(
+    rig: Rig,
+) -> None:
+    rig.down.data_received(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nab")
+    ex = rig.down.active
+    assert ex is not None
+    rig.conn.data_received(b"HTTP/1.1 413 Too Large\r\nContent-Length: 0\r\n\r\n")
+    assert ex.state is ExState.DONE and rig.client.closed
+
+
+async def test_a_stale_pooled_connection_is_retried_once_on_a_fresh_one(rig: Rig) -> None:
+    made = connect_in_memory(rig)
+    rig.down.data_received(GET % 1)
+    ex = rig.down.active
+    assert ex is not None and rig.conn.reused
+    rig.conn.connection_lost(None)  # the backend had closed it while it was idle
+    assert ex.state is ExState.CONNECTING and ex.retried_stale
+    await (await connect_task())
+    assert ex.state is ExState.WAITING and made[0].take().startswith(b"GET /1 ")
+    assert rig.client.take() == b""  # nothing was answered yet
+
+
+async def test_a_request_refused_while_its_backend_connects_never_reaches_it(rig: Rig) -> None:
+    rig.pool.idle.clear()
+    made = connect_in_memory(rig)
+    rig.down.data_received(
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"
+    )
+    ex = rig.down.active
+    assert ex is not None and ex.state is ExState.CONNECTING
+    rig.down.data_received(b"zz\r\n")  # a bad chunk-size line: the request is refused
+    assert ex.state is ExState.ABORTED
+    assert rig.client.take().startswith(b"HTTP/1.1 400 ")
+    await (await connect_task())
+    assert made[0].take() == b"" and ex.state is ExState.ABORTED
+
+
+async def test_an_upgrade_answered_101_becomes_a_tunnel(rig: Rig) -> None:
+    rig.down.data_received(
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+    )
+    ex = rig.down.active
+    assert ex is not None and ex.state is ExState.WAITING  # its head was the whole request
+    rig.conn.data_received(
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nhi"
+    )
+    assert ex.state is ExState.TUNNEL and rig.client.take().endswith(b"\r\n\r\nhi")
+    rig.down.data_received(b"there")
+    assert rig.backend.take().endswith(b"there")
