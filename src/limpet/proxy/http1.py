@@ -14,6 +14,7 @@ buffer a whole body.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
@@ -35,6 +36,7 @@ from limpet.proxy.states import (
     advance,
     ex_advance,
 )
+from limpet.proxy.tunnel import Tunnel
 from limpet.proxy.wire import RequestParser
 from limpet.proxy.wire.parser import BODY, CHUNKED, END, ERROR, HEAD, UPGRADE, RequestHead
 
@@ -164,13 +166,11 @@ class Downstream(asyncio.Protocol):
         self.write_paused = False
         #: READING / HALF_CLOSED / UPGRADING / TUNNEL / REFUSED / CLOSED (limpet.proxy.states)
         self.state = DownState.READING
-        self.tunnel: UpstreamConnection | None = None
-        self.tunnel_exchange: Exchange | None = None
+        self.tunnel: Tunnel | None = None  # after 101 (limpet.proxy.tunnel)
         self.pending_refusal: tuple[int, str] | None = None
         self.out: list[bytes] | None = None  # corked downstream writes (see cork)
-        self._timer = Deadline(self.loop)  # header, idle, tunnel-idle and lingering close
+        self._timer = Deadline(self.loop)  # header, idle and lingering close
         self.resp_timer = Deadline(self.loop)  # the active exchange's response timeout
-        self._last_activity = 0.0
         self._head_started = False  # bytes of a head arrived while idle (header timer armed)
         self._handling = False  # inside handle(): exchange_done must not feed the parser
         self._cookie_key: list[bytes] | None = None  # the last request's Cookie values...
@@ -209,11 +209,7 @@ class Downstream(asyncio.Protocol):
         self.resp_timer.cancel()
         tunnel, self.tunnel = self.tunnel, None
         if tunnel is not None:
-            tunnel.close()
-        tex, self.tunnel_exchange = self.tunnel_exchange, None
-        if tex is not None and tex.runtime is not None and tex.pick and tex.pick.backend:
-            self.ctx.metrics.tunnels_open.dec()
-            tex.runtime.closed(tex.pick.backend.id)
+            tunnel.client_lost()
         for exchange in (self.active, self.receiving, *self.queue):
             if exchange is not None:
                 exchange.downstream_lost()
@@ -225,10 +221,8 @@ class Downstream(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         state = self.state
         if state is DownState.TUNNEL:
-            tunnel = self.tunnel
-            if tunnel is not None and tunnel.transport is not None:
-                tunnel.transport.write(data)
-            self._last_activity = self.loop.time()
+            if self.tunnel is not None:
+                self.tunnel.from_client(data)
             return
         if state is DownState.REFUSED:
             return  # a refusal was sent: read and drop until the client closes
@@ -298,10 +292,7 @@ class Downstream(asyncio.Protocol):
         if state is DownState.REFUSED:
             return False
         if state is DownState.TUNNEL and self.tunnel is not None:
-            # WebSocket has its own close handshake and no use for half-closed TCP; some
-            # backends never answer a FIN, so the tunnel ends here (buffers are flushed first)
-            self.tunnel.close()
-            return False
+            return self.tunnel.client_eof()  # passed on to the backend, as in --mode tcp
         if self.active is not None:
             if self.ctx.stopping:
                 # shutting down: a half-closed client is not waited for (a long-poll may hold
@@ -327,13 +318,19 @@ class Downstream(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.write_paused = True
-        conn = self.tunnel or (self.active.upstream if self.active else None)
+        if self.tunnel is not None:
+            self.tunnel.client_full()
+            return
+        conn = self.active.upstream if self.active else None
         if conn is not None and conn.transport is not None:
             conn.transport.pause_reading()
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        conn = self.tunnel or (self.active.upstream if self.active else None)
+        if self.tunnel is not None:
+            self.tunnel.client_drained()
+            return
+        conn = self.active.upstream if self.active else None
         if conn is not None and conn.transport is not None:
             conn.transport.resume_reading()
         if self.active is None and self.queue:
@@ -363,14 +360,6 @@ class Downstream(asyncio.Protocol):
                 self.refuse(408, "request head not received in time")
             else:
                 self.transport.close()  # idle keep-alive connection: close quietly
-
-    def _on_tunnel_timer(self) -> None:
-        idle = self.loop.time() - self._last_activity
-        limit = self.timeouts.tunnel_idle
-        if idle >= limit:
-            self.close()
-        else:
-            self._arm(limit - idle, self._on_tunnel_timer)
 
     # -- wire core events ----------------------------------------------------------------------
     def on_head(self, head: RequestHead) -> None:
@@ -460,31 +449,24 @@ class Downstream(asyncio.Protocol):
         elif self.receiving is None:
             self._arm(self.timeouts.idle, self._on_header_timeout)
 
-    def start_tunnel(self, conn: UpstreamConnection, early: bytes) -> None:
-        """After ``101``: bytes flow both ways untouched until either side closes."""
+    def start_tunnel(
+        self, conn: UpstreamConnection, early: bytes, release: Callable[[], object]
+    ) -> None:
+        """After ``101``: bytes flow both ways untouched (limpet.proxy.tunnel, as in --mode
+        tcp); ``release`` gives the backend's open count back when the tunnel ends."""
+        assert self.transport is not None
+        client_ended = self.state is DownState.HALF_CLOSED  # FIN before the 101
         self.state = advance(self.state, DownEvent.SWITCHED)
-        self.tunnel = conn
-        conn.tunnel_peer = self
         self.active = None
-        self.ctx.metrics.tunnels_open.inc()
-        if early and conn.transport is not None:
-            conn.transport.write(early)
-        self._last_activity = self.loop.time()
-        self._arm(self.timeouts.tunnel_idle, self._on_tunnel_timer)
+        self._disarm()  # the tunnel keeps its own idle timer
         self.paused.clear()
-        if self.transport is not None:
-            self.transport.resume_reading()
-
-    # TunnelPeer, as seen from the upstream connection
-    def peer_lost(self) -> None:
-        self.tunnel = None
-        self.close()
-
-    def peer_eof(self) -> None:
-        self.close()  # see eof_received: no half-closed WebSocket tunnels
-
-    def tunnel_activity(self) -> None:
-        self._last_activity = self.loop.time()
+        self.tunnel = Tunnel(self.ctx, self.transport, conn, release, upgraded=True)
+        self.tunnel.start(early)
+        if self.write_paused:
+            self.tunnel.client_full()
+        self.transport.resume_reading()
+        if client_ended:
+            self.tunnel.client_eof()
 
     def refuse(self, status: int, reason: str) -> None:
         """Answer a local error and close: the request is never forwarded.
@@ -864,8 +846,9 @@ class Exchange:
             # the connection now belongs to the tunnel; it is counted open until the tunnel ends
             conn.exchange = None
             self.upstream = None
-            self.down.tunnel_exchange = self
-            self.down.start_tunnel(conn, self.early_data)
+            self.down.start_tunnel(
+                conn, self.early_data, functools.partial(runtime.closed, backend_id)
+            )
             self.filter.tunnel(conn)
             return
         if self.filter.response_head(self, status, reason, headers):
