@@ -44,7 +44,6 @@ class Exchange(Protocol):
     method: bytes
     headers: list[tuple[bytes, bytes]]
     lnames: list[bytes]
-    response_started: bool
     resp_close: bool
 
     def write_down(self, data: bytes) -> None: ...
@@ -216,8 +215,7 @@ class EngineIOExchange(ExchangeFilter):
         if self.held is None:
             return
         status, reason, headers = self.held
-        self.held = None
-        exchange.response_started = True
+        self.held = None  # (the exchange steps from HELD to DONE once this returns)
         encoding = next((v for n, v in headers if n.lower() == b"content-encoding"), b"")
         try:
             if encoding.strip().lower() not in _IDENTITY:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from limpet.proxy.tunnel import Tunnel
+
 GOING_AWAY = (1001).to_bytes(2, "big")
 TO_CLIENT = b"\x88\x02" + GOING_AWAY  # FIN + close, unmasked, 2-byte payload
 
@@ -27,18 +29,11 @@ def to_backend() -> bytes:
 
 def close(conn: Any) -> None:
     """Close one downstream connection at the drain deadline."""
-    from limpet.proxy.http1 import Downstream
-
     transport = getattr(conn, "transport", None)
     if transport is None:
         return
     tunnel = getattr(conn, "tunnel", None)
-    if isinstance(conn, Downstream) and tunnel is not None:
-        upstream = getattr(tunnel, "transport", None)
-        if upstream is not None:
-            upstream.write(to_backend())
-            upstream.close()
-        transport.write(TO_CLIENT)
-        transport.close()
+    if isinstance(tunnel, Tunnel) and tunnel.upgraded:
+        tunnel.close(to_client=TO_CLIENT, to_backend=to_backend())
         return
     transport.abort()

@@ -14,6 +14,7 @@ buffer a whole body.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
@@ -25,7 +26,17 @@ from limpet.proxy import engineio, wire
 from limpet.proxy.filters import NO_FILTER, ExchangeFilter
 from limpet.proxy.headers import new_request_id, parse_cookies
 from limpet.proxy.responses import CONTINUE, local_response
-from limpet.proxy.states import DownEvent, DownState, advance
+from limpet.proxy.states import (
+    EX_LIVE,
+    EX_RESPONSE_STARTED,
+    DownEvent,
+    DownState,
+    ExEvent,
+    ExState,
+    advance,
+    ex_advance,
+)
+from limpet.proxy.tunnel import Tunnel
 from limpet.proxy.wire import RequestParser
 from limpet.proxy.wire.parser import BODY, CHUNKED, END, ERROR, HEAD, UPGRADE, RequestHead
 
@@ -155,13 +166,11 @@ class Downstream(asyncio.Protocol):
         self.write_paused = False
         #: READING / HALF_CLOSED / UPGRADING / TUNNEL / REFUSED / CLOSED (limpet.proxy.states)
         self.state = DownState.READING
-        self.tunnel: UpstreamConnection | None = None
-        self.tunnel_exchange: Exchange | None = None
+        self.tunnel: Tunnel | None = None  # after 101 (limpet.proxy.tunnel)
         self.pending_refusal: tuple[int, str] | None = None
         self.out: list[bytes] | None = None  # corked downstream writes (see cork)
-        self._timer = Deadline(self.loop)  # header, idle, tunnel-idle and lingering close
+        self._timer = Deadline(self.loop)  # header, idle and lingering close
         self.resp_timer = Deadline(self.loop)  # the active exchange's response timeout
-        self._last_activity = 0.0
         self._head_started = False  # bytes of a head arrived while idle (header timer armed)
         self._handling = False  # inside handle(): exchange_done must not feed the parser
         self._cookie_key: list[bytes] | None = None  # the last request's Cookie values...
@@ -200,11 +209,7 @@ class Downstream(asyncio.Protocol):
         self.resp_timer.cancel()
         tunnel, self.tunnel = self.tunnel, None
         if tunnel is not None:
-            tunnel.close()
-        tex, self.tunnel_exchange = self.tunnel_exchange, None
-        if tex is not None and tex.runtime is not None and tex.pick and tex.pick.backend:
-            self.ctx.metrics.tunnels_open.dec()
-            tex.runtime.closed(tex.pick.backend.id)
+            tunnel.client_lost()
         for exchange in (self.active, self.receiving, *self.queue):
             if exchange is not None:
                 exchange.downstream_lost()
@@ -216,10 +221,8 @@ class Downstream(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         state = self.state
         if state is DownState.TUNNEL:
-            tunnel = self.tunnel
-            if tunnel is not None and tunnel.transport is not None:
-                tunnel.transport.write(data)
-            self._last_activity = self.loop.time()
+            if self.tunnel is not None:
+                self.tunnel.from_client(data)
             return
         if state is DownState.REFUSED:
             return  # a refusal was sent: read and drop until the client closes
@@ -289,10 +292,7 @@ class Downstream(asyncio.Protocol):
         if state is DownState.REFUSED:
             return False
         if state is DownState.TUNNEL and self.tunnel is not None:
-            # WebSocket has its own close handshake and no use for half-closed TCP; some
-            # backends never answer a FIN, so the tunnel ends here (buffers are flushed first)
-            self.tunnel.close()
-            return False
+            return self.tunnel.client_eof()  # passed on to the backend, as in --mode tcp
         if self.active is not None:
             if self.ctx.stopping:
                 # shutting down: a half-closed client is not waited for (a long-poll may hold
@@ -318,13 +318,19 @@ class Downstream(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.write_paused = True
-        conn = self.tunnel or (self.active.upstream if self.active else None)
+        if self.tunnel is not None:
+            self.tunnel.client_full()
+            return
+        conn = self.active.upstream if self.active else None
         if conn is not None and conn.transport is not None:
             conn.transport.pause_reading()
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        conn = self.tunnel or (self.active.upstream if self.active else None)
+        if self.tunnel is not None:
+            self.tunnel.client_drained()
+            return
+        conn = self.active.upstream if self.active else None
         if conn is not None and conn.transport is not None:
             conn.transport.resume_reading()
         if self.active is None and self.queue:
@@ -354,14 +360,6 @@ class Downstream(asyncio.Protocol):
                 self.refuse(408, "request head not received in time")
             else:
                 self.transport.close()  # idle keep-alive connection: close quietly
-
-    def _on_tunnel_timer(self) -> None:
-        idle = self.loop.time() - self._last_activity
-        limit = self.timeouts.tunnel_idle
-        if idle >= limit:
-            self.close()
-        else:
-            self._arm(limit - idle, self._on_tunnel_timer)
 
     # -- wire core events ----------------------------------------------------------------------
     def on_head(self, head: RequestHead) -> None:
@@ -451,31 +449,24 @@ class Downstream(asyncio.Protocol):
         elif self.receiving is None:
             self._arm(self.timeouts.idle, self._on_header_timeout)
 
-    def start_tunnel(self, conn: UpstreamConnection, early: bytes) -> None:
-        """After ``101``: bytes flow both ways untouched until either side closes."""
+    def start_tunnel(
+        self, conn: UpstreamConnection, early: bytes, release: Callable[[], object]
+    ) -> None:
+        """After ``101``: bytes flow both ways untouched (limpet.proxy.tunnel, as in --mode
+        tcp); ``release`` gives the backend's open count back when the tunnel ends."""
+        assert self.transport is not None
+        client_ended = self.state is DownState.HALF_CLOSED  # FIN before the 101
         self.state = advance(self.state, DownEvent.SWITCHED)
-        self.tunnel = conn
-        conn.tunnel_peer = self
         self.active = None
-        self.ctx.metrics.tunnels_open.inc()
-        if early and conn.transport is not None:
-            conn.transport.write(early)
-        self._last_activity = self.loop.time()
-        self._arm(self.timeouts.tunnel_idle, self._on_tunnel_timer)
+        self._disarm()  # the tunnel keeps its own idle timer
         self.paused.clear()
-        if self.transport is not None:
-            self.transport.resume_reading()
-
-    # TunnelPeer, as seen from the upstream connection
-    def peer_lost(self) -> None:
-        self.tunnel = None
-        self.close()
-
-    def peer_eof(self) -> None:
-        self.close()  # see eof_received: no half-closed WebSocket tunnels
-
-    def tunnel_activity(self) -> None:
-        self._last_activity = self.loop.time()
+        self.tunnel = Tunnel(self.ctx, self.transport, conn, release, upgraded=True)
+        self.tunnel.start(early)
+        if self.write_paused:
+            self.tunnel.client_full()
+        self.transport.resume_reading()
+        if client_ended:
+            self.tunnel.client_eof()
 
     def refuse(self, status: int, reason: str) -> None:
         """Answer a local error and close: the request is never forwarded.
@@ -536,7 +527,13 @@ class Downstream(asyncio.Protocol):
 
 
 class Exchange:
-    """One request and its response, from pick to the last byte (or to the tunnel)."""
+    """One request and its response, from pick to the last byte (or to the tunnel).
+
+    Where it is lives in ``state`` (limpet.proxy.states: ExState, stepped only through the
+    table by ``step``); the response timeout runs exactly while the state is WAITING. Beside
+    the state it keeps the request's facts that decide a retry (``body_done``, ``body_sent``,
+    ``retried_stale``) and the framing chosen for the response.
+    """
 
     __slots__ = (
         "body_buffer",
@@ -557,12 +554,10 @@ class Exchange:
         "resp_chunked",
         "resp_close",
         "resp_headers",
-        "response_started",
         "retried_stale",
         "runtime",
-        "started",
+        "state",
         "status",
-        "timer",
         "until_close",
         "upgrade",
         "upstream",
@@ -613,20 +608,46 @@ class Exchange:
         self.upstream: UpstreamConnection | None = None
         self.failed: set[str] = set()
         self.retried_stale = False
-        self.started = False
-        self.response_started = False
+        self.state = ExState.QUEUED
         self.resp_headers: list[tuple[bytes, bytes]] = []
         self.resp_chunked = False
         self.resp_close = False
         self.until_close = False
         self.status = 0
-        self.timer = False  # our response timeout is armed on down.resp_timer
         #: optional behaviour (Engine.IO sid rewriting) through fixed hooks; see filters.py
         self.filter: ExchangeFilter = NO_FILTER
 
     def __repr__(self) -> str:
         backend = self.pick.backend.id if self.pick and self.pick.backend else None
         return f"Exchange({self.method.decode()} {self.url[:60]!r}, backend={backend!r}, status={self.status})"
+
+    # -- state ---------------------------------------------------------------------------------
+    def step(self, event: ExEvent) -> None:
+        """Take one step of the table; entering WAITING arms the response timeout (it runs
+        from when the whole request was sent, not while the client is still uploading: a
+        slow, steady upload is no backend's fault) and leaving WAITING disarms it."""
+        old = self.state
+        new = self.state = ex_advance(old, event)
+        if new is ExState.WAITING:
+            if old is not ExState.WAITING:
+                self.down.resp_timer.arm(self.down.timeouts.response, self.response_timeout)
+        elif old is ExState.WAITING:
+            self.down.resp_timer.disarm()
+
+    @property
+    def started(self) -> bool:
+        """Its turn came (it left QUEUED)."""
+        return self.state is not ExState.QUEUED
+
+    @property
+    def response_started(self) -> bool:
+        """A response head went downstream: a local answer can no longer be sent."""
+        return self.state in EX_RESPONSE_STARTED
+
+    @property
+    def timer(self) -> bool:
+        """The response timeout is armed on ``down.resp_timer``."""
+        return self.state is ExState.WAITING
 
     # -- request side --------------------------------------------------------------------------
     def ready(self) -> bool:
@@ -643,7 +664,7 @@ class Exchange:
 
     def start(self) -> None:
         """Choose the backend (the route's policy decides) and get a connection to it."""
-        self.started = True
+        self.step(ExEvent.START)
         down = self.down
         lnames = self.lnames
         host = self.headers[lnames.index(b"host")][1] if b"host" in lnames else b""
@@ -706,7 +727,9 @@ class Exchange:
         except (TimeoutError, OSError) as exc:
             self.connect_failed(backend, exc)
             return
-        if self.down.transport is None:  # the client left while we connected
+        if self.state is not ExState.CONNECTING or self.down.transport is None:
+            # the client left, or its request was refused, while we connected: nothing of it
+            # goes upstream
             conn.release(keep_alive=True)
             return
         self.attach(conn)
@@ -718,6 +741,8 @@ class Exchange:
         runtime.passive(backend.id, HealthEvent.PASSIVE_FAIL)
         self.down.ctx.metrics.upstream_connect_failures.labels(runtime.name, backend.id).inc()
         self.failed.add(backend.id)
+        if self.state is not ExState.CONNECTING:
+            return  # given up meanwhile (the client left or its request broke)
         if self.body_sent or len(self.failed) > 2 or self.down.transport is None:
             self.local(502, f"backend {backend.id} is unreachable")
             return
@@ -729,6 +754,7 @@ class Exchange:
     def attach(self, conn: UpstreamConnection) -> None:
         """Send the request head (and what body we hold) on ``conn``."""
         assert self.runtime is not None and self.pick is not None
+        self.step(ExEvent.ATTACH)
         self.upstream = conn
         conn.exchange = self
         self.runtime.opened(conn.backend_id, self.pick)
@@ -750,13 +776,7 @@ class Exchange:
         if self.down.write_paused:
             transport.pause_reading()
         if self.body_done:
-            self.arm_response_timer()
-
-    def arm_response_timer(self) -> None:
-        """The response timeout runs from when the whole request was sent, not while the
-        client is still uploading (a slow, steady upload is no backend's fault)."""
-        self.down.resp_timer.arm(self.down.timeouts.response, self.response_timeout)
-        self.timer = True
+            self.step(ExEvent.SENT)
 
     def request_head(self) -> bytes:
         """The head for the backend: the wire core rewrites it (limpet.proxy.wire.rewrite)."""
@@ -801,17 +821,15 @@ class Exchange:
         if conn is not None and conn.transport is not None:
             if self.body_chunked:
                 conn.transport.write(b"0\r\n\r\n")
-            if not self.response_started and self.status == 0:
-                self.arm_response_timer()
+            if self.state is ExState.SENDING:  # (not when the backend answered already)
+                self.step(ExEvent.SENT)
 
     # -- response side ---------------------------------------------------------------------
     def response_head(self, status: int, reason: bytes, conn: UpstreamConnection) -> None:
-        if self.timer:
-            self.down.resp_timer.disarm()
-            self.timer = False
         headers, self.resp_headers = self.resp_headers, []
         if 100 <= status < 200 and status != 101:
             # interim responses (103 Early Hints...) are relayed; the final one follows
+            self.step(ExEvent.INTERIM_HEAD)
             self.write_down(self.response_bytes(status, reason, headers, interim=True))
             return
         self.status = status
@@ -823,24 +841,27 @@ class Exchange:
         )
         runtime.count_response(backend_id, status)
         if status == 101 and self.upgrade:
-            self.response_started = True
+            self.step(ExEvent.SWITCH)
             self.write_down(self.response_bytes(status, reason, headers, interim=True))
             # the connection now belongs to the tunnel; it is counted open until the tunnel ends
             conn.exchange = None
             self.upstream = None
-            self.down.tunnel_exchange = self
-            self.down.start_tunnel(conn, self.early_data)
+            self.down.start_tunnel(
+                conn, self.early_data, functools.partial(runtime.closed, backend_id)
+            )
             self.filter.tunnel(conn)
             return
         if self.filter.response_head(self, status, reason, headers):
+            self.step(ExEvent.HOLD)
             return
-        self.response_started = True
+        self.step(ExEvent.FINAL_HEAD)
         self.write_down(self.response_bytes(status, reason, headers))
         if self.method == b"HEAD":
             # RFC 9110 §9.3.2: no body follows, whatever Content-Length says; httptools cannot
             # be told the request method, so the exchange ends here and the connection is not
             # reused (its parser would wait for the announced body)
             self.finish(conn, reuse=False)
+            self.step(ExEvent.END)
             self.down.exchange_done(self, self.keep_alive and not self.resp_close)
 
     def response_bytes(
@@ -892,19 +913,17 @@ class Exchange:
             self.write_down(data)
 
     def response_complete(self, conn: UpstreamConnection, upstream_keep_alive: bool) -> None:
-        if self.status == 0:  # an interim response ended; wait for the final one
-            return
+        if self.state is not ExState.RESPONDING and self.state is not ExState.HELD:
+            return  # an interim response ended (the final one follows), or a 101's
         self.filter.end(self)
         if self.resp_chunked:
             self.write_down(b"0\r\n\r\n")
         self.finish(conn, upstream_keep_alive and self.body_done and self.method != b"HEAD")
+        self.step(ExEvent.END)
         self.down.exchange_done(self, self.keep_alive and not self.resp_close)
 
     def finish(self, conn: UpstreamConnection | None, reuse: bool) -> None:
         """Give the upstream connection back (or close it) and account the exchange as closed."""
-        if self.timer:
-            self.down.resp_timer.disarm()
-            self.timer = False
         if conn is not None and self.upstream is conn:
             self.upstream = None
             assert self.runtime is not None
@@ -916,7 +935,6 @@ class Exchange:
             conn.release(keep_alive=reuse)
 
     def response_timeout(self) -> None:
-        self.timer = False
         conn = self.upstream
         if conn is not None:
             self.finish(conn, reuse=False)
@@ -933,14 +951,17 @@ class Exchange:
             if self.until_close:  # the close is the end of this body, not an error
                 if self.resp_chunked:
                     self.write_down(b"0\r\n\r\n")
+                self.step(ExEvent.END)
                 self.down.exchange_done(self, self.keep_alive and not self.resp_close)
             else:
+                self.step(ExEvent.ABORT)
                 self.down.close()  # truncated: the client must see the connection end
             return
         if not self.body_sent and reused and not self.retried_stale and self.pick is not None:
             # a keep-alive connection the backend had closed (RFC 9112 §9.3.1 allows retrying
             # a request that was never acted upon): once more on a fresh connection
             self.retried_stale = True
+            self.step(ExEvent.RETRY)
             backend = self.pick.backend
             assert backend is not None
             self.down.loop.create_task(self.connect(backend))
@@ -953,6 +974,7 @@ class Exchange:
         ):
             # RFC 9110 §9.2.2: only an idempotent request may be sent again (elsewhere); a
             # POST the backend may have acted on is answered 502, never repeated
+            self.step(ExEvent.RETRY)
             self.connect_failed(self.pick.backend, exc)
             return
         if self.pick is not None and self.pick.backend is not None and self.runtime is not None:
@@ -963,6 +985,7 @@ class Exchange:
         conn = self.upstream
         self.finish(conn, reuse=False)
         if self.response_started:
+            self.step(ExEvent.ABORT)
             self.down.close()
         else:
             self.local(502, reason)
@@ -971,14 +994,19 @@ class Exchange:
         conn = self.upstream
         if conn is not None:
             self.finish(conn, reuse=False)
+        if self.state in EX_LIVE:
+            self.step(ExEvent.ABORT)
 
     def abort_upstream(self) -> None:
         conn = self.upstream
         if conn is not None:
             self.finish(conn, reuse=False)
             conn.abort()
+        if self.state in EX_LIVE:
+            self.step(ExEvent.ABORT)
 
     def local(self, status: int, text: str) -> None:
         """Answer from the proxy itself and close the downstream connection."""
+        self.step(ExEvent.LOCAL)
         if self.down.active is self:
             self.down.refuse(status, text)

@@ -1,4 +1,4 @@
-"""SANS-IO: the state machine of a downstream (client) connection, as a transition table.
+"""SANS-IO: the state machines of a downstream (client) connection and of one exchange, as tables.
 
 A downstream connection reads HTTP requests (READING) until the client half-closes
 (HALF_CLOSED: the answers in flight finish, nothing new is read), a request asks for an upgrade
@@ -53,3 +53,87 @@ def advance(state: DownState, event: DownEvent) -> DownState:
 def describe() -> str:
     """The table as text, for the docs."""
     return "\n".join(f"{s.value:12} --{e.value}--> {t.value}" for (s, e), t in TRANSITIONS.items())
+
+
+# -- one exchange (limpet.proxy.http1.Exchange) ------------------------------------------------
+
+
+class ExState(enum.Enum):
+    """Where one request/response is. The request's own facts (its body ended, some of it
+    was written upstream) are kept beside the state: they decide retries, not the step."""
+
+    QUEUED = "queued"  # parsed; waiting its turn, or a chunked body's first chunk line
+    CONNECTING = "connecting"  # started: a backend is being picked and a connection made
+    SENDING = "sending"  # the head went upstream; the request body is still arriving
+    WAITING = "waiting"  # the whole request went upstream; the response timeout runs
+    INTERIM = "interim"  # a 1xx was relayed after the request was sent; the final head follows
+    HELD = "held"  # a filter holds the final head until the body ended (filters.py)
+    RESPONDING = "responding"  # the final response head went downstream; its body follows
+    TUNNEL = "tunnel"  # 101: the upstream connection belongs to the tunnel now
+    DONE = "done"  # the whole response went downstream
+    LOCAL = "local"  # answered by the proxy itself (404, 502, 503, 504) before any response
+    ABORTED = "aborted"  # the client left or its request broke before any response went down
+    CUT = "cut"  # the response was cut short: the client sees the connection end
+
+
+class ExEvent(enum.Enum):
+    START = "start"  # its turn came and it may go upstream
+    ATTACH = "attach"  # an upstream connection is ready and the head was written on it
+    SENT = "sent"  # the last byte of the request went upstream
+    INTERIM_HEAD = "interim-head"  # a 1xx (not 101) from the backend
+    HOLD = "hold"  # a filter took the final response head (it writes it at the end)
+    FINAL_HEAD = "final-head"  # the final response head went downstream
+    SWITCH = "switch"  # the backend answered 101 to an upgrade
+    END = "end"  # the response ended
+    RETRY = "retry"  # the upstream failed before answering; another connection is tried
+    LOCAL = "local"  # the proxy answers itself
+    ABORT = "abort"  # the client left, or the rest of the exchange was given up
+
+
+X, V = ExState, ExEvent
+#: exchanges that may still go upstream or answer (not yet a tunnel, done or ended otherwise)
+EX_LIVE = frozenset({X.QUEUED, X.CONNECTING, X.SENDING, X.WAITING, X.INTERIM, X.HELD, X.RESPONDING})
+#: states with an upstream connection and nothing of the response sent downstream yet
+_EX_UPSTREAM = (X.SENDING, X.WAITING, X.INTERIM)
+EX_TRANSITIONS: dict[tuple[ExState, ExEvent], ExState] = {
+    (X.QUEUED, V.START): X.CONNECTING,
+    (X.CONNECTING, V.ATTACH): X.SENDING,
+    (X.SENDING, V.SENT): X.WAITING,
+    # a 1xx before the request ended changes nothing (no response timeout runs yet); after it,
+    # the response timeout is over: the backend is alive and the final head may take long
+    (X.SENDING, V.INTERIM_HEAD): X.SENDING,
+    (X.WAITING, V.INTERIM_HEAD): X.INTERIM,
+    (X.INTERIM, V.INTERIM_HEAD): X.INTERIM,
+    # a backend may answer before the request body ended (the rest then has nowhere to go)
+    **{(s, V.FINAL_HEAD): X.RESPONDING for s in _EX_UPSTREAM},
+    **{(s, V.HOLD): X.HELD for s in _EX_UPSTREAM},
+    **{(s, V.SWITCH): X.TUNNEL for s in _EX_UPSTREAM},
+    (X.RESPONDING, V.END): X.DONE,
+    (X.HELD, V.END): X.DONE,  # the filter wrote the head and the body at once
+    (X.CONNECTING, V.RETRY): X.CONNECTING,
+    **{(s, V.RETRY): X.CONNECTING for s in (*_EX_UPSTREAM, X.HELD)},
+    **{(s, V.LOCAL): X.LOCAL for s in (X.CONNECTING, *_EX_UPSTREAM, X.HELD)},
+    **{(s, V.ABORT): X.ABORTED for s in (X.QUEUED, X.CONNECTING, *_EX_UPSTREAM, X.HELD)},
+    (X.RESPONDING, V.ABORT): X.CUT,
+}
+#: the response head went downstream: a local answer can no longer be sent
+EX_RESPONSE_STARTED = frozenset({X.RESPONDING, X.TUNNEL, X.DONE, X.CUT})
+
+
+class ExchangeStepError(RuntimeError):
+    """A step the exchange table does not allow: a bug in the caller, never the client's."""
+
+
+def ex_advance(state: ExState, event: ExEvent) -> ExState:
+    """The exchange's state after ``event``; a step the table does not list raises."""
+    try:
+        return EX_TRANSITIONS[(state, event)]
+    except KeyError:
+        raise ExchangeStepError(f"exchange: no step {event.value!r} from {state.value!r}") from None
+
+
+def ex_describe() -> str:
+    """The exchange table as text, for the docs."""
+    return "\n".join(
+        f"{s.value:10} --{e.value}--> {t.value}" for (s, e), t in EX_TRANSITIONS.items()
+    )

@@ -1,21 +1,23 @@
 """I/O: L4 mode: a plain TCP proxy whose backend is chosen by client-ip (or none) affinity.
 
 The Alibaba SLB / kube-proxy kind of persistence: only the client address is known, so the
-pool's policy decides on it alone, and the connection becomes a byte tunnel at once.
+pool's policy decides on it alone, and the connection becomes a byte tunnel at once (the same
+``Tunnel`` an HTTP upgrade becomes: limpet.proxy.tunnel).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from typing import TYPE_CHECKING
 
 from limpet.affinity.base import RequestFacts
 from limpet.pool.health import HealthEvent
+from limpet.proxy.tunnel import Tunnel
 
 if TYPE_CHECKING:
     from limpet.proxy.context import PoolRuntimeView, ProxyContext
-    from limpet.proxy.upstream import UpstreamConnection
 
 
 class TcpDownstream(asyncio.Protocol):
@@ -26,15 +28,12 @@ class TcpDownstream(asyncio.Protocol):
         self.runtime = runtime
         self.loop = ctx.loop
         self.transport: asyncio.Transport | None = None
-        self.tunnel: UpstreamConnection | None = None
+        self.tunnel: Tunnel | None = None
         self.active = None  # no HTTP exchange: lets shutdown treat us like a tunnel
         self.early: list[bytes] = []
+        self.early_eof = False  # the client sent FIN before the backend was connected
         self.backend_id: str | None = None
         self.client_ip = ""
-        self._last_activity = 0.0
-        self._timer: asyncio.TimerHandle | None = None
-        self.down_eof = False  # the client sent FIN
-        self.up_eof = False  # the backend sent FIN
 
     def __repr__(self) -> str:
         return f"TcpDownstream(client={self.client_ip!r}, backend={self.backend_id!r})"
@@ -71,30 +70,25 @@ class TcpDownstream(asyncio.Protocol):
                 return
             self.backend_id = bid
             runtime.opened(bid, pick)
-            self.ctx.metrics.tunnels_open.inc()
-            self.tunnel = conn
-            conn.tunnel_peer = self
-            if self.early and conn.transport is not None:
-                conn.transport.write(b"".join(self.early))
-                self.early.clear()
-            self._last_activity = self.loop.time()
-            self._timer = self.loop.call_later(self.ctx.timeouts.tunnel_idle, self._on_timer)
-            self.transport.resume_reading()
+            self.tunnel = Tunnel(
+                self.ctx,
+                self.transport,
+                conn,
+                functools.partial(runtime.closed, bid),
+                upgraded=False,
+            )
+            early, self.early = b"".join(self.early), []
+            self.tunnel.start(early)
+            if self.early_eof:
+                self.tunnel.client_eof()
+            else:
+                self.transport.resume_reading()
             return
-
-    def _on_timer(self) -> None:
-        limit = self.ctx.timeouts.tunnel_idle
-        idle = self.loop.time() - self._last_activity
-        if idle >= limit:
-            self.close()
-        else:
-            self._timer = self.loop.call_later(limit - idle, self._on_timer)
 
     def data_received(self, data: bytes) -> None:
         tunnel = self.tunnel
-        if tunnel is not None and tunnel.transport is not None:
-            tunnel.transport.write(data)
-            self._last_activity = self.loop.time()
+        if tunnel is not None:
+            tunnel.from_client(data)
         else:
             # uvloop may deliver bytes even though we paused in connection_made: keep them
             # for the backend (and stop reading until it is connected)
@@ -103,55 +97,31 @@ class TcpDownstream(asyncio.Protocol):
                 self.transport.pause_reading()
 
     def eof_received(self) -> bool:
-        """The client half-closed: pass the FIN on, and end once both directions are done."""
-        self.down_eof = True
-        tunnel = self.tunnel
-        if tunnel is not None and tunnel.transport is not None and tunnel.transport.can_write_eof():
-            tunnel.transport.write_eof()
-        if self.up_eof or tunnel is None:
-            self.close()
-            return False
-        return True
+        """The client half-closed: the tunnel passes the FIN on (limpet.proxy.tunnel)."""
+        if self.tunnel is None:
+            self.early_eof = True  # passed on once the backend is connected
+            return True
+        return self.tunnel.client_eof()
 
     def pause_writing(self) -> None:
-        if self.tunnel is not None and self.tunnel.transport is not None:
-            self.tunnel.transport.pause_reading()
+        if self.tunnel is not None:
+            self.tunnel.client_full()
 
     def resume_writing(self) -> None:
-        if self.tunnel is not None and self.tunnel.transport is not None:
-            self.tunnel.transport.resume_reading()
+        if self.tunnel is not None:
+            self.tunnel.client_drained()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.ctx.connections.discard(self)
         self.ctx.metrics.downstream_connections.dec()
-        if self._timer is not None:
-            self._timer.cancel()
         tunnel, self.tunnel = self.tunnel, None
         if tunnel is not None:
-            tunnel.close()
-        if self.backend_id is not None:
-            self.runtime.closed(self.backend_id)
-            self.ctx.metrics.tunnels_open.dec()
-            self.backend_id = None
+            tunnel.client_lost()
+        self.backend_id = None
         self.transport = None
-
-    # TunnelPeer
-    def peer_lost(self) -> None:
-        self.tunnel = None
-        self.close()
-
-    def peer_eof(self) -> None:
-        self.up_eof = True
-        if self.transport is not None and self.transport.can_write_eof():
-            self.transport.write_eof()
-        if self.down_eof:
-            self.close()
-
-    def tunnel_activity(self) -> None:
-        self._last_activity = self.loop.time()
 
     def close(self) -> None:
         if self.tunnel is not None:
             self.tunnel.close()
-        if self.transport is not None:
+        elif self.transport is not None:
             self.transport.close()

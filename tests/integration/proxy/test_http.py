@@ -270,3 +270,26 @@ def test_twin_websocket_reconnects_without_the_cookie_spread(
     proxy = start_proxy(procs, three, "--affinity", "cookie")
     names = {ws_handshake(proxy.port)[0] for _ in range(9)}
     assert len(names) > 1, names
+
+
+def test_a_websocket_client_fin_is_passed_on_and_the_answer_still_arrives(proxy) -> None:
+    """The client sends a frame and half-closes at once: the tunnel passes the FIN to the
+    backend instead of closing, so the backend's echo still reaches the client, then the
+    close (before the shared Tunnel an upgrade ended at the client's FIN: the echo was lost
+    whenever the FIN reached the proxy first)."""
+    key = b"dGhlIHNhbXBsZSBub25jZQ=="
+    mask = b"\x01\x02\x03\x04"
+    payload = bytes(b ^ mask[i % 4] for i, b in enumerate(b"hi"))
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+        sock.sendall(
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+            b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " + key + b"\r\n\r\n"
+        )
+        head, rest = recv_head(sock)
+        assert head.startswith(b"HTTP/1.1 101 ")
+        sock.sendall(b"\x81\x82" + mask + payload)
+        sock.shutdown(socket.SHUT_WR)
+        data = rest
+        while chunk := sock.recv(65536):
+            data += chunk
+    assert data[:1] == b"\x81" and data[2 : 2 + data[1]].endswith(b": hi")

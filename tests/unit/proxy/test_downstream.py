@@ -4,13 +4,17 @@ in-memory transports, fed bytes the way the loop would feed them."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 from collections.abc import Iterator
 
 import pytest
 
-from limpet.proxy import cli
+from limpet.proxy import cli, goaway
 from limpet.proxy.http1 import MAX_PIPELINE, Downstream
 from limpet.proxy.server import ProxyServer
+from limpet.proxy.states import ExState
+from limpet.proxy.tcp import TcpDownstream
+from limpet.proxy.tunnel import Tunnel
 from limpet.proxy.upstream import UpstreamConnection
 
 
@@ -21,6 +25,8 @@ class Transport:
         self.out: list[bytes] = []
         self.closed = False
         self.reading = True
+        self.eof = False  # write_eof was called
+        self.can_eof = True  # False: like a TLS transport, no half-close
 
     def write(self, data: bytes) -> None:
         self.out.append(data)
@@ -47,10 +53,10 @@ class Transport:
     abort = close
 
     def can_write_eof(self) -> bool:
-        return True
+        return self.can_eof
 
     def write_eof(self) -> None:
-        pass
+        self.eof = True
 
 
 class Rig:
@@ -179,3 +185,243 @@ async def test_response_timeout_is_armed_only_once_the_request_was_sent(rig: Rig
     assert rig.down.active is not None and not rig.down.active.timer
     rig.down.data_received(b"def")
     assert rig.down.active.timer
+
+
+# -- the exchange's states, stepped by real protocol events --------------------------------------
+
+
+def connect_in_memory(rig: Rig) -> list[Transport]:
+    """Make the pool's connect() open in-memory upstream connections; returns their transports."""
+    made: list[Transport] = []
+
+    async def connect(timeout: float) -> UpstreamConnection:
+        conn = UpstreamConnection(rig.pool)
+        made.append(Transport())
+        conn.connection_made(made[-1])  # type: ignore[arg-type]
+        return conn
+
+    rig.pool.connect = connect  # type: ignore[method-assign]
+    return made
+
+
+async def connect_task() -> asyncio.Task[object]:
+    (task,) = asyncio.all_tasks() - {asyncio.current_task()}
+    return task
+
+
+async def test_exchange_states_follow_a_plain_get(rig: Rig) -> None:
+    rig.down.data_received(GET % 1)
+    ex = rig.down.active
+    assert ex is not None and ex.state is ExState.WAITING and ex.timer
+    rig.conn.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\no")
+    assert ex.state is ExState.RESPONDING and not ex.timer
+    rig.conn.data_received(b"k")
+    assert ex.state is ExState.DONE and rig.down.active is None
+
+
+async def test_an_upload_is_sending_until_its_last_byte(rig: Rig) -> None:
+    rig.down.data_received(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nab")
+    ex = rig.down.active
+    assert ex is not None and ex.state is ExState.SENDING
+    rig.conn.data_received(b"HTTP/1.1 103 Early Hints\r\n\r\n")
+    assert ex.state is ExState.SENDING  # a 1xx does not end the upload
+    rig.down.data_received(b"cd")
+    assert ex.state is ExState.WAITING and ex.timer
+
+
+async def test_an_interim_response_after_the_request_stops_the_response_timeout(rig: Rig) -> None:
+    rig.down.data_received(GET % 1)
+    ex = rig.down.active
+    assert ex is not None and ex.timer
+    rig.conn.data_received(b"HTTP/1.1 103 Early Hints\r\n\r\n")
+    assert ex.state is ExState.INTERIM and not ex.timer
+    rig.conn.data_received(OK)
+    assert ex.state is ExState.DONE
+
+
+async def test_a_response_timeout_is_a_local_504(rig: Rig) -> None:
+    rig.down.data_received(GET % 1)
+    ex = rig.down.active
+    assert ex is not None
+    ex.response_timeout()  # what the armed timer calls
+    assert ex.state is ExState.LOCAL and rig.backend.closed
+    assert rig.client.take().startswith(b"HTTP/1.1 504 ")
+
+
+async def test_a_backend_answering_before_the_upload_ended_closes_after_the_answer(
+    rig: Rig,
+) -> None:
+    rig.down.data_received(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nab")
+    ex = rig.down.active
+    assert ex is not None
+    rig.conn.data_received(b"HTTP/1.1 413 Too Large\r\nContent-Length: 0\r\n\r\n")
+    assert ex.state is ExState.DONE and rig.client.closed
+
+
+async def test_a_stale_pooled_connection_is_retried_once_on_a_fresh_one(rig: Rig) -> None:
+    made = connect_in_memory(rig)
+    rig.down.data_received(GET % 1)
+    ex = rig.down.active
+    assert ex is not None and rig.conn.reused
+    rig.conn.connection_lost(None)  # the backend had closed it while it was idle
+    assert ex.state is ExState.CONNECTING and ex.retried_stale
+    await (await connect_task())
+    assert ex.state is ExState.WAITING and made[0].take().startswith(b"GET /1 ")
+    assert rig.client.take() == b""  # nothing was answered yet
+
+
+async def test_a_request_refused_while_its_backend_connects_never_reaches_it(rig: Rig) -> None:
+    rig.pool.idle.clear()
+    made = connect_in_memory(rig)
+    rig.down.data_received(
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"
+    )
+    ex = rig.down.active
+    assert ex is not None and ex.state is ExState.CONNECTING
+    rig.down.data_received(b"zz\r\n")  # a bad chunk-size line: the request is refused
+    assert ex.state is ExState.ABORTED
+    assert rig.client.take().startswith(b"HTTP/1.1 400 ")
+    await (await connect_task())
+    assert made[0].take() == b"" and ex.state is ExState.ABORTED
+
+
+async def test_an_upgrade_answered_101_becomes_a_tunnel(rig: Rig) -> None:
+    rig.down.data_received(
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+    )
+    ex = rig.down.active
+    assert ex is not None and ex.state is ExState.WAITING  # its head was the whole request
+    rig.conn.data_received(
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nhi"
+    )
+    assert ex.state is ExState.TUNNEL and rig.client.take().endswith(b"\r\n\r\nhi")
+    rig.down.data_received(b"there")
+    assert rig.backend.take().endswith(b"there")
+
+
+# -- the tunnel: one class for HTTP upgrades and --mode tcp ---------------------------------------
+
+UPGRADE = b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+SWITCHED = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+
+
+def upgraded(rig: Rig) -> Tunnel:
+    rig.down.data_received(UPGRADE)
+    rig.conn.data_received(SWITCHED)
+    rig.backend.take()
+    rig.client.take()
+    assert rig.down.tunnel is not None
+    return rig.down.tunnel
+
+
+async def tcp_tunnel(rig: Rig, *early: bytes, eof: bool = False) -> tuple[TcpDownstream, Transport]:
+    """A --mode tcp connection to an in-memory backend, with what the client sent before it."""
+    made = connect_in_memory(rig)
+    down = TcpDownstream(rig.server.context, rig.server.pools["default"])
+    client = Transport()
+    down.connection_made(client)  # type: ignore[arg-type]
+    for data in early:
+        down.data_received(data)
+    if eof:
+        assert down.eof_received() is True
+    await (await connect_task())
+    assert down.tunnel is not None
+    return down, made[0]
+
+
+async def test_a_client_fin_in_an_upgrade_is_passed_on_and_the_backend_may_still_answer(
+    rig: Rig,
+) -> None:
+    tunnel = upgraded(rig)
+    assert rig.down.eof_received() is True  # the client's side stays open for the answer
+    assert rig.backend.eof and not rig.backend.closed and not rig.client.closed
+    rig.conn.data_received(b"last words")
+    assert rig.client.take() == b"last words"
+    rig.conn.eof_received()  # both directions ended: the tunnel ends
+    assert rig.client.closed and rig.backend.closed and tunnel.ended
+
+
+async def test_a_backend_fin_in_an_upgrade_is_passed_on_and_the_client_may_still_send(
+    rig: Rig,
+) -> None:
+    tunnel = upgraded(rig)
+    rig.conn.eof_received()
+    assert rig.client.eof and not rig.client.closed
+    rig.down.data_received(b"more")
+    assert rig.backend.take() == b"more"
+    assert rig.down.eof_received() is False
+    assert rig.client.closed and rig.backend.closed and tunnel.ended
+
+
+async def test_a_side_that_cannot_half_close_ends_the_tunnel_at_the_first_fin(rig: Rig) -> None:
+    tunnel = upgraded(rig)
+    rig.backend.can_eof = False  # a TLS transport has no half-close
+    assert rig.down.eof_received() is False
+    assert rig.client.closed and rig.backend.closed and tunnel.ended
+
+
+async def test_losing_either_connection_ends_the_tunnel_once(rig: Rig) -> None:
+    tunnel = upgraded(rig)
+    runtime = rig.server.pools["default"]
+    assert runtime.open["b0"] == 1  # the upgraded exchange's backend is open while it lasts
+    rig.conn.connection_lost(None)
+    assert rig.client.closed and tunnel.ended and runtime.open["b0"] == 0
+    rig.down.connection_lost(None)
+    assert runtime.open["b0"] == 0
+
+
+async def test_back_pressure_is_coupled_both_ways_in_a_tunnel(rig: Rig) -> None:
+    upgraded(rig)
+    rig.down.pause_writing()  # the client reads slowly: stop reading the backend
+    assert not rig.backend.reading
+    rig.down.resume_writing()
+    assert rig.backend.reading
+    rig.conn.pause_writing()  # the backend reads slowly: stop reading the client
+    assert not rig.client.reading
+    rig.conn.resume_writing()
+    assert rig.client.reading
+
+
+async def test_an_idle_tunnel_ends_at_the_idle_timeout(rig: Rig) -> None:
+    tunnel = upgraded(rig)
+    tunnel._on_timer()  # fired early (bytes went by): re-armed, nothing closes
+    assert not tunnel.ended
+    tunnel.last_activity -= rig.server.context.timeouts.tunnel_idle
+    tunnel._on_timer()
+    assert tunnel.ended and rig.client.closed and rig.backend.closed
+
+
+async def test_at_the_drain_deadline_an_upgrade_gets_1001_and_a_tcp_tunnel_is_aborted(
+    rig: Rig,
+) -> None:
+    upgraded(rig)
+    goaway.close(rig.down)
+    assert rig.client.take() == goaway.TO_CLIENT and rig.client.closed
+    sent = rig.backend.take()
+    assert sent[:2] == b"\x88\x82" and len(sent) == 8 and rig.backend.closed
+    down, backend = await tcp_tunnel(rig)
+    goaway.close(down)
+    assert down.transport is not None and down.transport.closed  # type: ignore[attr-defined]
+    assert backend.take() == b""
+
+
+async def test_tcp_mode_passes_early_bytes_and_an_early_fin_once_connected(rig: Rig) -> None:
+    down, backend = await tcp_tunnel(rig, b"hel", b"lo", eof=True)
+    assert backend.take() == b"hello" and backend.eof and not backend.closed
+    assert down.tunnel is not None
+    down.tunnel.conn.data_received(b"answer")
+    assert down.transport is not None
+    assert down.transport.take() == b"answer"  # type: ignore[attr-defined]
+    down.tunnel.conn.eof_received()
+    assert backend.closed and down.transport.closed  # type: ignore[attr-defined]
+
+
+async def test_tcp_mode_and_an_upgrade_half_close_alike(rig: Rig) -> None:
+    down, backend = await tcp_tunnel(rig)
+    assert down.tunnel is not None
+    down.tunnel.conn.eof_received()
+    client = down.transport
+    assert client is not None and client.eof and not client.closed  # type: ignore[attr-defined]
+    down.data_received(b"still")
+    assert backend.take() == b"still"
+    assert down.eof_received() is False and backend.closed

@@ -4,7 +4,21 @@ from __future__ import annotations
 
 import pytest
 
-from limpet.proxy.states import TRANSITIONS, DownEvent, DownState, advance, describe
+from limpet.proxy.states import (
+    EX_LIVE,
+    EX_RESPONSE_STARTED,
+    EX_TRANSITIONS,
+    TRANSITIONS,
+    DownEvent,
+    DownState,
+    ExchangeStepError,
+    ExEvent,
+    ExState,
+    advance,
+    describe,
+    ex_advance,
+    ex_describe,
+)
 
 
 @pytest.mark.parametrize(("step", "after"), list(TRANSITIONS.items()), ids=str)
@@ -29,3 +43,52 @@ def test_a_tunnel_is_reached_only_through_an_upgrade_and_a_refusal_is_never_undo
     assert sources == {DownState.UPGRADING, DownState.HALF_CLOSED}
     assert {t for (s, _), t in TRANSITIONS.items() if s is DownState.REFUSED} == {DownState.CLOSED}
     assert "reading" in describe()
+
+
+# -- the exchange's table ------------------------------------------------------------------------
+
+X, V = ExState, ExEvent
+
+
+@pytest.mark.parametrize(("step", "after"), list(EX_TRANSITIONS.items()), ids=str)
+def test_every_listed_exchange_step(step: tuple[ExState, ExEvent], after: ExState) -> None:
+    assert ex_advance(*step) is after
+
+
+def test_every_unlisted_exchange_step_raises() -> None:
+    refused = [(s, e) for s in ExState for e in ExEvent if (s, e) not in EX_TRANSITIONS]
+    assert refused  # the table is not "anything goes"
+    for state, event in refused:
+        with pytest.raises(ExchangeStepError, match=event.value):
+            ex_advance(state, event)
+
+
+def test_ended_exchange_states_are_final_and_every_live_one_can_end() -> None:
+    final = set(ExState) - EX_LIVE - {X.TUNNEL}
+    assert final == {X.DONE, X.LOCAL, X.ABORTED, X.CUT}
+    assert not [s for (s, _) in EX_TRANSITIONS if s in final or s is X.TUNNEL]
+    for state in EX_LIVE:
+        assert ex_advance(state, V.ABORT) in {X.ABORTED, X.CUT}
+
+
+def test_a_local_answer_is_possible_only_before_the_response_started() -> None:
+    sources = {s for (s, e) in EX_TRANSITIONS if e is V.LOCAL}
+    assert not sources & EX_RESPONSE_STARTED
+    assert {t for (s, e), t in EX_TRANSITIONS.items() if s in EX_RESPONSE_STARTED} == {
+        X.DONE,
+        X.CUT,
+    }
+
+
+def test_the_response_timeout_state_is_entered_only_once_the_request_was_sent() -> None:
+    assert {(s, e) for (s, e), t in EX_TRANSITIONS.items() if t is X.WAITING} == {
+        (X.SENDING, V.SENT)
+    }
+    assert "queued" in ex_describe()
+
+
+def test_a_full_exchange_walks_the_table() -> None:
+    state = X.QUEUED
+    for event in (V.START, V.ATTACH, V.SENT, V.INTERIM_HEAD, V.FINAL_HEAD, V.END):
+        state = ex_advance(state, event)
+    assert state is X.DONE
