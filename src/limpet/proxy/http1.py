@@ -145,6 +145,7 @@ class Downstream(asyncio.Protocol):
         self.timeouts = ctx.timeouts
         self.transport: asyncio.Transport | None = None
         self.client_ip = ""
+        self.scheme = b"http"  # b"https" on a TLS listener (connection_made)
         self.parser = RequestParser(
             self.limits.max_header_bytes, self.limits.max_headers, MAX_PIPELINE
         )
@@ -183,6 +184,8 @@ class Downstream(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
         peer = transport.get_extra_info("peername")
         self.client_ip = peer[0] if peer else ""
+        # TLS ended on this listener (asyncio's SSL transport has a context): X-Forwarded-Proto
+        self.scheme = b"https" if transport.get_extra_info("sslcontext") is not None else b"http"
         server = self.ctx
         server.connections.add(self)
         server.metrics.downstream_connections.inc()
@@ -772,6 +775,7 @@ class Exchange:
             drop,
             down.ctx.forwarding.trust_forwarded,
             down.client_ip.encode(),
+            down.scheme,
             down.rid_name,
             down.rid_lower,
             down.via,

@@ -2,7 +2,8 @@
 sent downstream, as bytes, from the parsed fields and the decisions already made.
 
 Request (RFC 9110 §7.6): hop-by-hop fields and every field named in Connection are removed;
-X-Forwarded-For/-Proto/-Host are set (replaced, or extended when the client is trusted);
+X-Forwarded-For/-Proto/-Host are set (replaced, or extended when the client is trusted; the
+proto is the client connection's scheme, https when TLS ended here);
 the request id is kept (trusted) or the one given; ``Via`` gets this proxy appended; the
 upstream request is HTTP/1.1, keep-alive, re-chunked when the body is chunked.
 Response: the same removal and ``Via``; the affinity ``Set-Cookie`` (a pin or a repin) is
@@ -60,6 +61,7 @@ def request_head(
     drop: frozenset[bytes],
     trust: bool,
     client_ip: bytes,
+    scheme: bytes,
     rid_name: bytes,
     rid_lower: bytes,
     via_mine: bytes,
@@ -108,7 +110,8 @@ def request_head(
         # (RFC 9112 §3.2), so name the backend, as nginx does with $proxy_host
         out += (b"Host: ", host_fallback, b"\r\n")
     out += (b"X-Forwarded-For: ", xff + b", " + client_ip if xff else client_ip, b"\r\n")
-    out += (b"X-Forwarded-Proto: ", proto or b"http", b"\r\n")
+    # ``scheme``: b"https" when the client's connection is TLS (terminated here), else b"http"
+    out += (b"X-Forwarded-Proto: ", proto or scheme, b"\r\n")
     out += (b"X-Forwarded-Host: ", fhost or host, b"\r\n")
     out += (rid_name, b": ", request_id or new_id(), b"\r\n")
     out += (b"Via: ", via + b", " + via_mine if via else via_mine, b"\r\n")
