@@ -179,3 +179,29 @@ async def test_response_timeout_is_armed_only_once_the_request_was_sent(rig: Rig
     assert rig.down.active is not None and not rig.down.active.timer
     rig.down.data_received(b"def")
     assert rig.down.active.timer
+
+
+async def test_stopping_an_idle_keep_alive_connection_answers_its_next_request_then_closes(
+    rig: Rig,
+) -> None:
+    rig.down.data_received(GET % 1)
+    rig.conn.data_received(OK)
+    rig.backend.take()
+    assert b"Connection: close" not in rig.client.take()  # kept alive, now idle
+    rig.server.context.stopping = True
+    rig.down.drain()
+    assert not rig.client.closed  # a request may be on its way: not reset
+    rig.down.data_received(GET % 2)  # it was
+    assert rig.backend.take().startswith(b"GET /2 ")
+    rig.conn.data_received(OK)
+    answer = rig.client.take()
+    assert answer.startswith(b"HTTP/1.1 200 OK") and b"Connection: close\r\n" in answer
+    assert rig.client.closed
+
+
+async def test_stopping_a_half_closed_connection_closes_it_at_once(rig: Rig) -> None:
+    rig.down.data_received(GET % 1)
+    rig.down.eof_received()
+    rig.server.context.stopping = True
+    rig.down.drain()
+    assert rig.client.closed
