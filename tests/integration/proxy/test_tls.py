@@ -180,13 +180,13 @@ def test_a_backend_behind_a_tls_listener_is_told_https(
     """X-Forwarded-Proto names the client's scheme (whoami echoes the headers it got); the
     twin is the plain listener of the same proxy build, which says http."""
     proxy = start_proxy(procs, three, *tls_args(ca.leaf("a.test")))
-    done = curl(
-        proxy, "a.test", ca, "-H", "X-Forwarded-Proto: http"
-    )  # a client's claim is not kept
+    claims = ["X-Forwarded-Proto: http", "Forwarded: proto=http", "X-Forwarded-Port: 80"]
+    done = curl(proxy, "a.test", ca, *[a for c in claims for a in ("-H", c)])  # not kept
     assert done.returncode == 0, done.stderr
     echoed = [line.lower() for line in done.stdout.splitlines()]
     assert echoed.count("x-forwarded-proto: https") == 1, done.stdout
     assert "x-forwarded-proto: http" not in echoed
+    assert not [line for line in echoed if line.startswith(("forwarded:", "x-forwarded-port:"))]
     plain = start_proxy(procs, three)
     with urllib.request.urlopen(plain.url + "/", timeout=10) as r:
         assert "x-forwarded-proto: http" in r.read().decode().lower().splitlines()

@@ -68,6 +68,15 @@ def test_request_head_forwarded_proto_is_the_client_connections_scheme(core: Mod
     assert b"X-Forwarded-Proto: http\r\n" in request(
         core, headers, lnames, trust=True, scheme=b"https"
     )
+    # nothing else an untrusted client sends contradicts it; a trusted front's is relayed
+    headers, lnames = fields(
+        (b"Host", b"h"), (b"Forwarded", b"for=1.2.3.4;proto=http"), (b"X-Forwarded-Port", b"80")
+    )
+    tls = request(core, headers, lnames, scheme=b"https")
+    assert b"\nForwarded:" not in tls and b"X-Forwarded-Port" not in tls
+    trusted = request(core, headers, lnames, trust=True, scheme=b"https")
+    assert b"Forwarded: for=1.2.3.4;proto=http\r\n" in trusted
+    assert b"X-Forwarded-Port: 80\r\n" in trusted
 
 
 @pytest.mark.parametrize("core", CORES)
@@ -101,7 +110,8 @@ def test_response_head_framing(core: ModuleType) -> None:
 
 NAMES = [b"Host", b"Connection", b"Keep-Alive", b"X-Forwarded-For", b"X-Forwarded-Proto",
          b"X-Forwarded-Host", b"X-Request-Id", b"Via", b"Expect", b"Upgrade", b"TE", b"X-A",
-         b"Content-Length", b"Transfer-Encoding", b"Set-Cookie"]  # fmt: skip
+         b"Content-Length", b"Transfer-Encoding", b"Set-Cookie", b"Forwarded",
+         b"X-Forwarded-Port"]  # fmt: skip
 VALUES = [b"", b"a", b"close", b"keep-alive, X-A", b"upgrade", b"1.0 x", b"3", b"chunked"]
 heads = st.lists(st.tuples(st.sampled_from(NAMES), st.sampled_from(VALUES)), max_size=8)
 
