@@ -68,12 +68,24 @@ def _address(ctx: Ctx, text: str, key: str, node: yaml.Node) -> str:
         raise ctx.error(str(exc), key, node) from None
 
 
+#: backend URL schemes that mean "speak TLS to it" (the rest are plain)
+TLS_SCHEMES = ("https", "wss")
+
+
+def is_tls_url(text: str) -> bool:
+    """Whether a backend URL asks for TLS to the backend (``https://``, ``wss://``)."""
+    scheme, sep, _ = text.partition("://")
+    return bool(sep) and scheme.lower() in TLS_SCHEMES
+
+
 def normalize_address(text: str) -> str:
     if "://" in text:
         parts = urlsplit(text)
-        if parts.scheme not in ("http", "ws", "tcp") or not parts.hostname:
-            raise UsageError(f"backend URL {text!r}: expected http://HOST:PORT")
-        port = parts.port or 80
+        if parts.scheme not in ("http", "ws", "tcp", *TLS_SCHEMES) or not parts.hostname:
+            raise UsageError(
+                f"backend URL {text!r}: expected http://HOST:PORT or https://HOST:PORT"
+            )
+        port = parts.port or (443 if parts.scheme in TLS_SCHEMES else 80)
         host = parts.hostname
     else:
         from limpet.runtime import parse_hostport
@@ -88,7 +100,7 @@ def parse_backend_flag(text: str) -> BackendConfig:
     if not sep or "/" in name or ":" in name:
         name, url = "", text
     address = normalize_address(url)
-    return BackendConfig(id=name or backend_id_for(address), address=address)
+    return BackendConfig(id=name or backend_id_for(address), address=address, tls=is_tls_url(url))
 
 
 def _affinity(ctx: Ctx, node: yaml.Node, key: str) -> AffinitySpec:
@@ -142,7 +154,9 @@ def _pool(ctx: Ctx, name: str, node: yaml.Node, key: str) -> PoolConfig:
                 if isinstance(bnode, yaml.ScalarNode):
                     text = typed(ctx, bnode, bkey, str)
                     address = _address(ctx, text, bkey, bnode)
-                    backends.append(BackendConfig(backend_id_for(address), address))
+                    backends.append(
+                        BackendConfig(backend_id_for(address), address, tls=is_tls_url(text))
+                    )
                     continue
                 b = mapping(ctx, bnode, bkey)
                 if "url" not in b and "address" not in b:
@@ -152,13 +166,16 @@ def _pool(ctx: Ctx, name: str, node: yaml.Node, key: str) -> PoolConfig:
                     u = sorted(unknown)[0]
                     raise ctx.error(f"unknown key {u!r}", f"{bkey}.{u}", b[u][0])
                 anode = (b.get("url") or b["address"])[1]
-                address = _address(ctx, typed(ctx, anode, f"{bkey}.url", str), bkey, anode)
+                url = typed(ctx, anode, f"{bkey}.url", str)
+                address = _address(ctx, url, bkey, anode)
                 idnode = b.get("id") or b.get("name")
                 bid = typed(ctx, idnode[1], f"{bkey}.id", str) if idnode else ""
                 weight = typed(ctx, b["weight"][1], f"{bkey}.weight", int) if "weight" in b else 1
                 if not 1 <= weight <= 1000:
                     raise ctx.error("weight must be 1 to 1000", f"{bkey}.weight", b["weight"][1])
-                backends.append(BackendConfig(bid or backend_id_for(address), address, weight))
+                backends.append(
+                    BackendConfig(bid or backend_id_for(address), address, weight, is_tls_url(url))
+                )
             seen: set[str] = set()
             for i, (backend, bnode) in enumerate(zip(backends, vnode.value, strict=True)):
                 if backend.id in seen:
@@ -173,9 +190,13 @@ def _pool(ctx: Ctx, name: str, node: yaml.Node, key: str) -> PoolConfig:
             from limpet.config.discovery import parse_discovery
 
             pool = replace(pool, discovery=parse_discovery(ctx, vnode, sub))
+        elif k == "tls-ca":
+            pool = replace(pool, tls_ca=typed(ctx, vnode, sub, str))
         else:
             raise ctx.error(
-                f"unknown key {k!r} (expected backends, affinity, health, discovery)", sub, knode
+                f"unknown key {k!r} (expected backends, affinity, health, discovery, tls-ca)",
+                sub,
+                knode,
             )
     if pool.backends and pool.discovery.kind != "static":
         raise ctx.error("a pool takes backends or a discovery, not both", key, node)

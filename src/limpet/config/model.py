@@ -22,6 +22,7 @@ class BackendConfig:
     id: str
     address: str  # "host:port"
     weight: int = 1  # share of new sessions relative to the pool's other backends
+    tls: bool = False  # an https:// (or wss://) URL: the proxy speaks TLS to it
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +98,9 @@ class PoolConfig:
     affinity: AffinitySpec = field(default_factory=AffinitySpec)
     health: HealthConfig = field(default_factory=HealthConfig)
     discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
+    #: PEM CA file that https:// backends' certificates are verified against (None: the
+    #: system's trust store); ``tls-ca`` in the file, ``--backend-ca`` on the command line
+    tls_ca: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
 
@@ -44,11 +45,22 @@ class PoolRuntime(Protocol):
 log = logging.getLogger("limpet.health")
 
 
-async def probe(host: str, port: int, path: str, timeout: float) -> tuple[bool, str]:
-    """One HTTP probe: (up, what was seen)."""
+async def probe(
+    host: str, port: int, path: str, timeout: float, ssl_context: ssl.SSLContext | None = None
+) -> tuple[bool, str]:
+    """One HTTP probe: (up, what was seen); over TLS to an https:// backend (verified as
+    requests are, so a backend whose certificate fails is down)."""
     writer = None
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(
+                host,
+                port,
+                ssl=ssl_context,
+                server_hostname=host if ssl_context is not None else None,
+            ),
+            timeout,
+        )
         writer.write(
             f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: limpet-health\r\n"
             "Connection: close\r\n\r\n".encode()
@@ -73,7 +85,7 @@ async def run_probes(server: ProxyServer, runtime: PoolRuntime) -> None:
         if health.active:
             targets = list(runtime.upstreams.values())
             results = await asyncio.gather(
-                *(probe(u.host, u.port, health.path, health.timeout) for u in targets)
+                *(probe(u.host, u.port, health.path, health.timeout, u.ssl) for u in targets)
             )
             for upstream, (up, seen) in zip(targets, results, strict=True):
                 server.metrics.probes.labels(

@@ -27,6 +27,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         " dns://NAME:PORT or dns+srv://_http._tcp.NAME follows a DNS name",
     )
     parser.add_argument(
+        "--backend-ca",
+        metavar="FILE",
+        help="PEM CA file that https:// backends' certificates are verified against, in every"
+        " pool [the system's trust store]",
+    )
+    parser.add_argument(
         "--affinity",
         metavar="MODE",
         help="none|cookie|client-ip|engineio|hash:header:H|hash:cookie:C|hash:query:Q [cookie]",
@@ -155,7 +161,8 @@ def resolve(args: argparse.Namespace) -> Any:
             health = replace(health, path=args.health_path)
         if args.health_interval is not None:
             health = replace(health, interval=args.health_interval)
-        pools.append(replace(pool, affinity=spec, health=health))
+        tls_ca = args.backend_ca or pool.tls_ca
+        pools.append(replace(pool, affinity=spec, health=health, tls_ca=tls_ca))
     cfg = replace(cfg, pools=tuple(pools))
     if args.listen:
         parse_hostport(args.listen)

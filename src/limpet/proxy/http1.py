@@ -50,6 +50,10 @@ if TYPE_CHECKING:
 BODY_BUFFER_HIGH = 256 * 1024
 #: unanswered pipelined requests parsed ahead; beyond this the downstream is not read (a client
 #: that sends requests and never reads the answers holds this many, not thousands)
+#: how long an idle keep-alive connection stays open once shutdown begins, so that a request
+#: already on its way is answered (with Connection: close) rather than reset; bounded by the
+#: drain deadline (timeouts.shutdown)
+STOP_GRACE = 1.0
 MAX_PIPELINE = 8
 #: RFC 9110 §9.2.2: methods a proxy may send again after a connection failed mid-request
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
@@ -156,6 +160,7 @@ class Downstream(asyncio.Protocol):
         self.timeouts = ctx.timeouts
         self.transport: asyncio.Transport | None = None
         self.client_ip = ""
+        self.scheme = b"http"  # b"https" on a TLS listener (connection_made)
         self.parser = RequestParser(
             self.limits.max_header_bytes, self.limits.max_headers, MAX_PIPELINE
         )
@@ -192,6 +197,8 @@ class Downstream(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
         peer = transport.get_extra_info("peername")
         self.client_ip = peer[0] if peer else ""
+        # TLS ended on this listener (asyncio's SSL transport has a context): X-Forwarded-Proto
+        self.scheme = b"https" if transport.get_extra_info("sslcontext") is not None else b"http"
         server = self.ctx
         server.connections.add(self)
         server.metrics.downstream_connections.inc()
@@ -304,17 +311,22 @@ class Downstream(asyncio.Protocol):
         return None
 
     def drain(self) -> None:
-        """Shutdown has begun: close at once unless a live exchange or tunnel is in flight.
+        """Shutdown has begun: tell keep-alive clients, close what nobody waits for.
 
-        Idle keep-alive connections (and those waiting for a head) have nothing to lose; a
-        half-closed client (it sent its request then FIN, as a socket.io long-poll client that
-        exited does) would keep the process up until the deadline for a response nobody
-        needs. Live exchanges finish with ``Connection: close`` (see response_bytes).
+        A half-closed client (it sent its request then FIN, as a socket.io long-poll client
+        that exited does) is closed at once: it would keep the process up until the deadline
+        for a response nobody needs. Live exchanges finish with ``Connection: close`` (see
+        response_bytes). An idle keep-alive connection is not closed at once: a client may have
+        sent its next request already, and a close would meet it with a reset (HTTP/1.1 has no
+        GOAWAY). It stays open for STOP_GRACE; a request that comes is answered with
+        ``Connection: close``, and the connection closes after that answer or the grace.
         """
-        if self.transport is None:
+        if self.transport is None or self.tunnel is not None:
             return
-        if self.tunnel is None and (self.active is None or self.state is DownState.HALF_CLOSED):
+        if self.state is DownState.HALF_CLOSED:
             self.transport.close()
+        elif self.active is None and self.receiving is None and not self.parser.buffered:
+            self._arm(min(STOP_GRACE, self.timeouts.shutdown), self._on_header_timeout)
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -792,6 +804,7 @@ class Exchange:
             drop,
             down.ctx.forwarding.trust_forwarded,
             down.client_ip.encode(),
+            down.scheme,
             down.rid_name,
             down.rid_lower,
             down.via,

@@ -53,7 +53,14 @@ class PoolRuntime:
             weights={b.id: b.weight for b in cfg.backends},
         )
         self.policy = build_policy(cfg.affinity, secret=secret, pool_name=cfg.name)
-        self.upstreams = {b.id: UpstreamPool(b.id, b.address) for b in cfg.backends}
+        #: one client context for the pool's https:// backends (built once: loading a CA is slow)
+        self.backend_ssl = (
+            tls.backend_context(cfg.tls_ca) if any(b.tls for b in cfg.backends) else None
+        )
+        self.upstreams = {
+            b.id: UpstreamPool(b.id, b.address, ssl_context=self.backend_ssl if b.tls else None)
+            for b in cfg.backends
+        }
         self.metrics = metrics
         self.passive_enabled = h.passive
         self.pins: dict[str, int] = {b.id: 0 for b in cfg.backends}

@@ -52,6 +52,19 @@ def new_context(pair: TlsPair) -> ssl.SSLContext:
     return ctx
 
 
+def backend_context(ca_file: str | None) -> ssl.SSLContext:
+    """A client context for https:// backends: their certificate is verified against
+    ``ca_file`` (or the system's trust store) and must name the URL's host (SNI and the
+    hostname check use it), TLS 1.2+, ALPN http/1.1."""
+    try:
+        ctx = ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise UsageError(f"backend CA file {ca_file!r}: {exc}") from None
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
 def dns_names(cert_file: str) -> list[str]:
     """The DNS names a PEM certificate serves (subjectAltName, else its common name)."""
     from cryptography import x509

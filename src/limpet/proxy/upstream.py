@@ -9,6 +9,7 @@ warmest connection goes first and surplus ones can time out at the backend).
 from __future__ import annotations
 
 import asyncio
+import ssl
 from typing import Any, Protocol
 
 import httptools
@@ -178,9 +179,17 @@ class UpstreamConnection(asyncio.Protocol):
 class UpstreamPool:
     """A backend's idle connections, kept for reuse (HTTP/1.1 keep-alive upstream)."""
 
-    def __init__(self, backend_id: str, address: str, max_idle: int = 64) -> None:
+    def __init__(
+        self,
+        backend_id: str,
+        address: str,
+        max_idle: int = 64,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.backend_id = backend_id
         self.address = address
+        #: TLS to the backend (an https:// URL): verified against the pool's CA, SNI = host
+        self.ssl = ssl_context
         host, _, port = address.rpartition(":")
         self.host = host.strip("[]")
         self.port = int(port)
@@ -201,7 +210,18 @@ class UpstreamPool:
     async def connect(self, timeout: float) -> UpstreamConnection:
         loop = asyncio.get_running_loop()
         conn = UpstreamConnection(self)
-        await asyncio.wait_for(loop.create_connection(lambda: conn, self.host, self.port), timeout)
+        # the connect timeout covers the TLS handshake too; a certificate that fails
+        # verification raises ssl.SSLCertVerificationError, an OSError: a connect failure
+        await asyncio.wait_for(
+            loop.create_connection(
+                lambda: conn,
+                self.host,
+                self.port,
+                ssl=self.ssl,
+                server_hostname=self.host if self.ssl is not None else None,
+            ),
+            timeout,
+        )
         return conn
 
     def put(self, conn: UpstreamConnection) -> None:

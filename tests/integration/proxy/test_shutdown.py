@@ -152,3 +152,70 @@ def test_bad_drain_timeout_is_a_usage_error(procs: Procs) -> None:
     )  # fmt: skip
     assert result.returncode == 2 and "--drain-timeout" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+COUNT = threading.Lock()
+
+
+def count(out: dict[str, int], key: str) -> None:
+    with COUNT:
+        out[key] += 1
+
+
+def keep_alive_loop(port: int, started: threading.Barrier, out: dict[str, int]) -> None:
+    """Requests one after another on a kept-alive connection, reconnecting when a response says
+    ``Connection: close``, until a connect is refused (the proxy stopped listening: that
+    request was never sent). Anything else is a request lost at the signal."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    n = 0
+    while True:
+        try:
+            conn.request("GET", "/")
+        except ConnectionRefusedError:
+            break
+        except OSError:
+            count(out, "failed")
+            break
+        try:
+            resp = conn.getresponse()
+            resp.read()
+        except (OSError, http.client.HTTPException):
+            count(out, "failed")
+            break
+        count(out, "answered")
+        if (resp.getheader("Connection") or "").lower() == "close":
+            count(out, "told_close")
+            conn.close()  # the next request goes on a new connection
+        n += 1
+        if n == 20:
+            started.wait(timeout=10)  # every client is in its loop: the signal may come
+
+
+def test_keep_alive_clients_are_told_to_close_and_lose_no_request_at_sigterm(
+    procs: Procs, three: dict[str, str]
+) -> None:
+    """Eight clients loop requests on keep-alive connections while SIGTERM arrives: a response
+    on a reused connection says ``Connection: close`` and the proxy closes after it, an idle
+    connection's next request is still answered (not reset), and every request is either
+    answered or refused at connect; none fails."""
+    proxy = start_proxy(procs, three, admin=False)
+    clients = 8
+    started = threading.Barrier(clients + 1)
+    out = {"answered": 0, "failed": 0, "told_close": 0}
+    threads = [
+        threading.Thread(target=keep_alive_loop, args=(proxy.port, started, out), daemon=True)
+        for _ in range(clients)
+    ]
+    for t in threads:
+        t.start()
+    started.wait(timeout=10)
+    proxy.proc.send_signal(signal.SIGTERM)  # type: ignore[attr-defined]
+    for t in threads:
+        t.join(timeout=HANG_GUARD)
+        assert not t.is_alive()
+    assert proxy.proc.wait(timeout=HANG_GUARD) == 0  # type: ignore[attr-defined]
+    assert out["failed"] == 0, out
+    assert out["told_close"] >= 1, out
+    assert out["answered"] >= clients * 20, out

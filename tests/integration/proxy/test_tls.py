@@ -7,6 +7,7 @@ import socket
 import ssl
 import subprocess
 import time
+import urllib.request
 
 import pytest
 
@@ -171,3 +172,21 @@ def test_a_bad_certificate_stops_the_proxy_before_it_listens(procs: Procs, ca: T
     )
     assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
     assert "TLS certificate" in done.stderr, done.stderr
+
+
+def test_a_backend_behind_a_tls_listener_is_told_https(
+    procs: Procs, three: dict[str, str], ca: TestCA
+) -> None:
+    """X-Forwarded-Proto names the client's scheme (whoami echoes the headers it got); the
+    twin is the plain listener of the same proxy build, which says http."""
+    proxy = start_proxy(procs, three, *tls_args(ca.leaf("a.test")))
+    claims = ["X-Forwarded-Proto: http", "Forwarded: proto=http", "X-Forwarded-Port: 80"]
+    done = curl(proxy, "a.test", ca, *[a for c in claims for a in ("-H", c)])  # not kept
+    assert done.returncode == 0, done.stderr
+    echoed = [line.lower() for line in done.stdout.splitlines()]
+    assert echoed.count("x-forwarded-proto: https") == 1, done.stdout
+    assert "x-forwarded-proto: http" not in echoed
+    assert not [line for line in echoed if line.startswith(("forwarded:", "x-forwarded-port:"))]
+    plain = start_proxy(procs, three)
+    with urllib.request.urlopen(plain.url + "/", timeout=10) as r:
+        assert "x-forwarded-proto: http" in r.read().decode().lower().splitlines()

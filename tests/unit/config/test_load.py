@@ -168,3 +168,24 @@ def test_config_examples_in_the_docs_load(doc: str, index: int, text: str) -> No
 
 def test_the_docs_have_config_examples() -> None:
     assert len(yaml_blocks("proxy.md")) >= 1
+
+
+def test_https_backends_and_the_pools_backend_ca() -> None:
+    flag = parse_backend_flag("api=https://api.internal")
+    assert flag.address == "api.internal:443" and flag.tls
+    assert not parse_backend_flag("http://api.internal:8080").tls
+    cfg = parse_config(
+        "pools:\n  web:\n    tls-ca: /etc/limpet/backend-ca.pem\n    backends:\n"
+        "      - https://a.internal:8443\n      - {url: 'wss://b.internal', weight: 2}\n"
+        "      - http://c.internal:8080\n",
+        "tls.yaml",
+    )
+    pool = cfg.pools[0]
+    assert pool.tls_ca == "/etc/limpet/backend-ca.pem"
+    assert [(b.address, b.tls) for b in pool.backends] == [
+        ("a.internal:8443", True),
+        ("b.internal:443", True),
+        ("c.internal:8080", False),
+    ]
+    with pytest.raises(ConfigError, match="tls-ca"):
+        parse_config("pools:\n  web:\n    tls-ca: [a]\n    backends: [a:1]\n", "bad.yaml")

@@ -425,3 +425,29 @@ async def test_tcp_mode_and_an_upgrade_half_close_alike(rig: Rig) -> None:
     down.data_received(b"still")
     assert backend.take() == b"still"
     assert down.eof_received() is False and backend.closed
+
+
+async def test_stopping_an_idle_keep_alive_connection_answers_its_next_request_then_closes(
+    rig: Rig,
+) -> None:
+    rig.down.data_received(GET % 1)
+    rig.conn.data_received(OK)
+    rig.backend.take()
+    assert b"Connection: close" not in rig.client.take()  # kept alive, now idle
+    rig.server.context.stopping = True
+    rig.down.drain()
+    assert not rig.client.closed  # a request may be on its way: not reset
+    rig.down.data_received(GET % 2)  # it was
+    assert rig.backend.take().startswith(b"GET /2 ")
+    rig.conn.data_received(OK)
+    answer = rig.client.take()
+    assert answer.startswith(b"HTTP/1.1 200 OK") and b"Connection: close\r\n" in answer
+    assert rig.client.closed
+
+
+async def test_stopping_a_half_closed_connection_closes_it_at_once(rig: Rig) -> None:
+    rig.down.data_received(GET % 1)
+    rig.down.eof_received()
+    rig.server.context.stopping = True
+    rig.down.drain()
+    assert rig.client.closed

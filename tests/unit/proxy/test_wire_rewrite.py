@@ -24,9 +24,9 @@ def fields(*pairs: tuple[bytes, bytes]) -> tuple[list[tuple[bytes, bytes]], list
 
 
 def request(core: ModuleType, headers, lnames, *, trust=False, upgrade=False, chunked=False,
-            expect=False, host_fallback=b"") -> bytes:  # fmt: skip
+            expect=False, host_fallback=b"", scheme=b"http") -> bytes:  # fmt: skip
     drop = core.hop_by_hop(headers, lnames)
-    return core.request_head(b"GET", b"/p", headers, lnames, drop, trust, b"10.0.0.1",
+    return core.request_head(b"GET", b"/p", headers, lnames, drop, trust, b"10.0.0.1", scheme,
                              b"X-Request-Id", b"x-request-id", b"1.1 limpet", host_fallback,
                              upgrade, chunked, expect, lambda: b"rid-1")  # fmt: skip
 
@@ -56,6 +56,27 @@ def test_request_head_removes_hop_by_hop_and_sets_forwarding(core: ModuleType) -
         b"X-Forwarded-For: 1.2.3.4, 10.0.0.1\r\n" in trusted
         and b"X-Request-Id: theirs\r\n" in trusted
     )
+
+
+@pytest.mark.parametrize("core", CORES)
+def test_request_head_forwarded_proto_is_the_client_connections_scheme(core: ModuleType) -> None:
+    headers, lnames = fields((b"Host", b"h"), (b"X-Forwarded-Proto", b"http"))
+    assert b"X-Forwarded-Proto: http\r\n" in request(core, headers, lnames)
+    tls = request(core, headers, lnames, scheme=b"https")
+    assert b"X-Forwarded-Proto: https\r\n" in tls and tls.count(b"X-Forwarded-Proto") == 1
+    # a trusted front (a balancer that ended TLS itself) says what its client used
+    assert b"X-Forwarded-Proto: http\r\n" in request(
+        core, headers, lnames, trust=True, scheme=b"https"
+    )
+    # nothing else an untrusted client sends contradicts it; a trusted front's is relayed
+    headers, lnames = fields(
+        (b"Host", b"h"), (b"Forwarded", b"for=1.2.3.4;proto=http"), (b"X-Forwarded-Port", b"80")
+    )
+    tls = request(core, headers, lnames, scheme=b"https")
+    assert b"\nForwarded:" not in tls and b"X-Forwarded-Port" not in tls
+    trusted = request(core, headers, lnames, trust=True, scheme=b"https")
+    assert b"Forwarded: for=1.2.3.4;proto=http\r\n" in trusted
+    assert b"X-Forwarded-Port: 80\r\n" in trusted
 
 
 @pytest.mark.parametrize("core", CORES)
@@ -89,7 +110,8 @@ def test_response_head_framing(core: ModuleType) -> None:
 
 NAMES = [b"Host", b"Connection", b"Keep-Alive", b"X-Forwarded-For", b"X-Forwarded-Proto",
          b"X-Forwarded-Host", b"X-Request-Id", b"Via", b"Expect", b"Upgrade", b"TE", b"X-A",
-         b"Content-Length", b"Transfer-Encoding", b"Set-Cookie"]  # fmt: skip
+         b"Content-Length", b"Transfer-Encoding", b"Set-Cookie", b"Forwarded",
+         b"X-Forwarded-Port"]  # fmt: skip
 VALUES = [b"", b"a", b"close", b"keep-alive, X-A", b"upgrade", b"1.0 x", b"3", b"chunked"]
 heads = st.lists(st.tuples(st.sampled_from(NAMES), st.sampled_from(VALUES)), max_size=8)
 
@@ -105,7 +127,8 @@ heads = st.lists(st.tuples(st.sampled_from(NAMES), st.sampled_from(VALUES)), max
 )
 def test_differential_request_head(headers, trust, upgrade, chunked, expect, fallback) -> None:  # type: ignore[no-untyped-def]
     lnames = [n.lower() for n, _ in headers]
-    kw = dict(trust=trust, upgrade=upgrade, chunked=chunked, expect=expect, host_fallback=fallback)
+    kw = dict(trust=trust, upgrade=upgrade, chunked=chunked, expect=expect, host_fallback=fallback,
+              scheme=b"https" if trust else b"http")  # fmt: skip
     assert request(COMPILED, headers, lnames, **kw) == request(
         python_rewrite, headers, lnames, **kw
     )

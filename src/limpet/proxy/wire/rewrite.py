@@ -2,7 +2,9 @@
 sent downstream, as bytes, from the parsed fields and the decisions already made.
 
 Request (RFC 9110 §7.6): hop-by-hop fields and every field named in Connection are removed;
-X-Forwarded-For/-Proto/-Host are set (replaced, or extended when the client is trusted);
+X-Forwarded-For/-Proto/-Host are set (replaced, or extended when the client is trusted; the
+proto is the client connection's scheme, https when TLS ended here); Forwarded and
+X-Forwarded-Port are relayed from a trusted client only;
 the request id is kept (trusted) or the one given; ``Via`` gets this proxy appended; the
 upstream request is HTTP/1.1, keep-alive, re-chunked when the body is chunked.
 Response: the same removal and ``Via``; the affinity ``Set-Cookie`` (a pin or a repin) is
@@ -30,7 +32,18 @@ HOP_BY_HOP = frozenset(
         b"upgrade",
     }
 )
-FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"})
+#: what an untrusted client may not say about itself: X-Forwarded-For/-Proto/-Host are
+#: replaced; Forwarded (RFC 7239) and X-Forwarded-Port are dropped (not generated here), so no
+#: field the backend reads contradicts X-Forwarded-Proto
+FORWARDED = frozenset(
+    {
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"forwarded",
+        b"x-forwarded-port",
+    }
+)
 
 
 def connection_tokens(values: list[bytes]) -> set[bytes]:
@@ -60,6 +73,7 @@ def request_head(
     drop: frozenset[bytes],
     trust: bool,
     client_ip: bytes,
+    scheme: bytes,
     rid_name: bytes,
     rid_lower: bytes,
     via_mine: bytes,
@@ -88,8 +102,10 @@ def request_head(
                     xff = value
                 elif lname == b"x-forwarded-proto":
                     proto = value
-                else:
+                elif lname == b"x-forwarded-host":
                     fhost = value
+                else:  # Forwarded, X-Forwarded-Port: a trusted front's, relayed as they are
+                    out += (name, b": ", value, b"\r\n")
             continue
         if lname == rid_lower:
             if trust:
@@ -108,7 +124,8 @@ def request_head(
         # (RFC 9112 §3.2), so name the backend, as nginx does with $proxy_host
         out += (b"Host: ", host_fallback, b"\r\n")
     out += (b"X-Forwarded-For: ", xff + b", " + client_ip if xff else client_ip, b"\r\n")
-    out += (b"X-Forwarded-Proto: ", proto or b"http", b"\r\n")
+    # ``scheme``: b"https" when the client's connection is TLS (terminated here), else b"http"
+    out += (b"X-Forwarded-Proto: ", proto or scheme, b"\r\n")
     out += (b"X-Forwarded-Host: ", fhost or host, b"\r\n")
     out += (rid_name, b": ", request_id or new_id(), b"\r\n")
     out += (b"Via: ", via + b", " + via_mine if via else via_mine, b"\r\n")
