@@ -35,7 +35,7 @@ Loader = Callable[[], "ProxyConfig"]
 
 def reload(server: ProxyServer) -> tuple[bool, str]:
     """Re-read the config with the server's loader; (applied?, what happened)."""
-    loader: Loader | None = getattr(server, "config_loader", None)
+    loader = server.config_loader
     if loader is None:
         log.warning("nothing to reload: the proxy was started without --config")
         return False, "nothing to reload: the proxy was started without --config"
@@ -68,9 +68,7 @@ def apply(server: ProxyServer, new: ProxyConfig) -> list[str]:
         current = server.pools.get(cfg.name)
         if current is not None and current.cfg == cfg:
             pools[cfg.name] = current
-        elif (current is not None and "dns" in (_kind(cfg), _kind(current.cfg))) or (
-            current is not None and "kubernetes" in (_kind(cfg), _kind(current.cfg))
-        ):
+        elif current is not None and {_kind(cfg), _kind(current.cfg)} != {"static"}:
             pools[cfg.name] = current  # a discovery watcher is not swapped under a running pool
             notes.append(f"pool {cfg.name}: discovery changes at the next restart")
         else:
@@ -112,7 +110,7 @@ def install_sighup(server: ProxyServer, loader: Loader | None) -> None:
     as SIGHUP's default action would)."""
     import signal
 
-    server.config_loader = loader  # type: ignore[attr-defined]
+    server.config_loader = loader
     try:
         server.loop.add_signal_handler(signal.SIGHUP, lambda: reload(server))
     except (NotImplementedError, RuntimeError):  # pragma: no cover - not on this platform

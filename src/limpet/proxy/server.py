@@ -184,6 +184,10 @@ class PoolRuntime:
             # passive failures may eject it from now on (one branch, once per status class)
             self.pool.record(backend_id, HealthEvent.ANSWERED, time.monotonic())
 
+    def _seen_up(self, backend_id: str) -> bool:
+        member = self.pool.get(backend_id)
+        return member is not None and member.status.seen_up
+
     def status(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -194,8 +198,7 @@ class PoolRuntime:
                     "address": b.address,
                     "weight": b.weight,
                     "state": b.state.value,
-                    "seen_up": getattr(self.pool.get(b.id), "status", None) is not None
-                    and self.pool.get(b.id).status.seen_up,  # type: ignore[union-attr]
+                    "seen_up": self._seen_up(b.id),
                     "open": self.open.get(b.id, 0),
                     "sessions_pinned": self.pins.get(b.id, 0),
                     "idle_upstream_connections": len(getattr(self.upstreams.get(b.id), "idle", ())),
@@ -273,6 +276,8 @@ class ProxyServer:
         self.listeners: list[asyncio.AbstractServer] = []
         self.tasks: set[asyncio.Task[None]] = set()
         self.admin_runner: Any = None
+        #: re-reads --config for SIGHUP and POST /reload (None: started without --config)
+        self.config_loader: Callable[[], ProxyConfig] | None = None
 
     def route(self, host: str, path: str) -> PoolRuntime | None:
         """First route whose host and path prefix match (RFC 9110 §7.2: Host without port)."""
