@@ -84,13 +84,19 @@ def test_token_and_secret_from_files(procs: Procs, three: dict[str, str]) -> Non
     assert "--secret on the command line" in procs.output(twin.proc)  # type: ignore[arg-type]
 
 
-def test_admin_with_an_empty_host_binds_loopback_only(procs: Procs, three: dict[str, str]) -> None:
+def start_with_admin(procs: Procs, three: dict[str, str], host: str, expect: str) -> int:
+    """A proxy with ``--admin HOST:PORT``; waits until the admin listens on ``expect``."""
     port, admin_port = free_port(), free_port()
-    args = ["proxy", "--listen", f"127.0.0.1:{port}", "--admin", f":{admin_port}"]
+    args = ["proxy", "--listen", f"127.0.0.1:{port}", "--admin", f"{host}:{admin_port}"]
     for name, url in three.items():
         args += ["--backend", f"{name}={url}"]
     proc = procs.limpet(*args, wait_for=("127.0.0.1", port))
-    wait_listening("127.0.0.1", admin_port, proc=proc)
+    wait_listening(expect, admin_port, proc=proc)
+    return admin_port
+
+
+def test_admin_with_an_empty_host_binds_loopback_only(procs: Procs, three: dict[str, str]) -> None:
+    admin_port = start_with_admin(procs, three, "", expect="127.0.0.1")
     # bound to 127.0.0.1, not 0.0.0.0: another loopback address of this host finds nothing
     with pytest.raises(OSError), socket.create_connection(("127.0.0.2", admin_port), timeout=2):
         pass
@@ -98,11 +104,6 @@ def test_admin_with_an_empty_host_binds_loopback_only(procs: Procs, three: dict[
 
 def test_twin_the_probe_sees_where_the_admin_is_bound(procs: Procs, three: dict[str, str]) -> None:
     """The same probe finds an admin bound on 127.0.0.2 (so it can tell bind addresses apart)."""
-    port, admin_port = free_port(), free_port()
-    args = ["proxy", "--listen", f"127.0.0.1:{port}", "--admin", f"127.0.0.2:{admin_port}"]
-    for name, url in three.items():
-        args += ["--backend", f"{name}={url}"]
-    proc = procs.limpet(*args, wait_for=("127.0.0.1", port))
-    wait_listening("127.0.0.2", admin_port, proc=proc)
+    admin_port = start_with_admin(procs, three, "127.0.0.2", expect="127.0.0.2")
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", admin_port), timeout=2):
         pass
