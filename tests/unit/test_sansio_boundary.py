@@ -17,6 +17,10 @@ CORE_PACKAGES = [
     "limpet.k8s",
     "limpet.hub.channels",
     "limpet.proxy.wire",
+    # single sans-IO modules that live beside the edges they serve
+    "limpet.proxy.states",
+    "limpet.admin.guard",
+    "limpet.client.core",
 ]
 BLOCKED = [
     "asyncio",
