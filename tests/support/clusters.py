@@ -276,8 +276,15 @@ class NatsCluster:
     def kill(self, i: int) -> None:
         self.procs.kill(self.servers[i], signal.SIGKILL)
 
+    def start(self, i: int) -> None:
+        """Start server ``i`` (the next one not yet started) and wait until it listens."""
+        assert i == len(self.servers), "servers start in order"
+        self.servers.append(self.procs.start(self.argvs[i], wait_for=(HOST, self.ports[i])))
 
-def start_nats_cluster(procs: Procs, size: int = 3) -> NatsCluster:
+
+def start_nats_cluster(procs: Procs, size: int = 3, *, running: int | None = None) -> NatsCluster:
+    """``size`` routed JetStream servers; with ``running`` only the first few are started (the
+    rest with ``NatsCluster.start``) and nothing waits for a meta leader."""
     exe = which_or_skip("nats-server")
     ports = [free_port() for _ in range(size)]
     routes = [free_port() for _ in range(size)]
@@ -291,11 +298,11 @@ def start_nats_cluster(procs: Procs, size: int = 3) -> NatsCluster:
             "--cluster_name", "limpet", "--cluster", f"nats://{HOST}:{routes[i]}",
             "--routes", others,
         ])  # fmt: skip
-    servers = [
-        procs.start(argv, wait_for=(HOST, port)) for argv, port in zip(argvs, ports, strict=True)
-    ]
-    cluster = NatsCluster(procs, ports, monitors, argvs, servers)
-    cluster.wait_ready()
+    cluster = NatsCluster(procs, ports, monitors, argvs, [])
+    for i in range(size if running is None else running):
+        cluster.start(i)
+    if running is None:
+        cluster.wait_ready()
     return cluster
 
 

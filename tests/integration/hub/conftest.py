@@ -110,7 +110,7 @@ def start_hub_procs(procs: Procs, broker: str, count: int = REPLICAS, *extra: st
     ]
     for port, proc in zip(ports, started, strict=True):
         try:
-            wait_listening("127.0.0.1", port, proc=proc, timeout=20)
+            wait_listening("127.0.0.1", port, proc=proc, timeout=45)
         except Exception as exc:
             raise RuntimeError(f"hub did not start: {exc}\n{procs.output(proc)}") from exc
     return Replicas([f"http://127.0.0.1:{p}" for p in ports], started)

@@ -32,7 +32,7 @@ from limpet.hub.brokers.redis import RedisBroker
 from tests.integration.hub.conftest import Peer, Replicas, eventually, start_hub_procs
 from tests.support import clusters
 from tests.support.ledger import Delivered, Log, Score, reused, score
-from tests.support.procs import Procs, free_port, limpet_env
+from tests.support.procs import Procs, free_port, limpet_env, wait_listening
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -399,3 +399,37 @@ def test_a_broker_nobody_answers_for_is_said_at_once(form: str) -> None:
     assert "connection refused" in done.stderr.lower() or "Connection refused" in done.stderr
     assert "timed out" not in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+async def test_hub_started_while_the_nats_cluster_forms_waits_for_it(procs: Procs) -> None:
+    """A hub started with one server of three up gets no JetStream answer (no meta leader yet);
+    it retries instead of exiting, and serves once the other two servers have joined."""
+    cluster = clusters.start_nats_cluster(procs, running=1)
+    port = free_port()
+    hub = procs.limpet("hub", "--listen", f"127.0.0.1:{port}", "--broker", cluster.url)
+    clusters.poll(
+        lambda: hub.poll() is not None or "retrying" in procs.output(hub),
+        timeout=30,
+        what="the hub retrying JetStream setup",
+    )
+    assert hub.poll() is None, procs.output(hub)
+    cluster.start(1)
+    cluster.start(2)
+    wait_listening("127.0.0.1", port, proc=hub, timeout=40)
+    cluster.wait_stream_leader("LIMPET_HUB")
+    assert "Traceback" not in procs.output(hub)
+
+
+def test_hub_on_nats_without_jetstream_exits_with_one_line(procs: Procs) -> None:
+    """A server without JetStream is not a forming cluster: the hub says so at once, in one
+    line, and closes its NATS client first (no "Task was destroyed" noise after the error)."""
+    exe = clusters.which_or_skip("nats-server")
+    nats_port = free_port()
+    procs.start([exe, "-a", "127.0.0.1", "-p", str(nats_port)], wait_for=("127.0.0.1", nats_port))
+    hub = procs.limpet(
+        "hub", "--listen", f"127.0.0.1:{free_port()}", "--broker", f"nats://127.0.0.1:{nats_port}"
+    )
+    assert hub.wait(timeout=30) == 1
+    out = procs.output(hub)
+    assert "JetStream is not enabled on the server" in out, out
+    assert "Traceback" not in out and "Task was destroyed" not in out, out

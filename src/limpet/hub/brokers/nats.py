@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import logging
 from typing import Any
 
@@ -43,7 +44,7 @@ import nats
 from nats.errors import Error as NatsError
 from nats.errors import SlowConsumerError
 from nats.js import api
-from nats.js.errors import APIError, BadRequestError, NotFoundError
+from nats.js.errors import APIError, BadRequestError, NotFoundError, ServiceUnavailableError
 
 from limpet.errors import BrokerError
 from limpet.hub.brokers.base import Broker, BrokerOptions, now_ms
@@ -71,6 +72,22 @@ def _reason(exc: BaseException) -> str:
 
 #: JetStream error code for a failed Nats-Expected-Last-Subject-Sequence check
 WRONG_LAST_SEQUENCE = 10071
+#: JetStream error code "no suitable peers for placement": a cluster whose servers have not yet
+#: all joined cannot place a replicated stream
+NO_PEERS_FOR_PLACEMENT = 10005
+#: seconds the hub keeps retrying JetStream setup at start (see NatsBroker._first_ensure)
+SETUP_WINDOW = 30.0
+
+
+def _transient(exc: BaseException | None) -> bool:
+    """A JetStream setup failure that a forming or electing cluster clears by itself."""
+    if isinstance(exc, TimeoutError):
+        return True
+    if isinstance(exc, ServiceUnavailableError):
+        # JetStream's own 503 ("temporarily unavailable", "insufficient resources"); nats-py also
+        # raises it, with no code, when nothing answers the JetStream API (JetStream is off)
+        return exc.code is not None
+    return isinstance(exc, APIError) and exc.err_code == NO_PEERS_FOR_PLACEMENT
 
 
 class NatsBroker(Broker):
@@ -141,7 +158,39 @@ class NatsBroker(Broker):
                 with contextlib.suppress(BaseException):
                     await connect
         self.js = self.nc.jetstream()
-        await self._ensure()
+        try:
+            await self._first_ensure()
+        except BaseException:
+            # close the client's reader, pinger and flusher tasks before the loop ends, or
+            # asyncio prints "Task was destroyed" tracebacks after the one-line error
+            with contextlib.suppress(Exception):
+                await self.nc.close()
+            self.js = None
+            raise
+
+    async def _first_ensure(self) -> None:
+        """The stream and bucket at start, retried while a cluster elects their leaders.
+
+        A NATS cluster that has just formed (or lost a server) answers JetStream requests with a
+        timeout until its meta leader and the stream's replicas agree; two replicas starting
+        together also create the same stream at once. Both settle within seconds, so the hub
+        retries for up to ``SETUP_WINDOW`` seconds before it gives up with the last error.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SETUP_WINDOW
+        for attempt in itertools.count():
+            try:
+                await self._ensure()
+                return
+            except BrokerError as exc:
+                if loop.time() >= deadline or not _transient(exc.__cause__):
+                    raise
+                (log.debug if attempt else log.warning)(
+                    "%s (is the cluster still forming?); retrying for up to %d s",
+                    exc,
+                    SETUP_WINDOW,
+                )
+                await asyncio.sleep(0.5)
 
     def _where(self) -> str:
         return ", ".join(self.spec.server_urls("tls" if self.spec.tls else "nats"))
@@ -234,6 +283,13 @@ class NatsBroker(Broker):
                 self.kv = await self.js.create_key_value(
                     bucket=bucket, ttl=self.options.presence_ttl, history=1, replicas=replicas
                 )
+        except ServiceUnavailableError as exc:
+            if exc.code is None:
+                raise BrokerError(
+                    "nats jetstream setup failed: JetStream is not enabled on the server "
+                    "(start nats-server with -js, or add `jetstream {}` to its config)"
+                ) from exc
+            raise BrokerError(f"nats jetstream setup failed: {exc.description}") from exc
         except (NatsError, OSError, TimeoutError) as exc:
             raise BrokerError(f"nats jetstream setup failed: {exc}") from exc
         self._last.clear()
