@@ -84,6 +84,36 @@ def test_package_unit_tests_pass_under_node_test() -> None:
     assert "# fail 0" in done.stdout
 
 
+def tsc(config: str) -> subprocess.CompletedProcess[str]:
+    """``tsc -p`` (TypeScript 5, a devDependency of clients/js) on one of test/types' configs."""
+    node = node_with_packages()
+    compiler = PACKAGE / "node_modules" / "typescript" / "bin" / "tsc"
+    if not compiler.exists():
+        pytest.skip("typescript not installed in clients/js (scripts/bootstrap installs it)")
+    return subprocess.run(
+        [node, str(compiler), "-p", f"test/types/{config}"],
+        cwd=PACKAGE, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_type_declarations_accept_the_documented_usage_under_strict() -> None:
+    done = tsc("tsconfig.json")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+
+
+def test_type_declarations_refuse_each_misuse() -> None:
+    """The twin: the same compiler finds one error on each line marked ``// error``."""
+    done = tsc("tsconfig.misuse.json")
+    source = (PACKAGE / "test" / "types" / "misuse.ts").read_text().splitlines()
+    marked = {i for i, line in enumerate(source, 1) if line.rstrip().endswith("// error")}
+    found = {
+        int(line.split("(", 1)[1].split(",", 1)[0])
+        for line in done.stdout.splitlines()
+        if line.startswith("test/types/misuse.ts(") and ": error TS" in line
+    }
+    assert done.returncode != 0 and found == marked, done.stdout[-3000:]
+
+
 async def test_rolling_restart_node_subscribers_get_every_offset_once_in_order(
     procs: Procs, redis_server: BrokerServer
 ) -> None:
