@@ -21,6 +21,7 @@ CORE_PACKAGES = [
     "limpet.proxy.states",
     "limpet.admin.guard",
     "limpet.client.core",
+    "limpet.hub.brokers.urls",
 ]
 BLOCKED = [
     "asyncio",

@@ -118,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
     import logging
 
     from limpet.errors import UsageError
-    from limpet.hub.brokers import BrokerOptions, open_broker
+    from limpet.hub.brokers import open_broker
+    from limpet.hub.brokers.base import BrokerOptions
     from limpet.hub.channels import HistoryPolicy, HistoryRules
     from limpet.hub.server import Hub, HubSettings, serve
     from limpet.runtime import parse_hostport, run_until_signal

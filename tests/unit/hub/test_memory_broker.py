@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from limpet.errors import UsageError
-from limpet.hub.brokers import BrokerOptions, open_broker
 from limpet.hub.brokers import memory as memory_module
+from limpet.hub.brokers import open_broker
+from limpet.hub.brokers.base import BrokerOptions
 from limpet.hub.brokers.memory import MemoryBackplane, MemoryBroker
 from limpet.hub.channels import Envelope, Message, Position, PresenceEvent
 

@@ -1,10 +1,18 @@
-"""Brokers: the backplane hub replicas share. ``open_broker`` picks one from a URL."""
+"""Brokers: the backplane hub replicas share. ``open_broker`` picks one from a URL.
+
+The package itself imports only the sans-IO URL parser, so ``limpet k8s render --broker`` and
+``limpet up`` can check a broker URL without loading asyncio or a broker client.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from limpet.errors import require
-from limpet.hub.brokers.base import Broker, BrokerOptions
 from limpet.hub.brokers.urls import BrokerUrl, parse_broker_url
+
+if TYPE_CHECKING:
+    from limpet.hub.brokers.base import Broker, BrokerOptions
 
 
 def open_broker(url: str, options: BrokerOptions, *, nats_replicas: int | None = None) -> Broker:
@@ -34,4 +42,4 @@ def open_broker(url: str, options: BrokerOptions, *, nats_replicas: int | None =
     return NatsBroker(spec, options, replicas=nats_replicas)
 
 
-__all__ = ["Broker", "BrokerOptions", "BrokerUrl", "open_broker", "parse_broker_url"]
+__all__ = ["BrokerUrl", "open_broker", "parse_broker_url"]
