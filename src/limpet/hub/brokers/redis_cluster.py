@@ -92,15 +92,37 @@ class RedisClusterBroker(RedisBroker):
     async def _pipeline(
         self, batch: list[tuple[list[str], list[Any], asyncio.Future[Any]]]
     ) -> list[Any]:
-        # redis-py's cluster pipeline refuses EVALSHA ("blocked when running redis in cluster
-        # mode"): run the batch's scripts one after another, which keeps their call order (the
-        # Script object reloads a script a node lost)
-        results: list[Any] = []
-        for keys, args, _ in batch:
+        """The batch's publish scripts as one pipeline per master, the masters in parallel.
+
+        A channel's keys share one slot, so its publishes stay in call order within its
+        master's pipeline. One pipeline per master rather than one for the batch: a master
+        that fails (a failover) fails only its own publishes, and a pipeline that raised may
+        have run on the other masters, so nothing is retried across them.
+        """
+        groups: dict[str, list[int]] = {}
+        for i, (keys, _, _) in enumerate(batch):
             try:
-                results.append(await self._publish(keys=keys, args=args))
-            except Exception as exc:
-                results.append(exc)
+                owner = self.redis.get_node_from_key(keys[0]).name
+            except Exception:  # slot not covered (failing over): its own pipeline says so
+                owner = ""
+            groups.setdefault(owner, []).append(i)
+        results: list[Any] = [None] * len(batch)
+
+        async def send(indices: list[int]) -> None:
+            # EVALSHA as a raw command: redis-py's cluster pipeline refuses its evalsha()
+            # helper ("blocked when running redis in cluster mode"), not the command
+            try:
+                pipe = self.redis.pipeline(transaction=False)
+                for i in indices:
+                    keys, args, _ = batch[i]
+                    pipe.execute_command("EVALSHA", self._publish.sha, len(keys), *keys, *args)
+                answers = list(await pipe.execute(raise_on_error=False))
+            except Exception as exc:  # every publish of it fails, none is left waiting forever
+                answers = [exc] * len(indices)
+            for i, answer in zip(indices, answers, strict=True):
+                results[i] = answer
+
+        await asyncio.gather(*(send(indices) for indices in groups.values()))
         return results
 
     def _node_of(self, channel: str) -> str | None:
