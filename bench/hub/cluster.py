@@ -7,6 +7,7 @@ limpet-redis|limpet-nats --broker URL`` against each and prints the figures side
 
     python bench/hub/cluster.py                         # one-channel and many-channels
     python bench/hub/cluster.py --subscribers 300 --scenarios one-channel --settle 3 --drain 5
+    python bench/hub/cluster.py --brokers redis,redis-cluster --scenarios many-channels
 
 Every process is stopped at the end. On a 2-core machine the cluster's servers share the cores
 with the hubs and the subscribers, so this measures the cost of the clustered path, not how it
@@ -19,6 +20,7 @@ import argparse
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,24 +41,50 @@ def run(system: str, broker: str, args: argparse.Namespace) -> None:
     subprocess.run(argv, check=True, cwd=ROOT)
 
 
+def _single(procs: Procs) -> str:
+    return start_redis(procs).url
+
+
+def _redis_cluster(procs: Procs) -> str:
+    cluster = start_redis_cluster(procs)
+    cluster.wait_ok()
+    return cluster.url
+
+
+def _nats_cluster(procs: Procs) -> str:
+    return start_nats_cluster(procs).url
+
+
+#: --brokers name -> (label, bench/hub/run.py system, starter returning the broker URL)
+BROKERS: dict[str, tuple[str, str, Callable[[Procs], str]]] = {
+    "redis": ("redis, one node", "limpet-redis", _single),
+    "redis-cluster": ("redis cluster, 3 masters", "limpet-redis", _redis_cluster),
+    "nats-cluster": ("nats cluster, 3 servers", "limpet-nats", _nats_cluster),
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenarios", default="one-channel,many-channels")
     parser.add_argument("--settle", type=float, default=5)
     parser.add_argument("--drain", type=float, default=5)
     parser.add_argument("--subscribers", type=int, default=1000)
+    parser.add_argument(
+        "--brokers",
+        default=",".join(BROKERS),
+        help=f"which of {', '.join(BROKERS)} to run, comma-separated (default: all)",
+    )
     args = parser.parse_args()
+    chosen = [b.strip() for b in args.brokers.split(",") if b.strip()]
+    unknown = sorted(set(chosen) - set(BROKERS))
+    if unknown:
+        parser.error(f"unknown broker(s) {', '.join(unknown)}; choose from {', '.join(BROKERS)}")
     procs = Procs()
     try:
-        single = start_redis(procs)
-        cluster = start_redis_cluster(procs)
-        cluster.wait_ok()
-        nats = start_nats_cluster(procs)
-        setups = [
-            ("redis, one node", "limpet-redis", single.url),
-            ("redis cluster, 3 masters", "limpet-redis", cluster.url),
-            ("nats cluster, 3 servers", "limpet-nats", nats.url),
-        ]
+        setups = []
+        for name in chosen:
+            label, system, start = BROKERS[name]
+            setups.append((label, system, start(procs)))
         for label, system, url in setups:
             print(f"\n=== {label}: {url}", flush=True)
             run(system, url, args)
