@@ -89,6 +89,28 @@ class RedisClusterNodes:
                 return node
         raise RuntimeError(f"no replica of :{master.port}")
 
+    def migrate(self, key: str, to: RedisNode) -> None:
+        """Move ``key``'s slot, with its keys, to master ``to`` while clients keep using it: the
+        steps ``redis-cli --cluster reshard`` takes for one slot (IMPORTING/MIGRATING, MIGRATE
+        in batches, then SETSLOT NODE on every master)."""
+        source = self.master_of(key)
+        assert source is not to, "the slot is already there"
+        with _redis(source.port) as src, _redis(to.port) as dst:
+            slot = int(src.execute_command("CLUSTER", "KEYSLOT", key))
+            src_id, dst_id = (
+                src.execute_command("CLUSTER", "MYID"),
+                dst.execute_command("CLUSTER", "MYID"),
+            )
+            dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
+            src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+            while keys := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 10):
+                src.execute_command("MIGRATE", HOST, to.port, "", 0, 5000, "KEYS", *keys)
+            for node in self.alive():
+                with _redis(node.port) as r:
+                    if r.info("replication").get("role") == "master":
+                        r.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+        poll(lambda: self.master_of(key) is to, what=f"slot of {key!r} served by :{to.port}")
+
     def wait_ok(self, timeout: float = 30.0) -> None:
         def ok() -> bool:
             for node in self.alive():

@@ -29,6 +29,8 @@ import redis
 
 from limpet.hub.brokers.base import BrokerOptions
 from limpet.hub.brokers.redis import RedisBroker
+from limpet.hub.brokers.redis_cluster import RedisClusterBroker
+from limpet.hub.brokers.urls import parse_broker_url
 from tests.integration.hub.conftest import Peer, Replicas, eventually, start_hub_procs
 from tests.support import clusters
 from tests.support.ledger import Delivered, Log, Score, reused, score
@@ -433,3 +435,57 @@ def test_hub_on_nats_without_jetstream_exits_with_one_line(procs: Procs) -> None
     out = procs.output(hub)
     assert "JetStream is not enabled on the server" in out, out
     assert "Traceback" not in out and "Task was destroyed" not in out, out
+
+
+def _other_master(cluster: clusters.RedisClusterNodes, key: str) -> clusters.RedisNode:
+    source = cluster.master_of(key)
+    return next(n for n in cluster.alive() if n is not source and n.info().get("role") == "master")
+
+
+async def test_redis_cluster_slot_migrated_mid_stream_keeps_epoch_and_history(
+    procs: Procs,
+) -> None:
+    """Resharding moves the channel's slot, keys and all, to another master mid-stream: the
+    hubs follow the shard channel there and the new owner adopts the channel: one epoch, and
+    nothing lost, not even with a notice (c, away during the move, recovers from history)."""
+    cluster = clusters.start_redis_cluster(procs)
+    reps = start_hub_procs(procs, cluster.url, 2, "--health-interval", "0.5")
+
+    def fail(channel: str, acked: Callable[[], int]) -> None:
+        key = slot_key(channel)
+        cluster.migrate(key, _other_master(cluster, key))
+
+    run = await failover_run(reps, fail)
+    run.assert_sound()
+    assert len(run.epochs) == 1, run.epochs
+    for name, s in run.scores.items():
+        assert s.lost_announced == 0, (name, s)
+
+
+async def test_slot_migration_twin_without_adoption_the_history_is_wiped(procs: Procs) -> None:
+    """Both channels' slots move to another master. The broker (fence with the writer's node
+    ID) adopts its channel: same epoch, all five messages. The twin, fenced by replication ID
+    alone, cannot tell a move from a failover: a new epoch and an empty history."""
+    cluster = clusters.start_redis_cluster(procs)
+    spec = parse_broker_url(cluster.url)
+
+    class ReplicationIdOnly(RedisClusterBroker):
+        migrates = False
+
+    adopting = RedisClusterBroker(spec, BrokerOptions())
+    twin = ReplicationIdOnly(spec, BrokerOptions())
+    try:
+        written = {}
+        for channel in ("kept", "wiped"):
+            for n in range(5):
+                position, _ = await adopting.publish(channel, n)
+            written[channel] = position
+            cluster.migrate(slot_key(channel), _other_master(cluster, slot_key(channel)))
+        kept = await adopting.history("kept", 0, 100)
+        assert kept.position == written["kept"]
+        assert [m.data for m in kept.messages] == [0, 1, 2, 3, 4]
+        wiped = await twin.history("wiped", 0, 100)
+        assert wiped.epoch != written["wiped"].epoch and wiped.messages == ()
+    finally:
+        await adopting.close()
+        await twin.close()

@@ -57,17 +57,47 @@ log = logging.getLogger("limpet.hub.redis")
 # replication ID of the master that wrote it. A promoted replica gets a new replication ID, and
 # asynchronous replication may have lost the old master's last acknowledged writes, which no
 # surviving node can know about: so the first script on a new master starts a new epoch, and
-# subscribers are told ``recovered: false`` instead of seeing reused offsets.
+# subscribers are told ``recovered: false`` instead of seeing reused offsets. A master restarted
+# from its own files also gets a new replication ID (it may have lost its last writes): the same.
+#
+# fence '2' (Redis Cluster) also keeps ``n``, the cluster node ID of the writer, because
+# resharding moves a channel's keys to another master with MIGRATE, complete as of the move: the
+# new owner must adopt them, not wipe a whole history. The keys were moved, not failed over,
+# when the writer is another node, this node was not its replica (``master_replid2``, the ID a
+# promoted replica inherits, is not the stored one), and the writer is still a healthy master.
+# Anything else starts a new epoch: a needless "recovered: false" is announced, a reused offset
+# would not be.
 _ENSURE_EPOCH = """
 local epoch = redis.call('HGET', KEYS[1], 'e')
 local rid = ''
-if fence == '1' then
-  rid = string.match(redis.call('INFO', 'replication'), 'master_replid:(%x+)') or ''
-  if epoch and redis.call('HGET', KEYS[1], 'r') ~= rid then epoch = false end
+if fence ~= '0' then
+  local info = redis.call('INFO', 'replication')
+  rid = string.match(info, 'master_replid:(%x+)') or ''
+  local was = redis.call('HGET', KEYS[1], 'r')
+  if epoch and was ~= rid then
+    local moved = false
+    local writer = redis.call('HGET', KEYS[1], 'n')
+    if fence == '2' and writer and writer ~= redis.call('CLUSTER', 'MYID')
+        and string.match(info, 'master_replid2:(%x+)') ~= was then
+      for line in string.gmatch(redis.call('CLUSTER', 'NODES'), '[^\\n]+') do
+        local id, flags = string.match(line, '^(%x+) %S+ (%S+)')
+        if id == writer then
+          moved = string.find(flags, 'master', 1, true) ~= nil
+            and string.find(flags, 'fail', 1, true) == nil
+        end
+      end
+    end
+    if moved then
+      redis.call('HSET', KEYS[1], 'r', rid, 'n', redis.call('CLUSTER', 'MYID'))
+    else
+      epoch = false
+    end
+  end
 end
 if not epoch then
   epoch = ARGV[1]
   redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0, 'r', rid)
+  if fence == '2' then redis.call('HSET', KEYS[1], 'n', redis.call('CLUSTER', 'MYID')) end
   redis.call('DEL', KEYS[2])
 end
 """
@@ -172,6 +202,8 @@ class RedisBroker(Broker):
     sharded = False
     #: start a new epoch when the master's replication ID changed (a failover; see _ENSURE_EPOCH)
     fenced = False
+    #: a channel's keys may move to another master (Redis Cluster resharding): adopt them
+    migrates = False
 
     def __init__(self, url: str, options: BrokerOptions) -> None:
         super().__init__(options)
@@ -190,6 +222,10 @@ class RedisBroker(Broker):
         self._publish = self.redis.register_script(PUBLISH)
         self._history = self.redis.register_script(HISTORY)
         self._presence = self.redis.register_script(PRESENCE)
+
+    def _fence(self) -> str:
+        """The scripts' fence argument (see _ENSURE_EPOCH)."""
+        return "2" if self.migrates else "1" if self.fenced else "0"
 
     def _commands(self) -> Any:
         """The client for scripts and commands (history, offsets, presence)."""
@@ -285,7 +321,7 @@ class RedisBroker(Broker):
             "1" if idempotency_key else "0",
             encode_data(channel),
             "SPUBLISH" if self.sharded else "PUBLISH",
-            "1" if self.fenced else "0",
+            self._fence(),
         ]
         done: asyncio.Future[tuple[Position, bool]] = asyncio.get_running_loop().create_future()
         self._queued.append(([meta, stream, idem, self._live(channel)], args, done))
@@ -342,7 +378,7 @@ class RedisBroker(Broker):
             new_epoch(),
             -1 if since is None else since,
             limit,
-            "1" if self.fenced else "0",
+            self._fence(),
         ]
         async with self._errors("history"):
             epoch_raw, offset, entries = await self._history(keys=keys, args=args)

@@ -43,6 +43,7 @@ class RedisClusterBroker(RedisBroker):
     kind = "redis-cluster"
     sharded = True
     fenced = True
+    migrates = True
 
     def __init__(self, spec: BrokerUrl, options: BrokerOptions) -> None:
         self.spec = spec
