@@ -40,17 +40,21 @@ def poll(predicate: Callable[[], Any], *, timeout: float = 20.0, what: str = "")
         time.sleep(0.05)
 
 
-def _redis(port: int) -> redis.Redis:
-    return redis.Redis(HOST, port, socket_timeout=2, socket_connect_timeout=1)
+def _redis(port: int, password: str | None = None) -> redis.Redis:
+    return redis.Redis(HOST, port, password=password, socket_timeout=2, socket_connect_timeout=1)
 
 
 @dataclass
 class RedisNode:
     port: int
     proc: subprocess.Popen[bytes]
+    password: str | None = None
+
+    def client(self) -> redis.Redis:
+        return _redis(self.port, self.password)
 
     def info(self, section: str = "replication") -> dict[str, Any]:
-        with _redis(self.port) as r:
+        with self.client() as r:
             return dict(r.info(section))
 
 
@@ -60,10 +64,12 @@ class RedisClusterNodes:
 
     procs: Procs
     nodes: list[RedisNode] = field(default_factory=list)
+    password: str | None = None
 
     @property
     def url(self) -> str:
-        return "redis+cluster://" + ",".join(f"{HOST}:{n.port}" for n in self.nodes[:3])
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis+cluster://{auth}" + ",".join(f"{HOST}:{n.port}" for n in self.nodes[:3])
 
     def alive(self) -> list[RedisNode]:
         return [n for n in self.nodes if n.proc.poll() is None]
@@ -72,7 +78,7 @@ class RedisClusterNodes:
         """The node serving ``key``'s slot now (asked of a live node)."""
         for node in self.alive():
             try:
-                with _redis(node.port) as r:
+                with node.client() as r:
                     slot = int(r.execute_command("CLUSTER", "KEYSLOT", key))
                     for start, end, primary, *_ in r.execute_command("CLUSTER", "SLOTS"):
                         if start <= slot <= end:
@@ -95,7 +101,7 @@ class RedisClusterNodes:
         in batches, then SETSLOT NODE on every master)."""
         source = self.master_of(key)
         assert source is not to, "the slot is already there"
-        with _redis(source.port) as src, _redis(to.port) as dst:
+        with source.client() as src, to.client() as dst:
             slot = int(src.execute_command("CLUSTER", "KEYSLOT", key))
             src_id, dst_id = (
                 src.execute_command("CLUSTER", "MYID"),
@@ -104,9 +110,10 @@ class RedisClusterNodes:
             dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
             src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
             while keys := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 10):
-                src.execute_command("MIGRATE", HOST, to.port, "", 0, 5000, "KEYS", *keys)
+                auth = ["AUTH", self.password] if self.password else []
+                src.execute_command("MIGRATE", HOST, to.port, "", 0, 5000, *auth, "KEYS", *keys)
             for node in self.alive():
-                with _redis(node.port) as r:
+                with node.client() as r:
                     if r.info("replication").get("role") == "master":
                         r.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
         poll(lambda: self.master_of(key) is to, what=f"slot of {key!r} served by :{to.port}")
@@ -114,7 +121,7 @@ class RedisClusterNodes:
     def wait_ok(self, timeout: float = 30.0) -> None:
         def ok() -> bool:
             for node in self.alive():
-                with _redis(node.port) as r:
+                with node.client() as r:
                     text = r.execute_command("CLUSTER", "INFO").decode()
                     if "cluster_state:ok" not in text:
                         return False
@@ -134,11 +141,14 @@ class RedisClusterNodes:
 
 
 def start_redis_cluster(
-    procs: Procs, *, masters: int = 3, node_timeout_ms: int = 1000
+    procs: Procs, *, masters: int = 3, node_timeout_ms: int = 1000, password: str | None = None
 ) -> RedisClusterNodes:
+    """``masters`` masters with a replica each; with ``password``, every node requires it (and
+    the replicas use it to sync)."""
     exe = which_or_skip("redis-server", "/usr/bin/redis-server")
     cli = which_or_skip("redis-cli", "/usr/bin/redis-cli")
-    cluster = RedisClusterNodes(procs)
+    cluster = RedisClusterNodes(procs, password=password)
+    auth = ["--requirepass", password, "--masterauth", password] if password else []
     for _ in range(masters * 2):
         port = free_port()
         argv = [
@@ -149,11 +159,13 @@ def start_redis_cluster(
             "--cluster-node-timeout", str(node_timeout_ms),
             # a replica may be promoted however long ago it last heard its master
             "--cluster-replica-validity-factor", "0",
-            "--cluster-require-full-coverage", "no",
+            "--cluster-require-full-coverage", "no", *auth,
         ]  # fmt: skip
-        cluster.nodes.append(RedisNode(port, procs.start(argv, wait_for=(HOST, port))))
+        proc = procs.start(argv, wait_for=(HOST, port))
+        cluster.nodes.append(RedisNode(port, proc, password))
+    cli_auth = ["-a", password, "--no-auth-warning"] if password else []
     create = subprocess.run(
-        [cli, "--cluster", "create", *[f"{HOST}:{n.port}" for n in cluster.nodes],
+        [cli, *cli_auth, "--cluster", "create", *[f"{HOST}:{n.port}" for n in cluster.nodes],
          "--cluster-replicas", "1", "--cluster-yes"],
         capture_output=True, timeout=60, check=False,
     )  # fmt: skip

@@ -489,3 +489,28 @@ async def test_slot_migration_twin_without_adoption_the_history_is_wiped(procs: 
     finally:
         await adopting.close()
         await twin.close()
+
+
+async def test_redis_cluster_with_a_password(procs: Procs) -> None:
+    """Every node requires a password: the hubs' command client, their per-master live links
+    and the slot-table probe all log in (a run, a slot migrated in it, loses nothing); a wrong
+    password is one line naming the refusal, not a traceback."""
+    cluster = clusters.start_redis_cluster(procs, password="s3cret")
+    reps = start_hub_procs(procs, cluster.url, 2, "--health-interval", "0.5")
+
+    def fail(channel: str, acked: Callable[[], int]) -> None:
+        key = slot_key(channel)
+        cluster.migrate(key, _other_master(cluster, key))
+
+    run = await failover_run(reps, fail)
+    run.assert_sound()
+    assert len(run.epochs) == 1
+
+    wrong = cluster.url.replace(":s3cret@", ":n0tit@")
+    hub = procs.limpet("hub", "--listen", f"127.0.0.1:{free_port()}", "--broker", wrong)
+    assert hub.wait(timeout=30) != 0
+    out = procs.output(hub)
+    assert "Traceback" not in out and "Task was destroyed" not in out, out
+    error = [line for line in out.splitlines() if line.startswith("limpet hub: error:")]
+    assert len(error) == 1 and "s3cret" not in out and "n0tit" not in out, out
+    assert "refused the login (a wrong password" in error[0], out

@@ -38,6 +38,10 @@ from limpet.hub.brokers.urls import BrokerUrl
 
 log = logging.getLogger("limpet.hub.redis")
 
+#: what Redis answers a client without (or with a wrong) password; redis-py's cluster client
+#: folds it into "cannot be connected", so the hub looks for it to say what is wrong
+_LOGIN_REFUSED = ("invalid username-password", "NOAUTH", "HELLO must be called", "WRONGPASS")
+
 
 class RedisClusterBroker(RedisBroker):
     kind = "redis-cluster"
@@ -80,9 +84,14 @@ class RedisClusterBroker(RedisBroker):
             await super().start()
         except BrokerError as exc:
             seeds = ", ".join(f"{h}:{p}" for h, p in self.spec.nodes)
-            raise BrokerError(
-                f"cannot reach the Redis Cluster at {seeds}: {exc.__cause__ or exc}"
-            ) from exc
+            reason = str(exc.__cause__ or exc)
+            if any(sign in reason for sign in _LOGIN_REFUSED):
+                given = "a wrong password" if self.spec.password else "no password"
+                raise BrokerError(
+                    f"the Redis Cluster at {seeds} refused the login ({given}; the URL form is "
+                    "redis+cluster://[USER]:PASSWORD@HOST:PORT,...)"
+                ) from exc
+            raise BrokerError(f"cannot reach the Redis Cluster at {seeds}: {reason}") from exc
 
     def _transaction(self) -> Any:
         # redis-py 8's asyncio cluster transactions run commands through asyncio.run() in a
