@@ -312,6 +312,23 @@ async def test_redis_sentinel_master_killed_mid_stream(procs: Procs) -> None:
     assert run.scores["c"].lost_announced > 0
 
 
+async def test_redis_sentinel_first_sentinel_then_master_killed(procs: Procs) -> None:
+    """The Sentinel the hubs ask first dies, then the master: the hubs learn the promoted
+    replica from the two Sentinels left (a quorum still), and nothing is lost silently."""
+    group = clusters.start_sentinel_group(procs)
+    reps = start_hub_procs(procs, group.url, 2, "--health-interval", "0.5")
+
+    def fail(channel: str, acked: Callable[[], int]) -> None:
+        procs.kill(group.sentinels[0].proc)
+        master = group.master()
+        procs.kill(master.proc)
+        group.wait_failover(master)
+
+    run = await failover_run(reps, fail)
+    run.assert_sound()
+    assert len(run.epochs) == 2, "the promoted replica starts a new epoch"
+
+
 async def test_nats_cluster_node_killed_mid_stream_loses_nothing(procs: Procs) -> None:
     """R3 JetStream: the server a hub is connected to dies; nothing is lost or even announced."""
     cluster = clusters.start_nats_cluster(procs)
