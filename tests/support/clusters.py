@@ -336,7 +336,11 @@ def start_nats_cluster(procs: Procs, size: int = 3, *, running: int | None = Non
     for i in range(size if running is None else running):
         cluster.start(i)
     if running is None:
-        cluster.wait_ready()
+        try:
+            cluster.wait_ready()
+        except TimeoutError as exc:
+            dead = [procs.output(p)[-2000:] for p in cluster.servers if p.poll() is not None]
+            raise RuntimeError(f"{exc}; servers that exited:\n" + "\n".join(dead)) from exc
     return cluster
 
 

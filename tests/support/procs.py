@@ -17,12 +17,24 @@ ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src"
 
 
+#: every port free_port handed out in this process
+_given: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port the kernel says is free right now on ``host``."""
+    """A port the kernel says is free right now on ``host``, never one handed out before in this
+    process: the kernel may offer a port again as soon as the probe socket closes, and a cluster
+    that takes nine ports before any server binds one got the same port twice (a route port that
+    was also a monitor port: the server exited "address already in use")."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    for _ in range(1000):
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port = int(s.getsockname()[1])
+        if port not in _given:
+            _given.add(port)
+            return port
+    raise RuntimeError("no port left that was not handed out before")
 
 
 def wait_listening(

@@ -244,6 +244,20 @@ def test_seam_resync_after_broker_reconnect() -> None:
     assert [m.offset for m in step.deliver] == [1, 2]
 
 
+def test_resync_during_a_subscribe_leaves_history_to_the_subscribe() -> None:
+    """A broker reconnect while a subscribe is still reading history starts no fetch of its
+    own: one would deliver offset 42 before the subscribe's ack (or for a subscribe about to
+    fail, whose retry would then deliver 42 again). The subscribe's page recovers it."""
+    sub = Subscription("c", Position("e", 41))
+    sub.on_live(Message("c", "e", 42, 42))  # buffered: the page is not there yet
+    step = sub.resync()
+    assert step.fetch_since is None and step.deliver == ()
+    step = sub.on_history(HistoryPage("e", 42, msgs("e", range(42, 43))))
+    assert step.recovery is not None and step.recovery.recovered
+    assert [m.offset for m in step.deliver] == [42]
+    assert sub.resync().fetch_since == 42  # once subscribed, a reconnect re-reads from there
+
+
 def test_seam_without_the_buffer_would_lose_messages() -> None:
     """Twin: had live messages during the fetch been dropped, the client would miss offset 6."""
     sub = Subscription("c", Position("e", 2))

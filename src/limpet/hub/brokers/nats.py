@@ -363,6 +363,15 @@ class NatsBroker(Broker):
                 # up to 5 s, rather than move the client back to offsets it already has.
                 await asyncio.sleep(0.05)
                 seq, last = await self._last_of(channel, fresh=True)
+            if since is not None and last < since:
+                # Still behind after the wait: answering this position would move the client
+                # back to offsets it already has (duplicates). Fail instead: a subscribe gets
+                # "broker unavailable" and is retried by the client, a gap fill retries and
+                # at worst ends the subscription at the client's own position.
+                raise BrokerError(
+                    f"history of {channel} ends at offset {last}, before the {since} given in "
+                    "since (is the stream electing a leader?)"
+                )
             if since is None or limit <= 0 or last <= since:
                 return HistoryPage(self.epoch, last)
             # Walk back along Limpet-Prev with direct gets: at most min(gap, size) messages.

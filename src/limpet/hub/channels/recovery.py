@@ -20,6 +20,8 @@ State table (tests iterate over it, docs print it):
     LIVE        live message, seen offset  -> LIVE        drop (duplicate)
     LIVE        live message, gap/epoch    -> RECOVERING  buffer it, fetch history since position
     RECOVERING  live message, buffer full  -> RECOVERING  drop the buffer (history holds it), keep it
+    LIVE        broker reconnect (resync)  -> RECOVERING  fetch history since position
+    (no page)   broker reconnect (resync)  -> RECOVERING  nothing: the subscribe reads history itself
     any         history page, new epoch    -> RECOVERING  report not recovered at (epoch, 0), fetch
                                                           the new epoch from its first offset
 
@@ -143,7 +145,15 @@ class Subscription:
         self.buffer.append(message)
 
     def resync(self) -> Step:
-        """The live stream may have lost messages (broker reconnect): fetch from our position."""
+        """The live stream may have lost messages (broker reconnect): fetch from our position.
+
+        Not before the first history page: that subscribe is still reading history itself, and
+        a fetch of our own would deliver messages before the subscribe's ack (or for a subscribe
+        about to fail). A gap after its page shows at the next live message, or at the position
+        check.
+        """
+        if self.position is None:
+            return Step()
         self.state = SeamState.RECOVERING
         return Step(fetch_since=self.fetch_since)
 
