@@ -188,6 +188,7 @@ class UpstreamPool:
     ) -> None:
         self.backend_id = backend_id
         self.address = address
+        self.address_bytes = address.encode()  # the Host of an HTTP/1.0 request without one
         #: TLS to the backend (an https:// URL): verified against the pool's CA, SNI = host
         self.ssl = ssl_context
         host, _, port = address.rpartition(":")
