@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from limpet.pool.model import BackendView
     from limpet.proxy.context import PoolRuntimeView, ProxyContext
     from limpet.proxy.upstream import UpstreamConnection
+    from limpet.proxy.wire.response import ResponseHead
 
 #: request bodies read before the upstream connection is ready are held up to this, then the
 #: downstream is paused (the water mark for buffering, not for the transports)
@@ -580,7 +581,6 @@ class Exchange:
         "pick",
         "resp_chunked",
         "resp_close",
-        "resp_headers",
         "retried_stale",
         "runtime",
         "state",
@@ -636,7 +636,6 @@ class Exchange:
         self.failed: set[str] = set()
         self.retried_stale = False
         self.state = ExState.QUEUED
-        self.resp_headers: list[tuple[bytes, bytes]] = []
         self.resp_chunked = False
         self.resp_close = False
         self.until_close = False
@@ -857,8 +856,10 @@ class Exchange:
                 self.step(ExEvent.SENT)
 
     # -- response side ---------------------------------------------------------------------
-    def response_head(self, status: int, reason: bytes, conn: UpstreamConnection) -> None:
-        headers, self.resp_headers = self.resp_headers, []
+    def response_head(self, head: ResponseHead, conn: UpstreamConnection) -> None:
+        status = head.status
+        reason = head.reason
+        headers = head.headers
         if 100 <= status < 200 and status != 101:
             # interim responses (103 Early Hints...) are relayed; the final one follows
             self.step(ExEvent.INTERIM_HEAD)
@@ -889,9 +890,9 @@ class Exchange:
         self.step(ExEvent.FINAL_HEAD)
         self.write_down(self.response_bytes(status, reason, headers))
         if self.method == b"HEAD":
-            # RFC 9110 §9.3.2: no body follows, whatever Content-Length says; httptools cannot
-            # be told the request method, so the exchange ends here and the connection is not
-            # reused (its parser would wait for the announced body)
+            # RFC 9110 §9.3.2: no body follows, whatever Content-Length says; the response
+            # parser is not told the request method, so the exchange ends here and the
+            # connection is not reused (its parser would wait for the announced body)
             self.finish(conn, reuse=False)
             self.step(ExEvent.END)
             self.down.exchange_done(self, self.keep_alive and not self.resp_close)
