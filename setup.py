@@ -1,7 +1,7 @@
 """Builds the compiled twin of the proxy's wire core (limpet.proxy.wire._cparser).
 
 The extension is compiled by Cython from the very same pure-Python module the fallback runs
-(src/limpet/proxy/wire/parser.py and rewrite.py, in Cython's pure-Python mode), so there is one source of truth
+(src/limpet/proxy/wire/parser.py, response.py and rewrite.py, in Cython's pure-Python mode), so there is one source of truth
 and the differential tests compare two builds of it. Everything else is in pyproject.toml.
 
 The extension is optional: without Cython or a C compiler the build goes on without it and
@@ -48,6 +48,7 @@ def extensions() -> list:  # type: ignore[type-arg]
     exts = [
         Extension("limpet.proxy.wire._cparser", ["src/limpet/proxy/wire/parser.py"]),
         Extension("limpet.proxy.wire._crewrite", ["src/limpet/proxy/wire/rewrite.py"]),
+        Extension("limpet.proxy.wire._cresponse", ["src/limpet/proxy/wire/response.py"]),
     ]
     return cythonize(
         exts,

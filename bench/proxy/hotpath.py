@@ -1,11 +1,13 @@
 """The proxy's Python work per request, without sockets: the real Downstream, Exchange,
-UpstreamConnection, httptools parsers and cookie policy, with in-memory transports.
+UpstreamConnection, wire core (request and response parsers, head rewriting) and cookie policy,
+with in-memory transports.
 
 A sticky-cookie GET goes in, an nginx-like response comes back; the CPU time per request
 (``time.process_time``, best of 8 rounds) measures what the hot-path code costs, which the
 end-to-end bench on a shared machine cannot separate from scheduling noise.
 
-    PYTHONPATH=src python bench/proxy/hotpath.py [-v]
+    PYTHONPATH=src python bench/proxy/hotpath.py [-v]                          # compiled core
+    LIMPET_NO_EXTENSIONS=1 PYTHONPATH=src python bench/proxy/hotpath.py [-v]   # pure Python
 """
 
 import argparse

@@ -4,21 +4,29 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import NamedTuple, Protocol
 
 from limpet.pool.model import BackendView, PoolSnapshot
 
+#: the empty mapping RequestFacts defaults to (shared, so it must not be mutable)
+_EMPTY: Mapping[str, str] = MappingProxyType({})
 
-@dataclass(frozen=True, slots=True)
-class RequestFacts:
-    """What a policy may know about a request: nothing it would have to fetch itself."""
+
+class RequestFacts(NamedTuple):
+    """What a policy may know about a request: nothing it would have to fetch itself.
+
+    An immutable named tuple rather than a frozen dataclass: the proxy builds one per request,
+    and a frozen dataclass's ``__init__`` (one ``object.__setattr__`` per field) cost ~1 µs of
+    the ~35 µs of Python work per request (bench/proxy/hotpath.py); a tuple costs a quarter.
+    """
 
     client_ip: str
     path: str = "/"
     query: str = ""  # raw query string, without '?'
-    headers: Mapping[str, str] = field(default_factory=dict)  # lower-case names
-    cookies: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = _EMPTY  # lower-case names
+    cookies: Mapping[str, str] = _EMPTY
     # seconds, from the caller's clock, used consistently. Cookie tokens with a TTL carry an
     # absolute expiry, so proxies that must agree on them pass wall-clock time (time.time()).
     now: float = 0.0

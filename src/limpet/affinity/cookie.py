@@ -48,6 +48,8 @@ from limpet.pool.model import BackendState, BackendView, PoolSnapshot
 PIN_SIZE = 8
 KEY_SIZE = 8
 BODY_SIZE = PIN_SIZE + KEY_SIZE
+#: verified tokens remembered per snapshot (the HMAC is checked once per distinct token)
+OPENED_CACHE = 4096
 # RFC 6265 section 4.1.1: cookie-name is an RFC 2616 token
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _ATTR_VALUE = re.compile(r"^[\x21-\x3a\x3c-\x7e]+$")  # printable, no ';' nor space
@@ -111,6 +113,8 @@ class CookiePolicy:
         self._pins: dict[str, bytes] = {}  # backend id -> pin hash
         self._by_pin: dict[bytes, str] = {}  # pin hash -> backend id
         self._for: PoolSnapshot | None = None
+        self._opened_tokens: dict[str, tuple[int, BackendView | None, bytes]] = {}
+        self._pinned: dict[str, Pick] = {}  # backend id -> Pick(it, PINNED), per snapshot
         self._maglev = MaglevCache()
 
     def __repr__(self) -> str:
@@ -140,14 +144,40 @@ class CookiePolicy:
         text = facts.cookies.get(self.cookie_name)
         if text is None:
             return None, None
-        try:
-            body = self._codec.open(text, now=facts.now, body_size=BODY_SIZE)
-        except TokenError:
+        known = self._opened(text, pool)
+        if known is None:
             return None, None
-        self._refresh(pool)
-        backend_id = self._by_pin.get(body[:PIN_SIZE])
-        pin = pool.get(backend_id) if backend_id is not None else None
-        return pin, body[PIN_SIZE:]
+        stamp, pin, key = known
+        if stamp and facts.now >= stamp:
+            return None, None  # expired: as if absent (TokenCodec.open says the same)
+        return pin, key
+
+    def _opened(
+        self, text: str, pool: PoolSnapshot
+    ) -> tuple[int, BackendView | None, bytes] | None:
+        """(expiry, pin in ``pool``, session key) of a token that verified, else None.
+
+        Remembered per distinct token for as long as the snapshot stands (bounded by
+        OPENED_CACHE), so a session's every request after its first is one dict lookup: no
+        base64, no HMAC, no pin table. Only tokens that verified enter it (a tampered text
+        is a different key and goes through the codec again, and is refused there).
+        """
+        if pool is not self._for:
+            self._refresh(pool)
+        opened = self._opened_tokens
+        known = opened.get(text)
+        if known is None:
+            try:
+                stamp, body = self._codec.verified(text, BODY_SIZE)
+            except TokenError:
+                return None
+            backend_id = self._by_pin.get(body[:PIN_SIZE])
+            pin = pool.get(backend_id) if backend_id is not None else None
+            known = (stamp, pin, body[PIN_SIZE:])
+            if len(opened) >= OPENED_CACHE:
+                opened.clear()  # bounded; refilled by the sessions still active
+            opened[text] = known
+        return known
 
     def _refresh(self, pool: PoolSnapshot) -> None:
         if pool is self._for:
@@ -155,6 +185,9 @@ class CookiePolicy:
         if len(self._pins) > 4 * len(pool.backends) + 64:
             self._pins = {}  # forget ids of long-gone backends
         self._by_pin = {self.pin_hash(b.id): b.id for b in pool.backends}
+        # what a token leads to depends on the snapshot (its backends and their states)
+        self._opened_tokens = {}
+        self._pinned = {b.id: Pick(b, PickReason.PINNED) for b in pool.backends}
         self._for = pool
 
     # -- decision ------------------------------------------------------------------------------
@@ -165,7 +198,7 @@ class CookiePolicy:
         if self.mode == "balanced":
             return self._pick_balanced(facts, pool, pin, key, had_cookie)
         if pin is not None and pin.serves_pinned:
-            return Pick(pin, PickReason.PINNED)
+            return self._pinned[pin.id]  # (one frozen Pick per backend and snapshot)
         backend = self.balancer.choose(pool.eligible(), pool)
         if backend is None:
             return Pick(None, PickReason.NO_BACKEND)

@@ -79,6 +79,14 @@ class TokenCodec:
 
     def open(self, text: str, *, now: float, body_size: int | None = None) -> bytes:
         """Verify and return the body; raises TokenError if malformed, tampered or expired."""
+        stamp, body = self.verified(text, body_size)
+        if stamp and now >= stamp:
+            raise TokenError("token has expired")
+        return body
+
+    def verified(self, text: str, body_size: int | None = None) -> tuple[int, bytes]:
+        """(expiry stamp, body) of a token whose signature verifies; its expiry is the caller's
+        to check (0: never). Raises TokenError if malformed, tampered or the wrong size."""
         known = self._cache.get(text)
         if known is not None:
             stamp, body = known
@@ -89,9 +97,7 @@ class TokenCodec:
             self._cache[text] = (stamp, body)
         if body_size is not None and len(body) != body_size:
             raise TokenError("token body has the wrong size")
-        if stamp and now >= stamp:
-            raise TokenError("token has expired")
-        return body
+        return stamp, body
 
     def _verify(self, text: str) -> tuple[int, bytes]:
         raw = _b64decode(text)

@@ -18,6 +18,7 @@ import functools
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from limpet.affinity.base import Pick, RequestFacts
@@ -29,6 +30,7 @@ from limpet.proxy.responses import CONTINUE, local_response
 from limpet.proxy.states import (
     EX_LIVE,
     EX_RESPONSE_STARTED,
+    EX_TRANSITIONS,
     DownEvent,
     DownState,
     ExEvent,
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
     from limpet.pool.model import BackendView
     from limpet.proxy.context import PoolRuntimeView, ProxyContext
     from limpet.proxy.upstream import UpstreamConnection
+    from limpet.proxy.wire.response import ResponseHead
 
 #: request bodies read before the upstream connection is ready are held up to this, then the
 #: downstream is paused (the water mark for buffering, not for the transports)
@@ -55,6 +58,8 @@ BODY_BUFFER_HIGH = 256 * 1024
 #: drain deadline (timeouts.shutdown)
 STOP_GRACE = 1.0
 MAX_PIPELINE = 8
+#: RequestFacts.cookies of a request without a Cookie header (shared: never mutated)
+NO_COOKIES: Mapping[str, str] = MappingProxyType({})
 #: RFC 9110 §9.2.2: methods a proxy may send again after a connection failed mid-request
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 
@@ -159,7 +164,8 @@ class Downstream(asyncio.Protocol):
         self.limits = ctx.limits
         self.timeouts = ctx.timeouts
         self.transport: asyncio.Transport | None = None
-        self.client_ip = ""
+        self._client_ip = ""
+        self.client_ip_bytes = b""  # the same, encoded once for X-Forwarded-For
         self.scheme = b"http"  # b"https" on a TLS listener (connection_made)
         self.parser = RequestParser(
             self.limits.max_header_bytes, self.limits.max_headers, MAX_PIPELINE
@@ -191,6 +197,16 @@ class Downstream(asyncio.Protocol):
             f"active={self.active is not None}, "
             f"queued={len(self.queue)}, tunnel={self.tunnel is not None})"
         )
+
+    @property
+    def client_ip(self) -> str:
+        """The client's address (the PROXY protocol's source, when the listener accepts it)."""
+        return self._client_ip
+
+    @client_ip.setter
+    def client_ip(self, ip: str) -> None:
+        self._client_ip = ip
+        self.client_ip_bytes = ip.encode()
 
     # -- connection lifecycle -----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -565,7 +581,6 @@ class Exchange:
         "pick",
         "resp_chunked",
         "resp_close",
-        "resp_headers",
         "retried_stale",
         "runtime",
         "state",
@@ -621,7 +636,6 @@ class Exchange:
         self.failed: set[str] = set()
         self.retried_stale = False
         self.state = ExState.QUEUED
-        self.resp_headers: list[tuple[bytes, bytes]] = []
         self.resp_chunked = False
         self.resp_close = False
         self.until_close = False
@@ -639,7 +653,9 @@ class Exchange:
         from when the whole request was sent, not while the client is still uploading: a
         slow, steady upload is no backend's fault) and leaving WAITING disarms it."""
         old = self.state
-        new = self.state = ex_advance(old, event)
+        # the table is the source of truth; a step it does not list raises (ex_advance says why)
+        new = EX_TRANSITIONS.get((old, event)) or ex_advance(old, event)
+        self.state = new
         if new is ExState.WAITING:
             if old is not ExState.WAITING:
                 self.down.resp_timer.arm(self.down.timeouts.response, self.response_timeout)
@@ -702,18 +718,20 @@ class Exchange:
 
     def facts(self, path: bytes, query: bytes) -> RequestFacts:
         lnames = self.lnames
+        cookies: Mapping[str, str]
         if b"cookie" in lnames:
-            values = [v for ln, (_, v) in zip(lnames, self.headers, strict=True) if ln == b"cookie"]
+            headers = self.headers
+            values = [headers[i][1] for i in range(len(lnames)) if lnames[i] == b"cookie"]
             cookies = self.down.cookies(values)
         else:
-            cookies = {}
+            cookies = NO_COOKIES
         return RequestFacts(
-            client_ip=self.down.client_ip,
-            path=path.decode("latin-1"),
-            query=query.decode("latin-1"),
-            headers=LazyHeaders(self.headers, lnames),
-            cookies=cookies,
-            now=time.time(),
+            self.down.client_ip,
+            path.decode("latin-1"),
+            query.decode("latin-1"),
+            LazyHeaders(self.headers, lnames),
+            cookies,
+            time.time(),
         )
 
     def choose(self, pick: Pick) -> None:
@@ -803,12 +821,12 @@ class Exchange:
             self.lnames,
             drop,
             down.ctx.forwarding.trust_forwarded,
-            down.client_ip.encode(),
+            down.client_ip_bytes,
             down.scheme,
             down.rid_name,
             down.rid_lower,
             down.via,
-            upstream.pool.address.encode() if upstream is not None else b"",
+            upstream.pool.address_bytes if upstream is not None else b"",
             self.upgrade,
             self.body_chunked,
             self.expect_continue,
@@ -838,8 +856,10 @@ class Exchange:
                 self.step(ExEvent.SENT)
 
     # -- response side ---------------------------------------------------------------------
-    def response_head(self, status: int, reason: bytes, conn: UpstreamConnection) -> None:
-        headers, self.resp_headers = self.resp_headers, []
+    def response_head(self, head: ResponseHead, conn: UpstreamConnection) -> None:
+        status = head.status
+        reason = head.reason
+        headers = head.headers
         if 100 <= status < 200 and status != 101:
             # interim responses (103 Early Hints...) are relayed; the final one follows
             self.step(ExEvent.INTERIM_HEAD)
@@ -870,9 +890,9 @@ class Exchange:
         self.step(ExEvent.FINAL_HEAD)
         self.write_down(self.response_bytes(status, reason, headers))
         if self.method == b"HEAD":
-            # RFC 9110 §9.3.2: no body follows, whatever Content-Length says; httptools cannot
-            # be told the request method, so the exchange ends here and the connection is not
-            # reused (its parser would wait for the announced body)
+            # RFC 9110 §9.3.2: no body follows, whatever Content-Length says; the response
+            # parser is not told the request method, so the exchange ends here and the
+            # connection is not reused (its parser would wait for the announced body)
             self.finish(conn, reuse=False)
             self.step(ExEvent.END)
             self.down.exchange_done(self, self.keep_alive and not self.resp_close)

@@ -1,7 +1,8 @@
 """I/O: connections to one backend (the upstream side), kept alive and reused.
 
-``UpstreamConnection`` is an asyncio.Protocol with an httptools response parser; it hands each
-parsed piece to the Exchange it currently serves. After a ``101`` (or in TCP mode) it becomes one
+``UpstreamConnection`` is an asyncio.Protocol fed by the wire core's response parser
+(limpet.proxy.wire.ResponseParser: one call per read, events out); it hands each event to the
+Exchange it currently serves. After a ``101`` (or in TCP mode) it becomes one
 end of a byte tunnel. ``UpstreamPool`` keeps a backend's idle connections for reuse (LIFO, so the
 warmest connection goes first and surplus ones can time out at the backend).
 """
@@ -12,7 +13,14 @@ import asyncio
 import ssl
 from typing import Any, Protocol
 
-import httptools
+from limpet.proxy import wire
+from limpet.proxy.wire.response import BODY, END, HEAD, UPGRADE, ResponseHead
+
+#: a backend's response head beyond this (or beyond MAX_RESPONSE_FIELDS fields) is broken HTTP,
+#: answered 502: every buffer has a bound. HAProxy fits a whole head in its 16 KB buffer,
+#: nginx in proxy_buffer_size (4-8 KB); this is generous on purpose (large Set-Cookie/CSP).
+MAX_RESPONSE_HEAD = 128 * 1024
+MAX_RESPONSE_FIELDS = 512
 
 
 class ExchangeSide(Protocol):
@@ -20,9 +28,8 @@ class ExchangeSide(Protocol):
 
     down: Any  # the Downstream: cork/flush its writes, pause/resume its reading
     upstream: UpstreamConnection | None
-    resp_headers: list[tuple[bytes, bytes]]
 
-    def response_head(self, status: int, reason: bytes, conn: UpstreamConnection) -> None: ...
+    def response_head(self, head: ResponseHead, conn: UpstreamConnection) -> None: ...
     def response_body(self, data: bytes) -> None: ...
     def response_complete(self, conn: UpstreamConnection, upstream_keep_alive: bool) -> None: ...
     def upstream_lost(self, exc: BaseException | None) -> None: ...
@@ -43,10 +50,10 @@ class UpstreamConnection(asyncio.Protocol):
     """One TCP connection to a backend, serving one exchange at a time (no upstream pipelining)."""
 
     __slots__ = (
-        "_status_reason",
         "backend_id",
         "closed",
         "exchange",
+        "keep_alive",
         "parser",
         "pool",
         "reused",
@@ -60,10 +67,10 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.exchange: ExchangeSide | None = None
         self.tunnel_peer: TunnelPeer | None = None
-        self.parser = httptools.HttpResponseParser(self)
+        self.parser = wire.ResponseParser(MAX_RESPONSE_HEAD, MAX_RESPONSE_FIELDS)
         self.closed = False
         self.reused = False
-        self._status_reason = b""
+        self.keep_alive = False
 
     def __repr__(self) -> str:
         return f"UpstreamConnection(backend={self.backend_id!r}, closed={self.closed})"
@@ -87,20 +94,40 @@ class UpstreamConnection(asyncio.Protocol):
         down = exchange.down
         down.cork()
         try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade as exc:
-            offset = exc.args[0] if exc.args else len(data)
-            rest = data[offset:]
-            down.flush()  # the 101 head first, then the tunnel's first bytes
-            if rest and self.tunnel_peer is not None and self.tunnel_peer.transport is not None:
-                self.tunnel_peer.transport.write(rest)
-        except httptools.HttpParserError as exc:
+            for kind, value in self.parser.feed(data):
+                if kind == UPGRADE:  # (after a 101 the exchange has let go of this connection)
+                    self.upgraded(down, value)
+                    continue
+                exchange = self.exchange
+                if exchange is None:
+                    break  # the exchange ended (a HEAD's response, a failure): the rest is moot
+                if kind == BODY:
+                    exchange.response_body(value)
+                elif kind == HEAD:
+                    # the backend keeps this connection open after the response (RFC 9112 §9.3)
+                    self.keep_alive = value.keep_alive
+                    exchange.response_head(value, self)
+                elif kind == END:
+                    exchange.response_complete(self, self.keep_alive)
+                else:
+                    self.abort()
+                    exchange.upstream_failed(f"invalid HTTP from the backend: {value}")
+        finally:
+            down.flush()
+
+    def upgraded(self, down: Any, rest: bytes) -> None:
+        """After a ``101``: the bytes after its head are the tunnel's first ones."""
+        down.flush()  # the 101 head first, then the tunnel's first bytes
+        peer = self.tunnel_peer
+        if peer is None:
+            # a 101 to a request that asked for no upgrade: nothing can follow it
             exchange = self.exchange
             self.abort()
             if exchange is not None:
-                exchange.upstream_failed(f"invalid HTTP from the backend: {exc}")
-        finally:
-            down.flush()
+                exchange.upstream_failed("invalid HTTP from the backend: 101 without an upgrade")
+            return
+        if rest and peer.transport is not None:
+            peer.transport.write(rest)
 
     def eof_received(self) -> bool | None:
         if self.tunnel_peer is not None:
@@ -134,33 +161,14 @@ class UpstreamConnection(asyncio.Protocol):
         elif self.exchange is not None:
             self.exchange.down.resume_for("upstream")
 
-    # -- httptools callbacks ----------------------------------------------------------------
-    def on_status(self, status: bytes) -> None:
-        self._status_reason += status
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if self.exchange is not None:
-            self.exchange.resp_headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        reason, self._status_reason = self._status_reason, b""
-        if self.exchange is not None:
-            self.exchange.response_head(self.parser.get_status_code(), reason, self)
-
-    def on_body(self, body: bytes) -> None:
-        if self.exchange is not None:
-            self.exchange.response_body(body)
-
-    def on_message_complete(self) -> None:
-        if self.exchange is not None:
-            self.exchange.response_complete(self, self.parser.should_keep_alive())
-
     # -- pool side ----------------------------------------------------------------------------
     def release(self, keep_alive: bool) -> None:
         """The exchange is done with this connection: back to the idle list, or closed."""
         self.exchange = None
-        if keep_alive and not self.closed and self.tunnel_peer is None:
-            self.parser = httptools.HttpResponseParser(self)
+        parser = self.parser
+        # bytes beyond the response belong to no request: such a connection is not reused
+        if keep_alive and not self.closed and self.tunnel_peer is None and not parser.buffered:
+            parser.reset()
             self.pool.put(self)
         else:
             self.close()
@@ -188,6 +196,7 @@ class UpstreamPool:
     ) -> None:
         self.backend_id = backend_id
         self.address = address
+        self.address_bytes = address.encode()  # the Host of an HTTP/1.0 request without one
         #: TLS to the backend (an https:// URL): verified against the pool's CA, SNI = host
         self.ssl = ssl_context
         host, _, port = address.rpartition(":")

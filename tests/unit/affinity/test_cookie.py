@@ -163,6 +163,37 @@ def test_a_tampered_cookie_is_treated_as_no_pin(data: st.DataObject) -> None:
     assert pick.reason is PickReason.REPINNED and pick.set_cookie is not None
 
 
+def test_the_signature_is_checked_once_per_token_and_a_tampered_one_still_fails() -> None:
+    pol, pool = policy(), make_pool(3)
+    token = value(pol.pick(facts(None), pool.snapshot()))
+    verified: list[str] = []
+    real = pol._codec
+
+    class Counting:
+        def verified(self, text: str, body_size: int) -> tuple[int, bytes]:
+            verified.append(text)
+            return real._verify(text)  # the signature itself, every time it is asked
+
+        def seal(self, body: bytes, *, expires: float | None = None) -> str:
+            return real.seal(body, expires=expires)
+
+    pol._codec = Counting()  # type: ignore[assignment]
+    for _ in range(5):
+        assert pol.pick(facts(token), pool.snapshot()).reason is PickReason.PINNED
+    assert verified == [token]  # once, then remembered
+    forged = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
+    for _ in range(2):  # refused each time: only tokens that verified are remembered
+        pick = pol.pick(facts(forged), pool.snapshot())
+        assert pick.reason is PickReason.REPINNED and pick.set_cookie is not None
+    assert verified == [token, forged, forged]
+    # a new snapshot (a pin ejected) is decided afresh, not from what was remembered
+    pin = pol.pick(facts(token), pool.snapshot()).backend
+    assert pin is not None
+    for _ in range(3):
+        pool.record(pin.id, HealthEvent.PROBE_FAIL, 0.0)
+    assert pol.pick(facts(token), pool.snapshot()).reason is PickReason.REPINNED
+
+
 @given(st.text(max_size=100))
 def test_garbage_cookies_never_crash(text: str) -> None:
     pol, pool = policy(), make_pool(3)

@@ -451,3 +451,53 @@ async def test_stopping_a_half_closed_connection_closes_it_at_once(rig: Rig) -> 
     rig.server.context.stopping = True
     rig.down.drain()
     assert rig.client.closed
+
+
+# -- the response side: the wire core's response parser -----------------------------------------
+
+
+async def test_a_response_split_anywhere_reaches_the_client_whole_and_the_connection_is_reused(
+    rig: Rig,
+) -> None:
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
+    rig.down.data_received(GET % 1)
+    rig.backend.take()
+    for i in range(len(chunked)):
+        rig.conn.data_received(chunked[i : i + 1])
+    out = rig.client.take()
+    assert out.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert out.endswith(b"\r\n\r\n1\r\no\r\n1\r\nk\r\n0\r\n\r\n")  # re-chunked as it came
+    assert rig.pool.idle == [rig.conn] and not rig.backend.closed  # back in the pool
+
+
+async def test_bytes_beyond_the_response_mean_the_connection_is_not_reused(rig: Rig) -> None:
+    rig.down.data_received(GET % 1)
+    rig.conn.data_received(OK + b"HTTP/1.1 200 OK\r\n")  # a second answer nobody asked for
+    assert rig.client.take().endswith(b"\r\n\r\nok")
+    assert rig.pool.idle == [] and rig.backend.closed
+
+
+async def test_twin_a_response_alone_leaves_the_connection_reusable(rig: Rig) -> None:
+    rig.down.data_received(GET % 1)
+    rig.conn.data_received(OK)
+    assert rig.pool.idle == [rig.conn] and not rig.backend.closed
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"SMTP ready\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"HTTP/1.1 101 Switching Protocols\r\n\r\n",  # to a request that asked for no upgrade
+    ],
+)
+async def test_broken_http_from_the_backend_is_a_502(rig: Rig, answer: bytes) -> None:
+    rig.down.data_received(GET % 1)
+    rig.conn.data_received(answer)
+    out = rig.client.take()
+    assert rig.backend.closed and rig.pool.idle == []
+    if answer.startswith(b"HTTP/1.1 101"):
+        # its head went down before the missing upgrade showed: the client sees the end
+        assert rig.client.closed
+    else:
+        assert out.startswith(b"HTTP/1.1 502 ") and b"invalid HTTP from the backend" in out

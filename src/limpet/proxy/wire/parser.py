@@ -197,6 +197,15 @@ class RequestParser:
         if self.pending > 0:
             self.pending -= 1
 
+    @cython.locals(
+        buf=bytes,
+        pos=cython.Py_ssize_t,
+        end=cython.Py_ssize_t,
+        stop=cython.Py_ssize_t,
+        window=cython.Py_ssize_t,
+        last=cython.Py_ssize_t,
+        take=cython.Py_ssize_t,
+    )
     def feed(self, data: bytes) -> list[tuple[int, object]]:
         """Parse ``data`` (after what is buffered); return the events it completes."""
         events: list[tuple[int, object]] = []
@@ -220,14 +229,15 @@ class RequestParser:
                 if pos >= end:
                     break
                 stop = buf.find(b"\r\n\r\n", pos)
-                # the verdict depends only on the first max_header_bytes of the head, so that
-                # every split of the same bytes gets the same answer: a bare LF there (which
-                # can never end a head: refused now, not at the timeout), else the size
                 window = pos + self.max_header_bytes
-                last = stop + 4 if 0 <= stop < window - 4 else min(end, window)
-                if buf.count(b"\n", pos, last) != buf.count(b"\r\n", pos, last):
-                    return self._fail(events, 400, "malformed request: bare LF")
                 if stop < 0 or stop + 4 > window:
+                    # no whole head yet: a bare LF in it (which can never end a head) is
+                    # refused now, not at the timeout; a whole head's is found by _refusal
+                    # (neither scanner accepts one). Either way the verdict depends only on
+                    # the first max_header_bytes, so every split of the bytes gets the same.
+                    last = min(end, window)
+                    if buf.count(b"\n", pos, last) != buf.count(b"\r\n", pos, last):
+                        return self._fail(events, 400, "malformed request: bare LF")
                     if end > window:
                         return self._fail(events, 431, "request head too large")
                     break
@@ -323,6 +333,7 @@ class RequestParser:
         events.append((ERROR, (status, reason)))
         return events
 
+    @cython.locals(eol=cython.Py_ssize_t, i=cython.Py_ssize_t)
     def _head(self, buf: bytes, start: int, stop: int) -> RequestHead | tuple[int, str]:
         """Validate the head in ``buf[start:stop]`` (without its blank line)."""
         eol = buf.find(b"\r\n", start, stop)
@@ -426,6 +437,8 @@ class RequestParser:
 
     def _refusal(self, buf: bytes, start: int, eol: int, stop: int) -> tuple[int, str]:
         """Why the head in ``buf[start:stop]`` is refused (the rare path: line by line)."""
+        if buf.count(b"\n", start, stop) != buf.count(b"\r\n", start, stop):
+            return (400, "malformed request: bare LF")
         if _REQUEST_LINE.fullmatch(buf, start, eol) is None:
             return (400, "malformed request: bad request line")
         pos = eol + 2
@@ -455,6 +468,7 @@ _VCHAR_TABLE = bytes(1 if 0x21 <= c <= 0x7E or c >= 0x80 else 0 for c in range(2
 @cython.cfunc
 @cython.locals(
     p=cython.p_uchar,
+    cp=cython.p_char,
     tc=cython.p_uchar,
     vc=cython.p_uchar,
     i=cython.Py_ssize_t,
@@ -464,11 +478,16 @@ _VCHAR_TABLE = bytes(1 if 0x21 <= c <= 0x7E or c >= 0x80 else 0 for c in range(2
     t_start=cython.Py_ssize_t,
     c=cython.uchar,
 )
-def _scan_head(buf: bytes, start: int, eol: int, stop: int) -> object:
+def _scan_head(
+    buf: bytes, start: cython.Py_ssize_t, eol: cython.Py_ssize_t, stop: cython.Py_ssize_t
+) -> object:
     """The compiled build's head scanner: (method, target, minor version byte, fields), or
     None when anything is refused (the regex walk then says why). Accepts exactly what
     _WHOLE_HEAD accepts and splits as _FIELDS does (the differential tests check it)."""
     p = cython.cast(cython.p_uchar, cython.cast(cython.p_char, buf))
+    # slices of the char pointer become bytes in one call (slicing ``buf`` goes through a
+    # slice object); in the reference ``cp`` is ``buf`` itself
+    cp = cython.cast(cython.p_char, buf)
     tables = _TCHAR_TABLE
     tc = cython.cast(cython.p_uchar, cython.cast(cython.p_char, tables))
     tables2 = _VCHAR_TABLE
@@ -499,7 +518,7 @@ def _scan_head(buf: bytes, start: int, eol: int, stop: int) -> object:
     ):
         return None
     minor = p[i + 8]
-    target = buf[t_start:i]
+    target = cp[t_start:i]
     headers = []
     i = eol
     while i < stop:
@@ -509,7 +528,7 @@ def _scan_head(buf: bytes, start: int, eol: int, stop: int) -> object:
             i += 1
         if i == a or i >= stop or p[i] != 58:
             return None
-        name = buf[a:i]
+        name = cp[a:i]
         i += 1
         while i < stop and (p[i] == 32 or p[i] == 9):
             i += 1
@@ -526,5 +545,5 @@ def _scan_head(buf: bytes, start: int, eol: int, stop: int) -> object:
                 break
             else:
                 return None
-        headers.append((name, buf[a:b]))
-    return (buf[start:m_end], target, minor, headers)
+        headers.append((name, cp[a:b]))
+    return (cp[start:m_end], target, minor, headers)
