@@ -553,6 +553,28 @@ def enqueue(socket: Any, packet: Packet) -> None:
     socket.queue.put_nowait(packet)
 
 
+def push_live(socket: Any, packet: Packet) -> bool:
+    """``is_open`` + ``queued`` + ``enqueue`` in one call for fan-out's common case: True when
+    ``packet`` went straight into the open websocket's buffer for this loop turn (the
+    conditions of ``enqueue``'s direct path, with the send queue empty); False, with nothing
+    done, otherwise: the caller then takes the full path. Routing records to clients was ~9%
+    of a replica in the 100-channel profile, a third of it these separate calls."""
+    ws = socket.__dict__.get("_hub_ws")
+    if (
+        ws is None
+        or socket.closed
+        or socket.closing
+        or not socket.upgraded
+        or socket.upgrading
+        or packet.binary
+        or not socket.queue.empty()
+        or not ws.can_take()
+    ):
+        return False
+    ws.push(packet_frame(packet))
+    return True
+
+
 def packet_frame(packet: Packet) -> bytes:
     """The WebSocket frame of a text packet, built once per packet object (a fanned-out message
     is one packet for all its receivers)."""
