@@ -440,13 +440,14 @@ async def _serve_websocket(socket: Any, ws: _PlainWebSocket) -> None:
             silence.last = time.monotonic()
             # an Engine.IO MESSAGE carrying a socket.io EVENT: its data is the text after the
             # "4" (python-engineio keeps a payload starting with a digit as text)
-            if (
-                sio is not None
-                and type(p) is str
-                and p.startswith("42")
-                and sio.dispatch_now(eio_sid, p[1:])
-            ):
-                continue
+            if sio is not None and type(p) is str and p.startswith("42"):
+                try:
+                    if sio.dispatch_now(eio_sid, p[1:]):
+                        continue
+                except Exception:
+                    # as for any packet below: logged, and the connection goes on
+                    server.logger.exception("Unknown receive error")
+                    continue
             pkt = eio_packet.Packet(encoded_packet=p)
             try:
                 await socket.receive(pkt)
