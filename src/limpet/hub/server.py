@@ -643,6 +643,8 @@ class Hub:
             socket = client.socket = transport.find_socket(self.sio, client.sid)
             if socket is None:
                 return  # not connected (any more); disconnect cleans up
+        if bounded and client.outbox.clear and transport.push_live(socket, packet):
+            return  # what ``offer`` would say (SEND, no change) and ``enqueue`` would do
         if not transport.is_open(socket):
             return
         verdict = client.outbox.offer(packet, bounded=bounded, queued=transport.queued(socket))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -90,3 +92,45 @@ def test_queue_stays_bounded_order_is_kept_and_nothing_follows_an_overflow(
     assert sent == sorted(sent), "order kept through holds"
     if overflowed_at is not None:
         assert all(p < overflowed_at for p in sent), "nothing after the overflow"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 8), ops)
+def test_clear_means_a_bounded_offer_with_nothing_queued_is_sent_and_changes_nothing(
+    max_queue: int, script: list[tuple[str, object]]
+) -> None:
+    """``clear`` is what fan-out asks instead of ``offer`` (its direct path): it must never
+    say yes where ``offer`` would hold, drop, overflow or change the state."""
+    box: Outbox[int] = Outbox(max_queue=max_queue)
+    queued = 0
+    for n, (op, arg) in enumerate(script):
+        if op == "live":
+            if box.offer(n, bounded=bool(arg), queued=queued) is Verdict.SEND:
+                queued += 1
+        elif op == "drain":
+            queued = max(0, queued - int(arg))  # type: ignore[call-overload]
+        elif op == "hold":
+            box.hold()
+        elif op == "release" and box.holds:
+            for packet, bounded in box.release():
+                if box.offer(packet, bounded=bounded, queued=queued) is Verdict.SEND:
+                    queued += 1
+        if box.clear:
+            twin = copy.deepcopy(box)
+            assert twin.offer(-1, bounded=True, queued=0) is Verdict.SEND
+            assert twin == box
+
+
+def test_clear_is_false_while_held_after_an_overflow_and_with_slack() -> None:
+    box: Outbox[int] = Outbox(max_queue=2)
+    assert box.clear
+    box.hold()
+    assert not box.clear
+    box.release()
+    assert box.clear
+    box.offer(1, bounded=False, queued=0)  # a recovered packet: slack until the queue is short
+    assert not box.clear
+    box.offer(2, bounded=True, queued=0)
+    assert box.clear
+    assert box.offer(3, bounded=True, queued=2) is Verdict.OVERFLOW
+    assert not box.clear

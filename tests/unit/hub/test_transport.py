@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import struct
+import time
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from socketio import packet as sio_packet
 
-from limpet.hub.transport import event_packet, shared_frame, text_frame
+from limpet.hub.transport import _Silence, event_packet, shared_frame, text_frame
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(),
@@ -160,3 +163,47 @@ def test_hub_packet_refuses_huge_integers_with_a_reason() -> None:
     packet = HubPacket(encoded_packet='27["publish",' + "9" * 101 + "]")
     assert packet.id == 7 and packet.data[0] == BAD_PACKET_EVENT
     assert HubPacket(encoded_packet='2["publish",' + "9" * 100 + "]").data[1] == int("9" * 100)
+
+
+async def test_silence_ends_a_read_that_gets_nothing() -> None:
+    """The websocket reader's one timer per connection cancels a read left without frames,
+    as python-engineio's wait_for per frame did."""
+
+    async def read() -> str:
+        silence = _Silence(0.05)
+        try:
+            await asyncio.Event().wait()  # a client that sends nothing
+        except asyncio.CancelledError:
+            assert silence.expired
+            current = asyncio.current_task()
+            assert current is not None
+            current.uncancel()
+            return "expired"
+        finally:
+            silence.stop()
+        return "not reached"
+
+    assert await asyncio.wait_for(read(), 10) == "expired"
+
+
+async def test_silence_waits_while_frames_keep_arriving() -> None:
+    """The twin: when the timer fires and a frame arrived within the limit, it is re-armed for
+    what is left and nothing is cancelled; without one, the read is cancelled."""
+    task = asyncio.create_task(asyncio.Event().wait())
+    silence = _Silence(30)
+    silence.task = task
+    try:
+        first = silence.handle
+        silence.last = time.monotonic()  # a frame just arrived
+        silence._check()
+        assert not silence.expired and not task.cancelling()
+        assert silence.handle is not first  # re-armed
+        first.cancel()
+        silence.last = time.monotonic() - 31  # nothing for longer than the limit
+        silence._check()
+        assert silence.expired and task.cancelling()
+    finally:
+        silence.stop()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -35,7 +35,8 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
-from redis.exceptions import NoScriptError, RedisClusterException, RedisError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from limpet.errors import BrokerError
 from limpet.hub.brokers.base import Broker, BrokerOptions, now_ms
@@ -180,6 +181,56 @@ async def _as_is(response: Any) -> Any:
 _RECORDS = (b"message", b"smessage")
 
 
+#: longest wait for the answers of one publish round trip
+_ROUND_TRIP_TIMEOUT = 5.0
+
+
+def pack_evalsha(sha: bytes, keys: list[str], args: list[Any]) -> bytes:
+    """One EVALSHA as RESP (an array of bulk strings), the bytes redis-py's ``pack_command``
+    writes. Hand-written because that method re-joins its buffer once per argument and
+    encodes each through its Encoder: ~40% of the publish path in the 100-channel profile
+    for a command of 15 arguments. Arguments are str, bytes or int (what publish_soon
+    passes); anything else is a TypeError, as redis-py's DataError would be."""
+    parts = [b"EVALSHA", sha, b"%d" % len(keys)]
+    parts += [key.encode() for key in keys]
+    for arg in args:
+        if isinstance(arg, bytes):
+            parts.append(arg)
+        elif isinstance(arg, str):
+            parts.append(arg.encode())
+        elif isinstance(arg, int) and not isinstance(arg, bool):
+            parts.append(b"%d" % arg)
+        else:
+            raise TypeError(f"cannot send {type(arg).__name__} to redis")
+    out = [b"*%d\r\n" % len(parts)]
+    for part in parts:
+        out += (b"$%d\r\n" % len(part), part, b"\r\n")
+    return b"".join(out)
+
+
+async def _round_trip(conn: Any, packed: bytes, count: int) -> list[Any]:
+    """Write the packed commands, read ``count`` replies in order; an error reply is that
+    command's result (the connection stays in step). A timeout drops the connection: its
+    replies could no longer be matched to their commands."""
+    if not conn.is_connected:
+        # ``connect`` itself: a Sentinel-managed connection asks the Sentinels for the master
+        # there (the implicit connect of ``send_packed_command`` would dial the old address)
+        await conn.connect()
+    await conn.send_packed_command(packed, check_health=False)
+    results: list[Any] = []
+    try:
+        async with asyncio.timeout(_ROUND_TRIP_TIMEOUT):
+            for _ in range(count):
+                try:
+                    results.append(await conn.read_response())
+                except ResponseError as exc:
+                    results.append(exc)
+    except TimeoutError:
+        await conn.disconnect(nowait=True)
+        raise RedisTimeoutError(f"no answer to a publish in {_ROUND_TRIP_TIMEOUT:g} s") from None
+    return results
+
+
 class _Liveness:
     """One subscriber connection's liveness: the last PONG, records since the watchdog last
     looked, and what the first PONG must do (re-sync, or say this connection is ready)."""
@@ -213,6 +264,12 @@ class RedisBroker(Broker):
         #: publishes waiting for the next pipeline (keys, args, outcome)
         self._queued: list[tuple[list[str], list[Any], asyncio.Future[Any]]] = []
         self._sender: asyncio.Task[None] | None = None
+        #: the client and the one connection publishes travel on (see ``_pipeline``)
+        self._publisher: Any = None
+        self._publishing: Any = None
+        #: a publish round trip failing on the connection (Redis restarted, a stale
+        #: connection) is tried again on a new one, as redis-py's own pipelines are
+        self._publish_retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), 2)
         self._pubsub: Any = None
         self._listener: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
@@ -252,6 +309,14 @@ class RedisBroker(Broker):
         """A fresh client for the live subscriber: no silent retries (a failure must be seen)."""
         return aioredis.from_url(self.url, socket_connect_timeout=2, retry=Retry(NoBackoff(), 0))
 
+    def _publish_client(self) -> Any:
+        """The client whose one connection carries publishes: no socket timeout of its own
+        (``_round_trip`` bounds a whole round trip), no health-check PINGs (a dead connection
+        fails the read and the batch is retried on a new one)."""
+        return aioredis.Redis.from_url(
+            self.url, socket_connect_timeout=2, socket_timeout=None, health_check_interval=0
+        )
+
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(url={self.url!r}, channels={len(self.channels)}, "
@@ -281,6 +346,12 @@ class RedisBroker(Broker):
         self._closing = True
         if self._sender is not None:
             self._sender.cancel()
+        if self._publisher is not None:
+            with contextlib.suppress(Exception):
+                await self._publisher.aclose()
+            if self._publishing is not None:
+                with contextlib.suppress(Exception):
+                    await self._publishing.disconnect(nowait=True)
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -362,13 +433,28 @@ class RedisBroker(Broker):
     async def _pipeline(
         self, batch: list[tuple[list[str], list[Any], asyncio.Future[Any]]]
     ) -> list[Any]:
-        # EVALSHA straight on the pipeline: registering the Script with it would add a SCRIPT
-        # EXISTS round trip to every batch
+        """One round trip carrying the batch's EVALSHAs, on the publish connection.
+
+        Not redis-py's ``Pipeline``: with a socket timeout, its every send runs in a task of
+        its own (``wait_for``) and every reply read under an ``asyncio.timeout``, besides a
+        pool checkout, a command stack and a retry wrapper per batch. At the 100-channel
+        benchmark's rate a batch is about one publish, and that machinery was ~9% of a
+        replica (docs/benchmarks-hub.md). Here: one packing (``pack_evalsha``), one write,
+        one read per reply, one timeout per round trip; redis-py's connection, parser and
+        retry policy.
+        EVALSHA directly: registering the Script would add a SCRIPT EXISTS round trip."""
         try:
-            pipe = self.redis.pipeline(transaction=False)
-            for keys, args, _ in batch:
-                pipe.evalsha(self._publish.sha, len(keys), *keys, *args)
-            return list(await pipe.execute(raise_on_error=False))
+            sha = self._publish.sha.encode()
+            packed = b"".join(pack_evalsha(sha, keys, args) for keys, args, _ in batch)
+            if self._publishing is None:
+                if self._publisher is None:
+                    self._publisher = self._publish_client()
+                self._publishing = await self._publisher.connection_pool.get_connection()
+            conn = self._publishing
+            return await self._publish_retry.call_with_retry(
+                lambda: _round_trip(conn, packed, len(batch)),
+                lambda _error: conn.disconnect(nowait=True),
+            )
         except Exception as exc:  # every publish of it fails, none is left waiting forever
             return [exc] * len(batch)
 

@@ -51,6 +51,11 @@ class RedisSentinelBroker(RedisBroker):
             health_check_interval=10,
         )
 
+    def _publish_client(self) -> Any:
+        return self.sentinel.master_for(
+            self.spec.master, socket_timeout=None, health_check_interval=0
+        )
+
     def _live_client(self) -> Any:
         return self.sentinel.master_for(self.spec.master, retry=Retry(NoBackoff(), 0))
 

@@ -67,6 +67,13 @@ class Outbox(Generic[P]):
             self.slack = 0
         return Verdict.SEND
 
+    @property
+    def clear(self) -> bool:
+        """A bounded packet offered now with nothing queued would be sent and change nothing:
+        no hold, no cut-off, no slack. Fan-out asks this (one attribute test per client)
+        before writing to a client's websocket directly, instead of ``offer``."""
+        return not (self.overflowed or self.holds or self.slack) and self.max_queue > 0
+
     def hold(self) -> None:
         """Hold everything from now until the matching ``release``."""
         self.holds += 1
