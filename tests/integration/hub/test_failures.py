@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import uuid
+from typing import Any
 
 import aiohttp
 import jwt
@@ -11,6 +14,10 @@ import pytest
 import redis.asyncio as aioredis
 import socketio
 
+from limpet.errors import BrokerError
+from limpet.hub.brokers import redis as redis_module
+from limpet.hub.brokers.base import BrokerOptions
+from limpet.hub.brokers.redis import RedisBroker
 from tests.conftest import start_redis
 from tests.integration.hub.conftest import (
     Peer,
@@ -377,3 +384,62 @@ async def test_silent_dead_subscriber_is_detected_and_replaced(
             await a.close()
     finally:
         await proxy.close()
+
+
+class _ResendingBroker(RedisBroker):
+    """The twin: what a retry after the write does (redis-py's pipelines retry that way)."""
+
+    async def _pipeline(self, batch: list[Any]) -> list[Any]:
+        results = await super()._pipeline(batch)
+        if any(isinstance(r, redis_module._Unanswered) for r in results):
+            self._publishing = None  # the failed connection was dropped: a new one
+            return await super()._pipeline(batch)
+        return results
+
+
+@pytest.mark.parametrize("broker_class", [RedisBroker, _ResendingBroker])
+async def test_publish_unanswered_after_its_write_is_not_sent_again(
+    broker_class: type[RedisBroker], procs: Procs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis stops answering (SIGSTOP) after a publish was written: the publish fails with an
+    error, and once Redis runs again the message is stored once. The twin sends the batch
+    again on a new connection, and Redis, resumed, stores the one message twice."""
+    monkeypatch.setattr(redis_module, "_ROUND_TRIP_TIMEOUT", 0.5)
+    server = start_redis(procs)
+    broker = broker_class(server.url, BrokerOptions())
+    channel = f"unanswered-{uuid.uuid4().hex[:8]}"
+    try:
+        await broker.publish(channel, "first")  # the publish connection is up
+        os.kill(server.proc.pid, signal.SIGSTOP)
+        # resumed after the round trip's 0.5 s: the twin's second try is answered then
+        resume = asyncio.get_running_loop().call_later(
+            1.0, os.kill, server.proc.pid, signal.SIGCONT
+        )
+        try:
+            if broker_class is RedisBroker:
+                with pytest.raises(BrokerError, match="redis publish failed"):
+                    await broker.publish(channel, "once")
+            else:
+                await broker.publish(channel, "once")
+        finally:
+            resume.cancel()
+            os.kill(server.proc.pid, signal.SIGCONT)
+        page = await eventually_page(broker, channel, lambda p: p.offset >= 2)
+        stored = [m.data for m in page.messages]
+        if broker_class is RedisBroker:
+            assert stored == ["first", "once"]
+        else:
+            assert stored == ["first", "once", "once"]
+    finally:
+        await broker.close()
+
+
+async def eventually_page(broker: RedisBroker, channel: str, done: Any) -> Any:
+    """History of ``channel`` once ``done(page)``; Redis runs what it buffered when resumed."""
+    for _ in range(100):
+        page = await broker.history(channel, 0, 100)
+        if done(page):
+            await asyncio.sleep(0.2)  # a second copy, if one is coming, arrives with the first
+            return await broker.history(channel, 0, 100)
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"history of {channel} never reached the condition")

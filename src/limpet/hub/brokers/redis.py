@@ -36,7 +36,6 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from limpet.errors import BrokerError
 from limpet.hub.brokers.base import Broker, BrokerOptions, now_ms
@@ -183,6 +182,8 @@ _RECORDS = (b"message", b"smessage")
 
 #: longest wait for the answers of one publish round trip
 _ROUND_TRIP_TIMEOUT = 5.0
+#: seconds a publish connection may idle before the next publish is preceded by a PING
+PUBLISH_IDLE_CHECK = 5
 
 
 def pack_evalsha(sha: bytes, keys: list[str], args: list[Any]) -> bytes:
@@ -208,17 +209,26 @@ def pack_evalsha(sha: bytes, keys: list[str], args: list[Any]) -> bytes:
     return b"".join(out)
 
 
+class _Unanswered(RedisError):
+    """A publish round trip that failed after its commands were written: Redis may have run
+    them, so they are not sent again (each would be stored twice, at two offsets); the
+    publishes fail, and their publishers are told."""
+
+
 async def _round_trip(conn: Any, packed: bytes, count: int) -> list[Any]:
     """Write the packed commands, read ``count`` replies in order; an error reply is that
-    command's result (the connection stays in step). A timeout drops the connection: its
-    replies could no longer be matched to their commands."""
+    command's result (the connection stays in step). Only what fails before the write is
+    worth a retry (the caller's policy); from the write on, a failure is ``_Unanswered``."""
     if not conn.is_connected:
         # ``connect`` itself: a Sentinel-managed connection asks the Sentinels for the master
         # there (the implicit connect of ``send_packed_command`` would dial the old address)
         await conn.connect()
-    await conn.send_packed_command(packed, check_health=False)
+    # a PING first when the connection has been idle past the publish client's health-check
+    # interval: a connection the server dropped is found before a publish is written on it
+    await conn.check_health()
     results: list[Any] = []
     try:
+        await conn.send_packed_command(packed, check_health=False)
         async with asyncio.timeout(_ROUND_TRIP_TIMEOUT):
             for _ in range(count):
                 try:
@@ -227,7 +237,10 @@ async def _round_trip(conn: Any, packed: bytes, count: int) -> list[Any]:
                     results.append(exc)
     except TimeoutError:
         await conn.disconnect(nowait=True)
-        raise RedisTimeoutError(f"no answer to a publish in {_ROUND_TRIP_TIMEOUT:g} s") from None
+        raise _Unanswered(f"no answer to a publish in {_ROUND_TRIP_TIMEOUT:g} s") from None
+    except (RedisError, OSError) as exc:
+        await conn.disconnect(nowait=True)
+        raise _Unanswered(f"connection lost during a publish: {exc}") from exc
     return results
 
 
@@ -311,10 +324,13 @@ class RedisBroker(Broker):
 
     def _publish_client(self) -> Any:
         """The client whose one connection carries publishes: no socket timeout of its own
-        (``_round_trip`` bounds a whole round trip), no health-check PINGs (a dead connection
-        fails the read and the batch is retried on a new one)."""
+        (``_round_trip`` bounds a whole round trip); a PING before a publish only after the
+        connection was idle for ``PUBLISH_IDLE_CHECK`` seconds (see ``_round_trip``)."""
         return aioredis.Redis.from_url(
-            self.url, socket_connect_timeout=2, socket_timeout=None, health_check_interval=0
+            self.url,
+            socket_connect_timeout=2,
+            socket_timeout=None,
+            health_check_interval=PUBLISH_IDLE_CHECK,
         )
 
     def __repr__(self) -> str:

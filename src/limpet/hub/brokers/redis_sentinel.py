@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 
 from limpet.errors import BrokerError
 from limpet.hub.brokers.base import BrokerOptions
-from limpet.hub.brokers.redis import RedisBroker
+from limpet.hub.brokers.redis import PUBLISH_IDLE_CHECK, RedisBroker
 from limpet.hub.brokers.urls import BrokerUrl
 
 
@@ -53,7 +53,7 @@ class RedisSentinelBroker(RedisBroker):
 
     def _publish_client(self) -> Any:
         return self.sentinel.master_for(
-            self.spec.master, socket_timeout=None, health_check_interval=0
+            self.spec.master, socket_timeout=None, health_check_interval=PUBLISH_IDLE_CHECK
         )
 
     def _live_client(self) -> Any:
