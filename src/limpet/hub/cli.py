@@ -25,6 +25,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="copies JetStream keeps of the history (default: 3 on a NATS cluster of 3 servers "
         "or more, else 1)",
     )
+    parser.add_argument(
+        "--broker-ca",
+        default=None,
+        metavar="FILE",
+        help="CA certificates (PEM) to verify a TLS broker with (rediss://, rediss+cluster://, "
+        "rediss+sentinel://, tls://) instead of the system's",
+    )
     parser.add_argument("--name", default=None, help="replica name (default: the host name)")
     parser.add_argument("--history-size", type=int, default=1000, help="messages kept per channel")
     parser.add_argument(
@@ -118,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     import logging
 
     from limpet.errors import UsageError
-    from limpet.hub.brokers import open_broker
+    from limpet.hub.brokers import open_broker, parse_broker_url
     from limpet.hub.brokers.base import BrokerOptions
     from limpet.hub.channels import HistoryPolicy, HistoryRules
     from limpet.hub.server import Hub, HubSettings, serve
@@ -149,6 +156,18 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.nats_replicas is not None and not 1 <= args.nats_replicas <= 5:
         raise UsageError("--nats-replicas must be 1..5 (JetStream's limit)")
+    if args.broker_ca is not None:
+        if not parse_broker_url(args.broker).tls:
+            raise UsageError(
+                "--broker-ca is for a TLS broker URL (rediss://, rediss+cluster://, "
+                f"rediss+sentinel://, tls://), not {args.broker.split('://', 1)[0]}://"
+            )
+        try:
+            with open(args.broker_ca, "rb") as ca:
+                if b"-----BEGIN CERTIFICATE-----" not in ca.read():
+                    raise UsageError(f"--broker-ca {args.broker_ca}: no PEM certificate in it")
+        except OSError as exc:
+            raise UsageError(f"--broker-ca {args.broker_ca}: {exc.strerror}") from None
     rules = HistoryRules.parse(
         HistoryPolicy(args.history_size, args.history_ttl), args.history_rule
     )
@@ -159,6 +178,7 @@ def run(args: argparse.Namespace) -> int:
         health_interval=args.health_interval,
         pool_size=args.broker_pool,
         pool_wait=args.broker_pool_wait,
+        tls_ca=args.broker_ca,
     )
     broker = open_broker(args.broker, options, nats_replicas=args.nats_replicas)
     settings = HubSettings(

@@ -30,6 +30,9 @@ class BrokerOptions:
     #: ``pool_wait`` seconds, then fail with BrokerError (an error ack)
     pool_size: int = 32
     pool_wait: float = 10.0
+    #: a CA file (PEM) that TLS broker URLs (rediss://, rediss+cluster://, tls://) are
+    #: verified against instead of the system's CAs: a private CA, as in-cluster Redis has
+    tls_ca: str | None = None
 
 
 def now_ms() -> int:

@@ -37,6 +37,7 @@ import contextlib
 import hashlib
 import itertools
 import logging
+import ssl
 from typing import Any
 
 import msgspec
@@ -215,7 +216,15 @@ class NatsBroker(Broker):
             allow_reconnect=True,
             reconnected_cb=self._reconnected,
             error_cb=self._error,
+            tls=self._tls_context(),
         )
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        """For ``tls://`` with ``--broker-ca``: verify the servers against that CA (without it
+        nats-py uses the system's CAs)."""
+        if not (self.spec.tls and self.options.tls_ca):
+            return None
+        return ssl.create_default_context(cafile=self.options.tls_ca)
 
     async def close(self) -> None:
         if self.nc is not None:

@@ -297,6 +297,12 @@ class RedisBroker(Broker):
         """The scripts' fence argument (see _ENSURE_EPOCH)."""
         return "2" if self.migrates else "1" if self.fenced else "0"
 
+    def _tls(self) -> dict[str, Any]:
+        """Client options for ``--broker-ca`` on a TLS URL (redis-py verifies against it)."""
+        if self.options.tls_ca and self.url.startswith("rediss"):
+            return {"ssl_ca_certs": self.options.tls_ca}
+        return {}
+
     def _commands(self) -> Any:
         """The client for scripts and commands (history, offsets, presence)."""
         # A bounded pool that queues: a burst of subscribes (presence, history: a command
@@ -311,6 +317,7 @@ class RedisBroker(Broker):
             socket_timeout=5,
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
             health_check_interval=10,
+            **self._tls(),
         )
         return aioredis.Redis.from_pool(pool)
 
@@ -320,7 +327,9 @@ class RedisBroker(Broker):
 
     def _live_client(self) -> Any:
         """A fresh client for the live subscriber: no silent retries (a failure must be seen)."""
-        return aioredis.from_url(self.url, socket_connect_timeout=2, retry=Retry(NoBackoff(), 0))
+        return aioredis.from_url(
+            self.url, socket_connect_timeout=2, retry=Retry(NoBackoff(), 0), **self._tls()
+        )
 
     def _publish_client(self) -> Any:
         """The client whose one connection carries publishes: no socket timeout of its own
@@ -331,6 +340,7 @@ class RedisBroker(Broker):
             socket_connect_timeout=2,
             socket_timeout=None,
             health_check_interval=PUBLISH_IDLE_CHECK,
+            **self._tls(),
         )
 
     def __repr__(self) -> str:

@@ -66,6 +66,11 @@ class RedisClusterBroker(RedisBroker):
             "username": self.spec.username,
             "password": self.spec.password,
             "ssl": self.spec.tls,
+            **(
+                {"ssl_ca_certs": self.options.tls_ca}
+                if self.spec.tls and self.options.tls_ca
+                else {}
+            ),
         }
 
     def _commands(self) -> Any:

@@ -40,6 +40,7 @@ class RedisSentinelBroker(RedisBroker):
             password=spec.password,
             db=spec.db,
             ssl=spec.tls,
+            **({"ssl_ca_certs": options.tls_ca} if spec.tls and options.tls_ca else {}),
         )
         super().__init__(spec.url, options)
 

@@ -73,7 +73,7 @@ def parse_broker_url(url: str) -> BrokerUrl:
                 f"--broker {url!r}: several hosts need redis+cluster://H:P,H:P... "
                 "or redis+sentinel://H:P,H:P.../MASTER_NAME"
             )
-        return BrokerUrl("redis", text)
+        return BrokerUrl("redis", text, tls=scheme == "rediss")
     if scheme in ("redis+cluster", "rediss+cluster"):
         auth, hosts, path = _split(url, rest)
         if path.strip("/"):
