@@ -18,6 +18,7 @@ from typing import Any
 
 import redis
 
+from tests.support.certs import TestCA
 from tests.support.procs import Procs, free_port, which_or_skip
 
 HOST = "127.0.0.1"
@@ -65,10 +66,15 @@ class RedisClusterNodes:
     procs: Procs
     nodes: list[RedisNode] = field(default_factory=list)
     password: str | None = None
+    #: with TLS, each node's TLS client port (the URL's); ``nodes`` keep the plain ports the
+    #: test administers the cluster through
+    tls_ports: list[int] = field(default_factory=list)
 
     @property
     def url(self) -> str:
         auth = f":{self.password}@" if self.password else ""
+        if self.tls_ports:
+            return f"rediss+cluster://{auth}" + ",".join(f"{HOST}:{p}" for p in self.tls_ports[:3])
         return f"redis+cluster://{auth}" + ",".join(f"{HOST}:{n.port}" for n in self.nodes[:3])
 
     def alive(self) -> list[RedisNode]:
@@ -111,7 +117,9 @@ class RedisClusterNodes:
             src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
             while keys := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 10):
                 auth = ["AUTH", self.password] if self.password else []
-                src.execute_command("MIGRATE", HOST, to.port, "", 0, 5000, *auth, "KEYS", *keys)
+                # with tls-cluster, MIGRATE dials the target over TLS: its TLS port
+                port = self.tls_ports[self.nodes.index(to)] if self.tls_ports else to.port
+                src.execute_command("MIGRATE", HOST, port, "", 0, 5000, *auth, "KEYS", *keys)
             for node in self.alive():
                 with node.client() as r:
                     if r.info("replication").get("role") == "master":
@@ -141,18 +149,35 @@ class RedisClusterNodes:
 
 
 def start_redis_cluster(
-    procs: Procs, *, masters: int = 3, node_timeout_ms: int = 1000, password: str | None = None
+    procs: Procs,
+    *,
+    masters: int = 3,
+    node_timeout_ms: int = 1000,
+    password: str | None = None,
+    tls: TestCA | None = None,
 ) -> RedisClusterNodes:
     """``masters`` masters with a replica each; with ``password``, every node requires it (and
-    the replicas use it to sync)."""
+    the replicas use it to sync); with ``tls``, the cluster bus and replication speak TLS and
+    every node has a TLS client port too (certificates of that CA)."""
     exe = which_or_skip("redis-server", "/usr/bin/redis-server")
     cli = which_or_skip("redis-cli", "/usr/bin/redis-cli")
     cluster = RedisClusterNodes(procs, password=password)
     auth = ["--requirepass", password, "--masterauth", password] if password else []
+    secure: list[str] = []
+    if tls:
+        leaf = tls.leaf(HOST, stem="redis-cluster")
+        # fmt: off
+        secure = ["--tls-cert-file", str(leaf.cert), "--tls-key-file", str(leaf.key),
+                  "--tls-ca-cert-file", str(tls.path), "--tls-auth-clients", "no",
+                  "--tls-cluster", "yes", "--tls-replication", "yes"]
+        # fmt: on
     for _ in range(masters * 2):
         port = free_port()
+        if tls:
+            cluster.tls_ports.append(free_port())
+        tls_port = ["--tls-port", str(cluster.tls_ports[-1]), *secure] if tls else []
         argv = [
-            exe, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no",
+            exe, "--port", str(port), *tls_port, "--bind", HOST, "--save", "", "--appendonly", "no",
             "--dir", str(procs.tmp), "--dbfilename", f"dump-{port}.rdb", "--cluster-enabled", "yes",
             "--cluster-port", str(free_port()),  # else port + 10000, maybe taken or > 65535
             "--cluster-config-file", f"nodes-{port}.conf",
