@@ -1,7 +1,6 @@
 """A position saved in localStorage resumes a subscription when the page is opened again (a
-reload) in Chromium
-(docs/clients.md's recipe, with limpet-client served by the hub); the twin without the saved
-position misses what was published during the reload."""
+reload) in Chromium (docs/clients.md's recipe, with limpet-client served by the hub); the twin
+without the saved position misses what was published while the page was away."""
 
 from __future__ import annotations
 
