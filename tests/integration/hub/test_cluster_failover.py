@@ -460,6 +460,18 @@ def _other_master(cluster: clusters.RedisClusterNodes, key: str) -> clusters.Red
     return next(n for n in cluster.alive() if n is not source and n.info().get("role") == "master")
 
 
+def _migrate_mid_stream(
+    cluster: clusters.RedisClusterNodes,
+) -> Callable[[str, Callable[[], int]], None]:
+    """A ``fail`` for failover_run: the channel's slot moves to another master."""
+
+    def fail(channel: str, acked: Callable[[], int]) -> None:
+        key = slot_key(channel)
+        cluster.migrate(key, _other_master(cluster, key))
+
+    return fail
+
+
 async def test_redis_cluster_slot_migrated_mid_stream_keeps_epoch_and_history(
     procs: Procs,
 ) -> None:
@@ -469,11 +481,7 @@ async def test_redis_cluster_slot_migrated_mid_stream_keeps_epoch_and_history(
     cluster = clusters.start_redis_cluster(procs)
     reps = start_hub_procs(procs, cluster.url, 2, "--health-interval", "0.5")
 
-    def fail(channel: str, acked: Callable[[], int]) -> None:
-        key = slot_key(channel)
-        cluster.migrate(key, _other_master(cluster, key))
-
-    run = await failover_run(reps, fail)
+    run = await failover_run(reps, _migrate_mid_stream(cluster))
     run.assert_sound()
     assert len(run.epochs) == 1, run.epochs
     for name, s in run.scores.items():
@@ -516,11 +524,7 @@ async def test_redis_cluster_with_a_password(procs: Procs) -> None:
     cluster = clusters.start_redis_cluster(procs, password="s3cret")
     reps = start_hub_procs(procs, cluster.url, 2, "--health-interval", "0.5")
 
-    def fail(channel: str, acked: Callable[[], int]) -> None:
-        key = slot_key(channel)
-        cluster.migrate(key, _other_master(cluster, key))
-
-    run = await failover_run(reps, fail)
+    run = await failover_run(reps, _migrate_mid_stream(cluster))
     run.assert_sound()
     assert len(run.epochs) == 1
 
@@ -545,10 +549,6 @@ async def test_redis_cluster_over_tls_with_broker_ca(procs: Procs) -> None:
         procs, cluster.url, 2, "--health-interval", "0.5", "--broker-ca", str(ca.path)
     )
 
-    def fail(channel: str, acked: Callable[[], int]) -> None:
-        key = slot_key(channel)
-        cluster.migrate(key, _other_master(cluster, key))
-
-    run = await failover_run(reps, fail)
+    run = await failover_run(reps, _migrate_mid_stream(cluster))
     run.assert_sound()
     assert len(run.epochs) == 1
