@@ -128,7 +128,8 @@ def run(args: argparse.Namespace) -> int:
     from limpet.hub.brokers import open_broker, parse_broker_url
     from limpet.hub.brokers.base import BrokerOptions
     from limpet.hub.channels import HistoryPolicy, HistoryRules
-    from limpet.hub.server import Hub, HubSettings, serve
+    from limpet.hub.server import Hub, serve
+    from limpet.hub.settings import HubSettings
     from limpet.runtime import parse_hostport, run_until_signal
 
     logging.basicConfig(

@@ -1,4 +1,5 @@
-"""The hub's socket.io server and HTTP API (python-socketio on aiohttp, Engine.IO v4).
+"""The hub's socket.io server (python-socketio on aiohttp, Engine.IO v4); the HTTP API is
+``limpet.hub.http_api``.
 
 Decisions (offsets, recovery, the live/history seam) live in ``limpet.hub.channels``; this module
 moves bytes between socket.io clients, the HTTP API and the broker.
@@ -14,19 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fnmatch
 import functools
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import msgspec
 import socketio
 from aiohttp import web
 
-from limpet.errors import BrokerError, ChannelError, LimpetError
+from limpet.errors import BrokerError, ChannelError
 from limpet.hub import transport
+from limpet.hub.access import AuthError, error, granted, verify_token
 from limpet.hub.brokers.base import Broker
 from limpet.hub.channels import (
     Envelope,
@@ -38,45 +37,14 @@ from limpet.hub.channels import (
     validate_channel,
 )
 from limpet.hub.channels.outbox import Outbox, Verdict
-from limpet.hub.channels.payload import MAX_DEPTH, MAX_OFFSET, check_offset, encode_checked
-from limpet.hub.channels.records import UNREADABLE
+from limpet.hub.channels.payload import check_offset, encode_checked
 from limpet.hub.channels.recovery import Step
+from limpet.hub.http_api import HttpApi, errors_as_json
+from limpet.hub.settings import HubSettings
 from limpet.hub.transport import Packet
 from limpet.runtime import serve_aiohttp
 
 log = logging.getLogger("limpet.hub")
-STATIC = Path(__file__).parent / "static"
-
-
-class AuthError(LimpetError):
-    """A JWT is missing, malformed, expired, or does not grant the channel."""
-
-
-@dataclass(frozen=True)
-class HubSettings:
-    name: str = "hub"
-    max_payload: int = 64 * 1024
-    #: the most messages one recovery (or one HTTP history page) returns
-    history_limit: int = 1000
-    presence_ttl: float = 15.0
-    jwt_secret: str | None = None
-    cors_origins: str | list[str] = "*"
-    #: most packets waiting for one client; past it the client is disconnected (it recovers
-    #: with ``since`` on reconnect)
-    max_queue: int = 1000
-    #: per-message deflate on websockets (costs CPU per frame per client; saves bandwidth)
-    ws_compression: bool = False
-    #: deepest nesting of lists/objects accepted in a message's data
-    max_depth: int = MAX_DEPTH
-    #: largest socket.io message read at all (Engine.IO's limit); between ``max_payload`` and
-    #: this a publish gets an error ack, past it the transport closes the connection
-    max_message: int = 16 << 20
-    #: refuse JWTs without an ``exp`` claim (without it, a token without exp never expires)
-    jwt_require_exp: bool = False
-    #: history reads one gap fill tries before the client is told it was not recovered
-    fill_attempts: int = 8
-    #: seconds between checks of each channel's position against its subscribers' (0: never)
-    check_interval: float = 5.0
 
 
 @dataclass
@@ -97,22 +65,6 @@ class Client:
 
     def __repr__(self) -> str:
         return f"Client(sid={self.sid!r}, user={self.user!r}, channels={sorted(self.subs)})"
-
-
-def error(message: str) -> dict[str, str]:
-    return {"error": message}
-
-
-def _granted(claims: dict[str, Any], claim: str, channel: str) -> bool:
-    """A claim absent from the token grants every channel; present, it is a list of globs."""
-    patterns = claims.get(claim)
-    if patterns is None:
-        return True
-    if isinstance(patterns, str):
-        patterns = [patterns]
-    return isinstance(patterns, list) and any(
-        isinstance(p, str) and fnmatch.fnmatchcase(channel, p) for p in patterns
-    )
 
 
 class Hub:
@@ -157,16 +109,10 @@ class Hub:
     def app(self) -> web.Application:
         app = web.Application(
             client_max_size=max(1 << 20, 4 * self.settings.max_payload),
-            middlewares=[_errors_as_json],
+            middlewares=[errors_as_json],
         )
         self.sio.attach(app, socketio_path="socket.io")
-        app.router.add_post("/api/channels/{channel}/messages", self.http_publish)
-        app.router.add_get("/api/channels/{channel}/messages", self.http_history)
-        app.router.add_get("/api/channels/{channel}/presence", self.http_presence)
-        app.router.add_get("/healthz", self.http_health)
-        app.router.add_get("/", self.http_index)
-        app.router.add_get("/favicon.ico", self.http_favicon)
-        app.router.add_static("/static/", STATIC)
+        HttpApi(self.settings, self.broker, self._publish, self._health).add_routes(app)
         app.on_startup.append(self._startup)
         app.on_shutdown.append(self._shutdown)
         app.on_response_prepare.append(self._name_header)
@@ -303,7 +249,7 @@ class Hub:
 
     async def on_subscribe(self, client: Client, data: dict[str, Any]) -> dict[str, Any]:
         channel = validate_channel(data.get("channel"))
-        if not _granted(client.claims, "channels", channel):
+        if not granted(client.claims, "channels", channel):
             raise AuthError(f"token does not grant subscribe to {channel!r}")
         since = _parse_since(data.get("since"))
         presence = data.get("presence", False)
@@ -406,7 +352,7 @@ class Hub:
     def _check_publish(self, client: Client, data: dict[str, Any]) -> tuple[str, Any, str | None]:
         """A socket.io publish's channel, data and idempotency key, checked."""
         channel = validate_channel(data.get("channel"))
-        if not _granted(client.claims, "publish", channel):
+        if not granted(client.claims, "publish", channel):
             raise AuthError(f"token does not grant publish to {channel!r}")
         if "data" not in data:
             raise ChannelError("publish needs a 'data' field")
@@ -415,25 +361,23 @@ class Hub:
 
     async def on_presence(self, client: Client, data: dict[str, Any]) -> dict[str, Any]:
         channel = validate_channel(data.get("channel"))
-        if not _granted(client.claims, "channels", channel):
+        if not granted(client.claims, "channels", channel):
             raise AuthError(f"token does not grant {channel!r}")
         return {"channel": channel, "clients": await self.broker.presence(channel)}
 
     # --- shared paths ------------------------------------------------------------------------
 
     def verify(self, token: Any) -> dict[str, Any]:
-        import jwt
+        return verify_token(
+            token, self.settings.jwt_secret, require_exp=self.settings.jwt_require_exp
+        )
 
-        if not isinstance(token, str) or not token:
-            raise AuthError("a JWT is required (auth {token} or ?token=)")
-        options: Any = {"require": ["exp"]} if self.settings.jwt_require_exp else None
-        try:
-            claims = jwt.decode(
-                token, self.settings.jwt_secret or "", algorithms=["HS256"], options=options
-            )
-        except jwt.PyJWTError as exc:
-            raise AuthError(f"bad JWT: {exc}") from None
-        return dict(claims)
+    def _health(self) -> dict[str, Any]:
+        return {
+            "name": self.settings.name,
+            "clients": len(self.clients),
+            "channels": len(self.local),
+        }
 
     async def _publish(
         self, channel: str, data: Any, idempotency_key: Any
@@ -698,126 +642,6 @@ class Hub:
 
     # --- HTTP API ------------------------------------------------------------------------------
 
-    def _http_auth(self, request: web.Request, claim: str, channel: str) -> None:
-        if self.settings.jwt_secret is None:
-            return
-        header = request.headers.get("Authorization", "")
-        token = header[7:] if header.lower().startswith("bearer ") else request.query.get("token")
-        try:
-            claims = self.verify(token)
-        except AuthError as exc:
-            raise HttpError(401, str(exc)) from None
-        if not _granted(claims, claim, channel):
-            raise HttpError(403, f"token does not grant {channel!r}")
-
-    def _channel(self, request: web.Request) -> str:
-        try:
-            return validate_channel(request.match_info["channel"])
-        except ChannelError as exc:
-            raise HttpError(400, str(exc)) from None
-
-    async def http_publish(self, request: web.Request) -> web.Response:
-        channel = self._channel(request)
-        self._http_auth(request, "publish", channel)
-        raw = await request.read()
-        if len(raw) > 2 * self.settings.max_payload + 1024:
-            raise HttpError(413, "payload too large")
-        try:
-            body = msgspec.json.decode(raw)
-        except msgspec.DecodeError as exc:
-            raise HttpError(400, f"body is not JSON: {exc}") from None
-        except RecursionError:
-            raise HttpError(400, "body is not JSON: nested too deeply") from None
-        if not isinstance(body, dict) or "data" not in body:
-            raise HttpError(400, 'body must be {"data": <json>}')
-        try:
-            position, duplicate = await self._publish(
-                channel, body["data"], body.get("idempotency_key")
-            )
-        except ChannelError as exc:
-            raise HttpError(413 if "too large" in str(exc) else 400, str(exc)) from None
-        except BrokerError as exc:
-            raise HttpError(503, f"broker unavailable: {exc}") from None
-        payload: dict[str, Any] = {"epoch": position.epoch, "offset": position.offset}
-        if duplicate:
-            payload["duplicate"] = True
-        return web.json_response(payload, status=201)
-
-    async def http_history(self, request: web.Request) -> web.Response:
-        channel = self._channel(request)
-        self._http_auth(request, "channels", channel)
-        try:
-            since = check_offset(int(request.query.get("since", "0")))
-            limit = check_offset(int(request.query.get("limit", str(self.settings.history_limit))))
-        except (ValueError, ChannelError):
-            raise HttpError(400, f"since and limit must be integers in 0..{MAX_OFFSET}") from None
-        try:
-            page = await self.broker.history(
-                channel, since, min(limit, self.settings.history_limit)
-            )
-        except BrokerError as exc:
-            raise HttpError(503, f"broker unavailable: {exc}") from None
-        return web.json_response(
-            {
-                "epoch": page.epoch,
-                "offset": page.offset,
-                "messages": [_http_message(m) for m in page.messages],
-            }
-        )
-
-    async def http_presence(self, request: web.Request) -> web.Response:
-        channel = self._channel(request)
-        self._http_auth(request, "channels", channel)
-        try:
-            clients = await self.broker.presence(channel)
-        except BrokerError as exc:
-            raise HttpError(503, f"broker unavailable: {exc}") from None
-        return web.json_response({"clients": clients})
-
-    async def http_health(self, request: web.Request) -> web.Response:
-        return web.json_response(
-            {"name": self.settings.name, "clients": len(self.clients), "channels": len(self.local)}
-        )
-
-    async def http_index(self, request: web.Request) -> web.FileResponse:
-        return web.FileResponse(STATIC / "index.html")
-
-    async def http_favicon(self, request: web.Request) -> web.FileResponse:
-        return web.FileResponse(STATIC / "favicon.ico")
-
-
-class HttpError(Exception):
-    """An HTTP API failure: answered as ``{"error": message}`` with ``status``."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-@web.middleware
-async def _errors_as_json(request: web.Request, handler: Any) -> web.StreamResponse:
-    try:
-        response: web.StreamResponse = await handler(request)
-        return response
-    except HttpError as exc:
-        return web.json_response(error(str(exc)), status=exc.status)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        # aiohttp's own answers (404 no route, 405, 413 body too large) in the same JSON shape
-        message = exc.reason.lower()
-        if exc.text and not exc.text.startswith(f"{exc.status}:"):
-            message = f"{message}: {exc.text}"
-        return web.json_response(error(message), status=exc.status, headers=_allow(exc))
-    except Exception as exc:
-        log.exception("%s %s failed", request.method, request.path)
-        return web.json_response(error(f"internal error: {type(exc).__name__}"), status=500)
-
-
-def _allow(exc: web.HTTPException) -> dict[str, str]:
-    allow = exc.headers.get("Allow")
-    return {"Allow": allow} if allow else {}
-
 
 _packet = transport.event_packet
 
@@ -852,14 +676,6 @@ def _recovery_packet(channel: str, position: Position, *, subscribed: bool = Tru
     if not subscribed:
         payload["subscribed"] = False
     return _packet("recovery", payload)
-
-
-def _http_message(message: Message) -> dict[str, Any]:
-    if message.data is UNREADABLE:
-        wire = message.wire()
-        del wire["data"]
-        return {**wire, "error": "stored data cannot be decoded"}
-    return message.wire()
 
 
 def _message_packet(message: Message) -> Packet:

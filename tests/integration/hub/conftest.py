@@ -121,7 +121,8 @@ async def start_memory_hubs(count: int = REPLICAS, **settings: Any) -> tuple[Rep
 
     from limpet.hub.brokers.base import BrokerOptions
     from limpet.hub.brokers.memory import MemoryBackplane, MemoryBroker
-    from limpet.hub.server import Hub, HubSettings
+    from limpet.hub.server import Hub
+    from limpet.hub.settings import HubSettings
 
     plane = MemoryBackplane()
     runners = []

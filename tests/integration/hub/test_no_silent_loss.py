@@ -291,7 +291,8 @@ async def test_nats_slow_consumer_resyncs_from_history(
     from limpet.hub.brokers.base import BrokerOptions
     from limpet.hub.brokers.nats import NatsBroker
     from limpet.hub.channels import Message
-    from limpet.hub.server import Hub, HubSettings
+    from limpet.hub.server import Hub
+    from limpet.hub.settings import HubSettings
     from tests.support.procs import free_port
 
     (publisher,) = start_hub_procs(procs, nats_server.url, 1).urls
