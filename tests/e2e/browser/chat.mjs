@@ -1,8 +1,10 @@
 // Two people in two real Chromium pages, each on a different hub replica, chat in one channel.
-// Usage: node chat.mjs URL_A URL_B CHANNEL SCREENSHOT.png  -> prints a JSON summary on stdout.
+// Usage: node chat.mjs URL_A URL_B CHANNEL SCREENSHOT.png [WAIT_MS]  -> a JSON summary on stdout.
+// WAIT_MS (default 15000) bounds the wait for alice's message in bob's page: a twin that expects
+// it never to come passes less.
 import { chromium } from "playwright-core";
 
-const [urlA, urlB, channel, screenshot] = process.argv.slice(2);
+const [urlA, urlB, channel, screenshot, waitMs = "15000"] = process.argv.slice(2);
 const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
 const browser = await chromium.launch({
   executablePath,
@@ -28,7 +30,7 @@ try {
   result.joinedB = true;
   await a.fill("#text", "hello from alice");
   await a.press("#text", "Enter");
-  await b.locator("#log li", { hasText: "hello from alice" }).waitFor({ timeout: 15000 });
+  await b.locator("#log li", { hasText: "hello from alice" }).waitFor({ timeout: Number(waitMs) });
   result.seenInB = true;
   await b.fill("#text", "hi alice, bob here");
   await b.press("#text", "Enter");

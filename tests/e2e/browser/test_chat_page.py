@@ -14,13 +14,15 @@ from tests.support.procs import Procs, free_port, which_or_skip
 HERE = Path(__file__).parent
 
 
-def run_pages(url_a: str, url_b: str, channel: str, shot: Path) -> dict[str, object]:
+def run_pages(
+    url_a: str, url_b: str, channel: str, shot: Path, wait_ms: int = 15000
+) -> dict[str, object]:
     node = which_or_skip("node")
     chromium = which_or_skip("chromium", "/usr/bin/chromium")
     if not (HERE / "node_modules" / "playwright-core").exists():
         pytest.skip("playwright-core not installed (scripts/bootstrap installs it)")
     done = subprocess.run(
-        [node, str(HERE / "chat.mjs"), url_a, url_b, channel, str(shot)],
+        [node, str(HERE / "chat.mjs"), url_a, url_b, channel, str(shot), str(wait_ms)],
         capture_output=True,
         text=True,
         timeout=90,
@@ -67,7 +69,8 @@ def test_twin_without_a_shared_broker_the_pages_do_not_meet(procs: Procs) -> Non
     # alice's message; this is what the shared broker adds.
     url_a = start_hub(procs, "memory", "hub-a")
     url_b = start_hub(procs, "memory", "hub-b")
-    result = run_pages(url_a, url_b, "e2e.browser", procs.tmp / "chat.png")
+    # 4 s of absence: with a shared broker the message arrives within milliseconds
+    result = run_pages(url_a, url_b, "e2e.browser", procs.tmp / "chat.png", wait_ms=4000)
     assert result["joinedA"] and result["joinedB"]
     assert not result["seenInB"]
 
