@@ -1,4 +1,6 @@
-"""Builds the compiled twin of the proxy's wire core (limpet.proxy.wire._cparser).
+"""Builds the compiled twins of the proxy's wire core (limpet.proxy.wire._c*) and of its
+per-exchange protocol code (limpet.proxy._chttp1 and _cupstream, from src/limpet/proxy/http1.py
+and upstream.py).
 
 The extension is compiled by Cython from the very same pure-Python module the fallback runs
 (src/limpet/proxy/wire/parser.py, response.py and rewrite.py, in Cython's pure-Python mode), so there is one source of truth
@@ -50,12 +52,25 @@ def extensions() -> list:  # type: ignore[type-arg]
         Extension("limpet.proxy.wire._crewrite", ["src/limpet/proxy/wire/rewrite.py"]),
         Extension("limpet.proxy.wire._cresponse", ["src/limpet/proxy/wire/response.py"]),
     ]
-    return cythonize(
-        exts,
-        compiler_directives={"language_level": "3", "boundscheck": False, "wraparound": False},
+    directives = {"language_level": "3", "boundscheck": False, "wraparound": False}
+    # the per-exchange protocol code (Downstream, Exchange): compiled as it is written, its
+    # annotations read as documentation, not as C types (a `float` must stay a Python float,
+    # a `bytes` parameter may be None where the reference accepts it), so both builds behave
+    # alike; what the compile saves is the interpreter's dispatch, not boxing
+    protocol = cythonize(
+        [
+            Extension("limpet.proxy._chttp1", ["src/limpet/proxy/http1.py"]),
+            Extension("limpet.proxy._cupstream", ["src/limpet/proxy/upstream.py"]),
+        ],
+        # (and with Python's indexing: it uses negative indices, as Python code does)
+        compiler_directives={"language_level": "3", "annotation_typing": False},
         build_dir="build/cython",
         quiet=True,
     )
+    return [
+        *cythonize(exts, compiler_directives=directives, build_dir="build/cython", quiet=True),
+        *protocol,
+    ]
 
 
 setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from limpet.proxy import cli, goaway
-from limpet.proxy.http1 import MAX_PIPELINE, Downstream
+from limpet.proxy import builds, cli, goaway, http1
+from limpet.proxy.http1 import MAX_PIPELINE
 from limpet.proxy.server import ProxyServer
 from limpet.proxy.states import ExState
 from limpet.proxy.tcp import TcpDownstream
@@ -62,7 +62,12 @@ class Transport:
 class Rig:
     """One downstream connection and one idle upstream connection to backend b0."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        protocol: type[http1.Downstream] = http1.Downstream,
+        connection: type[UpstreamConnection] = UpstreamConnection,
+    ) -> None:
+        self.connection = connection
         parser = argparse.ArgumentParser()
         cli.configure(parser)
         args = parser.parse_args(
@@ -78,22 +83,29 @@ class Rig:
         )
         self.server = ProxyServer(cli.resolve(args), b"s", admin=False)
         self.pool = self.server.pools["default"].upstreams["b0"]
-        self.down = Downstream(self.server.context)
+        self.down = protocol(self.server.context)
         self.client = Transport()
         self.down.connection_made(self.client)  # type: ignore[arg-type]
         self.conn, self.backend = self.upstream()
 
     def upstream(self) -> tuple[UpstreamConnection, Transport]:
-        conn = UpstreamConnection(self.pool)
+        conn = self.connection(self.pool)
         transport = Transport()
         conn.connection_made(transport)  # type: ignore[arg-type]
         self.pool.put(conn)
         return conn, transport
 
 
-@pytest.fixture
-async def rig() -> Iterator[Rig]:
-    r = Rig()
+@pytest.fixture(params=["compiled", "python"])
+async def rig(request: pytest.FixtureRequest) -> Iterator[Rig]:
+    """Every test runs on both builds of the protocol code (limpet.proxy.builds)."""
+    if request.param == "compiled":
+        module, side = builds.compiled_http1(), builds.compiled_upstream()
+        if module is None or side is None:
+            pytest.skip("the compiled protocol code is not built (run scripts/bootstrap)")
+        r = Rig(module.Downstream, side.UpstreamConnection)
+    else:
+        r = Rig()
     yield r
     r.down.connection_lost(None)
 
@@ -195,7 +207,7 @@ def connect_in_memory(rig: Rig) -> list[Transport]:
     made: list[Transport] = []
 
     async def connect(timeout: float) -> UpstreamConnection:
-        conn = UpstreamConnection(rig.pool)
+        conn = rig.connection(rig.pool)
         made.append(Transport())
         conn.connection_made(made[-1])  # type: ignore[arg-type]
         return conn
