@@ -56,7 +56,8 @@ def extensions() -> list:  # type: ignore[type-arg]
     # the per-exchange protocol code (Downstream, Exchange): compiled as it is written, its
     # annotations read as documentation, not as C types (a `float` must stay a Python float,
     # a `bytes` parameter may be None where the reference accepts it), so both builds behave
-    # alike; what the compile saves is the interpreter's dispatch, not boxing
+    # alike. src/limpet/proxy/_chttp1.pxd adds C declarations to http1.py (Exchange and Deadline
+    # as extension types with the same fields), which the pure-Python reference never reads
     protocol = cythonize(
         [
             Extension("limpet.proxy._chttp1", ["src/limpet/proxy/http1.py"]),
