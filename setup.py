@@ -38,6 +38,11 @@ class OptionalBuildExt(build_ext):
             print(f"limpet: {ext.name} not built ({exc}); pure Python it is", file=sys.stderr)
 
 
+def _newer(source: str, target: str) -> bool:
+    """``source`` changed since ``target`` was made (or ``target`` is missing)."""
+    return not os.path.exists(target) or os.path.getmtime(source) > os.path.getmtime(target)
+
+
 def extensions() -> list:  # type: ignore[type-arg]
     if os.environ.get("LIMPET_NO_EXTENSIONS"):
         return []
@@ -67,6 +72,9 @@ def extensions() -> list:  # type: ignore[type-arg]
         compiler_directives={"language_level": "3", "annotation_typing": False},
         build_dir="build/cython",
         quiet=True,
+        # Cython's own dependency check does not see _chttp1.pxd (it is named after the
+        # module, not the source file): a .pxd newer than the C file regenerates it
+        force=_newer("src/limpet/proxy/_chttp1.pxd", "build/cython/src/limpet/proxy/http1.c"),
     )
     return [
         *cythonize(exts, compiler_directives=directives, build_dir="build/cython", quiet=True),
