@@ -15,6 +15,11 @@ class BackendState(enum.Enum):
     DRAINING = "draining"
 
 
+#: read per request (serves_pinned): a module constant, as an Enum member read through its
+#: class costs ~0.1 µs on Python 3.11
+_HEALTHY, _EJECTED = BackendState.HEALTHY, BackendState.EJECTED
+
+
 @dataclass(frozen=True, slots=True)
 class BackendView:
     """One replica as a policy sees it: a stable id, where it is, its state and its load."""
@@ -33,11 +38,11 @@ class BackendView:
 
     @property
     def takes_new(self) -> bool:
-        return self.state is BackendState.HEALTHY
+        return self.state is _HEALTHY
 
     @property
     def serves_pinned(self) -> bool:
-        return self.state is not BackendState.EJECTED
+        return self.state is not _EJECTED
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,10 @@ and relays the response (adding the policy's Set-Cookie). After ``101`` both sid
 Flow control: each side's ``pause_writing`` pauses reading on the other side (asyncio's
 high/low water marks on the transports decide when), so a slow reader never makes the proxy
 buffer a whole body.
+
+Two builds of this one file: this module is the pure-Python reference, ``limpet.proxy._chttp1``
+the same source compiled by Cython (setup.py); limpet.proxy.builds picks one at import time with
+the wire core's switch (``LIMPET_NO_EXTENSIONS=1``: pure Python).
 """
 
 from __future__ import annotations
@@ -28,19 +32,46 @@ from limpet.proxy.filters import NO_FILTER, ExchangeFilter
 from limpet.proxy.headers import new_request_id, parse_cookies
 from limpet.proxy.responses import CONTINUE, local_response
 from limpet.proxy.states import (
+    CONNECTING,
+    EV_ABORT,
+    EV_ATTACH,
+    EV_END,
+    EV_FINAL_HEAD,
+    EV_HOLD,
+    EV_INTERIM_HEAD,
+    EV_LOCAL,
+    EV_RETRY,
+    EV_SENT,
+    EV_START,
+    EV_SWITCH,
     EX_LIVE,
     EX_RESPONSE_STARTED,
-    EX_TRANSITIONS,
+    EX_STEPS,
+    HALF_CLOSED,
+    HELD,
+    QUEUED,
+    READING,
+    REFUSED,
+    RESPONDING,
+    SENDING,
+    TUNNEL,
+    WAITING,
     DownEvent,
-    DownState,
     ExEvent,
-    ExState,
     advance,
     ex_advance,
 )
 from limpet.proxy.tunnel import Tunnel
 from limpet.proxy.wire import RequestParser
 from limpet.proxy.wire.parser import BODY, CHUNKED, END, ERROR, HEAD, UPGRADE, RequestHead
+
+try:
+    import cython
+except ImportError:  # the reference runs without Cython installed
+    from limpet.proxy.wire import _cython_shim as cython  # type: ignore[no-redef,unused-ignore]
+
+#: True in the build Cython compiled from this file (limpet.proxy._chttp1), False here
+COMPILED: bool = cython.compiled
 
 if TYPE_CHECKING:
     from limpet.pool.model import BackendView
@@ -60,6 +91,8 @@ STOP_GRACE = 1.0
 MAX_PIPELINE = 8
 #: RequestFacts.cookies of a request without a Cookie header (shared: never mutated)
 NO_COOKIES: Mapping[str, str] = MappingProxyType({})
+#: (as module constants: an Enum member read through its class costs ~0.1 µs; states.py says why)
+PASSIVE_OK, PASSIVE_FAIL = HealthEvent.PASSIVE_OK, HealthEvent.PASSIVE_FAIL
 #: RFC 9110 §9.2.2: methods a proxy may send again after a connection failed mid-request
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 
@@ -176,7 +209,7 @@ class Downstream(asyncio.Protocol):
         self.paused: set[str] = set()
         self.write_paused = False
         #: READING / HALF_CLOSED / UPGRADING / TUNNEL / REFUSED / CLOSED (limpet.proxy.states)
-        self.state = DownState.READING
+        self.state = READING
         self.tunnel: Tunnel | None = None  # after 101 (limpet.proxy.tunnel)
         self.pending_refusal: tuple[int, str] | None = None
         self.out: list[bytes] | None = None  # corked downstream writes (see cork)
@@ -243,11 +276,11 @@ class Downstream(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         state = self.state
-        if state is DownState.TUNNEL:
+        if state is TUNNEL:
             if self.tunnel is not None:
                 self.tunnel.from_client(data)
             return
-        if state is DownState.REFUSED:
+        if state is REFUSED:
             return  # a refusal was sent: read and drop until the client closes
         self.handle(self.parser.feed(data))
 
@@ -312,9 +345,9 @@ class Downstream(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         state = self.state
-        if state is DownState.REFUSED:
+        if state is REFUSED:
             return False
-        if state is DownState.TUNNEL and self.tunnel is not None:
+        if state is TUNNEL and self.tunnel is not None:
             return self.tunnel.client_eof()  # passed on to the backend, as in --mode tcp
         if self.active is not None:
             if self.ctx.stopping:
@@ -339,7 +372,7 @@ class Downstream(asyncio.Protocol):
         """
         if self.transport is None or self.tunnel is not None:
             return
-        if self.state is DownState.HALF_CLOSED:
+        if self.state is HALF_CLOSED:
             self.transport.close()
         elif self.active is None and self.receiving is None and not self.parser.buffered:
             self._arm(min(STOP_GRACE, self.timeouts.shutdown), self._on_header_timeout)
@@ -439,7 +472,7 @@ class Downstream(asyncio.Protocol):
         self.active = None
         if (
             not keep_alive
-            or self.state is DownState.HALF_CLOSED
+            or self.state is HALF_CLOSED
             or exchange.upgrade
             or self.receiving is exchange
         ):
@@ -463,7 +496,7 @@ class Downstream(asyncio.Protocol):
         (resume_writing calls this again): a client that pipelines and never reads holds at
         most the transport's buffer and MAX_PIPELINE parsed requests.
         """
-        if self.active is not None or self.transport is None or self.state is DownState.REFUSED:
+        if self.active is not None or self.transport is None or self.state is REFUSED:
             return
         if self.write_paused and self.queue:
             return
@@ -483,7 +516,7 @@ class Downstream(asyncio.Protocol):
         """After ``101``: bytes flow both ways untouched (limpet.proxy.tunnel, as in --mode
         tcp); ``release`` gives the backend's open count back when the tunnel ends."""
         assert self.transport is not None
-        client_ended = self.state is DownState.HALF_CLOSED  # FIN before the 101
+        client_ended = self.state is HALF_CLOSED  # FIN before the 101
         self.state = advance(self.state, DownEvent.SWITCHED)
         self.active = None
         self._disarm()  # the tunnel keeps its own idle timer
@@ -504,7 +537,7 @@ class Downstream(asyncio.Protocol):
         """
         self.ctx.metrics.local_responses.labels(str(status)).inc()
         transport = self.transport
-        if transport is None or self.state is DownState.REFUSED:
+        if transport is None or self.state is REFUSED:
             return
         if self.active is not None and self.active.response_started:
             transport.abort()  # mid-response: nothing valid can follow
@@ -635,7 +668,7 @@ class Exchange:
         self.upstream: UpstreamConnection | None = None
         self.failed: set[str] = set()
         self.retried_stale = False
-        self.state = ExState.QUEUED
+        self.state = QUEUED
         self.resp_chunked = False
         self.resp_close = False
         self.until_close = False
@@ -654,18 +687,18 @@ class Exchange:
         slow, steady upload is no backend's fault) and leaving WAITING disarms it."""
         old = self.state
         # the table is the source of truth; a step it does not list raises (ex_advance says why)
-        new = EX_TRANSITIONS.get((old, event)) or ex_advance(old, event)
+        new = EX_STEPS[old].get(event) or ex_advance(old, event)
         self.state = new
-        if new is ExState.WAITING:
-            if old is not ExState.WAITING:
+        if new is WAITING:
+            if old is not WAITING:
                 self.down.resp_timer.arm(self.down.timeouts.response, self.response_timeout)
-        elif old is ExState.WAITING:
+        elif old is WAITING:
             self.down.resp_timer.disarm()
 
     @property
     def started(self) -> bool:
         """Its turn came (it left QUEUED)."""
-        return self.state is not ExState.QUEUED
+        return self.state is not QUEUED
 
     @property
     def response_started(self) -> bool:
@@ -675,7 +708,7 @@ class Exchange:
     @property
     def timer(self) -> bool:
         """The response timeout is armed on ``down.resp_timer``."""
-        return self.state is ExState.WAITING
+        return self.state is WAITING
 
     # -- request side --------------------------------------------------------------------------
     def ready(self) -> bool:
@@ -692,7 +725,7 @@ class Exchange:
 
     def start(self) -> None:
         """Choose the backend (the route's policy decides) and get a connection to it."""
-        self.step(ExEvent.START)
+        self.step(EV_START)
         down = self.down
         lnames = self.lnames
         host = self.headers[lnames.index(b"host")][1] if b"host" in lnames else b""
@@ -757,7 +790,7 @@ class Exchange:
         except (TimeoutError, OSError) as exc:
             self.connect_failed(backend, exc)
             return
-        if self.state is not ExState.CONNECTING or self.down.transport is None:
+        if self.state is not CONNECTING or self.down.transport is None:
             # the client left, or its request was refused, while we connected: nothing of it
             # goes upstream
             conn.release(keep_alive=True)
@@ -768,10 +801,10 @@ class Exchange:
         """A backend refused or timed out: count it against the backend and repin once."""
         runtime = self.runtime
         assert runtime is not None
-        runtime.passive(backend.id, HealthEvent.PASSIVE_FAIL)
+        runtime.passive(backend.id, PASSIVE_FAIL)
         self.down.ctx.metrics.upstream_connect_failures.labels(runtime.name, backend.id).inc()
         self.failed.add(backend.id)
-        if self.state is not ExState.CONNECTING:
+        if self.state is not CONNECTING:
             return  # given up meanwhile (the client left or its request broke)
         if self.body_sent or len(self.failed) > 2 or self.down.transport is None:
             self.local(502, f"backend {backend.id} is unreachable")
@@ -784,7 +817,7 @@ class Exchange:
     def attach(self, conn: UpstreamConnection) -> None:
         """Send the request head (and what body we hold) on ``conn``."""
         assert self.runtime is not None and self.pick is not None
-        self.step(ExEvent.ATTACH)
+        self.step(EV_ATTACH)
         self.upstream = conn
         conn.exchange = self
         self.runtime.opened(conn.backend_id, self.pick)
@@ -806,7 +839,7 @@ class Exchange:
         if self.down.write_paused:
             transport.pause_reading()
         if self.body_done:
-            self.step(ExEvent.SENT)
+            self.step(EV_SENT)
 
     def request_head(self) -> bytes:
         """The head for the backend: the wire core rewrites it (limpet.proxy.wire.rewrite)."""
@@ -852,8 +885,8 @@ class Exchange:
         if conn is not None and conn.transport is not None:
             if self.body_chunked:
                 conn.transport.write(b"0\r\n\r\n")
-            if self.state is ExState.SENDING:  # (not when the backend answered already)
-                self.step(ExEvent.SENT)
+            if self.state is SENDING:  # (not when the backend answered already)
+                self.step(EV_SENT)
 
     # -- response side ---------------------------------------------------------------------
     def response_head(self, head: ResponseHead, conn: UpstreamConnection) -> None:
@@ -862,19 +895,17 @@ class Exchange:
         headers = head.headers
         if 100 <= status < 200 and status != 101:
             # interim responses (103 Early Hints...) are relayed; the final one follows
-            self.step(ExEvent.INTERIM_HEAD)
+            self.step(EV_INTERIM_HEAD)
             self.write_down(self.response_bytes(status, reason, headers, interim=True))
             return
         self.status = status
         runtime = self.runtime
         assert runtime is not None and self.pick is not None
         backend_id = conn.backend_id
-        runtime.passive(
-            backend_id, HealthEvent.PASSIVE_FAIL if status >= 500 else HealthEvent.PASSIVE_OK
-        )
+        runtime.passive(backend_id, PASSIVE_FAIL if status >= 500 else PASSIVE_OK)
         runtime.count_response(backend_id, status)
         if status == 101 and self.upgrade:
-            self.step(ExEvent.SWITCH)
+            self.step(EV_SWITCH)
             self.write_down(self.response_bytes(status, reason, headers, interim=True))
             # the connection now belongs to the tunnel; it is counted open until the tunnel ends
             conn.exchange = None
@@ -885,16 +916,16 @@ class Exchange:
             self.filter.tunnel(conn)
             return
         if self.filter.response_head(self, status, reason, headers):
-            self.step(ExEvent.HOLD)
+            self.step(EV_HOLD)
             return
-        self.step(ExEvent.FINAL_HEAD)
+        self.step(EV_FINAL_HEAD)
         self.write_down(self.response_bytes(status, reason, headers))
         if self.method == b"HEAD":
             # RFC 9110 §9.3.2: no body follows, whatever Content-Length says; the response
             # parser is not told the request method, so the exchange ends here and the
             # connection is not reused (its parser would wait for the announced body)
             self.finish(conn, reuse=False)
-            self.step(ExEvent.END)
+            self.step(EV_END)
             self.down.exchange_done(self, self.keep_alive and not self.resp_close)
 
     def response_bytes(
@@ -920,10 +951,7 @@ class Exchange:
             interim,
             self.method == b"HEAD" or status in (204, 304),
             self.version == "1.0",
-            self.resp_close
-            or self.upgrade
-            or down.state is DownState.HALF_CLOSED
-            or down.ctx.stopping,
+            self.resp_close or self.upgrade or down.state is HALF_CLOSED or down.ctx.stopping,
             self.keep_alive,
         )
         if not interim:
@@ -946,13 +974,13 @@ class Exchange:
             self.write_down(data)
 
     def response_complete(self, conn: UpstreamConnection, upstream_keep_alive: bool) -> None:
-        if self.state is not ExState.RESPONDING and self.state is not ExState.HELD:
+        if self.state is not RESPONDING and self.state is not HELD:
             return  # an interim response ended (the final one follows), or a 101's
         self.filter.end(self)
         if self.resp_chunked:
             self.write_down(b"0\r\n\r\n")
         self.finish(conn, upstream_keep_alive and self.body_done and self.method != b"HEAD")
-        self.step(ExEvent.END)
+        self.step(EV_END)
         self.down.exchange_done(self, self.keep_alive and not self.resp_close)
 
     def finish(self, conn: UpstreamConnection | None, reuse: bool) -> None:
@@ -984,17 +1012,17 @@ class Exchange:
             if self.until_close:  # the close is the end of this body, not an error
                 if self.resp_chunked:
                     self.write_down(b"0\r\n\r\n")
-                self.step(ExEvent.END)
+                self.step(EV_END)
                 self.down.exchange_done(self, self.keep_alive and not self.resp_close)
             else:
-                self.step(ExEvent.ABORT)
+                self.step(EV_ABORT)
                 self.down.close()  # truncated: the client must see the connection end
             return
         if not self.body_sent and reused and not self.retried_stale and self.pick is not None:
             # a keep-alive connection the backend had closed (RFC 9112 §9.3.1 allows retrying
             # a request that was never acted upon): once more on a fresh connection
             self.retried_stale = True
-            self.step(ExEvent.RETRY)
+            self.step(EV_RETRY)
             backend = self.pick.backend
             assert backend is not None
             self.down.loop.create_task(self.connect(backend))
@@ -1007,18 +1035,18 @@ class Exchange:
         ):
             # RFC 9110 §9.2.2: only an idempotent request may be sent again (elsewhere); a
             # POST the backend may have acted on is answered 502, never repeated
-            self.step(ExEvent.RETRY)
+            self.step(EV_RETRY)
             self.connect_failed(self.pick.backend, exc)
             return
         if self.pick is not None and self.pick.backend is not None and self.runtime is not None:
-            self.runtime.passive(self.pick.backend.id, HealthEvent.PASSIVE_FAIL)
+            self.runtime.passive(self.pick.backend.id, PASSIVE_FAIL)
         self.local(502, "the backend closed the connection before answering")
 
     def upstream_failed(self, reason: str) -> None:
         conn = self.upstream
         self.finish(conn, reuse=False)
         if self.response_started:
-            self.step(ExEvent.ABORT)
+            self.step(EV_ABORT)
             self.down.close()
         else:
             self.local(502, reason)
@@ -1028,7 +1056,7 @@ class Exchange:
         if conn is not None:
             self.finish(conn, reuse=False)
         if self.state in EX_LIVE:
-            self.step(ExEvent.ABORT)
+            self.step(EV_ABORT)
 
     def abort_upstream(self) -> None:
         conn = self.upstream
@@ -1036,10 +1064,10 @@ class Exchange:
             self.finish(conn, reuse=False)
             conn.abort()
         if self.state in EX_LIVE:
-            self.step(ExEvent.ABORT)
+            self.step(EV_ABORT)
 
     def local(self, status: int, text: str) -> None:
         """Answer from the proxy itself and close the downstream connection."""
-        self.step(ExEvent.LOCAL)
+        self.step(EV_LOCAL)
         if self.down.active is self:
             self.down.refuse(status, text)

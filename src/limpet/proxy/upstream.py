@@ -5,6 +5,9 @@
 Exchange it currently serves. After a ``101`` (or in TCP mode) it becomes one
 end of a byte tunnel. ``UpstreamPool`` keeps a backend's idle connections for reuse (LIFO, so the
 warmest connection goes first and surplus ones can time out at the backend).
+
+Two builds of this one file, as of http1.py: this pure-Python reference and
+``limpet.proxy._cupstream`` compiled by Cython; limpet.proxy.builds picks one.
 """
 
 from __future__ import annotations
@@ -15,6 +18,14 @@ from typing import Any, Protocol
 
 from limpet.proxy import wire
 from limpet.proxy.wire.response import BODY, END, HEAD, UPGRADE, ResponseHead
+
+try:
+    import cython
+except ImportError:  # the reference runs without Cython installed
+    from limpet.proxy.wire import _cython_shim as cython  # type: ignore[no-redef,unused-ignore]
+
+#: True in the build Cython compiled from this file (limpet.proxy._cupstream), False here
+COMPILED: bool = cython.compiled
 
 #: a backend's response head beyond this (or beyond MAX_RESPONSE_FIELDS fields) is broken HTTP,
 #: answered 502: every buffer has a bound. HAProxy fits a whole head in its 16 KB buffer,

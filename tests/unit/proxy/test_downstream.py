@@ -3,97 +3,30 @@ in-memory transports, fed bytes the way the loop would feed them."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 from collections.abc import Iterator
 
 import pytest
 
-from limpet.proxy import cli, goaway
-from limpet.proxy.http1 import MAX_PIPELINE, Downstream
-from limpet.proxy.server import ProxyServer
+from limpet.proxy import builds, goaway
+from limpet.proxy.http1 import MAX_PIPELINE
 from limpet.proxy.states import ExState
 from limpet.proxy.tcp import TcpDownstream
 from limpet.proxy.tunnel import Tunnel
 from limpet.proxy.upstream import UpstreamConnection
+from tests.support.protocol import Rig, Transport
 
 
-class Transport:
-    """What a protocol class uses of an asyncio transport; records what was written."""
-
-    def __init__(self) -> None:
-        self.out: list[bytes] = []
-        self.closed = False
-        self.reading = True
-        self.eof = False  # write_eof was called
-        self.can_eof = True  # False: like a TLS transport, no half-close
-
-    def write(self, data: bytes) -> None:
-        self.out.append(data)
-
-    def take(self) -> bytes:
-        data, self.out = b"".join(self.out), []
-        return data
-
-    def get_extra_info(self, key: str, default: object = None) -> object:
-        return ("127.0.0.1", 5555) if key == "peername" else default
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def pause_reading(self) -> None:
-        self.reading = False
-
-    def resume_reading(self) -> None:
-        self.reading = True
-
-    def close(self) -> None:
-        self.closed = True
-
-    abort = close
-
-    def can_write_eof(self) -> bool:
-        return self.can_eof
-
-    def write_eof(self) -> None:
-        self.eof = True
-
-
-class Rig:
-    """One downstream connection and one idle upstream connection to backend b0."""
-
-    def __init__(self) -> None:
-        parser = argparse.ArgumentParser()
-        cli.configure(parser)
-        args = parser.parse_args(
-            [
-                "--backend",
-                "b0=http://127.0.0.1:9",
-                "--secret",
-                "s",
-                "--no-health",
-                "--affinity",
-                "none",
-            ]
-        )
-        self.server = ProxyServer(cli.resolve(args), b"s", admin=False)
-        self.pool = self.server.pools["default"].upstreams["b0"]
-        self.down = Downstream(self.server.context)
-        self.client = Transport()
-        self.down.connection_made(self.client)  # type: ignore[arg-type]
-        self.conn, self.backend = self.upstream()
-
-    def upstream(self) -> tuple[UpstreamConnection, Transport]:
-        conn = UpstreamConnection(self.pool)
-        transport = Transport()
-        conn.connection_made(transport)  # type: ignore[arg-type]
-        self.pool.put(conn)
-        return conn, transport
-
-
-@pytest.fixture
-async def rig() -> Iterator[Rig]:
-    r = Rig()
+@pytest.fixture(params=["compiled", "python"])
+async def rig(request: pytest.FixtureRequest) -> Iterator[Rig]:
+    """Every test runs on both builds of the protocol code (limpet.proxy.builds)."""
+    if request.param == "compiled":
+        module, side = builds.compiled_http1(), builds.compiled_upstream()
+        if module is None or side is None:
+            pytest.skip("the compiled protocol code is not built (run scripts/bootstrap)")
+        r = Rig(module.Downstream, side.UpstreamConnection)
+    else:
+        r = Rig()
     yield r
     r.down.connection_lost(None)
 
@@ -195,7 +128,7 @@ def connect_in_memory(rig: Rig) -> list[Transport]:
     made: list[Transport] = []
 
     async def connect(timeout: float) -> UpstreamConnection:
-        conn = UpstreamConnection(rig.pool)
+        conn = rig.connection(rig.pool)
         made.append(Transport())
         conn.connection_made(made[-1])  # type: ignore[arg-type]
         return conn

@@ -7,6 +7,7 @@ import pytest
 from limpet.proxy.states import (
     EX_LIVE,
     EX_RESPONSE_STARTED,
+    EX_STEPS,
     EX_TRANSITIONS,
     TRANSITIONS,
     DownEvent,
@@ -92,3 +93,10 @@ def test_a_full_exchange_walks_the_table() -> None:
     for event in (V.START, V.ATTACH, V.SENT, V.INTERIM_HEAD, V.FINAL_HEAD, V.END):
         state = ex_advance(state, event)
     assert state is X.DONE
+
+
+def test_the_per_state_steps_are_the_exchange_table() -> None:
+    """EX_STEPS (what Exchange.step reads) holds the very steps of EX_TRANSITIONS, no other."""
+    assert set(EX_STEPS) == set(ExState)
+    flat = {(s, e): t for s, steps in EX_STEPS.items() for e, t in steps.items()}
+    assert flat == EX_TRANSITIONS
