@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import base64
 import enum
-import hashlib
 import hmac
 import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 from urllib.parse import unquote
 
 from limpet.affinity.base import AffinityPolicy, Pick, PickReason, RequestFacts
@@ -72,6 +71,10 @@ _B64URL = re.compile(r"[A-Za-z0-9_-]+")
 #: reference servers produce base64url-like sids (python-engineio ``generate_id``, Node base64id).
 _SID_SAFE = re.compile(r"[A-Za-z0-9._~-]{1,256}")
 _TAG_CACHE_MAX = 4096
+#: verified tokens kept (token -> (sid, tag)): a polling session sends two requests per round trip
+#: with the same token, and its HMAC was 4 µs of the 17 µs pick (bench/socketio, 2026-11-26).
+#: ~250 bytes an entry: at most ~4 MB, cleared whole when full (sessions re-verify once).
+_OPENED_CACHE_MAX = 16384
 
 
 class OpenPacketError(ValueError):
@@ -95,16 +98,17 @@ class SidCodec:
         self._key = key
         self._pool = pool_name.encode()
         self._tags: dict[str, str] = {}
+        self._opened: dict[str, tuple[str, str]] = {}
 
     def backend_tag(self, backend_id: str) -> str:
         """The keyed hash naming a backend inside tokens: same id and secret, same tag."""
         tag = self._tags.get(backend_id)
         if tag is None:
-            digest = hmac.new(
+            digest = hmac.digest(
                 self._key,
                 b"limpet-engineio-backend\x00" + self._pool + b"\x00" + backend_id.encode(),
-                hashlib.sha256,
-            ).digest()
+                "sha256",
+            )
             tag = _b64(digest[:_TAG_BYTES])
             if len(self._tags) >= _TAG_CACHE_MAX:  # ids churn on Kubernetes: stay bounded
                 self._tags.clear()
@@ -113,7 +117,8 @@ class SidCodec:
 
     def _mac(self, sid: str, tag: str) -> str:
         msg = b"\x00".join((b"limpet-engineio-sid", self._pool, sid.encode(), tag.encode()))
-        return _b64(hmac.new(self._key, msg, hashlib.sha256).digest()[:_MAC_BYTES])
+        # hmac.digest: the one-shot C path, ~2x faster than hmac.new(...).digest()
+        return _b64(hmac.digest(self._key, msg, "sha256")[:_MAC_BYTES])
 
     def mint(self, sid: str, backend_id: str) -> str:
         """The token handed to the client in place of ``sid`` (URL-safe characters only)."""
@@ -123,7 +128,21 @@ class SidCodec:
         return f"{sid}.{tag}.{self._mac(sid, tag)}"
 
     def open(self, token: str) -> tuple[str, str]:
-        """Verify a token; return (original sid, backend tag) or raise TokenError."""
+        """Verify a token; return (original sid, backend tag) or raise TokenError.
+
+        A token verified once is remembered (bounded): the answer depends on the token and the
+        secret only, and only tokens that passed the HMAC check are kept.
+        """
+        opened = self._opened.get(token)
+        if opened is not None:
+            return opened
+        opened = self._verify(token)
+        if len(self._opened) >= _OPENED_CACHE_MAX:
+            self._opened.clear()
+        self._opened[token] = opened
+        return opened
+
+    def _verify(self, token: str) -> tuple[str, str]:
         parts = token.rsplit(".", 2)
         if len(parts) != 3:
             raise TokenError("not a limpet engineio sid")
@@ -158,9 +177,12 @@ class RequestKind(enum.Enum):
     SESSION = "session"  # carries a sid: must reach the backend that opened the session
 
 
-@dataclass(frozen=True, slots=True)
-class EngineIORequest:
-    """What the query string of an Engine.IO request says."""
+class EngineIORequest(NamedTuple):
+    """What the query string of an Engine.IO request says.
+
+    A NamedTuple, not a frozen dataclass: as immutable, and built in 0.4 µs instead of 2.3 (a
+    frozen dataclass sets each field through object.__setattr__); one is built per request.
+    """
 
     kind: RequestKind
     transport: str  # "polling" (the protocol's default when absent) or "websocket"
@@ -177,6 +199,9 @@ def is_engineio_path(path: str, prefix: str) -> bool:
 
 def _query_pairs(query: str) -> list[tuple[str, str, str]]:
     """(name, decoded value, raw field) for each ``&``-separated field of a raw query string."""
+    if "%" not in query and "+" not in query:
+        # nothing to decode (what socket.io clients send): the fields as they are, 4x faster
+        return [(n, v, f) for f in query.split("&") if f for n, _, v in (f.partition("="),)]
     pairs: list[tuple[str, str, str]] = []
     for field in query.split("&"):
         if not field:
@@ -190,10 +215,14 @@ def classify(path: str, query: str, prefix: str = "/socket.io/") -> EngineIORequ
     """Classify a request; None when it is not for the Engine.IO endpoint at ``prefix``."""
     if not is_engineio_path(path, prefix):
         return None
+    return _classify_pairs(_query_pairs(query))
+
+
+def _classify_pairs(pairs: list[tuple[str, str, str]]) -> EngineIORequest:
     eio: str | None = None
     transport: str | None = None
     sids: list[str] = []
-    for name, value, _ in _query_pairs(query):
+    for name, value, _ in pairs:
         if name == "sid":
             sids.append(value)
         elif name == "EIO" and eio is None:
@@ -211,10 +240,11 @@ def classify(path: str, query: str, prefix: str = "/socket.io/") -> EngineIORequ
 
 def replace_sid(query: str, sid: str) -> str:
     """``query`` with its ``sid`` parameter's value set to ``sid``; every other field untouched."""
-    out: list[str] = []
-    for name, _, raw in _query_pairs(query):
-        out.append(f"sid={sid}" if name == "sid" else raw)
-    return "&".join(out)
+    return _replace_sid_pairs(_query_pairs(query), sid)
+
+
+def _replace_sid_pairs(pairs: list[tuple[str, str, str]], sid: str) -> str:
+    return "&".join("sid=" + sid if name == "sid" else raw for name, _, raw in pairs)
 
 
 # --- the policy ----------------------------------------------------------------------------------
@@ -222,9 +252,9 @@ def replace_sid(query: str, sid: str) -> str:
 Rewrite = Literal["polling", "websocket"]
 
 
-@dataclass(frozen=True, slots=True)
-class EngineIODecision:
-    """Everything the proxy needs for one request in engineio mode.
+class EngineIODecision(NamedTuple):
+    """Everything the proxy needs for one request in engineio mode (a NamedTuple: see
+    EngineIORequest).
 
     ``pick`` is the routing decision (REJECTED -> answer the Session-ID-unknown 400);
     ``upstream_query`` the query string to forward; ``rewrite`` which handshake response to
@@ -273,6 +303,7 @@ class EngineIOPolicy:
         self.codec = SidCodec(secret, pool_name)
         self.fallback = fallback
         self.balancer = balancer or build_balancer("round-robin")
+        self._pinned: dict[str, Pick] = {}
 
     def __repr__(self) -> str:
         return (
@@ -291,11 +322,12 @@ class EngineIOPolicy:
         return self.codec.mint(sid, backend_id)
 
     def decide(self, facts: RequestFacts, pool: PoolSnapshot) -> EngineIODecision:
-        request = classify(facts.path, facts.query, self.path)
-        if request is None:
+        if not is_engineio_path(facts.path, self.path):
             return EngineIODecision(
                 pick=self._fallback(facts, pool), request=None, upstream_query=facts.query
             )
+        pairs = _query_pairs(facts.query)  # parsed once: classified, then the sid replaced
+        request = _classify_pairs(pairs)
         if request.kind is RequestKind.HANDSHAKE:
             pick = self._new(pool)
             websocket = request.transport == "websocket"
@@ -308,24 +340,33 @@ class EngineIOPolicy:
                 # permessage-deflate (RFC 7692) on the websocket whose first frame we rewrite
                 strip_headers=("sec-websocket-extensions",) if websocket else ("accept-encoding",),
             )
-        rejected = EngineIODecision(
-            pick=Pick(None, PickReason.REJECTED), request=request, upstream_query=facts.query
-        )
         if request.sid_count != 1 or request.sid is None:
-            return rejected
+            return self._rejected(request, facts)
         try:
             sid, tag = self.codec.open(request.sid)
         except TokenError:
-            return rejected
+            return self._rejected(request, facts)
         backend = self.codec.backend_for(tag, pool)
         # a draining backend keeps its sessions; an ejected or removed one has lost them
         if backend is None or not backend.serves_pinned:
-            return rejected
+            return self._rejected(request, facts)
+        # Picks are immutable values: one per backend view serves every request pinned to it
+        pinned = self._pinned.get(backend.id)
+        if pinned is None or pinned.backend is not backend:
+            if len(self._pinned) >= _TAG_CACHE_MAX:
+                self._pinned.clear()
+            pinned = self._pinned[backend.id] = Pick(backend, PickReason.PINNED)
         return EngineIODecision(
-            pick=Pick(backend, PickReason.PINNED),
+            pick=pinned,
             request=request,
-            upstream_query=replace_sid(facts.query, sid),
+            upstream_query=_replace_sid_pairs(pairs, sid),
             sid=sid,
+        )
+
+    @staticmethod
+    def _rejected(request: EngineIORequest, facts: RequestFacts) -> EngineIODecision:
+        return EngineIODecision(
+            pick=Pick(None, PickReason.REJECTED), request=request, upstream_query=facts.query
         )
 
     def _fallback(self, facts: RequestFacts, pool: PoolSnapshot) -> Pick:

@@ -17,6 +17,7 @@ from limpet.admin.metrics import ProxyMetrics
 from limpet.affinity.base import Pick, RequestFacts
 from limpet.config.model import ForwardingConfig, LimitsConfig, TimeoutsConfig
 from limpet.pool.health import HealthEvent
+from limpet.proxy.idle import IdleTimers
 from limpet.proxy.upstream import UpstreamPool
 
 
@@ -40,6 +41,7 @@ class ProxyContext:
     __slots__ = (
         "connections",
         "forwarding",
+        "idle",
         "limits",
         "loop",
         "metrics",
@@ -70,6 +72,8 @@ class ProxyContext:
         self.connections = connections
         #: shutting down: refuse new connections, answer with Connection: close
         self.stopping = False
+        #: the idle deadlines of every tunnel, on one loop timer (limpet.proxy.idle)
+        self.idle: IdleTimers[Any] = IdleTimers(loop)
 
     def __repr__(self) -> str:
         return f"ProxyContext(connections={len(self.connections)}, stopping={self.stopping})"

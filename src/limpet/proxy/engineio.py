@@ -179,7 +179,9 @@ class EngineIOExchange(ExchangeFilter):
 
     # -- request head --------------------------------------------------------------------------
     def request_head(self, url: bytes, drop: frozenset[bytes]) -> tuple[bytes, frozenset[bytes]]:
-        return self.url(url), drop | self.strip_headers
+        if self.decision.strip_headers:  # a handshake's only: session requests keep ``drop``
+            drop = drop | self.strip_headers
+        return self.url(url), drop
 
     def url(self, url: bytes) -> bytes:
         """The request target to send upstream: the backend's own sid in the query."""

@@ -93,6 +93,8 @@ MAX_PIPELINE = 8
 NO_COOKIES: Mapping[str, str] = MappingProxyType({})
 #: (as module constants: an Enum member read through its class costs ~0.1 µs; states.py says why)
 PASSIVE_OK, PASSIVE_FAIL = HealthEvent.PASSIVE_OK, HealthEvent.PASSIVE_FAIL
+#: Downstream.queue of a tunnel: no request follows an upgrade, and a deque is 760 bytes
+NO_QUEUE: deque[Exchange] = deque(maxlen=0)
 #: RFC 9110 §9.2.2: methods a proxy may send again after a connection failed mid-request
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 
@@ -519,7 +521,11 @@ class Downstream(asyncio.Protocol):
         client_ended = self.state is HALF_CLOSED  # FIN before the 101
         self.state = advance(self.state, DownEvent.SWITCHED)
         self.active = None
-        self._disarm()  # the tunnel keeps its own idle timer
+        # the tunnel keeps its own idle timer; cancel (not disarm) ours, or their TimerHandles
+        # stay in the loop until the header and response deadlines (1.2 KB per idle WebSocket)
+        self._timer.cancel()
+        self.resp_timer.cancel()
+        self.queue = NO_QUEUE
         self.paused.clear()
         self.tunnel = Tunnel(self.ctx, self.transport, conn, release, upgraded=True)
         self.tunnel.start(early)

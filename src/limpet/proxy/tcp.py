@@ -23,6 +23,20 @@ if TYPE_CHECKING:
 class TcpDownstream(asyncio.Protocol):
     """One client connection in TCP mode, tunnelled to the backend its policy picks."""
 
+    # slots: one of these lives as long as its tunnel (no __dict__: ~200 bytes less each)
+    __slots__ = (
+        "active",
+        "backend_id",
+        "client_ip",
+        "ctx",
+        "early",
+        "early_eof",
+        "loop",
+        "runtime",
+        "transport",
+        "tunnel",
+    )
+
     def __init__(self, ctx: ProxyContext, runtime: PoolRuntimeView) -> None:
         self.ctx = ctx
         self.runtime = runtime

@@ -8,7 +8,8 @@ other upgrade) and every connection of ``--mode tcp``. Bytes go both ways untouc
   that cannot half-close (a TLS transport) ends the tunnel at the first FIN instead;
 - coupled back-pressure: a side whose transport is over its high-water mark pauses reading on
   the other side until it drains;
-- an idle timeout (``timeouts.tunnel-idle``) with no byte either way;
+- an idle timeout (``timeouts.tunnel-idle``) with no byte either way (checked on the proxy's
+  shared timer wheel, limpet.proxy.idle: up to half a second late, never early);
 - accounting: the tunnels gauge while it is open, and ``release`` (the backend's open count)
   once when it ends.
 
@@ -36,10 +37,10 @@ class Tunnel:
         "conn",
         "ctx",
         "ended",
+        "idle_slot",
         "last_activity",
         "loop",
         "release",
-        "timer",
         "transport",
         "upgraded",
     )
@@ -65,7 +66,7 @@ class Tunnel:
         self.backend_ended = False  # the backend sent FIN (passed on to the client)
         self.ended = False
         self.last_activity = 0.0
-        self.timer: asyncio.TimerHandle | None = None
+        self.idle_slot: int | None = None  # where ctx.idle filed its deadline (limpet.proxy.idle)
 
     def __repr__(self) -> str:
         return (
@@ -81,15 +82,19 @@ class Tunnel:
         if early and self.conn.transport is not None:
             self.conn.transport.write(early)
         self.last_activity = self.loop.time()
-        self.timer = self.loop.call_later(self.ctx.timeouts.tunnel_idle, self._on_timer)
+        # one shared timer for every tunnel's idle deadline, not a TimerHandle each
+        self.ctx.idle.add(self, self.last_activity + self.ctx.timeouts.tunnel_idle)
 
     def _on_timer(self) -> None:
+        """The idle deadline filed for this tunnel came: close it, or file the new one (bytes
+        went by since)."""
+        if self.ended:
+            return
         limit = self.ctx.timeouts.tunnel_idle
-        idle = self.loop.time() - self.last_activity
-        if idle >= limit:
+        if self.loop.time() - self.last_activity >= limit:
             self.close()
         else:
-            self.timer = self.loop.call_later(limit - idle, self._on_timer)
+            self.ctx.idle.add(self, self.last_activity + limit)
 
     # -- the client side (called by the owning protocol) -----------------------------------------
     def from_client(self, data: bytes) -> None:
@@ -152,8 +157,6 @@ class Tunnel:
         if self.ended:
             return
         self.ended = True
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self.ctx.idle.remove(self)
         self.ctx.metrics.tunnels_open.dec()
         self.release()
