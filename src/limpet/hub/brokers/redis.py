@@ -215,6 +215,12 @@ class _Unanswered(RedisError):
     publishes fail, and their publishers are told."""
 
 
+def tls_options(options: BrokerOptions, tls: bool) -> dict[str, Any]:
+    """redis-py client options for ``--broker-ca`` on a TLS URL (verify against that CA); the
+    one place for it, used by the single-node, Cluster and Sentinel clients."""
+    return {"ssl_ca_certs": options.tls_ca} if tls and options.tls_ca else {}
+
+
 async def _round_trip(conn: Any, packed: bytes, count: int) -> list[Any]:
     """Write the packed commands, read ``count`` replies in order; an error reply is that
     command's result (the connection stays in step). Only what fails before the write is
@@ -298,10 +304,7 @@ class RedisBroker(Broker):
         return "2" if self.migrates else "1" if self.fenced else "0"
 
     def _tls(self) -> dict[str, Any]:
-        """Client options for ``--broker-ca`` on a TLS URL (redis-py verifies against it)."""
-        if self.options.tls_ca and self.url.startswith("rediss"):
-            return {"ssl_ca_certs": self.options.tls_ca}
-        return {}
+        return tls_options(self.options, self.url.startswith("rediss"))
 
     def _commands(self) -> Any:
         """The client for scripts and commands (history, offsets, presence)."""

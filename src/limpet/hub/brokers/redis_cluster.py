@@ -33,7 +33,7 @@ from redis.exceptions import RedisClusterException, RedisError
 
 from limpet.errors import BrokerError
 from limpet.hub.brokers.base import BrokerOptions
-from limpet.hub.brokers.redis import _CONTROL, RedisBroker
+from limpet.hub.brokers.redis import _CONTROL, RedisBroker, tls_options
 from limpet.hub.brokers.urls import BrokerUrl
 
 log = logging.getLogger("limpet.hub.redis")
@@ -66,11 +66,7 @@ class RedisClusterBroker(RedisBroker):
             "username": self.spec.username,
             "password": self.spec.password,
             "ssl": self.spec.tls,
-            **(
-                {"ssl_ca_certs": self.options.tls_ca}
-                if self.spec.tls and self.options.tls_ca
-                else {}
-            ),
+            **tls_options(self.options, self.spec.tls),
         }
 
     def _commands(self) -> Any:

@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 
 from limpet.errors import BrokerError
 from limpet.hub.brokers.base import BrokerOptions
-from limpet.hub.brokers.redis import PUBLISH_IDLE_CHECK, RedisBroker
+from limpet.hub.brokers.redis import PUBLISH_IDLE_CHECK, RedisBroker, tls_options
 from limpet.hub.brokers.urls import BrokerUrl
 
 
@@ -40,7 +40,7 @@ class RedisSentinelBroker(RedisBroker):
             password=spec.password,
             db=spec.db,
             ssl=spec.tls,
-            **({"ssl_ca_certs": options.tls_ca} if spec.tls and options.tls_ca else {}),
+            **tls_options(options, spec.tls),
         )
         super().__init__(spec.url, options)
 
