@@ -33,6 +33,12 @@ class BrokerOptions:
     #: a CA file (PEM) that TLS broker URLs (rediss://, rediss+cluster://, tls://) are
     #: verified against instead of the system's CAs: a private CA, as in-cluster Redis has
     tls_ca: str | None = None
+    #: seconds a channel's state (epoch and offset) outlives its last use: at least its
+    #: history TTL, the idempotency window and this floor; every use renews it
+    state_ttl: float = 3600.0
+
+    def state_ttl_for(self, history_ttl: float) -> float:
+        return max(self.state_ttl, history_ttl, self.idempotency_ttl, 4 * self.presence_ttl)
 
 
 def now_ms() -> int:
@@ -89,6 +95,10 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     async def announce(self, channel: str, record: Envelope) -> None:
         """Fan out an ephemeral record (presence join/leave) to the channel's subscribers."""
+
+    async def keep(self, channels: list[str]) -> None:  # noqa: B027 - optional hook
+        """Renew the state TTL of ``channels`` (subscribed here): their epoch and offset must
+        not expire while clients follow them, however quiet they are."""
 
     @abc.abstractmethod
     async def presence_touch(self, channel: str, members: dict[str, dict[str, Any]]) -> None:

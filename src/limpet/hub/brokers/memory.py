@@ -12,20 +12,39 @@ class MemoryBackplane:
     """Channel logs, routing and presence of every hub attached to it (same event loop)."""
 
     def __init__(self) -> None:
+        #: channel -> its log, least recently used first (so expired ones are found in front)
         self.logs: dict[str, ChannelLog] = {}
+        #: channel -> when its state expires (ms), renewed by every use (``state_ttl``)
+        self.expires: dict[str, int] = {}
         self.routes: dict[str, set[MemoryBroker]] = {}
         self.presence: dict[str, dict[str, tuple[dict[str, Any], int]]] = {}
 
     def log(self, channel: str, options: BrokerOptions) -> ChannelLog:
-        log = self.logs.get(channel)
+        now = now_ms()
+        self._expire(now)
+        log = self.logs.pop(channel, None)
+        policy = options.history.for_channel(channel)
         if log is None:
-            log = self.logs[channel] = ChannelLog(
-                channel,
-                new_epoch(),
-                options.history.for_channel(channel),
-                idempotency_ttl=options.idempotency_ttl,
-            )
+            log = ChannelLog(channel, new_epoch(), policy, idempotency_ttl=options.idempotency_ttl)
+        self.logs[channel] = log  # now the most recently used
+        self.expires[channel] = now + int(options.state_ttl_for(policy.ttl) * 1000)
         return log
+
+    def keep(self, channels: list[str], options: BrokerOptions) -> None:
+        for channel in channels:
+            if channel in self.logs:
+                self.log(channel, options)
+
+    def _expire(self, now: int) -> None:
+        """Forget channels unused for their state TTL (the Redis broker's PEXPIRE on meta).
+        TTLs differ by namespace, so this stops at the first unexpired channel in use order:
+        a longer-lived one delays, never loses, the others' expiry."""
+        while self.logs:
+            channel = next(iter(self.logs))
+            if self.expires.get(channel, 0) > now:
+                return
+            del self.logs[channel]
+            self.expires.pop(channel, None)
 
     def fan_out(self, channel: str, record: Envelope) -> None:
         for broker in list(self.routes.get(channel, ())):
@@ -81,6 +100,9 @@ class MemoryBroker(Broker):
             if not routes:
                 del self.plane.routes[channel]
 
+    async def keep(self, channels: list[str]) -> None:
+        self.plane.keep(channels, self.options)
+
     async def announce(self, channel: str, record: Envelope) -> None:
         self.plane.fan_out(channel, record)
 
@@ -91,7 +113,11 @@ class MemoryBroker(Broker):
             table[member] = (info, expires)
 
     async def presence_remove(self, channel: str, member: str) -> None:
-        self.plane.presence.get(channel, {}).pop(member, None)
+        table = self.plane.presence.get(channel)
+        if table is not None:
+            table.pop(member, None)
+            if not table:  # nothing of a left channel stays behind
+                del self.plane.presence[channel]
 
     async def presence(self, channel: str) -> list[dict[str, Any]]:
         now = now_ms()

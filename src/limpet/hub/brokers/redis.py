@@ -4,7 +4,10 @@ routed pub/sub (one Redis channel per hub channel) for live fan-out.
 Keys of a channel share a hash tag, ``{prefix}:{<channel>}:*``, so a Redis Cluster keeps them on
 one slot and the scripts stay single-slot:
 
-    meta      HASH   e = epoch, o = last offset (one key, so they can only vanish together)
+    meta      HASH   e = epoch, o = last offset (one key, so they can only vanish together);
+                     PEXPIRE = the channel's state TTL (``state_ttl``), renewed by every publish,
+                     history read and heartbeat of a replica with subscribers: a channel that
+                     was only read, or subscribed and left, leaves nothing behind for ever
     stream    STREAM entries with id ``<offset>-0``, fields d = data (JSON), t = ms timestamp,
                      trimmed to the history size; PEXPIRE = history ttl
     idem:<k>  STRING "<epoch>:<offset>" of the first publish with idempotency key k, PX window
@@ -104,11 +107,12 @@ end
 
 # KEYS: meta, stream, idem (or meta when none), live
 # ARGV: new epoch, data JSON, ts ms, history size, history ttl ms, idem ttl ms, has idem, channel JSON,
-#       publish command (PUBLISH, or SPUBLISH: sharded, Redis 7), fence
+#       publish command (PUBLISH, or SPUBLISH: sharded, Redis 7), fence, state ttl ms
 PUBLISH = (
     "local fence = ARGV[10]\n"
     + _ENSURE_EPOCH
     + """
+redis.call('PEXPIRE', KEYS[1], ARGV[11])
 if ARGV[7] == '1' then
   local seen = redis.call('GET', KEYS[3])
   if seen then
@@ -130,11 +134,12 @@ return {epoch, offset, 0}
 """
 )
 
-# KEYS: meta, stream; ARGV: new epoch, since (-1: position only), limit, fence
+# KEYS: meta, stream; ARGV: new epoch, since (-1: position only), limit, fence, state ttl ms
 HISTORY = (
     "local fence = ARGV[4]\n"
     + _ENSURE_EPOCH
     + """
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
 local offset = tonumber(redis.call('HGET', KEYS[1], 'o'))
 local since = tonumber(ARGV[2])
 local entries = {}
@@ -422,6 +427,7 @@ class RedisBroker(Broker):
             encode_data(channel),
             "SPUBLISH" if self.sharded else "PUBLISH",
             self._fence(),
+            self._state_ttl_ms(policy.ttl),
         ]
         done: asyncio.Future[tuple[Position, bool]] = asyncio.get_running_loop().create_future()
         self._queued.append(([meta, stream, idem, self._live(channel)], args, done))
@@ -494,6 +500,7 @@ class RedisBroker(Broker):
             -1 if since is None else since,
             limit,
             self._fence(),
+            self._state_ttl_ms(self.options.history.for_channel(channel).ttl),
         ]
         async with self._errors("history"):
             epoch_raw, offset, entries = await self._history(keys=keys, args=args)
@@ -678,6 +685,20 @@ class RedisBroker(Broker):
                 self.on_envelope(record)
             except Exception:  # one record must never end the live stream
                 log.exception("delivering a record of %s failed", record.channel)
+
+    def _state_ttl_ms(self, history_ttl: float) -> int:
+        return int(self.options.state_ttl_for(history_ttl) * 1000)
+
+    async def keep(self, channels: list[str]) -> None:
+        """Renew the state TTL of channels this replica has subscribers in."""
+        if not channels:
+            return
+        async with self._errors("keep"):
+            pipe = self.redis.pipeline(transaction=False)
+            for channel in channels:
+                ttl = self._state_ttl_ms(self.options.history.for_channel(channel).ttl)
+                pipe.pexpire(self._key(channel, "meta"), ttl)
+            await pipe.execute()
 
     # --- presence ------------------------------------------------------------------------
 
