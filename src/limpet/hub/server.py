@@ -40,6 +40,7 @@ from limpet.hub.channels.outbox import Outbox, Verdict
 from limpet.hub.channels.payload import check_offset, encode_checked
 from limpet.hub.channels.recovery import Step
 from limpet.hub.http_api import HttpApi, errors_as_json
+from limpet.hub.policy import ClientState, Policy, Refused
 from limpet.hub.settings import HubSettings
 from limpet.hub.transport import Packet
 from limpet.runtime import serve_aiohttp
@@ -54,6 +55,8 @@ class Client:
     sid: str
     user: str
     claims: dict[str, Any]
+    #: the policy's state of this client (identity, hook grants, rate buckets)
+    state: ClientState
     subs: dict[str, Subscription] = field(default_factory=dict)
     filling: set[str] = field(default_factory=set)
     #: channels whose join/leave events this client asked for (subscribe with presence: true)
@@ -70,9 +73,12 @@ class Client:
 class Hub:
     """A hub replica: socket.io events + HTTP API on top of one broker."""
 
-    def __init__(self, broker: Broker, settings: HubSettings) -> None:
+    def __init__(self, broker: Broker, settings: HubSettings, policy: Policy | None = None) -> None:
         self.broker = broker
         self.settings = settings
+        #: namespaces, per-client limits and the application's hooks, consulted at connect,
+        #: subscribe, publish and rpc (``limpet.hub.policy``)
+        self.policy = policy or Policy()
         self.clients: dict[str, Client] = {}
         #: channel -> sids of local clients subscribed to it (the routing the broker follows)
         self.local: dict[str, set[str]] = {}
@@ -139,6 +145,7 @@ class Hub:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.policy.close()
         await self.broker.close()
 
     def _spawn(self, coro: Any) -> None:
@@ -157,6 +164,7 @@ class Hub:
         sio.on("publish", self._guard(self.on_publish))  # what ``inline`` does not take
         sio.inline["publish"] = self._publish_inline
         sio.on("presence", self._guard(self.on_presence))
+        sio.on("rpc", self._guard(self.on_rpc))
         sio.on(transport.BAD_PACKET_EVENT, self.on_bad_packet)
         sio.on("*", self.on_unknown)
 
@@ -192,12 +200,36 @@ class Hub:
                 answer = error("payload must be an object")
             else:
                 channel, data, key = self._check_publish(client, args[0])
+                hook = self.policy.publish_hook(self.policy.namespace(channel))
+                if hook is not None:  # the application sees (and may change) it first
+                    self._spawn(self._publish_hooked(client, ack_id, channel, data, key))
+                    return
                 pending = self.broker.publish_soon(channel, data, idempotency_key=key)
                 pending.add_done_callback(functools.partial(self._published, sid, ack_id))
                 return
         except Exception as exc:
             answer = _failure(sid, exc)
         self._ack(sid, ack_id, answer)
+
+    async def _publish_hooked(
+        self, client: Client, ack_id: int | None, channel: str, data: Any, key: str | None
+    ) -> None:
+        try:
+            answer = _publish_ack(*await self._publish_client(client, channel, data, key))
+        except Exception as exc:
+            answer = _failure(client.sid, exc)
+        self._ack(client.sid, ack_id, answer)
+
+    async def _publish_client(
+        self, client: Client, channel: str, data: Any, key: str | None
+    ) -> tuple[Position, bool]:
+        """A checked client publish, through the namespace's publish hook if it has one."""
+        ns = self.policy.namespace(channel)
+        hook = self.policy.publish_hook(ns)
+        if hook is not None:
+            data = await self.policy.change_publish(hook, client.state, channel, data, ns)
+            self._check_data(data, None)  # what the application put in is bounded too
+        return await self.broker.publish(channel, data, idempotency_key=key)
 
     def _published(
         self, sid: str, ack_id: int | None, pending: asyncio.Future[tuple[Position, bool]]
@@ -238,10 +270,19 @@ class Hub:
                 claims = self.verify(token)
             except AuthError as exc:
                 raise socketio.exceptions.ConnectionRefusedError(error(str(exc))) from None
-        user = claims.get("sub") or (auth.get("user") if isinstance(auth, dict) else None) or sid
-        self.clients[sid] = Client(
-            sid, str(user)[:128], claims, outbox=Outbox(self.settings.max_queue)
-        )
+        subject = claims.get("sub")
+        try:
+            state = await self.policy.connect(
+                sid, environ, auth, None if subject is None else str(subject)[:128]
+            )
+        except Refused as exc:  # message + data, as socket.io's connect_error carries them
+            raise socketio.exceptions.ConnectionRefusedError(
+                str(exc), error(str(exc), exc.code)
+            ) from None
+        user = state.user
+        if state.anonymous and isinstance(auth, dict) and auth.get("user"):
+            user = str(auth["user"])[:128]  # a name to show, not an identity
+        self.clients[sid] = Client(sid, user, claims, state, outbox=Outbox(self.settings.max_queue))
         transport.adopt_socket(self.sio, sid)
 
     async def on_disconnect(self, sid: str, *reason: Any) -> None:
@@ -255,6 +296,16 @@ class Hub:
         presence = data.get("presence", False)
         if not isinstance(presence, bool):
             raise ChannelError("presence must be true or false")
+        ns = self.policy.admit_subscribe(client.state, channel, client.subs)
+        if presence and not (ns.presence and ns.join_leave):
+            raise ChannelError(f"join/leave events are off for {channel!r}")
+        if ns.max_subscribers and channel not in client.subs:
+            members = await self.broker.presence(channel)
+            if len(members) >= ns.max_subscribers:
+                raise ChannelError(f"channel full: {ns.max_subscribers} subscribers")
+        await self.policy.authorize_subscribe(client.state, channel, ns)
+        if client.sid not in self.clients:
+            return error("not connected")
         if channel in client.subs:
             self._detach(client, channel)
         sub = Subscription(channel, since, max_buffer=self.settings.max_queue)
@@ -329,6 +380,8 @@ class Hub:
     async def _join(self, client: Client, channel: str) -> None:
         """Presence of a new subscriber. Not part of delivery: a broker failure here is logged
         and the heartbeat writes it again within ttl/3."""
+        if not self.policy.namespace(channel).presence:
+            return
         member = {"user": client.user, "replica": self.settings.name}
         try:
             await self.broker.presence_touch(channel, {client.sid: member})
@@ -347,13 +400,23 @@ class Hub:
 
     async def on_publish(self, client: Client, data: dict[str, Any]) -> dict[str, Any]:
         channel, payload, key = self._check_publish(client, data)
-        return _publish_ack(*await self.broker.publish(channel, payload, idempotency_key=key))
+        return _publish_ack(*await self._publish_client(client, channel, payload, key))
+
+    async def on_rpc(self, client: Client, data: dict[str, Any]) -> dict[str, Any]:
+        """``rpc`` {"method": M, "data": D}: answered by the application (``URL/rpc``)."""
+        method = data.get("method")
+        if not isinstance(method, str) or not 0 < len(method) <= 128:
+            raise ChannelError("rpc needs a method: a string of 1..128 characters")
+        payload = data.get("data")
+        self._check_data(payload, None)
+        return {"data": await self.policy.rpc(client.state, method, payload)}
 
     def _check_publish(self, client: Client, data: dict[str, Any]) -> tuple[str, Any, str | None]:
         """A socket.io publish's channel, data and idempotency key, checked."""
         channel = validate_channel(data.get("channel"))
         if not granted(client.claims, "publish", channel):
             raise AuthError(f"token does not grant publish to {channel!r}")
+        self.policy.admit_publish(client.state, channel)
         if "data" not in data:
             raise ChannelError("publish needs a 'data' field")
         key = self._check_data(data["data"], data.get("idempotency_key"))
@@ -623,9 +686,15 @@ class Hub:
         """Refresh presence of local clients every ttl/3, so they expire only if we die."""
         while True:
             await asyncio.sleep(self.settings.presence_ttl / 3)
+            try:
+                await self.broker.keep(list(self.local))
+            except BrokerError as exc:
+                log.warning("renewing channel state failed: %s", exc)
             by_channel: dict[str, dict[str, dict[str, Any]]] = {}
             for client in list(self.clients.values()):
                 for channel in client.subs:
+                    if not self.policy.namespace(channel).presence:
+                        continue
                     by_channel.setdefault(channel, {})[client.sid] = {
                         "user": client.user,
                         "replica": self.settings.name,
@@ -646,8 +715,10 @@ class Hub:
 _packet = transport.event_packet
 
 
-def _failure(sid: str, exc: BaseException) -> dict[str, str]:
+def _failure(sid: str, exc: BaseException) -> dict[str, Any]:
     """The error ack of a failed socket.io handler; a bad client never crashes the replica."""
+    if isinstance(exc, Refused):
+        return error(str(exc), exc.code)
     if isinstance(exc, ChannelError | AuthError):
         return error(str(exc))
     if isinstance(exc, BrokerError):

@@ -1,0 +1,278 @@
+"""Hooks, namespaces and per-client limits against real processes: `limpet hub` replicas and an
+application process (tests/support/hookapp.py) that decides from the forwarded session cookie.
+
+Each feature has its twin: the same call on a hub without the feature (no hooks, default limits,
+no secret, fail open) shows what happens without it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+import socketio
+
+from tests.integration.hub.conftest import Peer, eventually, http_publish
+from tests.support.procs import Procs, free_port, wait_listening
+
+SECRET = "hook-secret-for-tests"
+CONFIG = """\
+namespaces:
+  "ro:":
+    publish: false
+  "short:":
+    history-ttl: 1
+  "solo:":
+    channels-per-client: 1
+"""
+
+
+class Rig:
+    def __init__(self, app: str, hubs: dict[str, str]) -> None:
+        self.app = app
+        self.hubs = hubs
+
+
+@pytest.fixture(scope="module")
+def rig() -> Iterator[Rig]:
+    procs = Procs()
+    try:
+        app_port = free_port()
+        app = procs.start(
+            [sys.executable, "-m", "tests.support.hookapp", "--port", str(app_port),
+             "--secret", SECRET],
+            wait_for=("127.0.0.1", app_port), cwd=str(_root()),
+        )  # fmt: skip
+        assert app.poll() is None
+        hook = f"http://127.0.0.1:{app_port}/hooks"
+        config = procs.tmp / "hub.yaml"
+        config.write_text(CONFIG)
+        flavours = {
+            "closed": ["--hook-url", hook, "--hook-secret", SECRET, "--config", str(config),
+                       "--channels-per-client", "2", "--subscribes-per-second", "2"],
+            "open": ["--hook-url", hook, "--hook-secret", SECRET, "--hook-fail-open"],
+            "unsigned": ["--hook-url", hook],
+            "plain": ["--config", str(config)],
+        }  # fmt: skip
+        hubs: dict[str, str] = {}
+        started = []
+        for name, extra in flavours.items():
+            port = free_port()
+            started.append((port, procs.limpet("hub", "--listen", f"127.0.0.1:{port}",
+                                               "--name", name, *extra)))  # fmt: skip
+            hubs[name] = f"http://127.0.0.1:{port}"
+        for port, proc in started:
+            wait_listening("127.0.0.1", port, proc=proc, timeout=45)
+        yield Rig(f"http://127.0.0.1:{app_port}", hubs)
+    finally:
+        procs.close()
+
+
+def _root() -> Any:
+    from tests.support.procs import SRC
+
+    return SRC.parent
+
+
+def channel(prefix: str = "") -> str:
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+async def connect(url: str, user: str | None = None) -> Peer:
+    headers = {"Cookie": f"session={user}"} if user else {}
+    return await Peer(user or "anon").connect(url, headers=headers)
+
+
+async def seen(rig: Rig) -> list[list[Any]]:
+    async with aiohttp.ClientSession() as http, http.get(f"{rig.app}/_seen") as resp:
+        return list((await resp.json())["seen"])
+
+
+async def test_subscribe_is_denied_by_the_app_as_an_error_ack_and_allowed_for_another(
+    rig: Rig,
+) -> None:
+    room = channel("private:")
+    bob, ann = await connect(rig.hubs["closed"], "bob"), await connect(rig.hubs["closed"], "ann")
+    try:
+        denied = await bob.subscribe(room)
+        assert denied == {"error": f"bob is not a member of {room}", "code": 4403}
+        allowed = await ann.subscribe(room)
+        assert allowed["channel"] == room and allowed["offset"] == 0
+        assert bob.sio.connected  # a denial is an answer, not a disconnect
+    finally:
+        await bob.close()
+        await ann.close()
+
+
+async def test_twin_without_hooks_anyone_subscribes(rig: Rig) -> None:
+    bob = await connect(rig.hubs["plain"], "bob")
+    try:
+        assert "error" not in await bob.subscribe(channel("private:"))
+    finally:
+        await bob.close()
+
+
+async def test_a_banned_user_is_refused_at_connect(rig: Rig) -> None:
+    peer = Peer("banned")
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await peer.connect(rig.hubs["closed"], headers={"Cookie": "session=banned"})
+    refusal = {"message": "banned", "data": {"error": "banned", "code": 4401}}
+    assert refusal in peer.connect_errors
+
+
+async def test_publish_data_is_changed_by_the_app(rig: Rig) -> None:
+    room = channel()
+    ann = await connect(rig.hubs["closed"], "ann")
+    try:
+        await ann.subscribe(room)
+        ack = await ann.call("publish", {"channel": room, "data": {"text": "hi", "by": "eve"}})
+        assert ack["offset"] == 1
+        await eventually(lambda: len(ann.messages[room]) == 1, what="the message")
+        assert ann.messages[room][0]["data"] == {"text": "hi", "by": "ann"}
+    finally:
+        await ann.close()
+
+
+async def test_twin_without_hooks_the_data_is_as_sent(rig: Rig) -> None:
+    room = channel()
+    ann = await connect(rig.hubs["plain"], "ann")
+    try:
+        await ann.subscribe(room)
+        await ann.call("publish", {"channel": room, "data": {"text": "hi", "by": "eve"}})
+        await eventually(lambda: len(ann.messages[room]) == 1, what="the message")
+        assert ann.messages[room][0]["data"] == {"text": "hi", "by": "eve"}
+    finally:
+        await ann.close()
+
+
+async def test_a_hook_outage_fails_closed(rig: Rig) -> None:
+    ann = await connect(rig.hubs["closed"], "ann")
+    try:
+        ack = await ann.subscribe(channel("down:"))
+        assert ack["code"] == 503 and "subscribe hook unavailable: HTTP 500" in ack["error"]
+        ack = await ann.call("publish", {"channel": channel("down:"), "data": 1})
+        assert ack["code"] == 503 and "publish hook unavailable" in ack["error"]
+    finally:
+        await ann.close()
+
+
+async def test_twin_a_hook_outage_fails_open_where_set(rig: Rig) -> None:
+    ann = await connect(rig.hubs["open"], "ann")
+    try:
+        room = channel("down:")
+        assert (await ann.subscribe(room))["offset"] == 0
+        assert (await ann.call("publish", {"channel": room, "data": {"x": 1}}))["offset"] == 1
+        await eventually(lambda: len(ann.messages[room]) == 1, what="the message")
+        assert ann.messages[room][0]["data"] == {"x": 1}  # as sent: the app was not reached
+    finally:
+        await ann.close()
+
+
+async def test_unsigned_requests_are_refused_by_the_app(rig: Rig) -> None:
+    """Twin of every test above: the same application refuses the hub without the secret, so
+    the connect hook is an outage and the client is refused (fail closed)."""
+    peer = Peer("ann")
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await peer.connect(rig.hubs["unsigned"], headers={"Cookie": "session=ann"})
+    assert any("connect hook unavailable: HTTP 401" in str(e) for e in peer.connect_errors)
+    async with aiohttp.ClientSession() as http, http.get(f"{rig.app}/_seen") as resp:
+        assert any("unsigned request" in r for r in (await resp.json())["refused"])
+
+
+async def test_subscribe_grants_are_cached_while_connected(rig: Rig) -> None:
+    room = channel("private:")
+    ann = await connect(rig.hubs["closed"], "ann")
+    try:
+        for _ in range(2):
+            assert "error" not in await ann.subscribe(room)
+            assert (await ann.call("unsubscribe", {"channel": room})) == {"channel": room}
+        asked = [s for s in await seen(rig) if s[0] == "subscribe" and s[2] == room]
+        assert len(asked) == 1
+    finally:
+        await ann.close()
+
+
+async def test_rpc_is_answered_by_the_app(rig: Rig) -> None:
+    ann = await connect(rig.hubs["closed"], "ann")
+    try:
+        ack = await ann.call("rpc", {"method": "ping", "data": [1, 2]})
+        assert ack == {"data": {"echo": [1, 2], "user": "ann"}}
+    finally:
+        await ann.close()
+
+
+async def test_the_per_client_channel_limit_is_an_error_ack(rig: Rig) -> None:
+    ann = await connect(rig.hubs["closed"], "ann")
+    try:
+        assert "error" not in await ann.subscribe(channel("solo:"))
+        ack = await ann.subscribe(channel("solo:"))  # the namespace allows one
+        assert "channel limit reached: 1 channels per client in namespace 'solo:'" in ack["error"]
+        for _ in range(2):  # the default namespace: --channels-per-client 2, its own count
+            assert "error" not in await ann.subscribe(channel())
+        ack = await ann.subscribe(channel())
+        assert "channel limit reached: 2 channels" in ack["error"]
+    finally:
+        await ann.close()
+
+
+async def test_subscribes_per_second_are_limited(rig: Rig) -> None:
+    ann = await connect(rig.hubs["closed"], "ann")
+    try:
+        room = channel()
+        acks = [await ann.subscribe(room) for _ in range(6)]  # bursts of 2x 2/s
+        assert any("too many subscribes: 2/s per client" in a.get("error", "") for a in acks)
+    finally:
+        await ann.close()
+
+
+async def test_twin_default_limits_allow_a_few_channels(rig: Rig) -> None:
+    ann = await connect(rig.hubs["open"], "ann")
+    try:
+        for _ in range(4):
+            assert "error" not in await ann.subscribe(channel())
+    finally:
+        await ann.close()
+
+
+async def test_a_namespace_without_client_publishing_refuses_it(rig: Rig) -> None:
+    ann = await connect(rig.hubs["plain"], "ann")
+    try:
+        ack = await ann.call("publish", {"channel": channel("ro:"), "data": 1})
+        assert ack == {"error": "clients may not publish to namespace 'ro:'"}
+        assert (await ann.call("publish", {"channel": channel("rw:"), "data": 1}))["offset"] == 1
+    finally:
+        await ann.close()
+    async with aiohttp.ClientSession() as http:  # the application still may, over HTTP
+        status, body = await http_publish(http, rig.hubs["plain"], channel("ro:"), 1)
+        assert status == 201 and body["offset"] == 1
+
+
+async def test_a_history_ttl_expires_per_namespace(rig: Rig) -> None:
+    url = rig.hubs["plain"]
+    short, long = channel("short:"), channel("long:")
+    async with aiohttp.ClientSession() as http:
+        for room in (short, long):
+            assert (await http_publish(http, url, room, "m"))[0] == 201
+
+        async def kept(room: str) -> int:
+            async with http.get(f"{url}/api/channels/{room}/messages?since=0") as resp:
+                return len((await resp.json())["messages"])
+
+        assert await kept(short) == 1
+        counts: list[int] = []
+
+        async def poll() -> bool:
+            counts.append(await kept(short))
+            return counts[-1] == 0
+
+        for _ in range(200):  # bounded: the 1 s TTL passes within a few seconds
+            if await poll():
+                break
+            await asyncio.sleep(0.05)
+        assert counts[-1] == 0
+        assert await kept(long) == 1  # twin: the default namespace's 300 s keeps it
