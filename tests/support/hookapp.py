@@ -5,6 +5,7 @@ It decides as a real application would, from the session cookie the hub forwards
 - subscribe: ``private:*`` only for ann; ``down:*`` answers 500 (an outage, for fail-closed/open);
 - publish: the data is replaced by ``{"text": ..., "by": user}``; ``down:*`` answers 500;
 - rpc: echoes the data and the user.
+It also takes channel events (``POST /events``, ``GET /_events`` lists them as received).
 With ``--secret`` every request must be signed (``limpet.hub.hooks.signing``), else it answers
 401. ``GET /_seen`` lists the hook calls it accepted: (hook, user, channel).
 """
@@ -23,6 +24,21 @@ from limpet.hub.hooks.signing import SignatureError, verify
 def make_app(secret: bytes | None) -> web.Application:
     seen: list[list[Any]] = []
     refused: list[str] = []
+    events: list[dict[str, Any]] = []
+
+    async def take_events(request: web.Request) -> web.Response:
+        body = await request.read()
+        if secret is not None:
+            try:
+                verify(secret, body, request.headers, time.time())
+            except SignatureError as exc:
+                refused.append(str(exc))
+                return web.json_response({"error": str(exc)}, status=401)
+        events.extend((await request.json())["events"])
+        return web.json_response({})
+
+    async def show_events(request: web.Request) -> web.Response:
+        return web.json_response(events)
 
     async def hook(request: web.Request) -> web.Response:
         name = request.match_info["hook"]
@@ -64,6 +80,8 @@ def make_app(secret: bytes | None) -> web.Application:
     app = web.Application()
     app.router.add_post("/hooks/{hook}", hook)
     app.router.add_get("/_seen", show)
+    app.router.add_post("/events", take_events)
+    app.router.add_get("/_events", show_events)
     return app
 
 

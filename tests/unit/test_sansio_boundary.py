@@ -23,6 +23,7 @@ CORE_PACKAGES = [
     "limpet.client.core",
     "limpet.hub.brokers.urls",
     "limpet.hub.hooks",
+    "limpet.hub.events",
     "limpet.hub.limits",
     "limpet.hub.namespaces",
 ]

@@ -164,6 +164,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="handshake header passed to the hooks (repeatable; default: cookie, authorization, "
         "user-agent, origin, x-forwarded-for)",
     )
+    events = parser.add_argument_group("channel events (docs/hub.md)")
+    events.add_argument(
+        "--events-url",
+        default=None,
+        metavar="URL",
+        help="POST occupied/vacated/join/leave/publish events here, at least once, in order "
+        "(memory or redis broker); signed with --hook-secret",
+    )
+    events.add_argument(
+        "--events-queue",
+        type=int,
+        default=None,
+        metavar="N",
+        help="undelivered events the broker keeps at most (default 100000); past it new ones "
+        "are dropped, counted in /healthz and logged",
+    )
     limits = parser.add_argument_group("per-client limits (defaults every namespace overrides)")
     limits.add_argument(
         "--channels-per-client",
@@ -236,7 +252,7 @@ def run(args: argparse.Namespace) -> int:
     flag_rules = HistoryRules.parse(
         HistoryPolicy(args.history_size, args.history_ttl), args.history_rule
     )
-    policy = build_policy(args, flag_rules.default)
+    policy, secret = build_policy(args, flag_rules.default)
     rules = policy.namespaces.history_rules(flag_rules.by_prefix)
     options = BrokerOptions(
         history=rules,
@@ -262,12 +278,35 @@ def run(args: argparse.Namespace) -> int:
         jwt_require_exp=args.jwt_require_exp,
         check_interval=args.check_interval,
     )
-    run_until_signal(lambda stop: serve(Hub(broker, settings, policy), host, port, stop))
+    events = build_events(args, broker, secret, settings.name)
+    run_until_signal(lambda stop: serve(Hub(broker, settings, policy, events), host, port, stop))
     return 0
 
 
-def build_policy(args: argparse.Namespace, history: Any) -> Any:
-    """--config and the hook/limit flags -> the hub's Policy (flags win over the file)."""
+def build_events(args: argparse.Namespace, broker: Any, secret: bytes | None, name: str) -> Any:
+    """--events-url -> the hub's Notifier (None: no channel events)."""
+    if not args.events_url:
+        return None
+    from limpet.errors import BrokerError, UsageError
+    from limpet.hub.notifier import Notifier, NotifierOptions
+
+    if not args.events_url.startswith(("http://", "https://")):
+        raise UsageError(
+            f"--events-url must start with http:// or https://, got {args.events_url!r}"
+        )
+    limit = 100_000 if args.events_queue is None else args.events_queue
+    if limit < 1:
+        raise UsageError("--events-queue must be >= 1")
+    try:
+        queue = broker.event_queue()
+    except BrokerError as exc:
+        raise UsageError(f"--events-url: {exc}") from None
+    return Notifier(queue, args.events_url, secret, name, NotifierOptions(limit=limit))
+
+
+def build_policy(args: argparse.Namespace, history: Any) -> tuple[Any, bytes | None]:
+    """--config and the hook/limit flags -> the hub's Policy (flags win over the file), and
+    the secret hook and event requests are signed with."""
     from dataclasses import replace
 
     from limpet.errors import UsageError
@@ -310,10 +349,11 @@ def build_policy(args: argparse.Namespace, history: Any) -> Any:
     options = CallerOptions(timeout=timeout, concurrency=concurrency, queue=hooks.queue)
     key = secret.encode() if secret else None
     callers = {each: HookCaller(each, key, options) for each in urls}
-    return Policy(
+    policy = Policy(
         namespaces,
         connect=callers.get(url) if url else None,
         connect_fail_open=fail_open,
         callers=callers,
         forward_headers=args.hook_header or DEFAULT_HEADERS,
     )
+    return policy, key

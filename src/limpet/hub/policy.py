@@ -60,6 +60,8 @@ class ClientState:
     #: the handshake's forwarded headers and cookies, passed to every hook of this client
     request: dict[str, Any] = field(default_factory=dict)
     grants: GrantCache[SubscribeGrant] = field(default_factory=GrantCache)
+    #: channel -> the info its subscribe hook gave (shown in presence)
+    channel_info: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: namespace prefix -> this client's rate buckets in it
     budgets: dict[str, ClientBudget] = field(default_factory=dict)
 

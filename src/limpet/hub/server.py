@@ -40,6 +40,7 @@ from limpet.hub.channels.outbox import Outbox, Verdict
 from limpet.hub.channels.payload import check_offset, encode_checked
 from limpet.hub.channels.recovery import Step
 from limpet.hub.http_api import HttpApi, errors_as_json
+from limpet.hub.notifier import EventSink
 from limpet.hub.policy import ClientState, Policy, Refused
 from limpet.hub.settings import HubSettings
 from limpet.hub.transport import Packet
@@ -73,9 +74,17 @@ class Client:
 class Hub:
     """A hub replica: socket.io events + HTTP API on top of one broker."""
 
-    def __init__(self, broker: Broker, settings: HubSettings, policy: Policy | None = None) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        settings: HubSettings,
+        policy: Policy | None = None,
+        events: EventSink | None = None,
+    ) -> None:
         self.broker = broker
         self.settings = settings
+        #: channel events for the application (``limpet.hub.notifier``; default: none)
+        self.events = events or EventSink()
         #: namespaces, per-client limits and the application's hooks, consulted at connect,
         #: subscribe, publish and rpc (``limpet.hub.policy``)
         self.policy = policy or Policy()
@@ -131,6 +140,7 @@ class Hub:
 
     async def _startup(self, app: web.Application) -> None:
         await self.broker.start()
+        await self.events.start()
         self._heartbeat = asyncio.create_task(self._presence_heartbeat())
         if self.settings.check_interval > 0:
             self._checker = asyncio.create_task(self._check_positions())
@@ -146,6 +156,7 @@ class Hub:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.policy.close()
+        await self.events.close()
         await self.broker.close()
 
     def _spawn(self, coro: Any) -> None:
@@ -205,7 +216,9 @@ class Hub:
                     self._spawn(self._publish_hooked(client, ack_id, channel, data, key))
                     return
                 pending = self.broker.publish_soon(channel, data, idempotency_key=key)
-                pending.add_done_callback(functools.partial(self._published, sid, ack_id))
+                pending.add_done_callback(
+                    functools.partial(self._published, client, ack_id, channel, data)
+                )
                 return
         except Exception as exc:
             answer = _failure(sid, exc)
@@ -229,18 +242,37 @@ class Hub:
         if hook is not None:
             data = await self.policy.change_publish(hook, client.state, channel, data, ns)
             self._check_data(data, None)  # what the application put in is bounded too
-        return await self.broker.publish(channel, data, idempotency_key=key)
+        position, duplicate = await self.broker.publish(channel, data, idempotency_key=key)
+        self._publish_event(channel, data, position, duplicate, client)
+        return position, duplicate
 
     def _published(
-        self, sid: str, ack_id: int | None, pending: asyncio.Future[tuple[Position, bool]]
+        self,
+        client: Client,
+        ack_id: int | None,
+        channel: str,
+        data: Any,
+        pending: asyncio.Future[tuple[Position, bool]],
     ) -> None:
         if pending.cancelled():
             answer = error("publish cancelled")
         elif (exc := pending.exception()) is not None:
-            answer = _failure(sid, exc)
+            answer = _failure(client.sid, exc)
         else:
-            answer = _publish_ack(*pending.result())
-        self._ack(sid, ack_id, answer)
+            position, duplicate = pending.result()
+            self._publish_event(channel, data, position, duplicate, client)
+            answer = _publish_ack(position, duplicate)
+        self._ack(client.sid, ack_id, answer)
+
+    def _publish_event(
+        self, channel: str, data: Any, position: Position, duplicate: bool, client: Client | None
+    ) -> None:
+        if duplicate:
+            return
+        who = {} if client is None else {"client": client.sid, "user": client.user}
+        self.events.emit(
+            "publish", channel, epoch=position.epoch, offset=position.offset, data=data, **who
+        )
 
     def _ack(self, sid: str, ack_id: int | None, answer: dict[str, Any]) -> None:
         if ack_id is None:
@@ -303,9 +335,11 @@ class Hub:
             members = await self.broker.presence(channel)
             if len(members) >= ns.max_subscribers:
                 raise ChannelError(f"channel full: {ns.max_subscribers} subscribers")
-        await self.policy.authorize_subscribe(client.state, channel, ns)
+        grant = await self.policy.authorize_subscribe(client.state, channel, ns)
         if client.sid not in self.clients:
             return error("not connected")
+        if grant.info:
+            client.state.channel_info[channel] = grant.info
         if channel in client.subs:
             self._detach(client, channel)
         sub = Subscription(channel, since, max_buffer=self.settings.max_queue)
@@ -377,14 +411,25 @@ class Hub:
         with contextlib.suppress(Exception):
             await self.broker.unsubscribe(channel)
 
+    def _member(self, client: Client, channel: str) -> dict[str, Any]:
+        """A subscriber's presence entry: who, where, and what the hooks said about it."""
+        member: dict[str, Any] = {"user": client.user, "replica": self.settings.name}
+        info = {**client.state.info, **client.state.channel_info.get(channel, {})}
+        if info:
+            member["info"] = info
+        return member
+
     async def _join(self, client: Client, channel: str) -> None:
         """Presence of a new subscriber. Not part of delivery: a broker failure here is logged
         and the heartbeat writes it again within ttl/3."""
         if not self.policy.namespace(channel).presence:
             return
-        member = {"user": client.user, "replica": self.settings.name}
+        member = self._member(client, channel)
         try:
-            await self.broker.presence_touch(channel, {client.sid: member})
+            occupied = await self.broker.presence_join(channel, client.sid, member)
+            if occupied:
+                self.events.emit("occupied", channel)
+            self.events.emit("join", channel, client=client.sid, user=client.user, info=member)
             await self.broker.announce(channel, PresenceEvent(channel, "join", client.sid, member))
         except BrokerError as exc:
             log.warning(
@@ -440,13 +485,16 @@ class Hub:
             "name": self.settings.name,
             "clients": len(self.clients),
             "channels": len(self.local),
+            **self.events.stats(),
         }
 
     async def _publish(
         self, channel: str, data: Any, idempotency_key: Any
     ) -> tuple[Position, bool]:
         key = self._check_data(data, idempotency_key)
-        return await self.broker.publish(channel, data, idempotency_key=key)
+        position, duplicate = await self.broker.publish(channel, data, idempotency_key=key)
+        self._publish_event(channel, data, position, duplicate, None)
+        return position, duplicate
 
     def _check_data(self, data: Any, idempotency_key: Any) -> str | None:
         if idempotency_key is not None and (
@@ -458,8 +506,15 @@ class Hub:
 
     async def _leave(self, client: Client, channel: str) -> None:
         self._detach(client, channel)
+        client.state.channel_info.pop(channel, None)
+        if not self.policy.namespace(channel).presence:
+            await self._unroute(channel)
+            return
         with contextlib.suppress(BrokerError):
-            await self.broker.presence_remove(channel, client.sid)
+            vacated = await self.broker.presence_leave(channel, client.sid)
+            self.events.emit("leave", channel, client=client.sid, user=client.user)
+            if vacated:
+                self.events.emit("vacated", channel)
             await self.broker.announce(
                 channel, PresenceEvent(channel, "leave", client.sid, {"user": client.user})
             )
@@ -695,10 +750,7 @@ class Hub:
                 for channel in client.subs:
                     if not self.policy.namespace(channel).presence:
                         continue
-                    by_channel.setdefault(channel, {})[client.sid] = {
-                        "user": client.user,
-                        "replica": self.settings.name,
-                    }
+                    by_channel.setdefault(channel, {})[client.sid] = self._member(client, channel)
             for channel, members in by_channel.items():
                 try:
                     await self.broker.presence_touch(channel, members)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
+import time
+from collections import deque
 from typing import Any
 
-from limpet.hub.brokers.base import Broker, BrokerOptions, now_ms
+from limpet.hub.brokers.base import Broker, BrokerOptions, EventQueue, now_ms
 from limpet.hub.channels import ChannelLog, Envelope, HistoryPage, Position, new_epoch
 
 
@@ -16,6 +19,7 @@ class MemoryBackplane:
         self.logs: dict[str, ChannelLog] = {}
         #: channel -> when its state expires (ms), renewed by every use (``state_ttl``)
         self.expires: dict[str, int] = {}
+        self.events = MemoryEventQueue()
         self.routes: dict[str, set[MemoryBroker]] = {}
         self.presence: dict[str, dict[str, tuple[dict[str, Any], int]]] = {}
 
@@ -119,6 +123,22 @@ class MemoryBroker(Broker):
             if not table:  # nothing of a left channel stays behind
                 del self.plane.presence[channel]
 
+    async def presence_join(self, channel: str, member: str, info: dict[str, Any]) -> bool:
+        await self.presence(channel)  # expired members first
+        new = member not in self.plane.presence.get(channel, {})
+        await self.presence_touch(channel, {member: info})
+        return new and len(self.plane.presence[channel]) == 1
+
+    async def presence_leave(self, channel: str, member: str) -> bool:
+        await self.presence(channel)
+        table = self.plane.presence.get(channel, {})
+        last = member in table and len(table) == 1
+        await self.presence_remove(channel, member)
+        return last
+
+    def event_queue(self) -> EventQueue:
+        return self.plane.events
+
     async def presence(self, channel: str) -> list[dict[str, Any]]:
         now = now_ms()
         table = self.plane.presence.get(channel, {})
@@ -129,3 +149,33 @@ class MemoryBroker(Broker):
 
 def _named(name: str) -> MemoryBackplane:
     return backplane(name)
+
+
+class MemoryEventQueue(EventQueue):
+    """The events of one process: lost with it (the twin of the brokers' persistent queue)."""
+
+    def __init__(self) -> None:
+        self._entries: deque[tuple[str, bytes]] = deque()
+        self._ids = itertools.count(1)
+        self._owner: tuple[str, float] | None = None
+
+    async def push(self, records: list[bytes], limit: int) -> int:
+        taken = max(0, min(len(records), limit - len(self._entries)))
+        for record in records[:taken]:
+            self._entries.append((str(next(self._ids)), record))
+        return taken
+
+    async def read(self, count: int) -> list[tuple[str, bytes]]:
+        return list(itertools.islice(self._entries, count))
+
+    async def delete(self, ids: list[str]) -> None:
+        gone = set(ids)
+        while self._entries and self._entries[0][0] in gone:
+            self._entries.popleft()
+
+    async def lease(self, owner: str, ttl: float) -> bool:
+        now = time.monotonic()
+        if self._owner is None or self._owner[0] == owner or self._owner[1] <= now:
+            self._owner = (owner, now + ttl)
+            return True
+        return False

@@ -41,7 +41,8 @@ from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
 
 from limpet.errors import BrokerError
-from limpet.hub.brokers.base import Broker, BrokerOptions, now_ms
+from limpet.hub.brokers.base import Broker, BrokerOptions, EventQueue, now_ms
+from limpet.hub.brokers.redis_events import RedisEventQueue
 from limpet.hub.channels import (
     Envelope,
     HistoryPage,
@@ -53,6 +54,7 @@ from limpet.hub.channels import (
 )
 from limpet.hub.channels.history import trim_expired
 from limpet.hub.channels.records import decode_data, decode_message_head, encode_data
+from limpet.hub.events.records import occupancy
 
 log = logging.getLogger("limpet.hub.redis")
 
@@ -298,6 +300,7 @@ class RedisBroker(Broker):
         self._listener: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
         self._closing = False
+        self._events: RedisEventQueue | None = None
         self.reconnects = 0
         self.redis = self._commands()
         self._publish = self.redis.register_script(PUBLISH)
@@ -713,6 +716,39 @@ class RedisBroker(Broker):
             pipe.pexpire(zkey, ttl_ms * 2)
             pipe.pexpire(hkey, ttl_ms * 2)
             await pipe.execute()
+
+    async def presence_join(self, channel: str, member: str, info: dict[str, Any]) -> bool:
+        """Add ``member`` and tell whether it is now the only one, in one transaction (two
+        replicas adding the first two members at once see 2 and 1, never 1 and 1)."""
+        ttl_ms = int(self.options.presence_ttl * 1000)
+        now = now_ms()
+        zkey, hkey = self._key(channel, "presence"), self._key(channel, "presence:info")
+        async with self._errors("presence"):
+            pipe = self._transaction()
+            pipe.zremrangebyscore(zkey, "-inf", now)
+            pipe.zadd(zkey, {member: now + ttl_ms})
+            pipe.zcard(zkey)
+            pipe.hset(hkey, member, encode_data(info))
+            pipe.pexpire(zkey, ttl_ms * 2)
+            pipe.pexpire(hkey, ttl_ms * 2)
+            _, added, members, *_ = await pipe.execute()
+        return occupancy(True, int(members), bool(added)) == "occupied"
+
+    async def presence_leave(self, channel: str, member: str) -> bool:
+        zkey, hkey = self._key(channel, "presence"), self._key(channel, "presence:info")
+        async with self._errors("presence"):
+            pipe = self._transaction()
+            pipe.zremrangebyscore(zkey, "-inf", now_ms())
+            pipe.zrem(zkey, member)
+            pipe.zcard(zkey)
+            pipe.hdel(hkey, member)
+            _, removed, members, _ = await pipe.execute()
+        return occupancy(False, int(members), bool(removed)) == "vacated"
+
+    def event_queue(self) -> EventQueue:
+        if self._events is None:
+            self._events = RedisEventQueue(self.redis, self.options.prefix, self._errors)
+        return self._events
 
     async def presence_remove(self, channel: str, member: str) -> None:
         async with self._errors("presence"):
