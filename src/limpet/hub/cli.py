@@ -169,8 +169,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--events-url",
         default=None,
         metavar="URL",
-        help="POST occupied/vacated/join/leave/publish events here, at least once, in order "
-        "(memory or redis broker); signed with --hook-secret",
+        help="POST occupied/vacated/join/leave/publish events here, at least once, in order; "
+        "queued in the broker; signed with --hook-secret",
     )
     events.add_argument(
         "--events-queue",

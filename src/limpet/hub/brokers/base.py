@@ -124,7 +124,7 @@ class Broker(abc.ABC):
 
     def event_queue(self) -> EventQueue:
         """The bounded queue channel events wait in for delivery (shared by the replicas)."""
-        raise BrokerError(f"channel events need a memory or redis broker, not {self.kind}")
+        raise BrokerError(f"the {self.kind} broker keeps no channel events")
 
     @abc.abstractmethod
     async def presence(self, channel: str) -> list[dict[str, Any]]:
