@@ -270,8 +270,9 @@ def plan(args: argparse.Namespace, facts: Facts) -> Plan:
         files = example.files(hub_urls, args.affinity)
         proxy_argv += ["--config", example.proxy_config]
         notes.append(
-            f"example {args.example}: the proxy sends /socket.io/ and /static/ to the hubs, the "
-            f"rest to the app ({example.app_url}); hooks and events are signed with a new secret"
+            f"example {args.example}: open the proxy's URL, sign in, chat; the proxy sends "
+            f"/socket.io/ and /static/ to the hubs, the rest to the app ({example.app_url}); "
+            "hooks and events are signed with a new secret"
         )
     if admin is not None:
         proxy_argv += ["--admin", admin]
@@ -433,8 +434,6 @@ def banner(p: Plan, pids: dict[str, int] | None = None) -> Iterator[str]:
     pids = pids or {}
     yield ""
     what = "chat page" if p.backend_kind == "hub" else "whoami"
-    if p.example:
-        what = f"the {p.example} example: sign in, then chat; who's online comes from events"
     yield f"limpet up: open {p.proxy_url}  ({what}, through the proxy)"
     if p.admin is not None:
         yield f"           admin http://{p.admin}/status  (metrics at /metrics)"
