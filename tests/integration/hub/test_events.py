@@ -136,3 +136,23 @@ async def test_twin_events_held_by_one_process_are_lost_with_it(procs: Procs) ->
     await until("the restarted replica's events", marker_there)
     lost = by_channel(await received(app_url), channels)
     assert lost == {c: [] for c in channels}  # none of them arrived
+
+
+async def test_events_past_the_queue_limit_are_dropped_and_counted(procs: Procs) -> None:
+    port = free_port()
+    hub = procs.limpet(
+        "hub", "--listen", f"127.0.0.1:{port}", "--events-queue", "3",
+        "--events-url", f"http://127.0.0.1:{free_port()}/events",  # nobody there
+    )  # fmt: skip
+    wait_listening("127.0.0.1", port, proc=hub, timeout=45)
+    url = f"http://127.0.0.1:{port}"
+    await make_events(url, [f"ev-{uuid.uuid4().hex[:8]}"])  # five events, room for three
+    async with aiohttp.ClientSession() as http:
+
+        async def counted() -> bool:
+            async with http.get(f"{url}/healthz") as resp:
+                health = await resp.json()
+                return bool(health["events_dropped"] == 2 and health["events_buffered"] == 0)
+
+        await until("two drops counted", counted)
+    assert "channel event(s) dropped: the queue holds 3" in procs.output(hub)  # and logged

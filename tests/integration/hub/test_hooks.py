@@ -29,6 +29,10 @@ namespaces:
     history-ttl: 1
   "solo:":
     channels-per-client: 1
+  "duo:":
+    max-subscribers: 2
+  "quiet:":
+    join-leave: false
 """
 
 
@@ -276,3 +280,26 @@ async def test_a_history_ttl_expires_per_namespace(rig: Rig) -> None:
             await asyncio.sleep(0.05)
         assert counts[-1] == 0
         assert await kept(long) == 1  # twin: the default namespace's 300 s keeps it
+
+
+async def test_a_channel_past_max_subscribers_is_an_error_ack(rig: Rig) -> None:
+    room = channel("duo:")
+    peers = [await connect(rig.hubs["plain"], name) for name in ("a", "b", "c")]
+    try:
+        for peer in peers[:2]:
+            assert "error" not in await peer.subscribe(room)
+        assert await peers[2].subscribe(room) == {"error": "channel full: 2 subscribers"}
+        assert "error" not in await peers[2].subscribe(channel())  # twin: no limit elsewhere
+    finally:
+        for peer in peers:
+            await peer.close()
+
+
+async def test_join_leave_events_off_in_a_namespace(rig: Rig) -> None:
+    ann = await connect(rig.hubs["plain"], "ann")
+    try:
+        ack = await ann.subscribe(channel("quiet:"), presence=True)
+        assert "join/leave events are off" in ack["error"]
+        assert "error" not in await ann.subscribe(channel(), presence=True)  # twin
+    finally:
+        await ann.close()
