@@ -91,6 +91,17 @@ class Policy:
     def __repr__(self) -> str:
         return f"Policy(namespaces={len(self.namespaces.by_prefix)}, hooks={sorted(self.callers)})"
 
+    def stats(self) -> dict[str, Any]:
+        """For /healthz: each application's answers by kind and its breaker's state."""
+        if not self.callers:
+            return {}
+        return {
+            "hooks": {
+                url: {**caller.counts, "breaker": caller.breaker.state.value}
+                for url, caller in self.callers.items()
+            }
+        }
+
     def namespace(self, channel: str) -> Namespace:
         return self.namespaces.for_channel(channel)
 

@@ -486,6 +486,7 @@ class Hub:
             "clients": len(self.clients),
             "channels": len(self.local),
             **self.events.stats(),
+            **self.policy.stats(),
         }
 
     async def _publish(

@@ -177,6 +177,14 @@ async def test_twin_a_hook_outage_fails_open_where_set(rig: Rig) -> None:
         await ann.close()
 
 
+async def test_healthz_counts_the_hooks_answers(rig: Rig) -> None:
+    async with aiohttp.ClientSession() as http, http.get(f"{rig.hubs['closed']}/healthz") as r:
+        (counts,) = (await r.json())["hooks"].values()
+    assert counts["allow"] >= 1 and counts["breaker"] in ("closed", "open", "half-open")
+    async with aiohttp.ClientSession() as http, http.get(f"{rig.hubs['plain']}/healthz") as r:
+        assert "hooks" not in await r.json()  # twin: no hooks, nothing to count
+
+
 async def test_unsigned_requests_are_refused_by_the_app(rig: Rig) -> None:
     """Twin of every test above: the same application refuses the hub without the secret, so
     the connect hook is an outage and the client is refused (fail closed)."""
