@@ -2,7 +2,8 @@
 
 It decides as a real application would, from the session cookie the hub forwards:
 - connect: ``session=<user>`` is that user; no cookie: anonymous; ``session=banned``: denied;
-- subscribe: ``private:*`` only for ann; ``down:*`` answers 500 (an outage, for fail-closed/open);
+- subscribe: ``private:*`` only for ann; ``down:*`` answers 500 (an outage, for fail-closed/open),
+  ``slow:*`` answers after 2 s (a timeout);
 - publish: the data is replaced by ``{"text": ..., "by": user}``; ``down:*`` answers 500;
 - rpc: echoes the data and the user.
 It also takes channel events (``POST /events``, ``GET /_events`` lists them as received).
@@ -13,6 +14,7 @@ With ``--secret`` every request must be signed (``limpet.hub.hooks.signing``), e
 from __future__ import annotations
 
 import argparse
+import asyncio
 import time
 from typing import Any
 
@@ -55,6 +57,8 @@ def make_app(secret: bytes | None) -> web.Application:
         seen.append([name, user, channel])
         if channel.startswith("down:"):
             return web.Response(status=500, text="down")
+        if channel.startswith("slow:"):  # past the hub's --hook-timeout
+            await asyncio.sleep(2)
         if name == "connect":
             session = doc.get("cookies", {}).get("session")
             if session == "banned":

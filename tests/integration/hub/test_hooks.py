@@ -62,6 +62,7 @@ def rig() -> Iterator[Rig]:
             "open": ["--hook-url", hook, "--hook-secret", SECRET, "--hook-fail-open"],
             "unsigned": ["--hook-url", hook],
             "plain": ["--config", str(config)],
+            "breaker": ["--hook-url", hook, "--hook-secret", SECRET, "--hook-timeout", "0.3"],
         }  # fmt: skip
         hubs: dict[str, str] = {}
         started = []
@@ -311,3 +312,22 @@ async def test_join_leave_events_off_in_a_namespace(rig: Rig) -> None:
         assert "error" not in await ann.subscribe(channel(), presence=True)  # twin
     finally:
         await ann.close()
+
+
+async def test_timeouts_open_the_breaker_and_it_refuses_without_asking(rig: Rig) -> None:
+    ann = await connect(rig.hubs["breaker"], "ann")
+    try:
+        for _ in range(5):  # the breaker's threshold
+            ack = await ann.subscribe(channel("slow:"))
+            assert ack["code"] == 503 and "no answer within 0.3 s" in ack["error"], ack
+        asked = len(await seen(rig))
+        ack = await ann.subscribe(channel())  # a channel the app would allow at once
+        assert ack["code"] == 503 and "breaker open" in ack["error"]
+        assert len(await seen(rig)) == asked  # refused without reaching the application
+    finally:
+        await ann.close()
+    bob = await connect(rig.hubs["closed"], "bob")  # twin: another hub's breaker is closed
+    try:
+        assert "error" not in await bob.subscribe(channel())
+    finally:
+        await bob.close()
