@@ -35,8 +35,8 @@ class Namespace:
     join_leave: bool = True
     #: clients may publish over socket.io (the HTTP API always may)
     publish: bool = True
-    #: clients without an identity (no JWT, no user from the connect hook) may subscribe and
-    #: read history over HTTP
+    #: clients without an identity (no JWT, no user from the connect hook) may subscribe, and
+    #: HTTP reads need no token
     anonymous_read: bool = True
     #: subscribers of one channel, over all replicas (0: no limit)
     max_subscribers: int = 0

@@ -39,7 +39,7 @@ from limpet.hub.channels import (
 from limpet.hub.channels.outbox import Outbox, Verdict
 from limpet.hub.channels.payload import check_offset, encode_checked
 from limpet.hub.channels.recovery import Step
-from limpet.hub.http_api import HttpApi, errors_as_json
+from limpet.hub.http_api import HttpApi, HttpError, errors_as_json
 from limpet.hub.notifier import EventSink
 from limpet.hub.policy import ClientState, Policy, Refused
 from limpet.hub.settings import HubSettings
@@ -124,7 +124,7 @@ class Hub:
     def app(self) -> web.Application:
         app = web.Application(
             client_max_size=max(1 << 20, 4 * self.settings.max_payload),
-            middlewares=[errors_as_json],
+            middlewares=[errors_as_json, self._anonymous_reads],
         )
         self.sio.attach(app, socketio_path="socket.io")
         HttpApi(self.settings, self.broker, self._publish, self._health).add_routes(app)
@@ -132,6 +132,24 @@ class Hub:
         app.on_shutdown.append(self._shutdown)
         app.on_response_prepare.append(self._name_header)
         return app
+
+    @web.middleware
+    async def _anonymous_reads(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """HTTP reads (history, presence) of a namespace with ``anonymous-read: false`` need an
+        identity: a JWT (``--jwt-secret``; the API checks it). Without one they are refused."""
+        channel = request.match_info.get("channel")
+        if (
+            request.method == "GET"
+            and channel
+            and not self.policy.namespace(channel).anonymous_read
+            and not (
+                self.settings.jwt_secret is not None
+                and ("Authorization" in request.headers or "token" in request.query)
+            )
+        ):
+            raise HttpError(401, f"reading {channel!r} needs an identity (anonymous reads are off)")
+        response: web.StreamResponse = await handler(request)
+        return response
 
     async def _name_header(self, request: web.Request, response: web.StreamResponse) -> None:
         """Every answer names its replica, as `limpet whoami` does, so `limpet check` can."""

@@ -33,6 +33,8 @@ namespaces:
     max-subscribers: 2
   "quiet:":
     join-leave: false
+  "members:":
+    anonymous-read: false
 """
 
 
@@ -331,3 +333,23 @@ async def test_timeouts_open_the_breaker_and_it_refuses_without_asking(rig: Rig)
         assert "error" not in await bob.subscribe(channel())
     finally:
         await bob.close()
+
+
+async def test_anonymous_reads_off_refuse_anonymous_subscribes_and_http_reads(rig: Rig) -> None:
+    room = channel("members:")
+    anon = await connect(rig.hubs["plain"])
+    try:
+        ack = await anon.subscribe(room)
+        assert "anonymous reads are off" in ack["error"]
+    finally:
+        await anon.close()
+    ann = await connect(rig.hubs["closed"], "ann")  # the connect hook gives her an identity
+    try:
+        assert "error" not in await ann.subscribe(room)
+    finally:
+        await ann.close()
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{rig.hubs['plain']}/api/channels/{room}/messages") as resp:
+            assert resp.status == 401 and "anonymous reads are off" in (await resp.json())["error"]
+        async with http.get(f"{rig.hubs['plain']}/api/channels/{channel()}/messages") as resp:
+            assert resp.status == 200  # twin: the default namespace
