@@ -43,6 +43,10 @@ log = logging.getLogger("limpet.hub.events")
 class EventSink:
     """What the hub tells about its channels; this one tells nobody (no ``--events-url``)."""
 
+    #: whether occupied/vacated are wanted: the hub then asks the broker, on each join and
+    #: leave, whether the member was the first or the last (a read more on some brokers)
+    occupancy = False
+
     def emit(self, type: EventType, channel: str, **fields: Any) -> None:
         """Record one event (never blocks, never raises)."""
 
@@ -69,6 +73,8 @@ class NotifierOptions:
 
 
 class Notifier(EventSink):
+    occupancy = True
+
     def __init__(
         self,
         queue: EventQueue,

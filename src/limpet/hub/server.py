@@ -444,7 +444,11 @@ class Hub:
             return
         member = self._member(client, channel)
         try:
-            occupied = await self.broker.presence_join(channel, client.sid, member)
+            if self.events.occupancy:  # the broker tells whether this is the first member
+                occupied = await self.broker.presence_join(channel, client.sid, member)
+            else:
+                await self.broker.presence_touch(channel, {client.sid: member})
+                occupied = False
             if occupied:
                 self.events.emit("occupied", channel)
             self.events.emit("join", channel, client=client.sid, user=client.user, info=member)
@@ -530,7 +534,11 @@ class Hub:
             await self._unroute(channel)
             return
         with contextlib.suppress(BrokerError):
-            vacated = await self.broker.presence_leave(channel, client.sid)
+            if self.events.occupancy:
+                vacated = await self.broker.presence_leave(channel, client.sid)
+            else:
+                await self.broker.presence_remove(channel, client.sid)
+                vacated = False
             self.events.emit("leave", channel, client=client.sid, user=client.user)
             if vacated:
                 self.events.emit("vacated", channel)
