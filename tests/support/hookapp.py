@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import time
 from typing import Any
 
@@ -72,6 +73,8 @@ def make_app(secret: bytes | None) -> web.Application:
             return web.json_response({"result": {}})
         if name == "publish":
             data = doc.get("data")
+            if channel.startswith("jitter:"):  # answers out of order
+                await asyncio.sleep(random.random() / 20)
             text = data.get("text") if isinstance(data, dict) else data
             return web.json_response({"result": {"data": {"text": text, "by": user}}})
         if name == "rpc":

@@ -66,6 +66,9 @@ class Client:
     socket: Any = None
     #: holds (a subscribe ack goes out first), the bound on live packets, overflow
     outbox: Outbox[Packet] = field(default_factory=lambda: Outbox(1000))
+    #: the last publish of this client still going through a publish hook: the next one is
+    #: stored after it, so the application's answers cannot reorder a client's messages
+    publishing: asyncio.Future[None] | None = None
 
     def __repr__(self) -> str:
         return f"Client(sid={self.sid!r}, user={self.user!r}, channels={sorted(self.subs)})"
@@ -257,10 +260,28 @@ class Hub:
         """A checked client publish, through the namespace's publish hook if it has one."""
         ns = self.policy.namespace(channel)
         hook = self.policy.publish_hook(ns)
-        if hook is not None:
+        if hook is None:
+            position, duplicate = await self.broker.publish(channel, data, idempotency_key=key)
+            self._publish_event(channel, data, position, duplicate, client)
+            return position, duplicate
+        previous, done = client.publishing, asyncio.get_running_loop().create_future()
+        client.publishing = done
+        try:
+            # the hook calls of one client's publishes run side by side; they are stored in
+            # the order the client sent them
             data = await self.policy.change_publish(hook, client.state, channel, data, ns)
             self._check_data(data, None)  # what the application put in is bounded too
-        position, duplicate = await self.broker.publish(channel, data, idempotency_key=key)
+            if previous is not None:
+                await asyncio.shield(previous)
+            position, duplicate = await self.broker.publish(channel, data, idempotency_key=key)
+        finally:
+            try:
+                if previous is not None and not previous.done():
+                    await asyncio.shield(previous)  # a refused one still answers in its turn
+            finally:
+                done.set_result(None)
+                if client.publishing is done:
+                    client.publishing = None
         self._publish_event(channel, data, position, duplicate, client)
         return position, duplicate
 

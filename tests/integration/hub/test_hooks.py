@@ -353,3 +353,28 @@ async def test_anonymous_reads_off_refuse_anonymous_subscribes_and_http_reads(ri
             assert resp.status == 401 and "anonymous reads are off" in (await resp.json())["error"]
         async with http.get(f"{rig.hubs['plain']}/api/channels/{channel()}/messages") as resp:
             assert resp.status == 200  # twin: the default namespace
+
+
+async def test_a_clients_publishes_stay_in_order_through_a_slow_hook(rig: Rig) -> None:
+    """The application answers the publish hook after random delays (out of order); the
+    messages are stored, delivered and acknowledged in the order the client sent them."""
+    room = channel("jitter:")
+    ann = await connect(rig.hubs["open"], "ann")
+    try:
+        await ann.subscribe(room)
+        acks: list[Any] = []
+        done = asyncio.Event()
+
+        def on_ack(ack: Any) -> None:
+            acks.append(ack)
+            if len(acks) == 20:
+                done.set()
+
+        for n in range(20):
+            await ann.sio.emit("publish", {"channel": room, "data": {"text": n}}, callback=on_ack)
+        await asyncio.wait_for(done.wait(), 20)
+        assert [a["offset"] for a in acks] == list(range(1, 21))
+        await eventually(lambda: len(ann.messages[room]) == 20, what="all delivered")
+        assert [m["data"]["text"] for m in ann.messages[room]] == list(range(20))
+    finally:
+        await ann.close()
