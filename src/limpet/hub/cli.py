@@ -180,6 +180,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="undelivered events the broker keeps at most (default 100000); past it new ones "
         "are dropped, counted in /healthz and logged",
     )
+    events.add_argument(
+        "--events-lease",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="seconds the delivering replica's lease lasts: another replica takes over this long "
+        "after it dies (default 5; a delivery may take half of it)",
+    )
     limits = parser.add_argument_group("per-client limits (defaults every namespace overrides)")
     limits.add_argument(
         "--channels-per-client",
@@ -295,13 +303,15 @@ def build_events(args: argparse.Namespace, broker: Any, secret: bytes | None, na
             f"--events-url must start with http:// or https://, got {args.events_url!r}"
         )
     limit = 100_000 if args.events_queue is None else args.events_queue
-    if limit < 1:
-        raise UsageError("--events-queue must be >= 1")
+    if limit < 1 or args.events_lease <= 0:
+        raise UsageError("--events-queue must be >= 1 and --events-lease > 0")
     try:
         queue = broker.event_queue()
     except BrokerError as exc:
         raise UsageError(f"--events-url: {exc}") from None
-    return Notifier(queue, args.events_url, secret, name, NotifierOptions(limit=limit))
+    lease = args.events_lease
+    options = NotifierOptions(limit=limit, lease=lease, timeout=min(2.0, lease / 2))
+    return Notifier(queue, args.events_url, secret, name, options)
 
 
 def build_policy(args: argparse.Namespace, history: Any) -> tuple[Any, bytes | None]:

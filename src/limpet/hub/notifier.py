@@ -67,6 +67,8 @@ class NotifierOptions:
     #: events a replica buffers while the broker is unreachable
     buffer: int = 10_000
     batch: int = 100
+    #: seconds one delivery may take: under the lease, so that no other replica takes over
+    #: (and delivers the same batch out of turn) while it is still on its way
     timeout: float = 2.0
     #: seconds the delivering replica's lease lasts (renewed on every round)
     lease: float = 5.0

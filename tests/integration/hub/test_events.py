@@ -35,6 +35,7 @@ def start_hub(procs: Procs, broker: str, app_port: int, name: str) -> tuple[str,
     proc = procs.limpet(
         "hub", "--listen", f"127.0.0.1:{port}", "--broker", broker, "--name", name,
         "--events-url", f"http://127.0.0.1:{app_port}/events", "--hook-secret", SECRET,
+        "--events-lease", "1.5",  # a killed deliverer is replaced sooner
     )  # fmt: skip
     wait_listening("127.0.0.1", port, proc=proc, timeout=45)
     return f"http://127.0.0.1:{port}", proc
