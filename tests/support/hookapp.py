@@ -29,14 +29,20 @@ def make_app(secret: bytes | None) -> web.Application:
     refused: list[str] = []
     events: list[dict[str, Any]] = []
 
-    async def take_events(request: web.Request) -> web.Response:
-        body = await request.read()
+    def unsigned(request: web.Request, body: bytes) -> web.Response | None:
+        """401 for a request that is not signed with the secret (when there is one)."""
         if secret is not None:
             try:
                 verify(secret, body, request.headers, time.time())
             except SignatureError as exc:
                 refused.append(str(exc))
                 return web.json_response({"error": str(exc)}, status=401)
+        return None
+
+    async def take_events(request: web.Request) -> web.Response:
+        body = await request.read()
+        if (refusal := unsigned(request, body)) is not None:
+            return refusal
         events.extend((await request.json())["events"])
         return web.json_response({})
 
@@ -46,12 +52,8 @@ def make_app(secret: bytes | None) -> web.Application:
     async def hook(request: web.Request) -> web.Response:
         name = request.match_info["hook"]
         body = await request.read()
-        if secret is not None:
-            try:
-                verify(secret, body, request.headers, time.time())
-            except SignatureError as exc:
-                refused.append(str(exc))
-                return web.json_response({"error": str(exc)}, status=401)
+        if (refusal := unsigned(request, body)) is not None:
+            return refusal
         doc = await request.json()
         channel = doc.get("channel") or ""
         user = doc.get("user")

@@ -34,7 +34,7 @@ from typing import Any
 
 import yaml
 
-from limpet.config.nodes import Ctx, mapping, typed
+from limpet.config.nodes import Ctx, compose_document, mapping, typed
 from limpet.errors import ConfigError
 from limpet.hub.channels import HistoryPolicy
 from limpet.hub.limits import ClientLimits
@@ -133,13 +133,7 @@ def _fields(
 def parse_hub_config(text: str, source: str = "<config>") -> HubConfig:
     """Parse and check a hub config document; every error in it is reported (one per line)."""
     ctx = Ctx(source)
-    try:
-        root = yaml.compose(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"not valid YAML: {problem}", source=source, line=line) from None
+    root = compose_document(text, source)
     if root is None:
         return HubConfig()
     errors: list[ConfigError] = []
