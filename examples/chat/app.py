@@ -13,6 +13,7 @@ hub's handshake and the hub passes it to the connect hook.
 
 Channels (see hub.yaml): ``room:NAME`` anyone signed in; ``dm:A:B`` only A and B; ``online``
 written by this app only (the hub refuses client publishes there), read by anyone signed in.
+A visitor without a session connects as an anonymous client, which those namespaces refuse.
 """
 
 from __future__ import annotations
@@ -105,9 +106,12 @@ class Chat:
         doc = await self.signed(request)
         name = request.match_info["hook"]
         if name == "connect":
-            user = self.user_of(doc.get("cookies", {}).get(COOKIE))
+            cookie = doc.get("cookies", {}).get(COOKIE)
+            if cookie is None:  # a visitor: connected, but anonymous (hub.yaml keeps them out)
+                return allow({})
+            user = self.user_of(cookie)
             if user is None:
-                return deny(4401, "sign in first")
+                return deny(4401, "bad session: sign in again")
             return allow({"user": user, "info": {"name": user}})
         user, channel = doc.get("user"), doc.get("channel", "")
         if name == "subscribe":

@@ -271,7 +271,8 @@ def plan(args: argparse.Namespace, facts: Facts) -> Plan:
         proxy_argv += ["--config", example.proxy_config]
         notes.append(
             f"example {args.example}: open the proxy's URL, sign in, chat; the proxy sends "
-            f"/socket.io/ and /static/ to the hubs, the rest to the app ({example.app_url}); "
+            f"/socket.io/, /static/ and /healthz to the hubs, the rest to the app "
+            f"({example.app_url}); "
             "hooks and events are signed with a new secret"
         )
     if admin is not None:
@@ -340,6 +341,7 @@ class _Example:
             "routes:\n"
             "  - {path: /socket.io/, pool: hubs}\n"
             "  - {path: /static/, pool: hubs}\n"
+            "  - {path: /healthz, pool: hubs}\n"
             "  - {path: /, pool: app}\n"
         )
         return ((self.secret_file, self.secret + "\n", 0o600), (self.proxy_config, config, 0o644))

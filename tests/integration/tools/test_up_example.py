@@ -1,5 +1,6 @@
 """`limpet up --example chat`: the example application behind the proxy with the hubs. A user
-signs in with a cookie session, the hub asks the app (connect hook) who the socket is, the app
+signs in with a cookie session, the hub asks the app (connect hook) who the socket is (a forged
+cookie is refused, none is an anonymous visitor whom the namespaces keep out), the app
 refuses a stranger's direct message (subscribe hook), rewrites a publish (publish hook) and
 learns who is online from the hub's channel events. The app checks every hook's signature: an
 unsigned request is refused (the twin)."""
@@ -20,7 +21,7 @@ import socketio
 
 from limpet.hub.hooks.signing import signed_headers
 from tests.integration.hub.conftest import Peer
-from tests.integration.tools.test_up import all_gone, start_up
+from tests.integration.tools.test_up import all_gone, check, start_up
 from tests.support.procs import SRC, Procs, free_port
 
 EXAMPLE = SRC.parent / "examples" / "chat"
@@ -54,10 +55,18 @@ async def test_up_example_chat(procs: Procs) -> None:
     url = f"http://127.0.0.1:{port}"
     with urllib.request.urlopen(f"{url}/", timeout=5) as resp:
         assert "Sign in" in resp.read().decode()  # the app's page, through the proxy
-    stranger = Peer("stranger")
+    visitor = await Peer("visitor").connect(url)  # no session: anonymous
+    try:
+        assert "anonymous reads are off" in (await visitor.subscribe("room:lobby"))["error"]
+    finally:
+        await visitor.close()
+    forger = Peer("forger")
     with pytest.raises(socketio.exceptions.ConnectionError):
-        await stranger.connect(url)
-    assert any("sign in first" in str(e) for e in stranger.connect_errors)
+        await forger.connect(url, headers={"Cookie": "chat_session=ann.0000"})
+    assert any("bad session" in str(e) for e in forger.connect_errors)
+    banner_checks = check(f"{url}/", "--transport", "socketio", "--clients", "2")
+    assert banner_checks.returncode == 0, banner_checks.stdout  # the banner's commands work
+    assert check(f"{url}/healthz", "--identify", "json:name").returncode == 0
     ann = await Peer("ann").connect(url, headers={"Cookie": await sign_in(url, "ann")})
     bob = await Peer("bob").connect(url, headers={"Cookie": await sign_in(url, "bob")})
     try:
@@ -111,7 +120,7 @@ async def test_the_example_app_checks_signatures(procs: Procs, tmp_path: Any) ->
         }
         async with http.post(hook, data=body, headers=headers) as resp:
             assert resp.status == 200
-            assert await resp.json() == {"error": {"code": 4401, "message": "sign in first"}}
+            assert await resp.json() == {"result": {}}  # no session: anonymous
         async with http.post(hook, data=body) as resp:  # twin: unsigned
             assert resp.status == 401 and "unsigned request" in await resp.text()
         wrong = {**headers, **signed_headers(b"other", body, time.time())}

@@ -37,7 +37,7 @@ def test_the_chat_example_plan() -> None:
     assert files["/tmp/x/hook-secret"] == ("t0k\n", 0o600)
     config = parse_config(files["/tmp/x/proxy.yaml"][0])
     assert [(r.path, r.pool) for r in config.routes] == [
-        ("/socket.io/", "hubs"), ("/static/", "hubs"), ("/", "app"),
+        ("/socket.io/", "hubs"), ("/static/", "hubs"), ("/healthz", "hubs"), ("/", "app"),
     ]  # fmt: skip
     assert yaml.safe_load(files["/tmp/x/proxy.yaml"][0])["pools"]["hubs"]["affinity"] == {
         "mode": "cookie"
