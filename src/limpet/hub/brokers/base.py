@@ -139,7 +139,8 @@ class EventQueue(abc.ABC):
     @abc.abstractmethod
     async def push(self, records: list[bytes], limit: int) -> int:
         """Append ``records`` in order while the queue holds fewer than ``limit``; returns how
-        many were taken (the rest are dropped: the caller counts and logs them)."""
+        many were taken (the rest are dropped: the caller counts and logs them). BrokerError
+        when the broker could not be told: the caller pushes all of them again later."""
 
     @abc.abstractmethod
     async def read(self, count: int) -> list[tuple[str, bytes]]:

@@ -61,9 +61,9 @@ class NatsEventQueue(EventQueue):
                     raise
                 taken += 1
         except (NatsError, OSError, TimeoutError) as exc:
-            if taken:
-                return taken  # those are in; the rest are tried again by the caller
-            raise BrokerError(f"nats events push failed: {exc}") from exc
+            # the caller keeps every record and pushes them again: the ones already in are
+            # repeated (the application drops their ids), none is lost
+            raise BrokerError(f"nats events push failed after {taken}: {exc}") from exc
         return taken
 
     async def read(self, count: int) -> list[tuple[str, bytes]]:
