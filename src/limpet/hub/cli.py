@@ -199,12 +199,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--subscribes-per-second",
         type=float,
         default=None,
+        metavar="RATE",
         help="subscribes per second per client, bursts of 2x (default 50; 0: no limit)",
     )
     limits.add_argument(
         "--publishes-per-second",
         type=float,
         default=None,
+        metavar="RATE",
         help="publishes per second per client, bursts of 2x (default 1000; 0: no limit)",
     )
 
