@@ -378,3 +378,21 @@ async def test_a_clients_publishes_stay_in_order_through_a_slow_hook(rig: Rig) -
         assert [m["data"]["text"] for m in ann.messages[room]] == list(range(20))
     finally:
         await ann.close()
+
+
+def test_a_bad_config_file_exits_2_naming_every_error(tmp_path: Any) -> None:
+    import subprocess
+
+    from tests.support.procs import limpet_env
+
+    bad = tmp_path / "hub.yaml"
+    bad.write_text('namespaces:\n  "a:":\n    publish: maybe\n    nope: 1\nlimits:\n  x: 1\n')
+    done = subprocess.run(
+        [sys.executable, "-m", "limpet", "hub", "--listen", "127.0.0.1:1", "--config", str(bad)],
+        env=limpet_env(), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert f"{bad}:3: namespaces.a:.publish: expected bool" in done.stderr
+    assert f"{bad}:4: namespaces.a:.nope: unknown key" in done.stderr
+    assert f"{bad}:6: limits.x: unknown key" in done.stderr
+    assert "Traceback" not in done.stderr
