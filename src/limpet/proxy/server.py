@@ -310,16 +310,10 @@ class ProxyServer:
         from limpet.proxy.tcp import TcpDownstream
 
         # which build of the wire core parses requests: said once, louder when it is the
-        # fallback nobody asked for (no compiler at install time)
-        level = (
-            logging.WARNING if wire.CORE == "python" and "not built" in wire.WHY else logging.INFO
-        )
+        # fallback nobody asked for (no compiler at install time, or a stale build refused)
+        asked = "LIMPET_NO_EXTENSIONS" in wire.WHY
+        level = logging.WARNING if wire.CORE == "python" and not asked else logging.INFO
         log.log(level, "wire core: %s (%s)", wire.CORE, wire.WHY)
-        level = (
-            logging.WARNING
-            if builds.CORE == "python" and "not built" in builds.WHY
-            else logging.INFO
-        )
         log.log(level, "protocol code: %s (%s)", builds.CORE, builds.WHY)
         for runtime in self.pools.values():
             if self.run_probes is not None:
