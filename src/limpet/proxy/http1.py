@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from limpet.affinity.base import Pick, RequestFacts
 from limpet.pool.health import HealthEvent
-from limpet.proxy import engineio, wire
+from limpet.proxy import engineio, goaway, retry, wire
 from limpet.proxy.filters import NO_FILTER, ExchangeFilter
 from limpet.proxy.headers import new_request_id, parse_cookies
 from limpet.proxy.responses import CONTINUE, local_response
@@ -366,7 +366,8 @@ class Downstream(asyncio.Protocol):
         return None
 
     def drain(self) -> None:
-        """Shutdown has begun: tell keep-alive clients, close what nobody waits for.
+        """Shutdown has begun (goaway.Stoppable): tell keep-alive clients, close what nobody
+        waits for.
 
         A half-closed client (it sent its request then FIN, as a socket.io long-poll client
         that exited does) is closed at once: it would keep the process up until the deadline
@@ -382,6 +383,10 @@ class Downstream(asyncio.Protocol):
             self.transport.close()
         elif self.active is None and self.receiving is None and not self.parser.buffered:
             self._arm(min(STOP_GRACE, self.timeouts.shutdown), self._on_header_timeout)
+
+    def go_away(self) -> None:
+        """The drain deadline passed (goaway.Stoppable): 1001 to a WebSocket, else abort."""
+        goaway.close(self.transport, self.tunnel)
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -786,15 +791,13 @@ class Exchange:
         """A backend refused or timed out: count it against the backend and repin once."""
         runtime = self.runtime
         assert runtime is not None
-        runtime.passive(backend.id, PASSIVE_FAIL)
-        self.ctx.metrics.upstream_connect_failures.labels(runtime.name, backend.id).inc()
-        self.failed.add(backend.id)
+        another = retry.connect_failed(runtime, self.ctx.metrics, backend.id, self.failed)
         if self.state is not CONNECTING:
             return  # given up meanwhile (the client left or its request broke)
-        if self.body_sent or len(self.failed) > 2 or not self.down.connected():
+        if self.body_sent or not another or not self.down.connected():
             self.local(502, f"backend {backend.id} is unreachable")
             return
-        self.ctx.metrics.repins.labels(runtime.name).inc()
+        retry.repinned(runtime, self.ctx.metrics)
         path, _, query = self.url.partition(b"?")
         # choose() answers a pick without a backend (503, or engineio's Session ID unknown)
         self.choose(runtime.pick(self.facts(path, query), exclude=self.failed))

@@ -356,17 +356,14 @@ class ProxyServer:
         self.stopping = self.context.stopping = True
         for server in self.listeners:
             server.close()
-        for conn in list(self.connections):
-            drain = getattr(conn, "drain", None)
-            if drain is not None:
-                drain()  # idle keep-alive and half-closed downstreams close at once
-            elif getattr(conn, "active", None) is None and getattr(conn, "tunnel", None) is None:
-                conn.close()
+        connections: set[goaway.Stoppable] = self.connections
+        for conn in list(connections):
+            conn.drain()  # idle keep-alive and half-closed downstreams close at once
         deadline = self.loop.time() + self.config.timeouts.shutdown
         while self.connections and self.loop.time() < deadline:
             await asyncio.sleep(0.05)
-        for conn in list(self.connections):
-            goaway.close(conn)  # WebSockets get a 1001 close frame; the rest is aborted
+        for conn in list(connections):
+            conn.go_away()  # WebSockets get a 1001 close frame; the rest is aborted
         for task in list(self.tasks):
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)

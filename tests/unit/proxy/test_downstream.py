@@ -365,12 +365,12 @@ async def test_at_the_drain_deadline_an_upgrade_gets_1001_and_a_tcp_tunnel_is_ab
     rig: Rig,
 ) -> None:
     upgraded(rig)
-    goaway.close(rig.down)
+    rig.down.go_away()
     assert rig.client.take() == goaway.TO_CLIENT and rig.client.closed
     sent = rig.backend.take()
     assert sent[:2] == b"\x88\x82" and len(sent) == 8 and rig.backend.closed
     down, backend = await tcp_tunnel(rig)
-    goaway.close(down)
+    down.go_away()
     assert down.transport is not None and down.transport.closed  # type: ignore[attr-defined]
     assert backend.take() == b""
 
