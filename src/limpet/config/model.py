@@ -136,6 +136,13 @@ class ListenerConfig:
     proxy_protocol_from: str = TRUSTED_BALANCERS
     send_proxy_protocol: str = ""  # tcp listeners: "v1" or "v2" header to the backend
 
+    @property
+    def scheme(self) -> str:
+        """What a client speaks to it: http, https, tcp or tcp+tls (logs and banners say it)."""
+        if self.mode == "http":
+            return "https" if self.tls else "http"
+        return "tcp+tls" if self.tls else "tcp"
+
 
 @dataclass(frozen=True, slots=True)
 class ProxyConfig:
@@ -150,6 +157,8 @@ class ProxyConfig:
     workers: int = 1
     admin_token_file: str | None = None  # bearer token for mutating admin calls (first line)
     secret_file: str | None = None  # the affinity secret, read from a file (not argv)
+    #: Host names the admin answers to besides loopback names and IP addresses (DNS rebinding)
+    admin_hosts: tuple[str, ...] = ()
 
     def pool(self, name: str) -> PoolConfig | None:
         for p in self.pools:

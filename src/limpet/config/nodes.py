@@ -6,6 +6,8 @@ than plain dicts and a wrong value is reported where the user wrote it (key path
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import yaml
@@ -14,14 +16,36 @@ from limpet.errors import ConfigError
 
 
 class Ctx:
-    """Where the text being read came from, to name it in every error."""
+    """Where the text being read came from, to name it in every error; and the errors found so
+    far, so that one pass reports every wrong key of a file rather than the first one only."""
 
     def __init__(self, source: str) -> None:
         self.source = source
+        self.errors: list[ConfigError] = []
 
     def error(self, message: str, key: str, node: yaml.Node | None) -> ConfigError:
         line = node.start_mark.line + 1 if node is not None else None
         return ConfigError(message, key=key, source=self.source, line=line)
+
+    @contextmanager
+    def gather(self) -> Iterator[None]:
+        """Read one key inside: its error is kept and reading goes on with the next key."""
+        try:
+            yield
+        except ConfigError as exc:
+            self.errors.extend(exc.errors)
+
+    def mark(self) -> int:
+        """Where the errors of a section start (for ``raise_since``)."""
+        return len(self.errors)
+
+    def raise_since(self, mark: int) -> None:
+        """Raise the errors kept since ``mark`` as one ConfigError (one line each, by line):
+        a section with a wrong key is not built, its neighbours are still read."""
+        if len(self.errors) > mark:
+            found = self.errors[mark:]
+            del self.errors[mark:]
+            raise ConfigError.combine(found)
 
 
 def mapping(ctx: Ctx, node: yaml.Node, key: str) -> dict[str, tuple[yaml.Node, yaml.Node]]:
@@ -40,13 +64,22 @@ def mapping(ctx: Ctx, node: yaml.Node, key: str) -> dict[str, tuple[yaml.Node, y
 def scalar(ctx: Ctx, node: yaml.Node, key: str) -> Any:
     if not isinstance(node, yaml.ScalarNode):
         raise ctx.error("expected a single value", key, node)
-    return yaml.safe_load(yaml.serialize(node))
+    # the node's tag is resolved already (compose did it): construct it as safe_load would. An
+    # empty value (``mode:``, a ``-`` alone) is a null node; serialising it back to text and
+    # re-parsing it gave "..." and a parser error instead of this loader's own message
+    try:
+        return yaml.constructor.SafeConstructor().construct_object(node, deep=True)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or exc
+        raise ctx.error(f"not a valid value ({problem})", key, node) from None
 
 
 def typed(ctx: Ctx, node: yaml.Node, key: str, kind: type, optional: bool = False) -> Any:
     value = scalar(ctx, node, key)
     if value is None and optional:
         return None
+    if value is None:
+        raise ctx.error(f"empty value (expected {kind.__name__})", key, node)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if kind is str and isinstance(value, int | float) and not isinstance(value, bool):
