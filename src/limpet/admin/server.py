@@ -121,16 +121,19 @@ class History:
         return json.dumps({"status": self.latest, "history": list(self.points), "hubs": self.hubs})
 
 
-def build_admin_app(view: Any, *, token: str | None, front: bool = True) -> Any:
+def build_admin_app(
+    view: Any, *, token: str | None, front: bool = True, hosts: tuple[str, ...] = ()
+) -> Any:
     """The admin app over ``view``; ``front=False`` is a worker's internal one (no guard, no
-    dashboard), reachable only through its Unix socket."""
+    dashboard), reachable only through its Unix socket. ``hosts``: the Host names answered
+    besides IP addresses and localhost (``admin-hosts`` and the admin's own bind name)."""
     from aiohttp import web
 
     closing = asyncio.Event()
 
     @web.middleware
     async def guarded(request: web.Request, handler: Any) -> web.StreamResponse:
-        refusal = guard.check(request.method, request.headers, token)
+        refusal = guard.check(request.method, request.headers, token, hosts)
         if refusal is not None:
             headers = {"WWW-Authenticate": "Bearer"} if refusal.status == 401 else {}
             return web.json_response(
@@ -270,7 +273,13 @@ async def start_admin(server: ProxyServer, address: str) -> Any:
             "refused (reading /status, /metrics and the dashboard works)",
             address,
         )
-    return await _serve(build_admin_app(LocalView(server), token=token), host=host, port=port)
+    app = build_admin_app(LocalView(server), token=token, hosts=admin_hosts(server, host))
+    return await _serve(app, host=host, port=port)
+
+
+def admin_hosts(server: ProxyServer, bind_host: str) -> tuple[str, ...]:
+    """The Host names the admin answers besides IP addresses and localhost."""
+    return (*server.config.admin_hosts, bind_host.lower().rstrip("."))
 
 
 async def start_worker_admin(
@@ -287,6 +296,6 @@ async def start_worker_admin(
     if index == 0 and address:
         host, port = admin_bind(address)
         token = admin_token(server.config.admin_token_file)
-        app = build_admin_app(WorkersView(sockets), token=token)
+        app = build_admin_app(WorkersView(sockets), token=token, hosts=admin_hosts(server, host))
         runners.append(await _serve(app, host=host, port=port))
     return runners
