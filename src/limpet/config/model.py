@@ -47,6 +47,9 @@ class TimeoutsConfig:
     connect: float = 3.0  # upstream TCP connect
     response: float = 60.0  # upstream response head; exceeded -> 504
     header: float = 10.0  # downstream request head must arrive within (slowloris)
+    #: a TLS handshake must finish within (counted against max-connections meanwhile); a few
+    #: round trips take well under a second, so this bounds stalled ClientHellos, not clients
+    handshake: float = 5.0
     idle: float = 60.0  # downstream keep-alive idle
     tunnel_idle: float = 3600.0  # WebSocket / TCP tunnel with no bytes either way
     shutdown: float = 5.0  # graceful shutdown (drain) deadline; --drain-timeout

@@ -23,7 +23,7 @@ from limpet.config.model import PoolConfig, ProxyConfig, RouteConfig
 from limpet.pool.health import HealthEvent, HealthRules
 from limpet.pool.model import BackendState, PoolSnapshot
 from limpet.pool.pool import Pool
-from limpet.proxy import accept, builds, discovery, goaway, tls
+from limpet.proxy import accept, builds, discovery, goaway, handshake, tls
 from limpet.proxy.context import ProxyContext
 from limpet.proxy.upstream import UpstreamPool  # the type; builds.UpstreamPool the class
 from limpet.runtime import parse_hostport
@@ -337,12 +337,14 @@ class ProxyServer:
                 )
             else:
                 factory = lambda: builds.Downstream(self.context)  # noqa: E731
+            # TLS stays out of the protocol classes: a front runs the handshake, counted and
+            # bounded (timeouts.handshake), and hands the TLS transport over (proxy/handshake)
+            factory = handshake.wrap(factory, tls.listener_ssl(self, listener), self.context)
             factory = accept.wrap(factory, listener, self.loop)  # PROXY protocol, if any
             server = await self.loop.create_server(
                 factory,
                 host,
                 port,
-                ssl=tls.listener_ssl(self, listener),  # TLS stays out of the protocol classes
                 reuse_port=self.reuse_port or None,
                 backlog=2048,
                 reuse_address=True,
