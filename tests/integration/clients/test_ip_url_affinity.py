@@ -41,18 +41,18 @@ def proxy_url() -> Iterator[str]:
 async def test_the_client_works_at_an_ip_url_on_every_transport(
     proxy_url: str, transports: list[str] | None
 ) -> None:
-    async with Client(proxy_url, transports=transports, connect_timeout=10) as client:
-        async with client.subscribe("ip-url") as sub:
-            for n in range(4):  # several polls, each of which must reach the same replica
-                await sub.publish({"n": n})
-            got: list[int] = []
-            async with asyncio.timeout(15):
-                async for item in sub:
-                    if isinstance(item, Message):
-                        got.append(item.data["n"])
-                        if len(got) == 4:
-                            break
-            assert got == [0, 1, 2, 3]
+    client = Client(proxy_url, transports=transports, connect_timeout=10)
+    got: list[int] = []
+    async with client, client.subscribe("ip-url") as sub:
+        for n in range(4):  # several polls, each of which must reach the same replica
+            await sub.publish({"n": n})
+        async with asyncio.timeout(15):
+            async for item in sub:
+                if isinstance(item, Message):
+                    got.append(item.data["n"])
+                    if len(got) == 4:
+                        break
+    assert got == [0, 1, 2, 3]
 
 
 async def test_twin_a_plain_aiohttp_jar_loses_the_session(proxy_url: str) -> None:
