@@ -259,7 +259,13 @@ async def _serve(app: Any, *, host: str | None = None, port: int = 0, path: str 
         site = web.UnixSite(runner, path)
     else:
         site = web.TCPSite(runner, host, port, reuse_address=True)
-    await site.start()
+    try:
+        await site.start()
+    except BaseException:
+        # a busy port: the app's startup tasks (the dashboard's sampler) end with the runner,
+        # not as "Task was destroyed but it is pending!" when the loop closes
+        await runner.cleanup()
+        raise
     return runner
 
 

@@ -353,9 +353,12 @@ class ProxyServer:
                 if sock.family in (socket.AF_INET, socket.AF_INET6):
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.listeners.append(server)
-            log.info("listening on %s (%s)", listener.address, listener.scheme)
         if self.config.admin and self.serve_admin and self.start_admin is not None:
             self.admin_runner = await self.start_admin(self, self.config.admin)
+        # said once every listener and the admin are bound: a busy admin port is one error,
+        # with no "listening" line before it
+        for listener in self.config.listeners:
+            log.info("listening on %s (%s)", listener.address, listener.scheme)
 
     async def stop(self) -> None:
         """Shut down in order: stop accepting, stop new sessions (``stopping`` refuses new
