@@ -222,9 +222,15 @@ def build_admin_app(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
         )
         await response.prepare(request)
+        transport = request.transport
         while not closing.is_set():
+            if transport is None or transport.is_closing():
+                return response  # the dashboard was closed: the normal end of a stream
             if history.latest:
-                await response.write(f"data: {history.frame()}\n\n".encode())
+                try:
+                    await response.write(f"data: {history.frame()}\n\n".encode())
+                except ConnectionError:  # closed between the check and the write
+                    return response
             waiter = asyncio.ensure_future(history.changed.wait())
             stopper = asyncio.ensure_future(closing.wait())
             await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
