@@ -60,6 +60,9 @@ class LimitsConfig:
     max_header_bytes: int = 65536
     max_headers: int = 100
     max_connections: int = 10000
+    #: the admin listener's own limit (its connections come out of the fd reserve, not out of
+    #: max-connections): Prometheus, probes and a few dashboards need a handful
+    admin_connections: int = 64
 
 
 @dataclass(frozen=True, slots=True)
