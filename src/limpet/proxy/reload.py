@@ -85,7 +85,7 @@ def apply(server: ProxyServer, new: ProxyConfig) -> list[str]:
     kept = replace(kept, pools=tuple(pools[p.name].cfg for p in new.pools if p.name in pools))
     server.config = kept
     # what connections accepted from now on read through the protocol classes' context
-    server.context.limits = kept.limits
+    server.context.limits = server.fit_limits(kept)  # under the open-files limit (fdbudget)
     server.context.timeouts = kept.timeouts
     server.context.forwarding = kept.forwarding
     server.pools = pools

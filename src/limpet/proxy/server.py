@@ -19,11 +19,11 @@ from typing import Any
 from limpet.admin.metrics import ProxyMetrics
 from limpet.affinity.base import Pick, PickReason, RequestFacts
 from limpet.affinity.factory import build_policy
-from limpet.config.model import PoolConfig, ProxyConfig, RouteConfig
+from limpet.config.model import LimitsConfig, PoolConfig, ProxyConfig, RouteConfig
 from limpet.pool.health import HealthEvent, HealthRules
 from limpet.pool.model import BackendState, PoolSnapshot
 from limpet.pool.pool import Pool
-from limpet.proxy import accept, builds, discovery, goaway, handshake, tls
+from limpet.proxy import accept, builds, discovery, fdbudget, goaway, handshake, tls
 from limpet.proxy.context import ProxyContext
 from limpet.proxy.upstream import UpstreamPool  # the type; builds.UpstreamPool the class
 from limpet.runtime import parse_hostport
@@ -267,10 +267,12 @@ class ProxyServer:
         ]
         self.connections: set[Any] = set()
         self.stopping = False
+        #: the open-files limit, raised to the hard one; max-connections is fitted under it
+        self.nofile = fdbudget.raise_nofile()
         #: what the protocol classes see of this server (they never import it)
         self.context = ProxyContext(
             self.loop,
-            config.limits,
+            self.fit_limits(config),
             config.timeouts,
             config.forwarding,
             self.metrics,
@@ -283,6 +285,11 @@ class ProxyServer:
         self.admin_runner: Any = None
         #: re-reads --config for SIGHUP and POST /reload (None: started without --config)
         self.config_loader: Callable[[], ProxyConfig] | None = None
+
+    def fit_limits(self, config: ProxyConfig) -> LimitsConfig:
+        """``config.limits`` with max-connections fitted to the open-files limit (fdbudget)."""
+        backends = sum(len(p.backends) for p in config.pools)
+        return fdbudget.apply(config.limits, backends, self.nofile)
 
     def route(self, host: str, path: str) -> PoolRuntime | None:
         """First route whose host and path prefix match (RFC 9110 §7.2: Host without port)."""
@@ -391,6 +398,8 @@ class ProxyServer:
         return {
             "listeners": [{"address": lc.address, "mode": lc.mode} for lc in self.config.listeners],
             "downstream_connections": len(self.connections),
+            "max_connections": self.context.limits.max_connections,
+            "open_files_limit": self.nofile,
             "pools": [runtime.status() for runtime in self.pools.values()],
         }
 
