@@ -23,7 +23,7 @@ from limpet.config.model import LimitsConfig, PoolConfig, ProxyConfig, RouteConf
 from limpet.pool.health import HealthEvent, HealthRules
 from limpet.pool.model import BackendState, PoolSnapshot
 from limpet.pool.pool import Pool
-from limpet.proxy import accept, builds, discovery, fdbudget, goaway, handshake, tls
+from limpet.proxy import accept, builds, discovery, fdbudget, goaway, handshake, memory, tls
 from limpet.proxy.context import ProxyContext
 from limpet.proxy.upstream import UpstreamPool  # the type; builds.UpstreamPool the class
 from limpet.runtime import parse_hostport
@@ -334,6 +334,7 @@ class ProxyServer:
         discovery.start(
             self.pools.values(), self.spawn
         )  # DNS / EndpointSlice pools follow their discovery
+        self.spawn(memory.keep_trimmed())  # a burst's memory goes back to the system
         for listener in self.config.listeners:
             host, port = parse_hostport(listener.address)
             factory: Any
