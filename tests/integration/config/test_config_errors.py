@@ -111,3 +111,14 @@ def test_a_file_still_being_written_is_not_applied(procs: Procs) -> None:
     assert code == 200, body
     assert ids(proxy) == ["a", "b"]
     assert errors_counted(proxy) == 1
+
+
+def test_a_mistyped_backend_url_is_refused_at_start() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "limpet", "proxy", "--listen", f"127.0.0.1:{free_port()}",
+         "--backend", "a=http//127.0.0.1:9001"],
+        env=limpet_env(), capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("limpet proxy: error: backend URL 'http//127.0.0.1:9001': ")
+    assert "not a host name or IP address" in done.stderr and "Traceback" not in done.stderr

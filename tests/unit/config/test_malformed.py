@@ -138,3 +138,13 @@ def test_a_file_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
     path.write_bytes(b"admin: \xff\n")
     with pytest.raises(ConfigError, match="not UTF-8"):
         load_config(path)
+
+
+def test_a_listener_says_its_scheme() -> None:
+    from limpet.config.model import ListenerConfig, TlsPair
+
+    pair = (TlsPair("c.pem", "k.pem"),)
+    assert ListenerConfig().scheme == "http"
+    assert ListenerConfig(tls=pair).scheme == "https"  # logged as "(https)", not "(http)"
+    assert ListenerConfig(mode="tcp").scheme == "tcp"
+    assert ListenerConfig(mode="tcp", tls=pair).scheme == "tcp+tls"
