@@ -18,9 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
-import ssl
-import struct
 import sys
 import tempfile
 import time
@@ -32,59 +29,13 @@ sys.path.insert(0, str(ROOT))
 from common import Procs, cpu_seconds, free_port, limpet_argv, limpet_env  # noqa: E402
 
 from tests.support.certs import TestCA  # noqa: E402
+from tests.support.handshakes import burst, rss_kib  # noqa: E402
 
 VARIANTS = [
     ("glibc defaults, no trim", {"LIMPET_MALLOC_TRIM": "0"}),
     ("MALLOC_ARENA_MAX=2, no trim", {"LIMPET_MALLOC_TRIM": "0", "MALLOC_ARENA_MAX": "2"}),
     ("malloc_trim every 10 s (default)", {}),
 ]
-
-
-def client_hello() -> bytes:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    obj = ctx.wrap_bio(incoming, outgoing, server_hostname="a.test")
-    try:
-        obj.do_handshake()
-    except ssl.SSLWantReadError:
-        pass
-    return outgoing.read()
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
-async def abort_one(port: int, hello: bytes) -> bool:
-    try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    except OSError:
-        return False
-    try:
-        writer.write(hello)
-        got = await asyncio.wait_for(reader.read(1), 10)
-        return bool(got)
-    except (OSError, TimeoutError):
-        return False
-    finally:
-        sock = writer.get_extra_info("socket")
-        if sock is not None:  # a reset, not a close: the handshake is aborted
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        writer.transport.abort()
-
-
-async def burst(port: int, hello: bytes, total: int, concurrency: int) -> int:
-    done = 0
-    for start in range(0, total, concurrency):
-        n = min(concurrency, total - start)
-        results = await asyncio.gather(*(abort_one(port, hello) for _ in range(n)))
-        done += sum(results)
-    return done
 
 
 def run_variant(name: str, env: dict[str, str], args: argparse.Namespace, tmp: Path) -> dict:
@@ -103,13 +54,12 @@ def run_variant(name: str, env: dict[str, str], args: argparse.Namespace, tmp: P
             dict(limpet_env(), **env),
             port=port,
         )  # fmt: skip
-        hello = client_hello()
         time.sleep(1.0)
         base = rss_kib(proc.pid)
         cpu0 = cpu_seconds(proc.pid)
         rounds = []
         for _ in range(args.rounds):
-            ok = asyncio.run(burst(port, hello, args.per_round, args.concurrency))
+            ok = asyncio.run(burst(port, args.per_round, args.concurrency))
             rounds.append((rss_kib(proc.pid), ok))
         cpu = cpu_seconds(proc.pid) - cpu0
         time.sleep(args.settle)

@@ -28,7 +28,7 @@ from limpet.config.model import (
     TlsPair,
     backend_id_for,
 )
-from limpet.config.nodes import Ctx, mapping, typed
+from limpet.config.nodes import Ctx, mapping, sequence, typed
 from limpet.errors import ConfigError, UsageError
 
 T = TypeVar("T")
@@ -222,14 +222,8 @@ def _pool_key(
 
 
 def _backends(ctx: Ctx, vnode: yaml.Node, sub: str) -> tuple[BackendConfig, ...]:
-    if not isinstance(vnode, yaml.SequenceNode) or not vnode.value:
-        raise ctx.error("expected a non-empty list of backends", sub, vnode)
-    backends: list[BackendConfig] = []
+    backends = sequence(ctx, vnode, sub, "backends", lambda n, k: _backend(ctx, n, k))
     mark = ctx.mark()
-    for i, bnode in enumerate(vnode.value):
-        with ctx.gather():
-            backends.append(_backend(ctx, bnode, f"{sub}[{i}]"))
-    ctx.raise_since(mark)
     seen: set[str] = set()
     for i, (backend, bnode) in enumerate(zip(backends, vnode.value, strict=True)):
         with ctx.gather():
@@ -301,15 +295,7 @@ def _check_proxy_protocol(ctx: Ctx, listener: ListenerConfig, key: str, node: ya
 
 
 def _listeners(ctx: Ctx, node: yaml.Node, key: str) -> tuple[ListenerConfig, ...]:
-    if not isinstance(node, yaml.SequenceNode) or not node.value:
-        raise ctx.error("expected a non-empty list of listeners", key, node)
-    out: list[ListenerConfig] = []
-    mark = ctx.mark()
-    for i, lnode in enumerate(node.value):
-        with ctx.gather():
-            out.append(_listener(ctx, lnode, f"{key}[{i}]"))
-    ctx.raise_since(mark)
-    return tuple(out)
+    return tuple(sequence(ctx, node, key, "listeners", lambda n, k: _listener(ctx, n, k)))
 
 
 def _listener(ctx: Ctx, lnode: yaml.Node, lkey: str) -> ListenerConfig:

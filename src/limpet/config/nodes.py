@@ -6,13 +6,15 @@ than plain dicts and a wrong value is reported where the user wrote it (key path
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from limpet.errors import ConfigError
+
+T = TypeVar("T")
 
 
 class Ctx:
@@ -87,3 +89,18 @@ def typed(ctx: Ctx, node: yaml.Node, key: str, kind: type, optional: bool = Fals
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise ctx.error(f"expected {kind.__name__}, got {value!r}", key, node)
     return value
+
+
+def sequence(
+    ctx: Ctx, node: yaml.Node, key: str, what: str, read: Callable[[yaml.Node, str], T]
+) -> list[T]:
+    """A non-empty list read item by item (``read(item, "KEY[i]")``), every item's errors kept."""
+    if not isinstance(node, yaml.SequenceNode) or not node.value:
+        raise ctx.error(f"expected a non-empty list of {what}", key, node)
+    out: list[T] = []
+    mark = ctx.mark()
+    for i, item in enumerate(node.value):
+        with ctx.gather():
+            out.append(read(item, f"{key}[{i}]"))
+    ctx.raise_since(mark)
+    return out

@@ -5,53 +5,16 @@ the proxy's RSS stays at its peak."""
 from __future__ import annotations
 
 import asyncio
-import socket
-import ssl
-import struct
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from tests.support.certs import TestCA
+from tests.support.handshakes import burst, rss_kib
 from tests.support.procs import Procs, free_port
 
 BURST, AT_ONCE = 1000, 500
-
-
-def client_hello() -> bytes:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    obj = ctx.wrap_bio(incoming, outgoing, server_hostname="a.test")
-    with pytest.raises(ssl.SSLWantReadError):
-        obj.do_handshake()
-    return outgoing.read()
-
-
-async def abort_one(port: int, hello: bytes) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(hello)
-        await asyncio.wait_for(reader.read(1), 10)  # the server's first flight: keys made
-    finally:
-        sock = writer.get_extra_info("socket")
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        writer.transport.abort()
-
-
-async def burst(port: int) -> None:
-    hello = client_hello()
-    for _ in range(BURST // AT_ONCE):
-        await asyncio.gather(*(abort_one(port, hello) for _ in range(AT_ONCE)))
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 def proxy_after_burst(procs: Procs, trim: str) -> tuple[int, int, int]:
@@ -64,7 +27,7 @@ def proxy_after_burst(procs: Procs, trim: str) -> tuple[int, int, int]:
         wait_for=("127.0.0.1", port), env={"LIMPET_SECRET": "s", "LIMPET_MALLOC_TRIM": trim},
     )  # fmt: skip
     before = rss_kib(proc.pid)
-    asyncio.run(burst(port))
+    asyncio.run(burst(port, BURST, AT_ONCE))
     return proc.pid, before, rss_kib(proc.pid)
 
 

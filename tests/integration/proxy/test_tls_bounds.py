@@ -48,14 +48,20 @@ def wait_connections(proxy: Proxy, n: int) -> None:
         time.sleep(0.05)
 
 
+def tls_proxy(procs: Procs, backends: dict[str, str], config: str) -> tuple[TestCA, Proxy]:
+    """A proxy with a TLS listener (a certificate for a.test) and ``config``."""
+    ca = TestCA(procs.tmp / "pki")
+    path = procs.tmp / "proxy.yaml"
+    path.write_text(config)
+    proxy = start_proxy(procs, backends, "--config", str(path), *tls_args(ca.leaf("a.test")))
+    wait_connections(proxy, 0)  # the start-up probe's connection is gone
+    return ca, proxy
+
+
 def test_a_stalled_handshake_is_closed_after_the_handshake_timeout(
     procs: Procs, three: dict[str, str]
 ) -> None:
-    ca = TestCA(procs.tmp / "pki")
-    config = procs.tmp / "proxy.yaml"
-    config.write_text("timeouts: {handshake: 0.5}\n")
-    proxy = start_proxy(procs, three, "--config", str(config), *tls_args(ca.leaf("a.test")))
-    wait_connections(proxy, 0)  # the start-up probe's connection is gone
+    ca, proxy = tls_proxy(procs, three, "timeouts: {handshake: 0.5}\n")
     sock = stalled(proxy)
     wait_connections(proxy, 1)  # counted while it handshakes
     # closed long before asyncio's default of 60 s (the socket waits at most 10)
@@ -68,11 +74,7 @@ def test_a_stalled_handshake_is_closed_after_the_handshake_timeout(
 def test_handshaking_connections_count_against_max_connections(
     procs: Procs, three: dict[str, str]
 ) -> None:
-    ca = TestCA(procs.tmp / "pki")
-    config = procs.tmp / "proxy.yaml"
-    config.write_text("timeouts: {handshake: 60}\nlimits: {max-connections: 2}\n")
-    proxy = start_proxy(procs, three, "--config", str(config), *tls_args(ca.leaf("a.test")))
-    wait_connections(proxy, 0)  # the start-up probe's connection is gone
+    ca, proxy = tls_proxy(procs, three, "timeouts: {handshake: 60}\nlimits: {max-connections: 2}\n")
     first, second = stalled(proxy), stalled(proxy)
     wait_connections(proxy, 2)
     third = stalled(proxy)
