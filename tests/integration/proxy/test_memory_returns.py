@@ -14,7 +14,8 @@ from tests.support.certs import TestCA
 from tests.support.handshakes import burst, rss_kib
 from tests.support.procs import Procs, free_port
 
-BURST, AT_ONCE = 1000, 500
+BURST, AT_ONCE, MAX_BURSTS = 1000, 500, 6
+GROWN_KIB = 8 * 1024
 
 
 def proxy_after_burst(procs: Procs, trim: str) -> tuple[int, int, int]:
@@ -27,7 +28,10 @@ def proxy_after_burst(procs: Procs, trim: str) -> tuple[int, int, int]:
         wait_for=("127.0.0.1", port), env={"LIMPET_SECRET": "s", "LIMPET_MALLOC_TRIM": trim},
     )  # fmt: skip
     before = rss_kib(proc.pid)
-    asyncio.run(burst(port, BURST, AT_ONCE))
+    for _ in range(MAX_BURSTS):  # until the heap has clearly grown (how much varies with load)
+        asyncio.run(burst(port, BURST, AT_ONCE))
+        if rss_kib(proc.pid) - before > GROWN_KIB:
+            break
     return proc.pid, before, rss_kib(proc.pid)
 
 
@@ -38,15 +42,15 @@ def one_build(wire_core: str) -> None:
 
 
 def test_the_memory_of_a_burst_comes_back(procs: Procs) -> None:
-    pid, before, peak = proxy_after_burst(procs, "0.5")
-    assert peak - before > 4 * 1024, (before, peak)  # the burst did grow the heap
+    pid, before, _ = proxy_after_burst(procs, "0.5")
     deadline = time.monotonic() + 20
-    while rss_kib(pid) > before + (peak - before) // 2:  # a trim every 0.5 s gives it back
-        assert time.monotonic() < deadline, (before, peak, rss_kib(pid))
+    while rss_kib(pid) > before + GROWN_KIB // 2:  # a trim every 0.5 s gives it back
+        assert time.monotonic() < deadline, (before, rss_kib(pid))
         time.sleep(0.1)
 
 
 def test_twin_without_the_trim_the_peak_stays(procs: Procs) -> None:
     pid, before, peak = proxy_after_burst(procs, "0")
-    time.sleep(2.0)  # four trims' worth of the test above: nothing gives the memory back
-    assert rss_kib(pid) > before + (peak - before) // 2, (before, peak, rss_kib(pid))
+    assert peak - before > GROWN_KIB, (before, peak)  # the same bursts grow the heap...
+    time.sleep(2.0)  # ...four trims' worth of the test above: nothing gives it back
+    assert rss_kib(pid) > before + GROWN_KIB // 2, (before, peak, rss_kib(pid))
