@@ -85,10 +85,16 @@ class TlsFront(asyncio.Protocol):
                 server_side=True,
                 ssl_handshake_timeout=self.ctx.timeouts.handshake,
             )
-        except (OSError, ssl.SSLError, TimeoutError, ConnectionError, EOFError) as exc:
+        except Exception as exc:
             # a port scan, a stalled or aborted ClientHello, a client refusing our certificate:
-            # the client's doing, said at debug level only (a flood must not flood the log)
-            log.debug("TLS handshake failed: %r", exc)
+            # the client's doing, said at debug level only (a flood must not flood the log);
+            # anything else is said louder, in one line (the connection is dropped either way)
+            expected = (OSError, ssl.SSLError, TimeoutError, ConnectionError, EOFError)
+            log.log(
+                logging.DEBUG if isinstance(exc, expected) else logging.WARNING,
+                "TLS handshake failed: %r",
+                exc,
+            )
             self._release()
             if self.transport is not None:
                 self.transport.abort()
