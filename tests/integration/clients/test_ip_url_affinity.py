@@ -60,7 +60,7 @@ async def test_twin_a_plain_aiohttp_jar_loses_the_session(proxy_url: str) -> Non
         sio = socketio.AsyncClient(reconnection=False, http_session=http)
         failed = False
         try:
-            await sio.connect(proxy_url, transports=["polling"], wait_timeout=5)
+            await sio.connect(proxy_url, transports=["polling"], wait_timeout=2)
             for _ in range(10):  # each poll is a new request: without the cookie, any replica
                 await sio.call("subscribe", {"channel": "twin"}, timeout=2)
         except (socketio.exceptions.ConnectionError, socketio.exceptions.TimeoutError):

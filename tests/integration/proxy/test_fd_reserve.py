@@ -9,6 +9,8 @@ import sys
 import time
 import urllib.request
 
+import pytest
+
 from tests.integration.proxy.conftest import Proxy
 from tests.support.procs import Procs, free_port, limpet_env, wait_listening
 
@@ -65,3 +67,11 @@ def test_clients_cannot_take_the_descriptors_of_probes_and_admin(procs: Procs) -
             sock.close()
     assert proc.poll() is None
     assert "Too many open files" not in procs.output(proc)
+
+
+@pytest.fixture(autouse=True)
+def one_build(wire_core: str) -> None:
+    if wire_core == "python":
+        pytest.skip(
+            "descriptors are counted the same way by both builds: the compiled run covers it"
+        )
