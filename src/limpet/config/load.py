@@ -445,14 +445,10 @@ def read_whole(p: Path) -> str:
 
     - Atomic replacement (write a new file, ``rename`` it over the old one; a ConfigMap volume
       swaps its ``..data`` symlink the same way) never shows a half file: nothing to detect.
-    - A file written in place is detected while its writer still holds it open: Linux grants a
-      read lease (``F_SETLEASE``) only on a file nobody has open for writing (fcntl(2)). Leases
-      need the file's owner or CAP_LEASE; without them this check is skipped.
+    - A file written in place is detected while its writer still holds it open (``writers``).
     - A file whose inode, size or mtime changed between the start and the end of the read was
       being rewritten meanwhile (by any means): refused too.
     """
-    import errno
-    import fcntl
     import os
 
     def refuse(message: str) -> ConfigError:
@@ -462,17 +458,9 @@ def read_whole(p: Path) -> str:
         fd = os.open(p, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
         raise ConfigError(f"cannot read config file: {exc.strerror}", source=str(p)) from None
-    leased = False
     try:
-        try:
-            fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
-            leased = True
-        except OSError as exc:
-            if exc.errno == errno.EAGAIN:
-                raise refuse(
-                    "the file is open for writing by another process (still being written?)"
-                ) from None
-            # EACCES (not the owner), EINVAL (a file system without leases): cannot tell
+        if writers(fd):
+            raise refuse("the file is open for writing by another process (still being written?)")
         before = os.fstat(fd)
         chunks = []
         while chunk := os.read(fd, 1 << 16):
@@ -482,8 +470,6 @@ def read_whole(p: Path) -> str:
     except OSError as exc:
         raise ConfigError(f"cannot read config file: {exc.strerror}", source=str(p)) from None
     finally:
-        if leased:
-            fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
         os.close(fd)
     stamp = (before.st_ino, before.st_size, before.st_mtime_ns)
     if stamp != (after.st_ino, after.st_size, after.st_mtime_ns) or len(data) != before.st_size:
@@ -492,6 +478,36 @@ def read_whole(p: Path) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise refuse(f"not UTF-8 text (byte {exc.start})") from None
+
+
+def writers(fd: int) -> bool:
+    """Whether another process has the file open for writing (False when it cannot be told).
+
+    Linux grants a read lease (``F_SETLEASE``) only on a file nobody has open for writing
+    (fcntl(2)); the lease is taken and given back at once. Leases need the file's owner or
+    CAP_LEASE (EACCES otherwise) and a file system that has them (EINVAL): then nothing is known.
+    A writer opening the file while the lease is held would break it with SIGIO, whose default
+    action ends the process: SIGIO is ignored for those two calls (only the main thread may
+    change a signal's disposition, so elsewhere the check is skipped).
+    """
+    import errno
+    import fcntl
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    previous = signal.signal(signal.SIGIO, signal.SIG_IGN)
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+    except OSError as exc:
+        return exc.errno == errno.EAGAIN
+    else:
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+        return False
+    finally:
+        if previous is not None:  # None: set outside Python, and cannot be put back from here
+            signal.signal(signal.SIGIO, previous)
 
 
 def finish(cfg: ProxyConfig, check: Callable[[str], None] | None = None) -> ProxyConfig:

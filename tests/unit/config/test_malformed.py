@@ -148,3 +148,22 @@ def test_a_listener_says_its_scheme() -> None:
     assert ListenerConfig(tls=pair).scheme == "https"  # logged as "(https)", not "(http)"
     assert ListenerConfig(mode="tcp").scheme == "tcp"
     assert ListenerConfig(mode="tcp", tls=pair).scheme == "tcp+tls"
+
+
+def test_the_writer_check_leaves_sigio_as_it_was(tmp_path: Path) -> None:
+    import os
+    import signal
+
+    from limpet.config.load import writers
+
+    path = tmp_path / "proxy.yaml"
+    path.write_text(GOOD)
+    before = signal.getsignal(signal.SIGIO)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert writers(fd) is False
+        with path.open("a"):
+            assert writers(fd) is True
+    finally:
+        os.close(fd)
+    assert signal.getsignal(signal.SIGIO) == before  # a lease break must not end the process
