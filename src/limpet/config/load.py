@@ -28,7 +28,7 @@ from limpet.config.model import (
     TlsPair,
     backend_id_for,
 )
-from limpet.config.nodes import Ctx, mapping, sequence, typed
+from limpet.config.nodes import Ctx, compose_document, mapping, sequence, typed
 from limpet.errors import ConfigError, UsageError
 
 T = TypeVar("T")
@@ -391,13 +391,7 @@ def _route(ctx: Ctx, rnode: yaml.Node, rkey: str) -> RouteConfig:
 def parse_config(text: str, source: str = "<config>") -> ProxyConfig:
     """Parse and validate a YAML config document; a ConfigError lists every error found."""
     ctx = Ctx(source)
-    try:
-        root = yaml.compose(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"not valid YAML: {problem}", source=source, line=line) from None
+    root = compose_document(text, source)
     if root is None:
         return ProxyConfig()
     items = mapping(ctx, root, "")

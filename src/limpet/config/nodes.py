@@ -104,3 +104,15 @@ def sequence(
             out.append(read(item, f"{key}[{i}]"))
     ctx.raise_since(mark)
     return out
+
+
+def compose_document(text: str, source: str) -> yaml.Node | None:
+    """The YAML document's root node with positions (None: empty); a syntax error is a
+    ConfigError naming the file and line."""
+    try:
+        return yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"not valid YAML: {problem}", source=source, line=line) from None
