@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Iterator
 
 import aiohttp
 import pytest
@@ -15,17 +14,15 @@ from tests.support.procs import Procs
 
 
 @pytest.fixture(scope="module")
-def owner() -> Iterator[Procs]:
-    procs = Procs()
-    try:
-        yield procs
-    finally:
-        procs.close()
+def proxy(session_procs: Procs) -> Proxy:
+    return start_proxy(
+        session_procs, {"a": "http://127.0.0.1:9"}, "--no-health", "--log-level", "info"
+    )
 
 
-@pytest.fixture(scope="module")
-def proxy(owner: Procs) -> Proxy:
-    return start_proxy(owner, {"a": "http://127.0.0.1:9"}, "--no-health", "--log-level", "info")
+@pytest.fixture
+def owner(session_procs: Procs) -> Procs:
+    return session_procs  # who started the proxy, to read its output
 
 
 def raw(proxy: Proxy, head: bytes) -> bytes:
