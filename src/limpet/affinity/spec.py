@@ -48,21 +48,24 @@ class AffinitySpec:
     balance: Balance = "round-robin"
 
     @classmethod
-    def from_flag(cls, text: str, base: AffinitySpec | None = None) -> AffinitySpec:
-        """Parse the ``--affinity`` flag: none|cookie|client-ip|engineio|hash:header:H|..."""
+    def from_flag(
+        cls, text: str, base: AffinitySpec | None = None, *, label: str = "--affinity"
+    ) -> AffinitySpec:
+        """Parse the ``--affinity`` flag: none|cookie|client-ip|engineio|hash:header:H|...
+        (``label`` names where the value came from in an error: the flag, or a file's key)."""
         base = base or cls()
         if text.startswith("hash:"):
             parts = text.split(":", 2)
             if len(parts) != 3 or parts[1] not in ("header", "cookie", "query") or not parts[2]:
                 raise UsageError(
-                    f"--affinity {text!r}: expected hash:header:NAME, hash:cookie:NAME "
+                    f"{label} {text!r}: expected hash:header:NAME, hash:cookie:NAME "
                     "or hash:query:NAME"
                 )
             source = cast(HashSource, parts[1])
             return replace(base, mode="hash", hash_source=source, hash_key=parts[2])
         if text not in MODES or text == "hash":
             raise UsageError(
-                f"--affinity {text!r}: expected one of none, cookie, client-ip, engineio, "
+                f"{label} {text!r}: expected one of none, cookie, client-ip, engineio, "
                 "hash:header:H, hash:cookie:C, hash:query:Q"
             )
         mode = cast(Mode, text)

@@ -49,6 +49,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--admin", metavar="HOST:PORT", help="serve /metrics, /status, drain")
     parser.add_argument(
+        "--admin-host",
+        action="append",
+        metavar="NAME",
+        help="a Host name the admin answers besides IP addresses and localhost (repeat;"
+        " config admin-hosts); other names get 421 (DNS rebinding)",
+    )
+    parser.add_argument(
         "--secret",
         help="HMAC secret for affinity tokens; replicas must share it. Prefer --secret-file or"
         " env LIMPET_SECRET: every user of the host can read a command line",
@@ -177,6 +184,8 @@ def resolve(args: argparse.Namespace) -> Any:
     if args.admin:
         parse_hostport(args.admin)
         cfg = replace(cfg, admin=args.admin)
+    if args.admin_host:
+        cfg = replace(cfg, admin_hosts=tuple(h.lower().rstrip(".") for h in args.admin_host))
     if args.admin_token_file:
         cfg = replace(cfg, admin_token_file=args.admin_token_file)
     if args.secret_file:
@@ -338,8 +347,9 @@ async def serve(
             await runner.cleanup()
         raise LimpetError(f"cannot listen: {exc.strerror or exc}") from None
     for lc in cfg.listeners:
-        scheme = ("https" if lc.tls else "http") if lc.mode == "http" else "tcp"
-        print(f"limpet proxy listening on {scheme}://{lc.address}/ (pid {os.getpid()})", flush=True)
+        print(
+            f"limpet proxy listening on {lc.scheme}://{lc.address}/ (pid {os.getpid()})", flush=True
+        )
     if cfg.admin and admin:
         print(f"limpet proxy admin on http://{cfg.admin}/status", flush=True)
     try:

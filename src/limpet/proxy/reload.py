@@ -43,8 +43,13 @@ def reload(server: ProxyServer) -> tuple[bool, str]:
         new = loader()
     except LimpetError as exc:
         server.metrics.config_reloads.labels("error").inc()
-        log.error("reload refused, the running config stays: %s", exc)
+        for line in str(exc).splitlines():  # every error of the file, one line each
+            log.error("reload refused, the running config stays: %s", line)
         return False, str(exc)
+    except Exception as exc:  # a defect, not a bad file: still counted, the old config stays
+        server.metrics.config_reloads.labels("error").inc()
+        log.exception("reload failed, the running config stays")
+        return False, f"reload failed: {exc!r}"
     notes = apply(server, new)
     server.metrics.config_reloads.labels("ok").inc()
     message = "config reloaded" + (f" ({'; '.join(notes)})" if notes else "")
@@ -80,7 +85,7 @@ def apply(server: ProxyServer, new: ProxyConfig) -> list[str]:
     kept = replace(kept, pools=tuple(pools[p.name].cfg for p in new.pools if p.name in pools))
     server.config = kept
     # what connections accepted from now on read through the protocol classes' context
-    server.context.limits = kept.limits
+    server.context.limits = server.fit_limits(kept)  # under the open-files limit (fdbudget)
     server.context.timeouts = kept.timeouts
     server.context.forwarding = kept.forwarding
     server.pools = pools

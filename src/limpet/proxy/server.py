@@ -19,11 +19,11 @@ from typing import Any
 from limpet.admin.metrics import ProxyMetrics
 from limpet.affinity.base import Pick, PickReason, RequestFacts
 from limpet.affinity.factory import build_policy
-from limpet.config.model import PoolConfig, ProxyConfig, RouteConfig
+from limpet.config.model import LimitsConfig, PoolConfig, ProxyConfig, RouteConfig
 from limpet.pool.health import HealthEvent, HealthRules
 from limpet.pool.model import BackendState, PoolSnapshot
 from limpet.pool.pool import Pool
-from limpet.proxy import accept, builds, discovery, goaway, tls
+from limpet.proxy import accept, builds, discovery, fdbudget, goaway, handshake, memory, tls
 from limpet.proxy.context import ProxyContext
 from limpet.proxy.upstream import UpstreamPool  # the type; builds.UpstreamPool the class
 from limpet.runtime import parse_hostport
@@ -267,10 +267,12 @@ class ProxyServer:
         ]
         self.connections: set[Any] = set()
         self.stopping = False
+        #: the open-files limit, raised to the hard one; max-connections is fitted under it
+        self.nofile = fdbudget.raise_nofile()
         #: what the protocol classes see of this server (they never import it)
         self.context = ProxyContext(
             self.loop,
-            config.limits,
+            self.fit_limits(config),
             config.timeouts,
             config.forwarding,
             self.metrics,
@@ -283,6 +285,11 @@ class ProxyServer:
         self.admin_runner: Any = None
         #: re-reads --config for SIGHUP and POST /reload (None: started without --config)
         self.config_loader: Callable[[], ProxyConfig] | None = None
+
+    def fit_limits(self, config: ProxyConfig) -> LimitsConfig:
+        """``config.limits`` with max-connections fitted to the open-files limit (fdbudget)."""
+        backends = sum(len(p.backends) for p in config.pools)
+        return fdbudget.apply(config.limits, backends, self.nofile)
 
     def route(self, host: str, path: str) -> PoolRuntime | None:
         """First route whose host and path prefix match (RFC 9110 §7.2: Host without port)."""
@@ -321,6 +328,7 @@ class ProxyServer:
         discovery.start(
             self.pools.values(), self.spawn
         )  # DNS / EndpointSlice pools follow their discovery
+        self.spawn(memory.keep_trimmed())  # a burst's memory goes back to the system
         for listener in self.config.listeners:
             host, port = parse_hostport(listener.address)
             factory: Any
@@ -331,12 +339,14 @@ class ProxyServer:
                 )
             else:
                 factory = lambda: builds.Downstream(self.context)  # noqa: E731
+            # TLS stays out of the protocol classes: a front runs the handshake, counted and
+            # bounded (timeouts.handshake), and hands the TLS transport over (proxy/handshake)
+            factory = handshake.wrap(factory, tls.listener_ssl(self, listener), self.context)
             factory = accept.wrap(factory, listener, self.loop)  # PROXY protocol, if any
             server = await self.loop.create_server(
                 factory,
                 host,
                 port,
-                ssl=tls.listener_ssl(self, listener),  # TLS stays out of the protocol classes
                 reuse_port=self.reuse_port or None,
                 backlog=2048,
                 reuse_address=True,
@@ -345,9 +355,12 @@ class ProxyServer:
                 if sock.family in (socket.AF_INET, socket.AF_INET6):
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.listeners.append(server)
-            log.info("listening on %s (%s)", listener.address, listener.mode)
         if self.config.admin and self.serve_admin and self.start_admin is not None:
             self.admin_runner = await self.start_admin(self, self.config.admin)
+        # said once every listener and the admin are bound: a busy admin port is one error,
+        # with no "listening" line before it
+        for listener in self.config.listeners:
+            log.info("listening on %s (%s)", listener.address, listener.scheme)
 
     async def stop(self) -> None:
         """Shut down in order: stop accepting, stop new sessions (``stopping`` refuses new
@@ -377,6 +390,8 @@ class ProxyServer:
         return {
             "listeners": [{"address": lc.address, "mode": lc.mode} for lc in self.config.listeners],
             "downstream_connections": len(self.connections),
+            "max_connections": self.context.limits.max_connections,
+            "open_files_limit": self.nofile,
             "pools": [runtime.status() for runtime in self.pools.values()],
         }
 

@@ -431,20 +431,31 @@ def _hostport(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def banner(p: Plan, pids: dict[str, int] | None = None) -> Iterator[str]:
-    """The lines `up` prints once everything listens."""
+def limpet_command() -> str:
+    """How a new shell runs this limpet: inside a virtual environment (scripts/demo runs
+    ``.venv/bin/limpet``) a new shell has not activated it, so the script's absolute path;
+    installed system-wide, ``limpet``."""
+    script = Path(sys.executable).parent / "limpet"
+    if sys.prefix != sys.base_prefix and script.exists():
+        return str(script.absolute())
+    return "limpet"
+
+
+def banner(p: Plan, pids: dict[str, int] | None = None, command: str = "") -> Iterator[str]:
+    """The lines `up` prints once everything listens (``command``: how to run limpet)."""
     pids = pids or {}
+    cmd = command or limpet_command()
     yield ""
     what = "chat page" if p.backend_kind == "hub" else "whoami"
     yield f"limpet up: open {p.proxy_url}  ({what}, through the proxy)"
     if p.admin is not None:
         yield f"           admin http://{p.admin}/status  (metrics at /metrics)"
     if p.backend_kind == "hub":
-        yield f"           check: limpet check {p.proxy_url}healthz --identify json:name"
-        yield f"                  limpet check {p.proxy_url} --transport socketio"
+        yield f"           check: {cmd} check {p.proxy_url}healthz --identify json:name"
+        yield f"                  {cmd} check {p.proxy_url} --transport socketio"
     else:
-        yield f"           check: limpet check {p.proxy_url}"
-        yield f"                  limpet check {p.proxy_url} --transport websocket"
+        yield f"           check: {cmd} check {p.proxy_url}"
+        yield f"                  {cmd} check {p.proxy_url} --transport websocket"
     for c in p.children:
         pid = f" pid {pids[c.name]}" if c.name in pids else ""
         yield f"  {c.name:<10} {c.url}{pid}"
