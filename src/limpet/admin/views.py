@@ -68,6 +68,23 @@ class LocalView:
         result = reload(self.server)
         return (200 if result[0] else 400), describe(result)
 
+    async def rebalance(self, pool: str | None) -> tuple[int, dict[str, Any]]:
+        """``POST /rebalance``: plan and move now, without the hold time (limpet.proxy.rebalance)."""
+        import time
+
+        runtimes = [r for name, r in self.server.pools.items() if pool is None or name == pool]
+        if not runtimes:
+            return 404, {"error": f"no pool {pool!r}"}
+        pools = {}
+        for runtime in runtimes:
+            plan = runtime.sessions.tick(time.time(), force=True)
+            pools[runtime.name] = {
+                "moved": len(plan.moves),
+                "spread": round(plan.spread, 3),
+                "blocked": plan.blocked,
+            }
+        return 200, {"pools": pools}
+
     async def ready(self) -> bool:
         return not self.server.stopping and all(
             runtime.pool.snapshot().eligible() for runtime in self.server.pools.values()
@@ -144,6 +161,19 @@ class WorkersView:
             "message": workers[0]["message"] if workers else "",
             "workers": workers,
         }
+
+    async def rebalance(self, pool: str | None) -> tuple[int, dict[str, Any]]:
+        """Every worker rebalances its own share of the sessions."""
+        path = "/rebalance" + (f"?pool={pool}" if pool else "")
+        answers = await self._all("POST", path)
+        workers = [
+            {"worker": i, **json.loads(a[1])}
+            if not isinstance(a, BaseException)
+            else {"worker": i, "error": _describe(a)}
+            for i, a in enumerate(answers)
+        ]
+        ok = any("pools" in w for w in workers)
+        return (200 if ok else 502), {"workers": workers}
 
     async def ready(self) -> bool:
         answers = await self._all("GET", "/readyz")

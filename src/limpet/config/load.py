@@ -30,6 +30,7 @@ from limpet.config.model import (
 )
 from limpet.config.nodes import Ctx, mapping, typed
 from limpet.errors import ConfigError, UsageError
+from limpet.pool.rebalance import RebalanceRules
 
 T = TypeVar("T")
 
@@ -140,6 +141,13 @@ def _affinity(ctx: Ctx, node: yaml.Node, key: str) -> AffinitySpec:
     return spec
 
 
+def _rebalance(ctx: Ctx, node: yaml.Node, key: str) -> RebalanceRules:
+    """``rebalance: on`` (or off), or a mapping: enabled, bound, hold, rate, max-moving, ..."""
+    if isinstance(node, yaml.ScalarNode):
+        return RebalanceRules(enabled=typed(ctx, node, key, bool))
+    return _section(ctx, node, key, RebalanceRules, enabled=True)
+
+
 def _pool(ctx: Ctx, name: str, node: yaml.Node, key: str) -> PoolConfig:
     items = mapping(ctx, node, key)
     pool = PoolConfig(name=name)
@@ -192,9 +200,12 @@ def _pool(ctx: Ctx, name: str, node: yaml.Node, key: str) -> PoolConfig:
             pool = replace(pool, discovery=parse_discovery(ctx, vnode, sub))
         elif k == "tls-ca":
             pool = replace(pool, tls_ca=typed(ctx, vnode, sub, str))
+        elif k == "rebalance":
+            pool = replace(pool, rebalance=_rebalance(ctx, vnode, sub))
         else:
             raise ctx.error(
-                f"unknown key {k!r} (expected backends, affinity, health, discovery, tls-ca)",
+                f"unknown key {k!r} (expected backends, affinity, health, discovery, tls-ca, "
+                "rebalance)",
                 sub,
                 knode,
             )

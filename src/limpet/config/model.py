@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from limpet.affinity.spec import AffinitySpec
+from limpet.pool.rebalance import RebalanceRules
 
 ListenerMode = Literal["http", "tcp"]
 
@@ -101,6 +102,8 @@ class PoolConfig:
     #: PEM CA file that https:// backends' certificates are verified against (None: the
     #: system's trust store); ``tls-ca`` in the file, ``--backend-ca`` on the command line
     tls_ca: str | None = None
+    #: move live sessions off over-full backends (``pools.NAME.rebalance``; ``--rebalance``)
+    rebalance: RebalanceRules = field(default_factory=RebalanceRules)
 
 
 @dataclass(frozen=True, slots=True)

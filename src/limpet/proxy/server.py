@@ -19,11 +19,12 @@ from typing import Any
 from limpet.admin.metrics import ProxyMetrics
 from limpet.affinity.base import Pick, PickReason, RequestFacts
 from limpet.affinity.factory import build_policy
+from limpet.affinity.session_keys import for_policy
 from limpet.config.model import PoolConfig, ProxyConfig, RouteConfig
 from limpet.pool.health import HealthEvent, HealthRules
 from limpet.pool.model import BackendState, PoolSnapshot
 from limpet.pool.pool import Pool
-from limpet.proxy import accept, builds, discovery, goaway, tls
+from limpet.proxy import accept, builds, discovery, goaway, rebalance, tls
 from limpet.proxy.context import ProxyContext
 from limpet.proxy.upstream import UpstreamPool  # the type; builds.UpstreamPool the class
 from limpet.runtime import parse_hostport
@@ -56,6 +57,11 @@ class PoolRuntime:
             weights={b.id: b.weight for b in cfg.backends},
         )
         self.policy = build_policy(cfg.affinity, secret=secret, pool_name=cfg.name)
+        #: the session of a request, for the accounting and the rebalance (one hook per mode)
+        self.session_keys = for_policy(self.policy)
+        self.sessions = rebalance.Sessions(cfg.name, self.pool, cfg.rebalance, metrics)
+        self._ledger = self.pool.sessions
+        self._moving = self.sessions.moving
         #: one client context for the pool's https:// backends (built once: loading a CA is slow)
         self.backend_ssl = (
             tls.backend_context(cfg.tls_ca) if any(b.tls for b in cfg.backends) else None
@@ -93,11 +99,29 @@ class PoolRuntime:
         return snap
 
     def pick(self, facts: RequestFacts, exclude: set[str] | None = None) -> Pick:
-        pick = self.policy.pick(facts, self.snapshot(exclude))
-        if pick.backend is not None and pick.reason in _PINNING:
-            bid = pick.backend.id
-            self.pins[bid] = self.pins.get(bid, 0) + 1
-            self.metrics.pins.labels(self.name, bid).inc()
+        snapshot = self.snapshot(exclude)
+        pick = self.policy.pick(facts, snapshot)
+        backend = pick.backend
+        if backend is None:
+            return pick
+        if pick.reason in _PINNING:
+            return self._pinned(pick, facts)
+        key = self.session_keys.key(facts, pick)
+        if key is not None:
+            if key in self._moving:  # moved by the rebalance: this request repins it
+                pick = self.session_keys.moved(facts, pick, snapshot)
+                return self._pinned(pick, facts) if pick.reason in _PINNING else pick
+            self._ledger.touch(backend.id, key, facts.now)
+        return pick
+
+    def _pinned(self, pick: Pick, facts: RequestFacts) -> Pick:
+        """A session placed afresh: counted as a pin, and in the ledger until its key shows."""
+        assert pick.backend is not None
+        bid = pick.backend.id
+        self.pins[bid] = self.pins.get(bid, 0) + 1
+        self.metrics.pins.labels(self.name, bid).inc()
+        if self.session_keys.new(pick):
+            self._ledger.placed(bid, facts.now)
         return pick
 
     def passive(self, backend_id: str, event: HealthEvent) -> None:
@@ -145,9 +169,13 @@ class PoolRuntime:
             self.metrics.backend_healthy.labels(self.name, b.id).set(1 if b.takes_new else 0)
 
     def open_gauge(self, backend_id: str) -> Any:
-        """The backend's open-exchanges gauge, read from ``self.open`` at scrape time."""
+        """The backend's open-exchanges gauge, read from ``self.open`` at scrape time (and
+        its sessions gauge, from the ledger)."""
         gauge = self.metrics.backend_open.labels(self.name, backend_id)
         gauge.set_function(lambda: self.open.get(backend_id, 0))
+        counts = self.pool.sessions.counts
+        sessions = self.metrics.backend_sessions.labels(self.name, backend_id)
+        sessions.set_function(lambda: counts.get(backend_id, 0))
         return gauge
 
     def join(self, backend_id: str, address: str) -> UpstreamPool | None:
@@ -184,6 +212,8 @@ class PoolRuntime:
         counts = self.response_counts
         n = counts.get(key, 0)
         counts[key] = n + 1
+        if not n:
+            self.sessions.answered.add(backend_id)  # seen up, for the rebalance
         if not n and self.passive_enabled:
             # the first answer of its kind: the backend listens (even a 5xx says so), so
             # passive failures may eject it from now on (one branch, once per status class)
@@ -206,11 +236,14 @@ class PoolRuntime:
                     "seen_up": self._seen_up(b.id),
                     "open": self.open.get(b.id, 0),
                     "sessions_pinned": self.pins.get(b.id, 0),
+                    "sessions": self.pool.sessions.count(b.id),
                     "idle_upstream_connections": len(getattr(self.upstreams.get(b.id), "idle", ())),
                 }
                 for b in self.pool.views()
             ],
             "panic": self.pool.snapshot().panic,
+            "balance": self.cfg.affinity.balancer,
+            "rebalance": self.sessions.status(),
             **({"discovery": discovery.status(self.discovery_info)} if self.discovery_info else {}),
         }
 
@@ -327,6 +360,8 @@ class ProxyServer:
         discovery.start(
             self.pools.values(), self.spawn
         )  # DNS / EndpointSlice pools follow their discovery
+        # session counts age, and over-full pools rebalance, once a second
+        self.spawn(rebalance.run(lambda: self.pools.values()))
         for listener in self.config.listeners:
             host, port = parse_hostport(listener.address)
             factory: Any

@@ -1,0 +1,202 @@
+"""SANS-IO: the rebalance planner: which live sessions to move off over-full backends, and when.
+
+Sticky sessions stay where they were placed, so after a scale-up the new backends get only new
+sessions and the old ones stay hot for hours. The planner looks at the pool's sessions (facts
+from limpet.pool.sessions) and answers with moves (session key, backend, reason); the I/O side
+carries them out (a WebSocket closed with 1012, a polling session repinned at its next request).
+
+The rules, each a test in tests/unit/pool/test_rebalance.py:
+
+- **spread**: a backend's *share* is the pool's sessions times its weight over the weights of
+  the backends that take new sessions (HEALTHY). The spread is the largest sessions/share.
+  Nothing moves while it is within ``bound`` (1.25: the fullest holds at most 1.25x its share).
+- **hold**: the spread must stay past the bound for ``hold`` seconds (a burst of new sessions
+  evens out by itself; an admin call, ``force``, skips the wait).
+- **rate**: at most ``rate`` moves per second per pool (a token bucket holding one second's
+  worth), and at most ``max_moving`` of the pool's sessions in flight at once (a move is in
+  flight for ``settle`` seconds: the time its client takes to come back).
+- **target**: an over-full backend gives up sessions down to its share (rounded up), so a
+  rebalance ends even, not merely under the bound.
+- **order**: the longest-idle sessions first (the ones a move disturbs least).
+- **never**: off a DRAINING backend (the drain already moves its sessions, at its own pace),
+  off an EJECTED one (its sessions are lost anyway), while the pool is in panic, or while a
+  backend that takes new sessions was never seen up (it may be about to fail: sessions moved
+  there would move twice).
+
+``Planner`` keeps the little state the rules need (since when over, the bucket, the moves in
+flight); ``plan`` is otherwise a function of its arguments.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from limpet.pool.model import BackendState
+from limpet.pool.sessions import SessionFact
+
+#: why a session moved: the automatic rebalance, an admin call (POST /rebalance)
+MoveReason = Literal["spread", "admin"]
+#: why nothing moved (None: the spread is within the bound, or moves were made)
+Blocked = Literal["disabled", "panic", "unseen", "few", "holding", "rate", "in-flight"]
+
+
+@dataclass(frozen=True, slots=True)
+class RebalanceRules:
+    """Per pool: config ``pools.NAME.rebalance``, ``--rebalance`` for every pool."""
+
+    enabled: bool = False
+    bound: float = 1.25  # the fullest backend may hold this multiple of its weighted share
+    hold: float = 10.0  # seconds past the bound before anything moves
+    rate: float = 20.0  # moves per second, per pool
+    max_moving: float = 0.1  # fraction of the pool's sessions that may be in flight at once
+    settle: float = 5.0  # seconds a move counts as in flight
+    min_sessions: int = 4  # fewer sessions than this in the pool: nothing to even out
+
+    def __post_init__(self) -> None:
+        if not self.bound >= 1.0:
+            raise ValueError("rebalance bound must be >= 1.0 (1.25: 25 % over the share)")
+        if not self.rate > 0:
+            raise ValueError("rebalance rate must be > 0 sessions per second")
+        if not 0 < self.max_moving <= 1:
+            raise ValueError("rebalance max-moving must be a fraction in (0, 1]")
+        if self.hold < 0 or self.settle < 0 or self.min_sessions < 0:
+            raise ValueError("rebalance hold, settle and min-sessions must be >= 0")
+
+
+@dataclass(frozen=True, slots=True)
+class BackendFacts:
+    """One backend as the planner sees it."""
+
+    id: str
+    state: BackendState
+    weight: int = 1
+    seen_up: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    key: str
+    backend: str
+    tunnel: bool
+    reason: MoveReason
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    moves: tuple[Move, ...]
+    spread: float  # sessions/share of the fullest backend taking new sessions (1.0: even)
+    blocked: Blocked | None = None
+    #: backend id -> its share (sessions it would hold if the pool were even)
+    shares: tuple[tuple[str, float], ...] = ()
+
+
+def spread_of(counts: dict[str, int], weights: dict[str, int]) -> tuple[float, dict[str, float]]:
+    """(the largest sessions/share, the shares) over the backends in ``weights``."""
+    total = sum(counts.get(b, 0) for b in weights)
+    wsum = sum(weights.values())
+    if total == 0 or wsum == 0:
+        return 1.0, dict.fromkeys(weights, 0.0)
+    shares = {b: total * w / wsum for b, w in weights.items()}
+    spread = max((counts.get(b, 0) / s for b, s in shares.items() if s > 0), default=1.0)
+    return spread, shares
+
+
+class Planner:
+    """The rebalance of one pool (see the module docstring)."""
+
+    def __init__(self, rules: RebalanceRules) -> None:
+        self.rules = rules
+        self.over_since: float | None = None
+        self._tokens = rules.rate
+        self._last: float | None = None
+        self._in_flight: deque[float] = deque()  # when each move in flight was made
+
+    def __repr__(self) -> str:
+        return f"Planner(over_since={self.over_since}, in_flight={len(self._in_flight)})"
+
+    def in_flight(self, now: float) -> int:
+        flight = self._in_flight
+        while flight and flight[0] + self.rules.settle <= now:
+            flight.popleft()
+        return len(flight)
+
+    def _refill(self, now: float) -> None:
+        rate = self.rules.rate
+        if self._last is not None:
+            self._tokens = min(max(rate, 1.0), self._tokens + (now - self._last) * rate)
+        self._last = now
+
+    def plan(
+        self,
+        backends: Sequence[BackendFacts],
+        sessions: Iterable[SessionFact],
+        *,
+        now: float,
+        panic: bool = False,
+        force: bool = False,
+    ) -> Plan:
+        """The moves to make at ``now`` (``force``: an admin call, no hold time, even when
+        the rebalance is not enabled for the pool)."""
+        rules = self.rules
+        self._refill(now)
+        weights = {
+            b.id: b.weight for b in backends if b.state is BackendState.HEALTHY and b.weight > 0
+        }
+        by_backend: dict[str, list[SessionFact]] = {b: [] for b in weights}
+        for s in sessions:
+            group = by_backend.get(s.backend)
+            if group is not None:
+                group.append(s)
+        counts = {b: len(group) for b, group in by_backend.items()}
+        spread, shares = spread_of(counts, weights)
+        shares_out = tuple(sorted(shares.items()))
+
+        def blocked(why: Blocked) -> Plan:
+            return Plan((), spread, why, shares_out)
+
+        if spread <= rules.bound:
+            self.over_since = None
+            return Plan((), spread, None, shares_out)
+        if self.over_since is None:
+            self.over_since = now
+        if not rules.enabled and not force:
+            return blocked("disabled")
+        if panic:
+            return blocked("panic")
+        if any(b.state is not BackendState.EJECTED and not b.seen_up for b in backends):
+            return blocked("unseen")
+        total = sum(counts.values())
+        if total < rules.min_sessions or len(weights) < 2:
+            return blocked("few")
+        if not force and now - self.over_since < rules.hold:
+            return blocked("holding")
+        room = max(1, math.floor(rules.max_moving * total)) - self.in_flight(now)
+        if room <= 0:
+            return blocked("in-flight")
+        allowed = min(room, math.floor(self._tokens))
+        if allowed <= 0:
+            return blocked("rate")
+        # what each over-full backend gives up: down to its share, rounded up
+        excess = {b: counts[b] - math.ceil(shares[b]) for b in weights}
+        queues = {
+            b: sorted(by_backend[b], key=lambda s: (-s.idle, s.key))
+            for b, n in excess.items()
+            if n > 0
+        }
+        moves: list[Move] = []
+        reason: MoveReason = "admin" if force else "spread"
+        while len(moves) < allowed and queues:
+            # the backend furthest over its share gives up its longest-idle session
+            b = max(queues, key=lambda k: ((excess[k]) / max(shares[k], 1e-9), k))
+            s = queues[b].pop(0)
+            moves.append(Move(s.key, b, s.tunnel, reason))
+            excess[b] -= 1
+            if excess[b] <= 0 or not queues[b]:
+                del queues[b]
+        self._tokens -= len(moves)
+        self._in_flight.extend([now] * len(moves))
+        return Plan(tuple(moves), spread, None, shares_out)
