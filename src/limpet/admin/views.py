@@ -204,7 +204,7 @@ def merge_status(workers: list[dict[str, Any]]) -> dict[str, Any]:
                     merged["backends"].append(seen)
                     continue
                 seen["states"].append(backend["state"])
-                for key in ("open", "sessions_pinned", "idle_upstream_connections"):
+                for key in ("open", "sessions_pinned", "sessions", "idle_upstream_connections"):
                     seen[key] = seen.get(key, 0) + backend.get(key, 0)
                 seen["seen_up"] = seen.get("seen_up", False) or backend.get("seen_up", False)
     for merged in pools.values():

@@ -41,23 +41,33 @@ def _get(url: str) -> Any:
 class Rig:
     """Four hub replicas (two in the proxy's config at first) and the proxy."""
 
-    def __init__(self, procs: Procs, broker: str, *, rebalance: bool) -> None:
+    def __init__(
+        self,
+        procs: Procs,
+        broker: str,
+        *,
+        rebalance: bool,
+        replicas: int = 2,
+        hubs: int = 4,
+        max_moving: float = 0.25,
+    ) -> None:
         self.procs = procs
-        self.hub_ports = [free_port() for _ in range(4)]
-        hubs = [
+        self.max_moving = max_moving
+        self.hub_ports = [free_port() for _ in range(hubs)]
+        started = [
             procs.limpet(
                 "hub", "--listen", f"127.0.0.1:{port}", "--broker", broker, "--name", f"h{i}"
             )
             for i, port in enumerate(self.hub_ports)
         ]
-        for port, proc in zip(self.hub_ports, hubs, strict=True):
+        for port, proc in zip(self.hub_ports, started, strict=True):
             wait_listening("127.0.0.1", port, proc=proc, timeout=30)
         self.port, self.admin_port = free_port(), free_port()
         self.config = procs.tmp / "proxy.yaml"
         self.token_file = procs.tmp / "token"
         self.token_file.write_text(TOKEN + "\n")
         self.rebalance = rebalance
-        self.write_config(2)
+        self.write_config(replicas)
         self.proxy = procs.limpet(
             "proxy", "--config", str(self.config), wait_for=("127.0.0.1", self.port), timeout=30
         )
@@ -73,9 +83,8 @@ class Rig:
             for i in range(replicas)
         )
         rebalance = (
-            "{enabled: true, hold: 1, rate: 20, max-moving: 0.25, settle: 2}"
-            if self.rebalance
-            else "off"
+            f"{{enabled: {str(self.rebalance).lower()}, hold: 1, rate: 20,"
+            f" max-moving: {self.max_moving}, settle: 2}}"
         )
         self.config.write_text(
             f"listeners: ['127.0.0.1:{self.port}']\n"
