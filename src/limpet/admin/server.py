@@ -176,6 +176,12 @@ def build_admin_app(view: Any, *, token: str | None, front: bool = True) -> Any:
         code, body = await view.reload()
         return web.json_response(body, status=code)
 
+    async def canary(request: web.Request) -> web.Response:
+        code, body = await view.canary(request.query.get("pool"), request.query.get("weight"))
+        if code == 200:
+            log.warning("admin: canary %s (from %s)", body.get("weights"), request.remote)
+        return web.json_response(body, status=code)
+
     async def rebalance(request: web.Request) -> web.Response:
         code, body = await view.rebalance(request.query.get("pool"))
         if code == 200:
@@ -190,6 +196,7 @@ def build_admin_app(view: Any, *, token: str | None, front: bool = True) -> Any:
     app.router.add_get("/status", status)
     app.router.add_post("/reload", reload)
     app.router.add_post("/rebalance", rebalance)
+    app.router.add_post("/canary", canary)
     for method in ("POST", "PUT"):
         app.router.add_route(method, "/backends/{backend}/drain", drain_handler(True))
         app.router.add_route(method, "/backends/{backend}/undrain", drain_handler(False))

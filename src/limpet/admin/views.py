@@ -85,6 +85,18 @@ class LocalView:
             }
         return 200, {"pools": pools}
 
+    async def canary(self, pool: str | None, weight: str | None) -> tuple[int, dict[str, Any]]:
+        """``POST /canary?pool=NAME&weight=PERCENT``: 0 rolls back, 100 promotes."""
+        runtime = self.server.pools.get(pool or "")
+        if runtime is None:
+            return 404, {"error": f"no pool {pool!r}"}
+        try:
+            runtime.set_canary(int(weight or ""))
+        except ValueError as exc:
+            message = str(exc) if weight and weight.isdigit() else "weight: a percent, 0 to 100"
+            return 400, {"error": message}
+        return 200, {"pool": runtime.name, "weights": runtime.status()["canary"]["weights"]}
+
     async def ready(self) -> bool:
         return not self.server.stopping and all(
             runtime.pool.snapshot().eligible() for runtime in self.server.pools.values()
@@ -174,6 +186,21 @@ class WorkersView:
         ]
         ok = any("pools" in w for w in workers)
         return (200 if ok else 502), {"workers": workers}
+
+    async def canary(self, pool: str | None, weight: str | None) -> tuple[int, dict[str, Any]]:
+        """Every worker splits its own new sessions: each is told."""
+        from urllib.parse import urlencode
+
+        query = urlencode({"pool": pool or "", "weight": weight or ""})
+        answers = await self._all("POST", f"/canary?{query}")
+        first = answers[0]
+        if isinstance(first, BaseException):
+            return 502, {"error": _describe(first)}
+        body: dict[str, Any] = json.loads(first[1])
+        body["workers"] = sum(
+            1 for a in answers if not isinstance(a, BaseException) and a[0] == 200
+        )
+        return first[0], body
 
     async def ready(self) -> bool:
         answers = await self._all("GET", "/readyz")

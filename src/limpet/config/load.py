@@ -169,7 +169,7 @@ def _pool(ctx: Ctx, name: str, node: yaml.Node, key: str) -> PoolConfig:
                 b = mapping(ctx, bnode, bkey)
                 if "url" not in b and "address" not in b:
                     raise ctx.error("a backend needs url (or address)", bkey, bnode)
-                unknown = set(b) - {"url", "address", "id", "name", "weight"}
+                unknown = set(b) - {"url", "address", "id", "name", "weight", "group"}
                 if unknown:
                     u = sorted(unknown)[0]
                     raise ctx.error(f"unknown key {u!r}", f"{bkey}.{u}", b[u][0])
@@ -181,8 +181,15 @@ def _pool(ctx: Ctx, name: str, node: yaml.Node, key: str) -> PoolConfig:
                 weight = typed(ctx, b["weight"][1], f"{bkey}.weight", int) if "weight" in b else 1
                 if not 1 <= weight <= 1000:
                     raise ctx.error("weight must be 1 to 1000", f"{bkey}.weight", b["weight"][1])
+                group = typed(ctx, b["group"][1], f"{bkey}.group", str) if "group" in b else None
+                if group not in (None, "stable", "canary"):
+                    raise ctx.error(
+                        "group must be stable or canary", f"{bkey}.group", b["group"][1]
+                    )
                 backends.append(
-                    BackendConfig(bid or backend_id_for(address), address, weight, is_tls_url(url))
+                    BackendConfig(
+                        bid or backend_id_for(address), address, weight, is_tls_url(url), group
+                    )
                 )
             seen: set[str] = set()
             for i, (backend, bnode) in enumerate(zip(backends, vnode.value, strict=True)):
@@ -202,13 +209,30 @@ def _pool(ctx: Ctx, name: str, node: yaml.Node, key: str) -> PoolConfig:
             pool = replace(pool, tls_ca=typed(ctx, vnode, sub, str))
         elif k == "rebalance":
             pool = replace(pool, rebalance=_rebalance(ctx, vnode, sub))
+        elif k == "canary":
+            percent = typed(ctx, vnode, sub, int)
+            if not 0 <= percent <= 100:
+                raise ctx.error("canary is a percent of new sessions: 0 to 100", sub, vnode)
+            pool = replace(pool, canary=percent)
         else:
             raise ctx.error(
                 f"unknown key {k!r} (expected backends, affinity, health, discovery, tls-ca, "
-                "rebalance)",
+                "rebalance, canary)",
                 sub,
                 knode,
             )
+    has_canary = any(b.group == "canary" for b in pool.backends)
+    if has_canary and pool.canary is None:
+        raise ctx.error("backends in group canary need the pool's canary: PERCENT", key, node)
+    if pool.canary is not None and not has_canary:
+        raise ctx.error("canary: PERCENT needs backends with group: canary", key, node)
+    if pool.canary is not None and pool.affinity.mode not in ("none", "cookie", "engineio"):
+        raise ctx.error(
+            "canary groups split new sessions of affinity none, cookie or engineio "
+            f"(not {pool.affinity.flag()}, whose keys pick the backend)",
+            key,
+            node,
+        )
     if pool.backends and pool.discovery.kind != "static":
         raise ctx.error("a pool takes backends or a discovery, not both", key, node)
     if pool.health.rise < 1 or pool.health.fall < 1 or pool.health.passive_failures < 1:

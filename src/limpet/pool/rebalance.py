@@ -18,6 +18,9 @@ The rules, each a test in tests/unit/pool/test_rebalance.py:
 - **target**: an over-full backend gives up sessions down to its share (rounded up), so a
   rebalance ends even, not merely under the bound.
 - **order**: the longest-idle sessions first (the ones a move disturbs least).
+- **groups**: a canary group (limpet.balancing.groups) set to weight 0 (a rollback; a
+  promotion sets the stable group to 0) has all its sessions moved, at the same rate, with
+  no bound and no hold (the operator decided); the others' shares follow the group weights.
 - **never**: off a DRAINING backend (the drain already moves its sessions, at its own pace),
   off an EJECTED one (its sessions are lost anyway), while the pool is in panic, or while a
   backend that takes new sessions was never seen up (it may be about to fail: sessions moved
@@ -38,8 +41,9 @@ from typing import Literal
 from limpet.pool.model import BackendState
 from limpet.pool.sessions import SessionFact
 
-#: why a session moved: the automatic rebalance, an admin call (POST /rebalance)
-MoveReason = Literal["spread", "admin"]
+#: why a session moved: the automatic rebalance, an admin call (POST /rebalance), its group
+#: set to weight 0 (a canary rolled back, a stable group replaced by a promoted canary)
+MoveReason = Literal["spread", "admin", "rollback", "promote"]
 #: why nothing moved (None: the spread is within the bound, or moves were made)
 Blocked = Literal["disabled", "panic", "unseen", "few", "holding", "rate", "in-flight"]
 
@@ -73,8 +77,10 @@ class BackendFacts:
 
     id: str
     state: BackendState
-    weight: int = 1
+    weight: float = 1  # its share of new sessions (a canary group's split included)
     seen_up: bool = True
+    #: its group was set to weight 0: every session moves (at the rate), bound or not
+    evacuate: MoveReason | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +100,7 @@ class Plan:
     shares: tuple[tuple[str, float], ...] = ()
 
 
-def spread_of(counts: dict[str, int], weights: dict[str, int]) -> tuple[float, dict[str, float]]:
+def spread_of(counts: dict[str, int], weights: dict[str, float]) -> tuple[float, dict[str, float]]:
     """(the largest sessions/share, the shares) over the backends in ``weights``."""
     total = sum(counts.get(b, 0) for b in weights)
     wsum = sum(weights.values())
@@ -143,60 +149,87 @@ class Planner:
         the rebalance is not enabled for the pool)."""
         rules = self.rules
         self._refill(now)
-        weights = {
-            b.id: b.weight for b in backends if b.state is BackendState.HEALTHY and b.weight > 0
-        }
-        by_backend: dict[str, list[SessionFact]] = {b: [] for b in weights}
+        healthy = [b for b in backends if b.state is BackendState.HEALTHY]
+        weights = {b.id: b.weight for b in healthy if b.weight > 0 and b.evacuate is None}
+        evacuate = {b.id: b.evacuate for b in healthy if b.evacuate is not None}
+        by_backend: dict[str, list[SessionFact]] = {b: [] for b in (*weights, *evacuate)}
         for s in sessions:
             group = by_backend.get(s.backend)
             if group is not None:
                 group.append(s)
-        counts = {b: len(group) for b, group in by_backend.items()}
+        counts = {b: len(group) for b, group in by_backend.items() if b in weights}
         spread, shares = spread_of(counts, weights)
         shares_out = tuple(sorted(shares.items()))
+        leaving = sum(len(by_backend[b]) for b in evacuate)
 
         def blocked(why: Blocked) -> Plan:
             return Plan((), spread, why, shares_out)
 
-        if spread <= rules.bound:
+        over = spread > rules.bound
+        if not over:
             self.over_since = None
-            return Plan((), spread, None, shares_out)
-        if self.over_since is None:
+        elif self.over_since is None:
             self.over_since = now
-        if not rules.enabled and not force:
+        if not over and not leaving:
+            return Plan((), spread, None, shares_out)
+        if not rules.enabled and not force and not leaving:
             return blocked("disabled")
         if panic:
             return blocked("panic")
         if any(b.state is not BackendState.EJECTED and not b.seen_up for b in backends):
             return blocked("unseen")
-        total = sum(counts.values())
-        if total < rules.min_sessions or len(weights) < 2:
-            return blocked("few")
-        if not force and now - self.over_since < rules.hold:
-            return blocked("holding")
+        if not weights:
+            return blocked("few")  # nowhere to move to
+        total = sum(counts.values()) + leaving
         room = max(1, math.floor(rules.max_moving * total)) - self.in_flight(now)
         if room <= 0:
             return blocked("in-flight")
         allowed = min(room, math.floor(self._tokens))
         if allowed <= 0:
             return blocked("rate")
+        moves: list[Move] = []
+        # a group set to weight 0 (rollback, promotion) empties first, longest idle first
+        for b, reason in sorted(evacuate.items()):
+            for s in sorted(by_backend[b], key=_idle_first)[: allowed - len(moves)]:
+                moves.append(Move(s.key, b, s.tunnel, reason))
+        spreading = (rules.enabled or force) and over
+        if spreading and (total - leaving < rules.min_sessions or len(weights) < 2):
+            spreading = False
+        if spreading and not force and now - self.over_since < rules.hold:  # type: ignore[operator]
+            if not moves:
+                return blocked("holding")
+            spreading = False
+        if spreading:
+            moves.extend(self._spread(by_backend, counts, shares, allowed - len(moves), force))
+        elif not moves:
+            return blocked("few")
+        self._tokens -= len(moves)
+        self._in_flight.extend([now] * len(moves))
+        return Plan(tuple(moves), spread, None, shares_out)
+
+    @staticmethod
+    def _spread(
+        by_backend: dict[str, list[SessionFact]],
+        counts: dict[str, int],
+        shares: dict[str, float],
+        allowed: int,
+        force: bool,
+    ) -> list[Move]:
         # what each over-full backend gives up: down to its share, rounded up
-        excess = {b: counts[b] - math.ceil(shares[b]) for b in weights}
-        queues = {
-            b: sorted(by_backend[b], key=lambda s: (-s.idle, s.key))
-            for b, n in excess.items()
-            if n > 0
-        }
+        excess = {b: counts[b] - math.ceil(shares[b]) for b in counts}
+        queues = {b: sorted(by_backend[b], key=_idle_first) for b, n in excess.items() if n > 0}
         moves: list[Move] = []
         reason: MoveReason = "admin" if force else "spread"
         while len(moves) < allowed and queues:
             # the backend furthest over its share gives up its longest-idle session
-            b = max(queues, key=lambda k: ((excess[k]) / max(shares[k], 1e-9), k))
+            b = max(queues, key=lambda k: (excess[k] / max(shares[k], 1e-9), k))
             s = queues[b].pop(0)
             moves.append(Move(s.key, b, s.tunnel, reason))
             excess[b] -= 1
             if excess[b] <= 0 or not queues[b]:
                 del queues[b]
-        self._tokens -= len(moves)
-        self._in_flight.extend([now] * len(moves))
-        return Plan(tuple(moves), spread, None, shares_out)
+        return moves
+
+
+def _idle_first(s: SessionFact) -> tuple[float, str]:
+    return (-s.idle, s.key)

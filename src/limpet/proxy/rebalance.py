@@ -28,7 +28,8 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from limpet.pool.rebalance import BackendFacts, Plan, Planner, RebalanceRules
+from limpet.balancing.groups import CANARY, GroupSplit
+from limpet.pool.rebalance import BackendFacts, MoveReason, Plan, Planner, RebalanceRules
 from limpet.pool.sessions import SessionLedger
 
 if TYPE_CHECKING:
@@ -56,9 +57,16 @@ class Sessions:
     """One pool's tunnels, moving keys, planner and counters."""
 
     def __init__(
-        self, pool_name: str, pool: Pool, rules: RebalanceRules, metrics: ProxyMetrics
+        self,
+        pool_name: str,
+        pool: Pool,
+        rules: RebalanceRules,
+        metrics: ProxyMetrics,
+        *,
+        groups: GroupSplit | None = None,
     ) -> None:
         self.pool_name = pool_name
+        self.groups = groups
         self.pool = pool
         self.ledger: SessionLedger = pool.sessions
         self.rules = rules
@@ -123,10 +131,22 @@ class Sessions:
 
     def facts(self, seen_up: Iterable[tuple[str, bool]]) -> list[BackendFacts]:
         up = dict(seen_up)
-        return [
-            BackendFacts(b.id, b.state, b.weight, up.get(b.id, False) or b.id in self.answered)
-            for b in self.pool.views()
-        ]
+        views = self.pool.views()
+        groups = self.groups
+        weights: dict[str, float] = {b.id: b.weight for b in views}
+        leaving: frozenset[str] = frozenset()
+        if groups is not None:  # shares follow the group weights; a group at 0 empties
+            weights = groups.effective_weights(views)
+            leaving = groups.evacuating()
+        out = []
+        for b in views:
+            group = groups.group_of(b.id) if groups is not None else None
+            evacuate: MoveReason | None = None
+            if group in leaving:
+                evacuate = "rollback" if group == CANARY else "promote"
+            seen = up.get(b.id, False) or b.id in self.answered
+            out.append(BackendFacts(b.id, b.state, weights[b.id], seen, evacuate))
+        return out
 
     def tick(self, now: float, *, force: bool = False) -> Plan:
         self.sweep(now)

@@ -20,7 +20,10 @@ from limpet.admin.metrics import ProxyMetrics
 from limpet.affinity.base import Pick, PickReason, RequestFacts
 from limpet.affinity.factory import build_policy
 from limpet.affinity.session_keys import for_policy
+from limpet.balancing.groups import CANARY, STABLE, GroupSplit
+from limpet.balancing.groups import wrap as wrap_groups
 from limpet.config.model import PoolConfig, ProxyConfig, RouteConfig
+from limpet.errors import ConfigError
 from limpet.pool.health import HealthEvent, HealthRules
 from limpet.pool.model import BackendState, PoolSnapshot
 from limpet.pool.pool import Pool
@@ -59,7 +62,11 @@ class PoolRuntime:
         self.policy = build_policy(cfg.affinity, secret=secret, pool_name=cfg.name)
         #: the session of a request, for the accounting and the rebalance (one hook per mode)
         self.session_keys = for_policy(self.policy)
-        self.sessions = rebalance.Sessions(cfg.name, self.pool, cfg.rebalance, metrics)
+        #: canary groups: new sessions split between stable and canary by weight
+        self.groups = canary_groups(cfg, self.policy)
+        self.sessions = rebalance.Sessions(
+            cfg.name, self.pool, cfg.rebalance, metrics, groups=self.groups
+        )
         self._ledger = self.pool.sessions
         self._moving = self.sessions.moving
         #: one client context for the pool's https:// backends (built once: loading a CA is slow)
@@ -123,6 +130,15 @@ class PoolRuntime:
         if self.session_keys.new(pick):
             self._ledger.placed(bid, facts.now)
         return pick
+
+    def set_canary(self, percent: int) -> None:
+        """Promote (100), roll back (0) or reweigh the canary: new sessions follow at once;
+        the sessions of a group set to 0 move at the rebalance rate (limpet.pool.rebalance)."""
+        if self.groups is None:
+            raise ValueError(f"pool {self.name!r} has no canary group")
+        if not 0 <= percent <= 100:
+            raise ValueError("canary weight is a percent: 0 to 100")
+        self.groups.set_weights({STABLE: 100 - percent, CANARY: percent})
 
     def passive(self, backend_id: str, event: HealthEvent) -> None:
         if not self.passive_enabled:
@@ -237,6 +253,7 @@ class PoolRuntime:
                     "open": self.open.get(b.id, 0),
                     "sessions_pinned": self.pins.get(b.id, 0),
                     "sessions": self.pool.sessions.count(b.id),
+                    **({"group": self.groups.group_of(b.id)} if self.groups else {}),
                     "idle_upstream_connections": len(getattr(self.upstreams.get(b.id), "idle", ())),
                 }
                 for b in self.pool.views()
@@ -244,8 +261,20 @@ class PoolRuntime:
             "panic": self.pool.snapshot().panic,
             "balance": self.cfg.affinity.balancer,
             "rebalance": self.sessions.status(),
+            **({"canary": {"weights": dict(self.groups.weights)}} if self.groups else {}),
             **({"discovery": discovery.status(self.discovery_info)} if self.discovery_info else {}),
         }
+
+
+def canary_groups(cfg: PoolConfig, policy: Any) -> GroupSplit | None:
+    """The pool's ``GroupSplit`` when it has a canary group (config ``canary`` + ``group``)."""
+    if cfg.canary is None:
+        return None
+    members = {b.id: b.group or STABLE for b in cfg.backends}
+    try:
+        return wrap_groups(policy, members, {STABLE: 100 - cfg.canary, CANARY: cfg.canary})
+    except ValueError as exc:
+        raise ConfigError(str(exc), key=f"pools.{cfg.name}.canary") from None
 
 
 class ResponsesCollector:
