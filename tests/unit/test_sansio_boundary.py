@@ -22,6 +22,7 @@ CORE_PACKAGES = [
     "limpet.admin.guard",
     "limpet.client.core",
     "limpet.hub.brokers.urls",
+    "limpet.tools.spread",
 ]
 BLOCKED = [
     "asyncio",
