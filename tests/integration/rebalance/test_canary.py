@@ -11,12 +11,11 @@ two stable, one canary, the canary at 10 %.
 from __future__ import annotations
 
 import http.client
-import json
 import time
-import urllib.request
 from collections import Counter
 from typing import Any
 
+from tests.support.admin import admin_get, admin_post
 from tests.support.procs import Procs, free_port, wait_listening
 
 SESSIONS = 100
@@ -56,8 +55,7 @@ class Rig:
             time.sleep(0.1)
 
     def status(self) -> dict[str, Any]:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}/status", timeout=5) as r:
-            pool: dict[str, Any] = json.loads(r.read())["pools"][0]
+        pool: dict[str, Any] = admin_get(self.admin_port, "/status")["pools"][0]
         return pool
 
     def get(self, cookie: str | None = None) -> tuple[int, str, str | None]:
@@ -74,17 +72,7 @@ class Rig:
             conn.close()
 
     def canary(self, weight: int) -> tuple[int, dict[str, Any]]:
-        req = urllib.request.Request(
-            f"http://127.0.0.1:{self.admin_port}/canary?pool=web&weight={weight}",
-            method="POST",
-            data=b"",
-            headers={"Authorization": f"Bearer {TOKEN}"},
-        )
-        try:
-            with urllib.request.urlopen(req, timeout=5) as r:
-                return r.status, json.loads(r.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read())
+        return admin_post(self.admin_port, f"/canary?pool=web&weight={weight}", TOKEN)
 
 
 def new_sessions(rig: Rig, n: int) -> list[tuple[str, str]]:

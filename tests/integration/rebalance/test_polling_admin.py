@@ -11,32 +11,17 @@ through `limpet proxy --affinity engineio` to one `limpet hub`; a SIGHUP adds a 
 from __future__ import annotations
 
 import asyncio
-import json
 import urllib.request
 import uuid
-from typing import Any
 
 import socketio
 
 from tests.conftest import BrokerServer
 from tests.integration.rebalance.test_scale_up import TOKEN, Rig, eventually
+from tests.support.admin import admin_post
 from tests.support.procs import Procs
 
 CLIENTS = 8
-
-
-def admin_post(rig: Rig, path: str) -> tuple[int, dict[str, Any]]:
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{rig.admin_port}{path}",
-        method="POST",
-        data=b"",
-        headers={"Authorization": f"Bearer {TOKEN}"},
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=5) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
 
 
 def metrics(rig: Rig) -> str:
@@ -90,7 +75,9 @@ async def test_polling_sessions_move_on_an_admin_rebalance(
         assert (await asyncio.to_thread(rig.clients_per_hub))[1] == 0
         assert rig.status()["rebalance"]["blocked"] == "disabled"
 
-        code, body = await asyncio.to_thread(admin_post, rig, "/rebalance?pool=hubs")
+        code, body = await asyncio.to_thread(
+            admin_post, rig.admin_port, "/rebalance?pool=hubs", TOKEN
+        )
         assert code == 200, body
         assert body["pools"]["hubs"]["moved"] == CLIENTS // 2, body
         await eventually(
@@ -108,7 +95,9 @@ async def test_polling_sessions_move_on_an_admin_rebalance(
         assert 'limpet_backend_sessions{backend="h1",pool="hubs"}' in await asyncio.to_thread(
             metrics, rig
         )
-        code, body = await asyncio.to_thread(admin_post, rig, "/rebalance?pool=nope")
+        code, body = await asyncio.to_thread(
+            admin_post, rig.admin_port, "/rebalance?pool=nope", TOKEN
+        )
         assert code == 404 and "nope" in body["error"]
     finally:
         stop.set()
