@@ -17,9 +17,9 @@ import uuid
 import socketio
 
 from tests.conftest import BrokerServer
-from tests.integration.rebalance.test_scale_up import TOKEN, Rig, eventually
 from tests.support.admin import admin_post
 from tests.support.procs import Procs
+from tests.support.scaling import TOKEN, Rig, eventually
 
 CLIENTS = 8
 
