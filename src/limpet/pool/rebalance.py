@@ -33,8 +33,8 @@ flight); ``plan`` is otherwise a function of its arguments.
 from __future__ import annotations
 
 import math
-from collections import deque
-from collections.abc import Iterable, Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -139,28 +139,33 @@ class Planner:
     def plan(
         self,
         backends: Sequence[BackendFacts],
-        sessions: Iterable[SessionFact],
+        sessions: Iterable[SessionFact] | Callable[[], Iterable[SessionFact]],
         *,
         now: float,
         panic: bool = False,
         force: bool = False,
+        counts: Mapping[str, int] | None = None,
     ) -> Plan:
         """The moves to make at ``now`` (``force``: an admin call, no hold time, even when
-        the rebalance is not enabled for the pool)."""
+        the rebalance is not enabled for the pool).
+
+        ``counts`` (backend -> sessions, the ledger's live figures) decide whether anything
+        moves; ``sessions`` (or a function that lists them) is read only when something does,
+        to choose which: listing every session each second would cost more than the decision.
+        """
         rules = self.rules
         self._refill(now)
         healthy = [b for b in backends if b.state is BackendState.HEALTHY]
         weights = {b.id: b.weight for b in healthy if b.weight > 0 and b.evacuate is None}
         evacuate = {b.id: b.evacuate for b in healthy if b.evacuate is not None}
-        by_backend: dict[str, list[SessionFact]] = {b: [] for b in (*weights, *evacuate)}
-        for s in sessions:
-            group = by_backend.get(s.backend)
-            if group is not None:
-                group.append(s)
-        counts = {b: len(group) for b, group in by_backend.items() if b in weights}
-        spread, shares = spread_of(counts, weights)
+        facts: list[SessionFact] | None = None
+        if counts is None:
+            facts = list(sessions() if callable(sessions) else sessions)
+            counts = Counter(s.backend for s in facts)
+        live = {b: counts.get(b, 0) for b in weights}
+        spread, shares = spread_of(live, weights)
         shares_out = tuple(sorted(shares.items()))
-        leaving = sum(len(by_backend[b]) for b in evacuate)
+        leaving = sum(counts.get(b, 0) for b in evacuate)
 
         def blocked(why: Blocked) -> Plan:
             return Plan((), spread, why, shares_out)
@@ -180,13 +185,20 @@ class Planner:
             return blocked("unseen")
         if not weights:
             return blocked("few")  # nowhere to move to
-        total = sum(counts.values()) + leaving
+        total = sum(live.values()) + leaving
         room = max(1, math.floor(rules.max_moving * total)) - self.in_flight(now)
         if room <= 0:
             return blocked("in-flight")
         allowed = min(room, math.floor(self._tokens))
         if allowed <= 0:
             return blocked("rate")
+        if facts is None:
+            facts = list(sessions() if callable(sessions) else sessions)
+        by_backend: dict[str, list[SessionFact]] = {b: [] for b in (*weights, *evacuate)}
+        for fact in facts:
+            group = by_backend.get(fact.backend)
+            if group is not None:
+                group.append(fact)
         moves: list[Move] = []
         # a group set to weight 0 (rollback, promotion) empties first, longest idle first
         for b, reason in sorted(evacuate.items()):
@@ -200,7 +212,7 @@ class Planner:
                 return blocked("holding")
             spreading = False
         if spreading:
-            moves.extend(self._spread(by_backend, counts, shares, allowed - len(moves), force))
+            moves.extend(self._spread(by_backend, live, shares, allowed - len(moves), force))
         elif not moves:
             return blocked("few")
         self._tokens -= len(moves)

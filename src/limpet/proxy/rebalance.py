@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from limpet.balancing.groups import CANARY, GroupSplit
 from limpet.pool.rebalance import BackendFacts, MoveReason, Plan, Planner, RebalanceRules
-from limpet.pool.sessions import SessionLedger
+from limpet.pool.sessions import SessionFact, SessionLedger
 
 if TYPE_CHECKING:
     from limpet.admin.metrics import ProxyMetrics
@@ -150,16 +150,25 @@ class Sessions:
 
     def tick(self, now: float, *, force: bool = False) -> Plan:
         self.sweep(now)
-        loop_now = _loop_time()
-        sessions = self.ledger.sessions(now)
-        tunnels = self.tunnels
-        for i, fact in enumerate(sessions):
-            tunnel = tunnels.get(fact.key)
-            if tunnel is not None and loop_now is not None:  # quiet for how long, really
-                sessions[i] = replace(fact, idle=max(0.0, loop_now - tunnel.last_activity))
+
+        def sessions() -> list[SessionFact]:  # listed only when something is to move
+            loop_now = _loop_time()
+            facts = self.ledger.sessions(now)
+            tunnels = self.tunnels
+            for i, fact in enumerate(facts):
+                tunnel = tunnels.get(fact.key)
+                if tunnel is not None and loop_now is not None:  # quiet for how long, really
+                    facts[i] = replace(fact, idle=max(0.0, loop_now - tunnel.last_activity))
+            return facts
+
         backends = self.facts((b.id, b.status.seen_up) for b in self.pool.backends())
         plan = self.planner.plan(
-            backends, sessions, now=now, panic=self.pool.in_panic(), force=force
+            backends,
+            sessions,
+            now=now,
+            panic=self.pool.in_panic(),
+            force=force,
+            counts=self.ledger.counts,
         )
         self.last_plan = plan
         for move in plan.moves:

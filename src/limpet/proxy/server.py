@@ -19,7 +19,7 @@ from typing import Any
 from limpet.admin.metrics import ProxyMetrics
 from limpet.affinity.base import Pick, PickReason, RequestFacts
 from limpet.affinity.factory import build_policy
-from limpet.affinity.session_keys import for_policy
+from limpet.affinity.session_keys import NoKeys, for_policy
 from limpet.balancing.groups import CANARY, STABLE, GroupSplit
 from limpet.balancing.groups import wrap as wrap_groups
 from limpet.config.model import PoolConfig, ProxyConfig, RouteConfig
@@ -36,6 +36,8 @@ log = logging.getLogger("limpet.proxy")
 #: read per request: module constants, as an Enum member read through its class costs ~0.1 µs
 _PINNING = (PickReason.NEW, PickReason.REPINNED)
 _PASSIVE_OK = HealthEvent.PASSIVE_OK
+#: balances that read the session counts (limpet.pool.sessions)
+SESSION_BALANCES = ("least-sessions", "power-of-two-sessions")
 
 
 class PoolRuntime:
@@ -60,8 +62,14 @@ class PoolRuntime:
             weights={b.id: b.weight for b in cfg.backends},
         )
         self.policy = build_policy(cfg.affinity, secret=secret, pool_name=cfg.name)
-        #: the session of a request, for the accounting and the rebalance (one hook per mode)
-        self.session_keys = for_policy(self.policy)
+        #: the session of a request, for the accounting and the rebalance (one hook per mode);
+        #: counted only where something reads the counts (the rest of the hot path is as it was)
+        counted = (
+            cfg.affinity.balancer in SESSION_BALANCES
+            or cfg.rebalance.enabled
+            or cfg.canary is not None
+        )
+        self.session_keys = for_policy(self.policy) if counted else NoKeys()
         #: canary groups: new sessions split between stable and canary by weight
         self.groups = canary_groups(cfg, self.policy)
         self.sessions = rebalance.Sessions(

@@ -181,3 +181,18 @@ def test_planner_properties(
         spread, shares = spread_of(live, dict.fromkeys(healthy, 1))
         # even, to the session: within the bound, or no backend above its share rounded up
         assert spread <= rules.bound or all(live[b] <= math.ceil(shares[b]) for b in healthy)
+
+
+def test_the_sessions_are_listed_only_when_something_moves() -> None:
+    listed: list[int] = []
+
+    def lister() -> list[SessionFact]:
+        listed.append(1)
+        return sessions({"a": 30, "b": 10})
+
+    bs = backends("a", "b")
+    plan = Planner(ON).plan(bs, lister, now=0.0, counts={"a": 11, "b": 9})
+    assert plan.moves == () and listed == []  # within the bound: the counts were enough
+    # twin: over the bound, the sessions are listed to choose which ones move
+    forced = Planner(ON).plan(bs, lister, now=0.0, counts={"a": 30, "b": 10}, force=True)
+    assert forced.moves and listed == [1]
