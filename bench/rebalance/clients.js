@@ -17,6 +17,7 @@ function start(i) {
     const c = { pos: null, received: 0, recovered: 0, duplicated: 0, missing: 0, connects: 0, notices: 0, ackOffset: 0, ready: false };
     const socket = io(cfg.url, {
       transports: ["websocket"], reconnectionDelay: 100, reconnectionDelayMax: 1000, timeout: 20000,
+      ...(cfg.keyed ? { query: { u: `client-${i}` } } : {}),
     });
     c.socket = socket;
     socket.on("connect", () => {

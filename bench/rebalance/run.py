@@ -1,6 +1,6 @@
 """The rebalance benchmark: S socket.io sessions on a 2 -> 4 replica scale-up.
 
-    python bench/rebalance/run.py [--sessions 1000] [--rate 20] [--peers haproxy]
+    python bench/rebalance/run.py [--sessions 1000] [--rate 20] [--systems limpet,haproxy,nginx]
 
 For each system: a redis-server, four `limpet hub` replicas on it, S subscribers (the official
 socket.io client, websocket transport, resubscribing from their last offset after a reconnect:
@@ -9,7 +9,9 @@ to a hub) at 20 messages/s throughout. Then the balancer learns of the two other
 
 - limpet: the config is rewritten and the proxy gets SIGHUP (`--rebalance`, the settings given);
 - HAProxy (`balance leastconn` + `cookie SRV insert`): the two servers, `disabled` until then,
-  are enabled through the runtime API (no reload, nothing restarts).
+  are enabled through the runtime API (no reload, nothing restarts);
+- nginx (`hash $arg_u consistent`, each client sending its own key `u`): the upstream is
+  rewritten and nginx reloaded.
 
 Reported: the time until every replica holds 25 % +- 5 % of the sessions (by the hubs' own
 /healthz counts), the spread (fullest/mean) at fixed times after the scale-up, the messages
@@ -90,8 +92,10 @@ class Publisher(threading.Thread):
 
 
 class Clients:
-    def __init__(self, procs: Procs, url: str, sessions: int, channel: str) -> None:
-        cfg = {"url": url, "count": sessions, "channel": channel, "concurrency": 50}
+    def __init__(
+        self, procs: Procs, url: str, sessions: int, channel: str, *, keyed: bool = False
+    ) -> None:
+        cfg = {"url": url, "count": sessions, "channel": channel, "concurrency": 50, "keyed": keyed}
         self.proc = subprocess.Popen(
             ["node", str(HERE / "clients.js"), json.dumps(cfg)],
             stdin=subprocess.PIPE,
@@ -182,6 +186,41 @@ def haproxy_balancer(
     return port, proc, scale
 
 
+def nginx_balancer(
+    procs: Procs, hub_ports: list[int], args: argparse.Namespace, tmp: Path
+) -> tuple[int, Any, Any]:
+    """nginx (open source: no sticky cookie): ``hash $arg_u consistent`` on a key each client
+    sends from its first request; new replicas by rewriting the upstream and ``nginx -s reload``
+    (old workers keep their open connections until they close)."""
+    port = free_port()
+    cfg = tmp / "nginx.conf"
+    (tmp / "logs").mkdir(exist_ok=True)
+
+    def write(n: int) -> None:
+        servers = "".join(f"    server 127.0.0.1:{p};\n" for p in hub_ports[:n])
+        cfg.write_text(
+            f"worker_processes 1;\npid {tmp}/nginx.pid;\nerror_log {tmp}/logs/error.log;\n"
+            f"events {{ worker_connections {2 * args.sessions + 100}; }}\n"
+            "http {\n  access_log off;\n"
+            f"  upstream hubs {{\n    hash $arg_u consistent;\n{servers}  }}\n"
+            f"  server {{\n    listen 127.0.0.1:{port};\n    location / {{\n"
+            "      proxy_pass http://hubs;\n      proxy_http_version 1.1;\n"
+            "      proxy_set_header Upgrade $http_upgrade;\n"
+            "      proxy_set_header Connection upgrade;\n      proxy_read_timeout 1h;\n"
+            "    }\n  }\n}\n"
+        )
+
+    write(2)
+    argv = ["nginx", "-p", str(tmp), "-c", str(cfg)]
+    proc = procs.start("nginx", [*argv, "-g", "daemon off;"], port=port)
+
+    def scale() -> None:
+        write(4)
+        subprocess.run([*argv, "-s", "reload"], check=True, capture_output=True)
+
+    return port, proc, scale
+
+
 def run_one(name: str, args: argparse.Namespace) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix=f"bench-rebalance-{name}-"))
     procs = Procs(tmp)
@@ -212,10 +251,14 @@ def run_one(name: str, args: argparse.Namespace) -> dict[str, Any]:
         ]
         for p, h in zip(hub_ports, hubs, strict=True):
             wait_port(p, h)
-        make = limpet_balancer if name == "limpet" else haproxy_balancer
+        make = {"limpet": limpet_balancer, "haproxy": haproxy_balancer, "nginx": nginx_balancer}[
+            name
+        ]
         port, balancer, scale = make(procs, hub_ports, args, tmp)
         channel = "bench-rebalance"
-        clients = Clients(procs, f"http://127.0.0.1:{port}", args.sessions, channel)
+        clients = Clients(
+            procs, f"http://127.0.0.1:{port}", args.sessions, channel, keyed=name == "nginx"
+        )
         ready = clients.line()
         publisher = Publisher(hub_ports[0], channel)
         publisher.start()
@@ -276,11 +319,14 @@ def main() -> int:
     parser.add_argument(
         "--window", type=float, default=60.0, help="seconds watched after the scale-up"
     )
-    parser.add_argument("--peers", default="haproxy", help="comma-separated: haproxy, or none")
+    parser.add_argument(
+        "--systems",
+        default="limpet,haproxy,nginx",
+        help="comma-separated, run in this order: limpet, haproxy, nginx",
+    )
     args = parser.parse_args()
     raise_nofile(4 * args.sessions + 1024)
-    systems = ["limpet", *[p for p in args.peers.split(",") if p and p != "none"]]
-    for name in systems:
+    for name in [s for s in args.systems.split(",") if s]:
         print(json.dumps(run_one(name, args)), flush=True)
     return 0
 
