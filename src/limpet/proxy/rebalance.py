@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from limpet.balancing.groups import CANARY, GroupSplit
 from limpet.pool.rebalance import BackendFacts, MoveReason, Plan, Planner, RebalanceRules
 from limpet.pool.sessions import SessionFact, SessionLedger
+from limpet.proxy.goaway import to_backend  # 1001 toward the backend, masked (RFC 6455 §5.3)
 
 if TYPE_CHECKING:
     from limpet.admin.metrics import ProxyMetrics
@@ -42,15 +42,8 @@ log = logging.getLogger("limpet.rebalance")
 TICK = 1.0
 MOVING_MAX = 65536
 SERVICE_RESTART = (1012).to_bytes(2, "big")
-GOING_AWAY = (1001).to_bytes(2, "big")
 #: FIN + close, unmasked (server to client), 2-byte payload: the status code
 TO_CLIENT = b"\x88\x02" + SERVICE_RESTART
-
-
-def to_backend() -> bytes:
-    """A masked close frame with 1001 (RFC 6455 §5.3: a fresh masking key each time)."""
-    key = os.urandom(4)
-    return b"\x88\x82" + key + bytes(b ^ key[i % 4] for i, b in enumerate(GOING_AWAY))
 
 
 class Sessions:
@@ -205,11 +198,6 @@ def _loop_time() -> float | None:
         return asyncio.get_running_loop().time()
     except RuntimeError:
         return None
-
-
-def rules_for(enabled_everywhere: bool, configured: RebalanceRules) -> RebalanceRules:
-    """``--rebalance`` turns it on for every pool; the pool's own settings stay."""
-    return replace(configured, enabled=True) if enabled_everywhere else configured
 
 
 async def run(pools: Any) -> None:
