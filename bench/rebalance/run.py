@@ -4,7 +4,7 @@
 
 For each system: a redis-server, four `limpet hub` replicas on it, S subscribers (the official
 socket.io client, websocket transport, resubscribing from their last offset after a reconnect:
-bench/rebalance/clients.js) through the balancer to the first two replicas, one publisher (HTTP
+tests/e2e/js/scale_clients.js) through the balancer to the first two replicas, one publisher (HTTP
 to a hub) at 20 messages/s throughout. Then the balancer learns of the two other replicas:
 
 - limpet: the config is rewritten and the proxy gets SIGHUP (`--rebalance`, the settings given);
@@ -97,7 +97,7 @@ class Clients:
     ) -> None:
         cfg = {"url": url, "count": sessions, "channel": channel, "concurrency": 50, "keyed": keyed}
         self.proc = subprocess.Popen(
-            ["node", str(HERE / "clients.js"), json.dumps(cfg)],
+            ["node", str(ROOT / "tests" / "e2e" / "js" / "scale_clients.js"), json.dumps(cfg)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,

@@ -1,4 +1,5 @@
-// Subscribers for the rebalance benchmark: COUNT official socket.io clients (websocket
+// Subscribers for the rebalance test and benchmark (tests/e2e/hub/test_rebalance_js.py,
+// bench/rebalance/run.py): COUNT official socket.io clients (websocket
 // transport) on one channel, each resubscribing from its last (epoch, offset) after every
 // reconnect, as limpet-client does. argv[2]: JSON {url, count, channel, concurrency}.
 // stdout, one JSON line each: {"event": "ready", "clients": N} once all are subscribed;
