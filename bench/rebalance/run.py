@@ -47,7 +47,6 @@ from common import (
     wait_port,
 )
 
-HERE = Path(__file__).resolve().parent
 NODE_MODULES = ROOT / "tests" / "e2e" / "js" / "node_modules"
 SAMPLE = 0.5  # seconds between two looks at the hubs' counts
 
