@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import yaml
 
+from limpet.affinity.spec import AffinitySpec
+from limpet.errors import UsageError
 from limpet.k8s.canary import derive_canary, from_gateway_routes, from_nginx, from_traefik
+from limpet.k8s.render import RenderOptions, render
 
 
 def docs(text: str) -> list[dict[str, Any]]:
@@ -105,3 +109,37 @@ def test_bad_weights_are_ignored_not_raised() -> None:
     zero_total = NGINX.replace('canary-weight-total: "50"', 'canary-weight-total: "0"')
     split = derive_canary(docs(zero_total), "chat-v1")
     assert split is not None and split.percent == 0
+
+
+# -- render writes them, the readers read them back -------------------------------------------
+
+
+@pytest.mark.parametrize(("target", "mode"), [("gateway-api", "cookie"), ("ingress-nginx", "none")])
+@pytest.mark.parametrize("percent", [0, 10, 55, 100])
+def test_rendered_canaries_read_back(target: str, mode: str, percent: int) -> None:
+    rendered = render(
+        target,
+        AffinitySpec(mode=mode),  # type: ignore[arg-type]
+        RenderOptions(name="chat", canary_weight=percent),
+    )
+    split = derive_canary(rendered.manifests, "chat")
+    assert split is not None and (split.canary, split.percent) == ("chat-canary", percent)
+    assert any(
+        m["kind"] == "Service" and m["metadata"]["name"] == "chat-canary"
+        for m in rendered.manifests
+    )
+
+
+def test_cookie_affinity_beside_an_nginx_canary_carries_the_lint_warning() -> None:
+    rendered = render("ingress-nginx", AffinitySpec(mode="cookie"), RenderOptions(canary_weight=10))
+    assert any("canary-not-sticky" in w for w in rendered.warnings)
+    # twin: no canary, no warning
+    plain = render("ingress-nginx", AffinitySpec(mode="cookie"), RenderOptions())
+    assert not any("canary" in w for w in plain.warnings)
+
+
+def test_canary_targets_and_range() -> None:
+    with pytest.raises(UsageError, match="gateway-api and ingress-nginx"):
+        render("gke", AffinitySpec(mode="cookie"), RenderOptions(canary_weight=10))
+    with pytest.raises(UsageError, match=r"0\.\.100"):
+        render("gateway-api", AffinitySpec(mode="cookie"), RenderOptions(canary_weight=101))
