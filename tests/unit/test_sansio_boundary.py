@@ -22,6 +22,10 @@ CORE_PACKAGES = [
     "limpet.admin.guard",
     "limpet.client.core",
     "limpet.hub.brokers.urls",
+    "limpet.hub.hooks",
+    "limpet.hub.events",
+    "limpet.hub.limits",
+    "limpet.hub.namespaces",
     "limpet.tools.spread",
 ]
 BLOCKED = [

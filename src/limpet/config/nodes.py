@@ -54,3 +54,15 @@ def typed(ctx: Ctx, node: yaml.Node, key: str, kind: type, optional: bool = Fals
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise ctx.error(f"expected {kind.__name__}, got {value!r}", key, node)
     return value
+
+
+def compose_document(text: str, source: str) -> yaml.Node | None:
+    """The YAML document's root node with positions (None: empty); a syntax error is a
+    ConfigError naming the file and line."""
+    try:
+        return yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"not valid YAML: {problem}", source=source, line=line) from None
