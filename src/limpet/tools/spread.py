@@ -65,7 +65,7 @@ def render(s: Spread) -> list[str]:
     if len(s.backends) < 2:
         return []
     line = f"  sessions spread {s.at_start:.2f} at the start"
-    if s.first != s.last:
+    if s.first != s.last or s.changed:
         line += f" -> {s.at_end:.2f} at the end ({s.changed} clients ended elsewhere)"
     return [line + f"   (fullest backend / mean over {len(s.backends)})"]
 

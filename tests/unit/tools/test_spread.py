@@ -33,3 +33,9 @@ def test_failures_and_single_backends_are_harmless() -> None:
     s = spread.of_runs(runs)
     assert spread.render(s) == [] and s.at_start == 1.0
     assert spread.spread({}, []) == 1.0
+
+
+def test_clients_that_swapped_backends_are_said_even_when_the_spread_stays() -> None:
+    s = spread.of_runs([run(1, "a", "b"), run(2, "b", "a")])
+    assert s.at_start == s.at_end == 1.0 and s.changed == 2
+    assert "(2 clients ended elsewhere)" in spread.render(s)[0]
