@@ -26,6 +26,7 @@ CORE_PACKAGES = [
     "limpet.hub.events",
     "limpet.hub.limits",
     "limpet.hub.namespaces",
+    "limpet.tools.spread",
 ]
 BLOCKED = [
     "asyncio",

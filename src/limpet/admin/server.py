@@ -190,6 +190,18 @@ def build_admin_app(
         code, body = await view.reload()
         return web.json_response(body, status=code)
 
+    async def canary(request: web.Request) -> web.Response:
+        code, body = await view.canary(request.query.get("pool"), request.query.get("weight"))
+        if code == 200:
+            log.warning("admin: canary %s (from %s)", body.get("weights"), request.remote)
+        return web.json_response(body, status=code)
+
+    async def rebalance(request: web.Request) -> web.Response:
+        code, body = await view.rebalance(request.query.get("pool"))
+        if code == 200:
+            log.warning("admin: rebalance (from %s)", request.remote)
+        return web.json_response(body, status=code)
+
     middlewares = [guarded] if front else []
     app = web.Application(middlewares=middlewares)
     app.router.add_get("/metrics", metrics)
@@ -197,6 +209,8 @@ def build_admin_app(
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/status", status)
     app.router.add_post("/reload", reload)
+    app.router.add_post("/rebalance", rebalance)
+    app.router.add_post("/canary", canary)
     for method in ("POST", "PUT"):
         app.router.add_route(method, "/backends/{backend}/drain", drain_handler(True))
         app.router.add_route(method, "/backends/{backend}/undrain", drain_handler(False))

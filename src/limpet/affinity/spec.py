@@ -15,7 +15,9 @@ Mode = Literal["none", "cookie", "client-ip", "hash", "engineio"]
 HashSource = Literal["header", "cookie", "query"]
 CookieMode = Literal["persistent", "balanced"]
 SameSite = Literal["Lax", "Strict", "None"]
-Balance = Literal["round-robin", "least-connections", "power-of-two"]
+Balance = Literal[
+    "round-robin", "least-connections", "power-of-two", "least-sessions", "power-of-two-sessions"
+]
 
 MODES: tuple[Mode, ...] = ("none", "cookie", "client-ip", "hash", "engineio")
 #: Kubernetes' default for Service sessionAffinityConfig.clientIP.timeoutSeconds (and its maximum).
@@ -44,8 +46,9 @@ class AffinitySpec:
     hash_balance_factor: int = 0
     # engineio mode
     engineio_path: str = "/socket.io/"
-    # how a fresh session (or mode none) picks among eligible backends
-    balance: Balance = "round-robin"
+    # how a fresh session (or mode none) picks among eligible backends; None: the mode's
+    # default (``balancer``)
+    balance: Balance | None = None
 
     @classmethod
     def from_flag(
@@ -70,6 +73,14 @@ class AffinitySpec:
             )
         mode = cast(Mode, text)
         return replace(base, mode=mode)
+
+    @property
+    def balancer(self) -> Balance:
+        """The balance in force: as set, else least sessions for ``engineio`` (its sessions are
+        long-lived, so where they are is the load) and round robin for the others."""
+        if self.balance is not None:
+            return self.balance
+        return "least-sessions" if self.mode == "engineio" else "round-robin"
 
     def flag(self) -> str:
         """The ``--affinity`` value that produces this mode."""

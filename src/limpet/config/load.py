@@ -30,6 +30,7 @@ from limpet.config.model import (
 )
 from limpet.config.nodes import Ctx, compose_document, mapping, sequence, typed
 from limpet.errors import ConfigError, UsageError
+from limpet.pool.rebalance import RebalanceRules
 
 T = TypeVar("T")
 
@@ -180,6 +181,13 @@ def _affinity(ctx: Ctx, node: yaml.Node, key: str) -> AffinitySpec:
     return spec
 
 
+def _rebalance(ctx: Ctx, node: yaml.Node, key: str) -> RebalanceRules:
+    """``rebalance: on`` (or off), or a mapping: enabled, bound, hold, rate, max-moving, ..."""
+    if isinstance(node, yaml.ScalarNode):
+        return RebalanceRules(enabled=typed(ctx, node, key, bool))
+    return _section(ctx, node, key, RebalanceRules, enabled=True)
+
+
 def _pool(ctx: Ctx, name: str, node: yaml.Node, key: str) -> PoolConfig:
     items = mapping(ctx, node, key)
     pool = PoolConfig(name=name)
@@ -188,6 +196,18 @@ def _pool(ctx: Ctx, name: str, node: yaml.Node, key: str) -> PoolConfig:
         with ctx.gather():
             pool = _pool_key(ctx, pool, k, knode, vnode, f"{key}.{k}")
     ctx.raise_since(mark)
+    has_canary = any(b.group == "canary" for b in pool.backends)
+    if has_canary and pool.canary is None:
+        raise ctx.error("backends in group canary need the pool's canary: PERCENT", key, node)
+    if pool.canary is not None and not has_canary:
+        raise ctx.error("canary: PERCENT needs backends with group: canary", key, node)
+    if pool.canary is not None and pool.affinity.mode not in ("none", "cookie", "engineio"):
+        raise ctx.error(
+            "canary groups split new sessions of affinity none, cookie or engineio "
+            f"(not {pool.affinity.flag()}, whose keys pick the backend)",
+            key,
+            node,
+        )
     if pool.backends and pool.discovery.kind != "static":
         raise ctx.error("a pool takes backends or a discovery, not both", key, node)
     if pool.health.rise < 1 or pool.health.fall < 1 or pool.health.passive_failures < 1:
@@ -216,8 +236,18 @@ def _pool_key(
         return replace(pool, discovery=parse_discovery(ctx, vnode, sub))
     if k == "tls-ca":
         return replace(pool, tls_ca=typed(ctx, vnode, sub, str))
+    if k == "rebalance":
+        return replace(pool, rebalance=_rebalance(ctx, vnode, sub))
+    if k == "canary":
+        percent = typed(ctx, vnode, sub, int)
+        if not 0 <= percent <= 100:
+            raise ctx.error("canary is a percent of new sessions: 0 to 100", sub, vnode)
+        return replace(pool, canary=percent)
     raise ctx.error(
-        f"unknown key {k!r} (expected backends, affinity, health, discovery, tls-ca)", sub, knode
+        f"unknown key {k!r} (expected backends, affinity, health, discovery, tls-ca, "
+        "rebalance, canary)",
+        sub,
+        knode,
     )
 
 
@@ -242,7 +272,7 @@ def _backend(ctx: Ctx, bnode: yaml.Node, bkey: str) -> BackendConfig:
     b = mapping(ctx, bnode, bkey)
     if "url" not in b and "address" not in b:
         raise ctx.error("a backend needs url (or address)", bkey, bnode)
-    unknown = set(b) - {"url", "address", "id", "name", "weight"}
+    unknown = set(b) - {"url", "address", "id", "name", "weight", "group"}
     if unknown:
         u = sorted(unknown)[0]
         raise ctx.error(f"unknown key {u!r}", f"{bkey}.{u}", b[u][0])
@@ -254,7 +284,10 @@ def _backend(ctx: Ctx, bnode: yaml.Node, bkey: str) -> BackendConfig:
     weight = typed(ctx, b["weight"][1], f"{bkey}.weight", int) if "weight" in b else 1
     if not 1 <= weight <= 1000:
         raise ctx.error("weight must be 1 to 1000", f"{bkey}.weight", b["weight"][1])
-    return BackendConfig(bid or backend_id_for(address), address, weight, is_tls_url(url))
+    group = typed(ctx, b["group"][1], f"{bkey}.group", str) if "group" in b else None
+    if group not in (None, "stable", "canary"):
+        raise ctx.error("group must be stable or canary", f"{bkey}.group", b["group"][1])
+    return BackendConfig(bid or backend_id_for(address), address, weight, is_tls_url(url), group)
 
 
 def _tls(ctx: Ctx, node: yaml.Node, key: str) -> tuple[TlsPair, ...]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from limpet.affinity.spec import AffinitySpec
+from limpet.pool.rebalance import RebalanceRules
 
 ListenerMode = Literal["http", "tcp"]
 
@@ -23,6 +24,7 @@ class BackendConfig:
     address: str  # "host:port"
     weight: int = 1  # share of new sessions relative to the pool's other backends
     tls: bool = False  # an https:// (or wss://) URL: the proxy speaks TLS to it
+    group: str | None = None  # "stable" or "canary" (limpet.balancing.groups); None: stable
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +109,10 @@ class PoolConfig:
     #: PEM CA file that https:// backends' certificates are verified against (None: the
     #: system's trust store); ``tls-ca`` in the file, ``--backend-ca`` on the command line
     tls_ca: str | None = None
+    #: move live sessions off over-full backends (``pools.NAME.rebalance``; ``--rebalance``)
+    rebalance: RebalanceRules = field(default_factory=RebalanceRules)
+    #: percent of new sessions that go to the backends of group ``canary`` (None: no groups)
+    canary: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="MODE",
         help="none|cookie|client-ip|engineio|hash:header:H|hash:cookie:C|hash:query:Q [cookie]",
     )
+    parser.add_argument(
+        "--rebalance",
+        action="store_true",
+        default=None,
+        help="move live sessions off over-full backends after a scale-up (WebSockets closed with"
+        " 1012, polling sessions repinned), in every pool; config pools.NAME.rebalance per pool",
+    )
     parser.add_argument("--cookie-name", metavar="NAME", help="affinity cookie name [limpet]")
     parser.add_argument(
         "--cookie-ttl", type=int, metavar="SECONDS", help="affinity cookie Max-Age [session]"
@@ -169,7 +176,10 @@ def resolve(args: argparse.Namespace) -> Any:
         if args.health_interval is not None:
             health = replace(health, interval=args.health_interval)
         tls_ca = args.backend_ca or pool.tls_ca
-        pools.append(replace(pool, affinity=spec, health=health, tls_ca=tls_ca))
+        pool = replace(pool, affinity=spec, health=health, tls_ca=tls_ca)
+        if getattr(args, "rebalance", None):
+            pool = replace(pool, rebalance=replace(pool.rebalance, enabled=True))
+        pools.append(pool)
     cfg = replace(cfg, pools=tuple(pools))
     if args.listen:
         parse_hostport(args.listen)

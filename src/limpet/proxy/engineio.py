@@ -103,7 +103,9 @@ def admit(exchange: Exchange, pick: Pick) -> bool:
     if not isinstance(policy, EngineIOPolicy) or pick.backend is None:
         exchange.filter = NO_FILTER
         return True
-    exchange.filter = EngineIOExchange(pick.decision, policy, pick.backend.id)
+    exchange.filter = EngineIOExchange(
+        pick.decision, policy, pick.backend.id, getattr(runtime, "sessions", None)
+    )
     return True
 
 
@@ -163,12 +165,20 @@ class EngineIOExchange(ExchangeFilter):
     """The engineio filter of one exchange: its upstream URL (the backend's own sid, no
     compression of the handshake), and the handshake answer to rewrite."""
 
-    __slots__ = ("backend", "decision", "held", "held_body", "policy")
+    __slots__ = ("backend", "decision", "held", "held_body", "policy", "sessions")
 
-    def __init__(self, decision: EngineIODecision, policy: EngineIOPolicy, backend: str) -> None:
+    def __init__(
+        self,
+        decision: EngineIODecision,
+        policy: EngineIOPolicy,
+        backend: str,
+        sessions: Any = None,
+    ) -> None:
         self.decision = decision
         self.policy = policy
         self.backend = backend
+        #: the pool's session accounting (limpet.proxy.rebalance.Sessions), told of tunnels
+        self.sessions = sessions
         self.held: tuple[int, bytes, list[tuple[bytes, bytes]]] | None = None
         self.held_body: list[bytes] = []
 
@@ -234,7 +244,12 @@ class EngineIOExchange(ExchangeFilter):
         exchange.write_down(exchange.response_bytes(status, reason, kept) + body)
 
     def tunnel(self, conn: UpstreamConnection) -> None:
-        """Hook after ``start_tunnel``: rewrite the first frame of a websocket-only handshake."""
+        """Hook after ``start_tunnel``: the session now lives in a tunnel (counted while it is
+        open, closed with 1012 if the rebalance moves it); rewrite the first frame of a
+        websocket-only handshake."""
+        if self.sessions is not None and conn.tunnel_peer is not None:
+            request = self.decision.request
+            self.sessions.tunnel(request.sid if request else None, self.backend, conn.tunnel_peer)
         if self.decision.rewrite != "websocket" or conn.tunnel_peer is None:
             return
         peer = _RewritingPeer(conn.tunnel_peer, conn, self._mint, self.backend)

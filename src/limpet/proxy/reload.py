@@ -8,7 +8,9 @@ logged, returned to the admin caller and counted in ``limpet_config_reloads_tota
 What a reload swaps, in one step on the event loop (nothing runs in between):
 - ``server.config`` (timeouts, limits, forwarding for connections accepted from now on), the
   routes, and the pools: a pool whose config is unchanged keeps its runtime (health state,
-  pins, idle upstream connections); a changed or new one gets a fresh runtime and its probes;
+  pins, idle upstream connections); a changed or new one gets a fresh runtime and its probes
+  (a changed one keeps its session accounting: backends added this way are a scale-up that
+  the rebalance evens out, as discovery's are);
   a removed one stops probing and closes its idle upstream connections once nothing is left in
   flight (exchanges already running hold their runtime to the end).
 - Not swapped, logged as such: listeners, admin, workers (a restart rebinds them), and pools
@@ -78,6 +80,8 @@ def apply(server: ProxyServer, new: ProxyConfig) -> list[str]:
             notes.append(f"pool {cfg.name}: discovery changes at the next restart")
         else:
             runtime = PoolRuntime(cfg, server.secret, server.metrics)
+            if current is not None:  # its sessions carry on: a scale-up rebalances them
+                runtime.sessions.adopt(current.sessions)
             pools[cfg.name] = runtime
             started.append(runtime)
     retired = [rt for name, rt in server.pools.items() if pools.get(name) is not rt]
