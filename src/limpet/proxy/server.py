@@ -307,6 +307,7 @@ class ProxyServer:
 
     async def start(self) -> None:
         from limpet.proxy import wire
+        from limpet.proxy.h2.protocol import H2Downstream
         from limpet.proxy.tcp import TcpDownstream
 
         # which build of the wire core parses requests: said once, louder when it is the
@@ -336,7 +337,12 @@ class ProxyServer:
                     self.context, self.pools[self.config.tcp_pool(lc)]
                 )
             else:
-                factory = lambda: builds.Downstream(self.context)  # noqa: E731
+                factory = accept.choose(
+                    lambda: builds.Downstream(self.context),
+                    lambda: H2Downstream(self.context),
+                    listener,
+                    self.context,
+                )
             factory = accept.wrap(factory, listener, self.loop)  # PROXY protocol, if any
             server = await self.loop.create_server(
                 factory,
