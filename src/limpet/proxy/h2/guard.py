@@ -6,10 +6,11 @@ empty frames. So the 9-byte frame headers (RFC 9113 §4.1) are read here, as the
 and only them: payloads are skipped by count, never held, so the guard's own memory is 9 bytes.
 
 It counts, per connection: RST_STREAM (Rapid Reset, CVE-2023-44487), PING and SETTINGS
-(CVE-2019-9512, -9515), PRIORITY (CVE-2019-9513), WINDOW_UPDATE, empty DATA/HEADERS/
-CONTINUATION frames (CVE-2019-9518), and per header block: CONTINUATION frames and bytes
-(CVE-2024-27316, -27983 and the other CONTINUATION floods). ``feed`` returns why the connection
-must end, or None.
+(CVE-2019-9512, -9515), PRIORITY (CVE-2019-9513), empty DATA/HEADERS/CONTINUATION frames
+(CVE-2019-9518), and per header block: CONTINUATION frames and bytes (CVE-2024-27316, -27983
+and the other CONTINUATION floods). ``feed`` returns why the connection must end, or None.
+WINDOW_UPDATE is not counted: a client downloading fast sends one per DATA frame it reads, so
+no fixed rate tells a flood from a fast link (the frames cost a dict update each).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from limpet.proxy.h2.limits import H2Limits, Rate
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS = 0, 1, 2, 3, 4
-PING, WINDOW_UPDATE, CONTINUATION = 6, 8, 9
+PING, CONTINUATION = 6, 9
 END_STREAM, ACK, END_HEADERS = 0x1, 0x1, 0x4
 
 
@@ -38,7 +39,6 @@ class FrameGuard:
         "resets",
         "settings",
         "skip",
-        "window_updates",
     )
 
     def __init__(self, limits: H2Limits) -> None:
@@ -54,7 +54,6 @@ class FrameGuard:
         self.settings = Rate(limits.max_settings, w)
         self.priority = Rate(limits.max_priority, w)
         self.empty = Rate(limits.max_empty_frames, w)
-        self.window_updates = Rate(limits.max_window_updates, w)
 
     def __repr__(self) -> str:
         return (
@@ -124,6 +123,4 @@ class FrameGuard:
         elif kind == PRIORITY:
             if self.priority.hit(now):
                 return f"more than {limits.max_priority} PRIORITY frames in {limits.window:g} s"
-        elif kind == WINDOW_UPDATE and self.window_updates.hit(now):
-            return f"more than {limits.max_window_updates} WINDOW_UPDATEs in {limits.window:g} s"
         return None

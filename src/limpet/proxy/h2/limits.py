@@ -37,7 +37,6 @@ class H2Limits:
     max_settings: int = 50
     max_priority: int = 500
     max_empty_frames: int = 100
-    max_window_updates: int = 2000
 
 
 class Rate:

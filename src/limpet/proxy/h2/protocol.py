@@ -231,7 +231,6 @@ def _kind(reason: str) -> str:
         ("PING", "pings"),
         ("SETTINGS", "settings"),
         ("PRIORITY", "priority"),
-        ("WINDOW_UPDATE", "window-updates"),
         ("empty", "empty-frames"),
         ("CONTINUATION", "continuation"),
         ("header block", "header-bytes"),

@@ -1,0 +1,212 @@
+"""The known HTTP/2 attacks against a real proxy, each bounded, from a hostile client
+(tests/support/h2hostile.py); each flood has a twin below its limit that the proxy serves.
+
+Limits (limpet.proxy.h2.limits.H2Limits): 100 concurrent streams, 200 resets / 50 PINGs /
+50 SETTINGS / 100 empty frames per 10 s, 32 CONTINUATIONs and 64 KB per header block, a
+64 KB header list (decoded), a 4 KB HPACK table, 64 KB held per stream for a shut window.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from tests.integration.proxy.conftest import Proxy, start_proxy
+from tests.support.h2hostile import ENHANCE_YOUR_CALM, PROTOCOL_ERROR, Hostile
+from tests.support.procs import Procs, free_port
+
+
+@pytest.fixture(scope="module", params=["compiled"])
+def wire_core(request: pytest.FixtureRequest) -> Iterator[str]:
+    yield request.param  # (test_h2.py says why one build)
+
+
+@pytest.fixture(scope="module")
+def proxy(three: dict[str, str]) -> Iterator[Proxy]:
+    owner = Procs()
+    try:
+        yield start_proxy(owner, three, "--h2c")
+    finally:
+        owner.close()
+
+
+def test_settings_bound_streams_headers_and_table(proxy: Proxy) -> None:
+    with Hostile(proxy.port) as h:
+        s = h.seen.settings
+        assert s[0x3] == 100  # MAX_CONCURRENT_STREAMS
+        assert s[0x6] == 65536  # MAX_HEADER_LIST_SIZE (limits.max-header-bytes)
+        assert s[0x1] == 4096  # HEADER_TABLE_SIZE
+        assert s[0x8] == 1  # ENABLE_CONNECT_PROTOCOL (RFC 8441)
+
+
+@pytest.mark.parametrize(("pairs", "ends"), [(300, True), (100, False)], ids=["flood", "twin"])
+def test_rapid_reset(proxy: Proxy, pairs: int, ends: bool) -> None:
+    with Hostile(proxy.port) as h:
+        for i in range(pairs):
+            sid = 2 * i + 1
+            h.send(h.request(sid, f"/r{i}"), h.rst(sid))
+        if ends:
+            assert h.ended_with() == ENHANCE_YOUR_CALM
+        else:
+            assert h.alive()
+
+
+FLOODS = {
+    "ping": (lambda h: h.ping(), 60, 40),
+    "settings": (lambda h: h.settings(), 60, 40),
+}
+
+
+@pytest.mark.parametrize("kind", list(FLOODS))
+@pytest.mark.parametrize("flood", [True, False], ids=["flood", "twin"])
+def test_control_frame_floods(proxy: Proxy, kind: str, flood: bool) -> None:
+    make, over, under = FLOODS[kind]
+    with Hostile(proxy.port) as h:
+        h.send(*[make(h) for _ in range(over if flood else under)])
+        if flood:
+            assert h.ended_with() == ENHANCE_YOUR_CALM
+        else:
+            assert h.alive()
+
+
+@pytest.mark.parametrize(("count", "ends"), [(150, True), (50, False)], ids=["flood", "twin"])
+def test_empty_data_frames(proxy: Proxy, count: int, ends: bool) -> None:
+    with Hostile(proxy.port) as h:
+        h.send(h.headers(1, h.block("/e", "POST"), end_stream=False))
+        h.send(*[h.data(1) for _ in range(count)])
+        if ends:
+            assert h.ended_with() == ENHANCE_YOUR_CALM
+        else:
+            h.send(h.data(1, b"x", end=True))
+            assert h.read_until(lambda s: 1 in s.ended).status.get(1) == 200
+
+
+@pytest.mark.parametrize(("pieces", "ends"), [(40, True), (10, False)], ids=["flood", "twin"])
+def test_continuation_flood(proxy: Proxy, pieces: int, ends: bool) -> None:
+    with Hostile(proxy.port) as h:
+        block = h.block("/c", extra=[("x-pad", "p" * 200)])
+        step = max(1, len(block) // (pieces + 1))
+        parts = [block[i * step : (i + 1) * step] for i in range(pieces)] + [block[pieces * step :]]
+        frames = [h.headers(1, parts[0], end_headers=False)]
+        frames += [h.continuation(1, p, end=i == len(parts) - 2) for i, p in enumerate(parts[1:])]
+        h.send(*frames)
+        if ends:
+            assert h.ended_with() == ENHANCE_YOUR_CALM
+        else:
+            assert h.read_until(lambda s: 1 in s.ended).status.get(1) == 200
+
+
+def test_header_bytes_per_block(proxy: Proxy) -> None:
+    with Hostile(proxy.port) as h:
+        block = h.block("/big", extra=[(f"x-{i}", "v" * 4000) for i in range(20)])  # ~80 KB
+        parts = [block[i : i + 16000] for i in range(0, len(block), 16000)]
+        frames = [h.headers(1, parts[0], end_headers=False)]
+        frames += [h.continuation(1, p, end=i == len(parts) - 2) for i, p in enumerate(parts[1:])]
+        h.send(*frames)
+        assert h.ended_with() == ENHANCE_YOUR_CALM
+
+
+@pytest.mark.parametrize(("refs", "ends"), [(40, True), (4, False)], ids=["bomb", "twin"])
+def test_hpack_bomb(proxy: Proxy, refs: int, ends: bool) -> None:
+    """One 2 KB field in the dynamic table, then referenced by one byte each: 40 references
+    decode to 80 KB from a block of ~2 KB, over MAX_HEADER_LIST_SIZE."""
+    with Hostile(proxy.port) as h:
+        block = h.block("/bomb", extra=[("x-bomb", "b" * 2000)] * refs)
+        assert len(block) < 3000
+        h.send(h.headers(1, block))
+        if ends:
+            assert h.ended_with() is not None  # ENHANCE_YOUR_CALM or COMPRESSION_ERROR
+        else:
+            assert h.read_until(lambda s: 1 in s.ended).status.get(1) == 200
+
+
+def test_connection_specific_field_is_a_stream_error(proxy: Proxy) -> None:
+    with Hostile(proxy.port) as h:
+        h.send(h.request(1, "/bad", extra=[("connection", "keep-alive")]))
+        h.send(h.request(3, "/good"))  # twin on the same connection
+        seen = h.read_until(lambda s: 1 in s.resets and 3 in s.ended)
+        assert seen.resets[1] == PROTOCOL_ERROR and 1 not in seen.status
+        assert seen.status[3] == 200
+        assert h.alive()
+
+
+def test_streams_past_the_limit_are_refused(proxy: Proxy) -> None:
+    with Hostile(proxy.port) as h:
+        for i in range(100):  # POSTs whose body never ends: they stay open
+            h.send(h.headers(2 * i + 1, h.block(f"/o{i}", "POST"), end_stream=False))
+        assert h.alive()  # 100 open: fine
+        h.send(h.request(201, "/one-too-many"))
+        seen = h.read_until(lambda s: 201 in s.resets or s.goaway is not None)
+        assert 201 not in seen.status
+        assert 201 in seen.resets or seen.goaway is not None
+
+
+def rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+@pytest.mark.parametrize("shut", [True, False], ids=["window-zero", "twin"])
+def test_a_shut_window_holds_the_backend_not_memory(
+    procs: Procs, shut: bool, tmp_path: object
+) -> None:
+    """The client's window stays at zero while the backend has 32 MB to send: the proxy holds
+    at most its send buffer and what the sockets take; the twin reads it all."""
+    root = procs.tmp / "www"
+    root.mkdir()
+    (root / "big").write_bytes(os.urandom(1 << 20) * 32)
+    port = free_port()
+    procs.start(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "-d", str(root)],
+        wait_for=("127.0.0.1", port),
+    )
+    proxy = start_proxy(procs, {"files": f"http://127.0.0.1:{port}"}, "--h2c")
+    pid = proxy.proc.pid  # type: ignore[attr-defined]
+    before = rss_kb(pid)
+    with Hostile(proxy.port, settings={0x4: 0} if shut else None) as h:
+        h.auto_window = not shut
+        h.send(h.request(1, "/big"))
+        if shut:
+            h.read_until(lambda s: 1 in s.status)
+            for _ in range(5):
+                assert h.alive()
+            assert h.seen.body.get(1, 0) == 0
+            assert rss_kb(pid) - before < 12 * 1024  # KB: not the 32 MB on offer
+        else:
+            seen = h.read_until(lambda s: 1 in s.ended, timeout=60)
+            assert seen.body[1] == 32 << 20
+
+
+def test_idle_connection_gets_goaway(procs: Procs, three: dict[str, str]) -> None:
+    config = procs.tmp / "idle.yaml"
+    config.write_text("timeouts:\n  idle: 0.5\n  header: 0.5\n")
+    proxy = start_proxy(procs, three, "--h2c", "--config", str(config))
+    with Hostile(proxy.port) as h:
+        h.send(h.request(1, "/"))
+        assert h.read_until(lambda s: 1 in s.ended).status[1] == 200
+        assert h.ended_with() == 0  # NO_ERROR, once idle
+        assert h.seen.goaway is not None and h.seen.goaway.last_stream_id == 1
+
+
+def test_stop_sends_goaway_and_open_streams_finish(procs: Procs, three: dict[str, str]) -> None:
+    proxy = start_proxy(procs, three, "--h2c", "--drain-timeout", "10")
+    with Hostile(proxy.port) as h:
+        h.send(
+            h.headers(
+                1, h.block("/slow", "POST", extra=[("content-length", "4")]), end_stream=False
+            )
+        )
+        h.send(h.data(1, b"ab"))
+        assert h.alive()
+        os.kill(proxy.proc.pid, signal.SIGTERM)  # type: ignore[attr-defined]
+        seen = h.read_until(lambda s: s.goaway is not None)
+        assert seen.goaway is not None and seen.goaway.error_code == 0
+        assert seen.goaway.last_stream_id == 1
+        h.send(h.request(3, "/late"))  # above the last stream id: refused
+        h.send(h.data(1, b"cd", end=True))  # the open stream finishes
+        seen = h.read_until(lambda s: 1 in s.ended)
+        assert seen.status[1] == 200
