@@ -120,7 +120,6 @@ class FrameGuard:
         elif kind == SETTINGS:
             if not flags & ACK and self.settings.hit(now):
                 return f"more than {limits.max_settings} SETTINGS in {limits.window:g} s"
-        elif kind == PRIORITY:
-            if self.priority.hit(now):
-                return f"more than {limits.max_priority} PRIORITY frames in {limits.window:g} s"
+        elif kind == PRIORITY and self.priority.hit(now):
+            return f"more than {limits.max_priority} PRIORITY frames in {limits.window:g} s"
         return None
