@@ -52,6 +52,7 @@ class H2Downstream(asyncio.Protocol):
         self.timer = Deadline(self.loop)
         self.write_paused = False
         self.draining = False
+        self.flush_handle: asyncio.Handle | None = None
         self.tunnel = None  # (goaway.close looks for an HTTP/1.1 tunnel; streams hold theirs)
         self._cookie_key: list[bytes] | None = None
         self._cookie_jar: dict[str, str] = {}
@@ -200,9 +201,16 @@ class H2Downstream(asyncio.Protocol):
 
     # -- output --------------------------------------------------------------------------------
     def flush(self) -> None:
+        self.flush_handle = None
         data = self.core.data_to_send()
         if data and self.transport is not None:
             self.transport.write(data)
+
+    def flush_soon(self) -> None:
+        """Flush at the end of this loop turn: what tunnels (WebSockets on streams) write in
+        one turn leaves in one send."""
+        if self.flush_handle is None:
+            self.flush_handle = self.loop.call_soon(self.flush)
 
     def pause_writing(self) -> None:
         self.write_paused = True

@@ -48,6 +48,7 @@ class StreamTransport:
 
     def write(self, data: bytes) -> None:
         self.stream.send_body(data)
+        self.stream.conn.flush_soon()  # (the backend's reads come outside our data_received)
 
     def pause_reading(self) -> None:
         self.stream.pause_for("upstream")
@@ -60,12 +61,15 @@ class StreamTransport:
 
     def write_eof(self) -> None:
         self.stream.end_response()
+        self.stream.conn.flush_soon()
 
     def close(self) -> None:
         self.stream.end_response()
+        self.stream.conn.flush_soon()
 
     def abort(self) -> None:
         self.stream.reset()
+        self.stream.conn.flush_soon()
 
     def is_closing(self) -> bool:
         return self.stream.ended or self.stream.conn.transport is None
@@ -152,11 +156,19 @@ class H2Stream:
             req.headers,
             True,
             req.lnames,
-            chunked=req.chunked and not ended,
+            chunked=req.chunked and not ended and not req.websocket,
             upgrade=req.websocket,
             expect_continue=False,
         )
-        if ended:
+        if req.websocket:
+            # RFC 8441 §5: no request body; DATA before the backend's 101 is the tunnel's
+            # first bytes, held (unacknowledged: the window bounds them) until it exists
+            exchange.body_complete()
+            self.pause_for("upgrade")
+            exchange.start()
+            if ended:
+                self.client_end()
+        elif ended:
             self.client_end()
         elif exchange.ready():
             exchange.start()
@@ -174,6 +186,9 @@ class H2Stream:
         exchange = self.active
         if exchange is None:
             return  # answered already (a local answer, or the backend answered early)
+        if exchange.upgrade:
+            exchange.early_data += data
+            return
         if self.expected is not None and self.received > self.expected:
             self.malformed("more DATA than content-length")
             return
@@ -188,7 +203,7 @@ class H2Stream:
             tunnel.client_eof()
             return
         exchange = self.active
-        if exchange is not None:
+        if exchange is not None and not exchange.upgrade:
             if self.expected is not None and self.received != self.expected:
                 self.malformed("DATA shorter than content-length")
                 return
@@ -347,6 +362,7 @@ class H2Stream:
         self.ctx.metrics.h2_websockets.inc()
         tunnel = self.tunnel = Tunnel(self.ctx, self.view, conn, release, upgraded=True)  # type: ignore[arg-type]
         tunnel.start(early)
+        self.resume_for("upgrade")
         if self.write_paused:
             tunnel.client_full()
         if self.client_ended:
