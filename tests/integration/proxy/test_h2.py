@@ -155,3 +155,33 @@ def test_twin_without_affinity_streams_spread(
     proxy = start_proxy(procs, three, "--h2c", "--affinity", affinity)
     seen = nghttp([f"{proxy.url}/s{i}" for i in range(9)], "x-user: ada")
     assert len(seen) == 9 and len(set(seen)) > 1, seen
+
+
+@pytest.mark.parametrize("affinity", ["engineio", "none"], ids=["engineio", "twin-none"])
+def test_engineio_polling_session_per_stream(
+    procs: Procs, three: dict[str, str], affinity: str
+) -> None:
+    """An Engine.IO polling session over h2: its POSTs, six streams at once on one connection,
+    all reach the backend that knows the session (200 "ok"); without affinity some land on
+    replicas that answer 400 (unknown sid)."""
+    proxy = start_proxy(procs, three, "--h2c", "--affinity", affinity)
+    version, body = curl(
+        f"{proxy.url}/socket.io/?EIO=4&transport=polling", "--http2-prior-knowledge"
+    )
+    assert version == "2", version
+    sid = re.search(r'"sid":"([^"]+)"', body)
+    assert sid is not None, body
+    exe = which_or_skip("nghttp")
+    noop = procs.tmp / "noop"
+    noop.write_bytes(b"3")  # an Engine.IO pong packet (answered "ok", changes nothing)
+    url = f"{proxy.url}/socket.io/?EIO=4&transport=polling&sid={sid.group(1)}"
+    done = subprocess.run(
+        [exe, "-v", "--no-dep", "-t", "10", "-d", str(noop), *[f"{url}&n={i}" for i in range(6)]],
+        capture_output=True, text=True, timeout=20,
+    )  # fmt: skip
+    statuses = re.findall(r":status: (\d+)", done.stdout)
+    assert len(statuses) == 6, done.stdout[-2000:]
+    if affinity == "engineio":
+        assert set(statuses) == {"200"}, statuses
+    else:
+        assert "400" in statuses, statuses
