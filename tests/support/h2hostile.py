@@ -40,6 +40,7 @@ class Seen:
     resets: dict[int, int] = field(default_factory=dict)  # stream -> error code
     status: dict[int, int] = field(default_factory=dict)  # stream -> :status
     body: dict[int, int] = field(default_factory=dict)  # stream -> DATA bytes
+    data: dict[int, bytes] = field(default_factory=dict)  # stream -> the first 4 KB of DATA
     ended: set[int] = field(default_factory=set)
 
 
@@ -94,6 +95,21 @@ class Hostile:
         frame = HeadersFrame(sid, flags=flags)
         frame.data = block
         return frame
+
+    def websocket(self, sid: int, path: str = "/ws") -> HeadersFrame:
+        """An extended CONNECT (RFC 8441 §4) for a WebSocket on stream ``sid``."""
+        fields = [
+            (":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "http"),
+            (":authority", "h2.test"), (":path", path), ("sec-websocket-version", "13"),
+        ]  # fmt: skip
+        return self.headers(sid, self.encoder.encode(fields), end_stream=False)
+
+    @staticmethod
+    def ws_text(text: str) -> bytes:
+        """A masked WebSocket text frame (RFC 6455 §5.2), as a client sends it."""
+        payload, key = text.encode(), b"\x01\x02\x03\x04"
+        masked = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+        return bytes([0x81, 0x80 | len(payload)]) + key + masked
 
     def request(self, sid: int, path: str = "/", **kw: object) -> HeadersFrame:
         return self.headers(sid, self.block(path, **kw))  # type: ignore[arg-type]
@@ -189,6 +205,9 @@ class Hostile:
                 seen.ended.add(frame.stream_id)
         elif isinstance(frame, DataFrame):
             seen.body[frame.stream_id] = seen.body.get(frame.stream_id, 0) + len(frame.data)
+            kept = seen.data.get(frame.stream_id, b"")
+            if len(kept) < 4096:
+                seen.data[frame.stream_id] = kept + frame.data[: 4096 - len(kept)]
             if "END_STREAM" in frame.flags:
                 seen.ended.add(frame.stream_id)
             if frame.data and self.auto_window:

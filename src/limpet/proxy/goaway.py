@@ -32,6 +32,10 @@ def close(conn: Any) -> None:
     transport = getattr(conn, "transport", None)
     if transport is None:
         return
+    going_away = getattr(conn, "going_away", None)
+    if going_away is not None:
+        going_away()  # an HTTP/2 connection: each WebSocket stream gets its 1001, then GOAWAY
+        return
     tunnel = getattr(conn, "tunnel", None)
     if isinstance(tunnel, Tunnel) and tunnel.upgraded:
         tunnel.close(to_client=TO_CLIENT, to_backend=to_backend())

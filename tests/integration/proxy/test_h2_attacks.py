@@ -210,3 +210,18 @@ def test_stop_sends_goaway_and_open_streams_finish(procs: Procs, three: dict[str
         h.send(h.data(1, b"cd", end=True))  # the open stream finishes
         seen = h.read_until(lambda s: 1 in s.ended)
         assert seen.status[1] == 200
+
+
+def test_websocket_stream_gets_1001_at_the_drain_deadline(
+    procs: Procs, three: dict[str, str]
+) -> None:
+    proxy = start_proxy(procs, three, "--h2c", "--drain-timeout", "0.5")
+    with Hostile(proxy.port) as h:
+        h.send(h.websocket(1))
+        assert h.read_until(lambda s: 1 in s.status).status[1] == 200
+        h.send(h.data(1, h.ws_text("hi")))
+        assert h.read_until(lambda s: b"hi" in s.data.get(1, b"")).data[1].endswith(b": hi")
+        os.kill(proxy.proc.pid, signal.SIGTERM)  # type: ignore[attr-defined]
+        seen = h.read_until(lambda s: s.eof, timeout=15)
+        assert seen.data[1].endswith(b"\x88\x02\x03\xe9")  # close, 1001 going away
+        assert seen.goaway is not None and seen.goaway.error_code == 0

@@ -14,6 +14,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, cast
 
+from limpet.proxy.goaway import TO_CLIENT, to_backend
 from limpet.proxy.h2 import core as h2core
 from limpet.proxy.h2 import messages
 from limpet.proxy.h2.core import H2Core
@@ -160,7 +161,8 @@ class H2Downstream(asyncio.Protocol):
 
     def maybe_done(self, stream: H2Stream) -> None:
         """A stream ended one of its halves; forget it when both are over."""
-        if stream.ended and stream.client_ended and stream.tunnel is None:
+        tunnel = stream.tunnel
+        if stream.ended and stream.client_ended and (tunnel is None or tunnel.ended):
             if self.streams.get(stream.sid) is stream:
                 del self.streams[stream.sid]
             if not self.streams:
@@ -193,6 +195,16 @@ class H2Downstream(asyncio.Protocol):
             self.close()
         else:
             self.flush()
+
+    def going_away(self) -> None:
+        """The drain deadline: WebSocket streams get a 1001 close frame both ways (as their
+        HTTP/1.1 twins do, limpet.proxy.goaway), the rest ends with the connection."""
+        for stream in list(self.streams.values()):
+            if stream.tunnel is not None:
+                stream.tunnel.close(to_client=TO_CLIENT, to_backend=to_backend())
+        if not self.core.closed:
+            self.core.goaway(h2core.NO_ERROR, "shutting down")
+        self.close()
 
     def close(self) -> None:
         if self.transport is not None:
