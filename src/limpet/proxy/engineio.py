@@ -32,13 +32,14 @@ from limpet.proxy.filters import NO_FILTER, ExchangeFilter
 from limpet.proxy.responses import local_response
 
 if TYPE_CHECKING:
+    from limpet.proxy.sides import DownstreamSide
     from limpet.proxy.upstream import TunnelPeer, UpstreamConnection
 
 
 class Exchange(Protocol):
     """The exchange this filter hooks into, as the filter sees it (http1.Exchange)."""
 
-    down: Any
+    down: DownstreamSide
     runtime: Any
     filter: ExchangeFilter
     method: bytes
@@ -91,7 +92,7 @@ def admit(exchange: Exchange, pick: Pick) -> bool:
     if pick.reason is PickReason.REJECTED:
         down = exchange.down
         down.ctx.metrics.local_responses.labels("400").inc()
-        if down.transport is not None:
+        if down.connected():
             lnames = exchange.lnames
             origin = exchange.headers[lnames.index(b"origin")][1] if b"origin" in lnames else None
             down.write(session_unknown(origin))  # in order with any corked bytes

@@ -62,7 +62,7 @@ class TcpDownstream(asyncio.Protocol):
             transport.close()
             return
         transport.pause_reading()  # type: ignore[attr-defined]
-        self.loop.create_task(self.connect(set()))
+        self.ctx.spawn(self.connect(set()))
 
     async def connect(self, failed: set[str]) -> None:
         runtime = self.runtime

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from typing import Any, Protocol
+from typing import Protocol
 
 from limpet.proxy import wire
 from limpet.proxy.wire.response import BODY, END, HEAD, UPGRADE, ResponseHead
@@ -35,11 +35,19 @@ MAX_RESPONSE_FIELDS = 512
 
 
 class ExchangeSide(Protocol):
-    """The exchange an upstream connection serves, as the connection sees it (http1.Exchange)."""
+    """The exchange an upstream connection serves, as the connection sees it (http1.Exchange).
 
-    down: Any  # the Downstream: cork/flush its writes, pause/resume its reading
+    The connection never reaches past it to the downstream: corking the client's writes for
+    one upstream read, and holding the client back while the backend is slow to read, go
+    through the exchange (which passes them to its DownstreamSide).
+    """
+
     upstream: UpstreamConnection | None
 
+    def cork(self) -> None: ...
+    def flush(self) -> None: ...
+    def pause_downstream(self, reason: str) -> None: ...
+    def resume_downstream(self, reason: str) -> None: ...
     def response_head(self, head: ResponseHead, conn: UpstreamConnection) -> None: ...
     def response_body(self, data: bytes) -> None: ...
     def response_complete(self, conn: UpstreamConnection, upstream_keep_alive: bool) -> None: ...
@@ -102,12 +110,12 @@ class UpstreamConnection(asyncio.Protocol):
             # bytes while idle: the backend broke HTTP framing; this connection is unusable
             self.abort()
             return
-        down = exchange.down
-        down.cork()
+        serving = exchange  # (it corks and flushes even if it lets go of us meanwhile)
+        serving.cork()
         try:
             for kind, value in self.parser.feed(data):
                 if kind == UPGRADE:  # (after a 101 the exchange has let go of this connection)
-                    self.upgraded(down, value)
+                    self.upgraded(serving, value)
                     continue
                 exchange = self.exchange
                 if exchange is None:
@@ -124,11 +132,11 @@ class UpstreamConnection(asyncio.Protocol):
                     self.abort()
                     exchange.upstream_failed(f"invalid HTTP from the backend: {value}")
         finally:
-            down.flush()
+            serving.flush()
 
-    def upgraded(self, down: Any, rest: bytes) -> None:
+    def upgraded(self, serving: ExchangeSide, rest: bytes) -> None:
         """After a ``101``: the bytes after its head are the tunnel's first ones."""
-        down.flush()  # the 101 head first, then the tunnel's first bytes
+        serving.flush()  # the 101 head first, then the tunnel's first bytes
         peer = self.tunnel_peer
         if peer is None:
             # a 101 to a request that asked for no upgrade: nothing can follow it
@@ -163,14 +171,14 @@ class UpstreamConnection(asyncio.Protocol):
             if self.tunnel_peer.transport is not None:
                 self.tunnel_peer.transport.pause_reading()
         elif self.exchange is not None:
-            self.exchange.down.pause_for("upstream")
+            self.exchange.pause_downstream("upstream")
 
     def resume_writing(self) -> None:
         if self.tunnel_peer is not None:
             if self.tunnel_peer.transport is not None:
                 self.tunnel_peer.transport.resume_reading()
         elif self.exchange is not None:
-            self.exchange.down.resume_for("upstream")
+            self.exchange.resume_downstream("upstream")
 
     # -- pool side ----------------------------------------------------------------------------
     def release(self, keep_alive: bool) -> None:

@@ -115,9 +115,9 @@ async def test_post_whose_upstream_closes_unanswered_is_502_not_retried(rig: Rig
 async def test_response_timeout_is_armed_only_once_the_request_was_sent(rig: Rig) -> None:
     rig.down.data_received(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\nabc")
     assert rig.backend.take().endswith(b"abc")
-    assert rig.down.active is not None and not rig.down.active.timer
+    assert rig.down.active is not None and rig.down.active.state is not ExState.WAITING
     rig.down.data_received(b"def")
-    assert rig.down.active.timer
+    assert rig.down.active.state is ExState.WAITING
 
 
 # -- the exchange's states, stepped by real protocol events --------------------------------------
@@ -145,9 +145,9 @@ async def connect_task() -> asyncio.Task[object]:
 async def test_exchange_states_follow_a_plain_get(rig: Rig) -> None:
     rig.down.data_received(GET % 1)
     ex = rig.down.active
-    assert ex is not None and ex.state is ExState.WAITING and ex.timer
+    assert ex is not None and ex.state is ExState.WAITING
     rig.conn.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\no")
-    assert ex.state is ExState.RESPONDING and not ex.timer
+    assert ex.state is ExState.RESPONDING
     rig.conn.data_received(b"k")
     assert ex.state is ExState.DONE and rig.down.active is None
 
@@ -159,15 +159,15 @@ async def test_an_upload_is_sending_until_its_last_byte(rig: Rig) -> None:
     rig.conn.data_received(b"HTTP/1.1 103 Early Hints\r\n\r\n")
     assert ex.state is ExState.SENDING  # a 1xx does not end the upload
     rig.down.data_received(b"cd")
-    assert ex.state is ExState.WAITING and ex.timer
+    assert ex.state is ExState.WAITING
 
 
 async def test_an_interim_response_after_the_request_stops_the_response_timeout(rig: Rig) -> None:
     rig.down.data_received(GET % 1)
     ex = rig.down.active
-    assert ex is not None and ex.timer
+    assert ex is not None
     rig.conn.data_received(b"HTTP/1.1 103 Early Hints\r\n\r\n")
-    assert ex.state is ExState.INTERIM and not ex.timer
+    assert ex.state is ExState.INTERIM
     rig.conn.data_received(OK)
     assert ex.state is ExState.DONE
 
