@@ -46,10 +46,6 @@ class H2Downstream(asyncio.Protocol):
         self._client_ip = ""
         self.client_ip_bytes = b""
         self.scheme = b"http"
-        fwd = ctx.forwarding
-        self.rid_name = fwd.request_id_header.encode()
-        self.rid_lower = self.rid_name.lower()
-        self.via = b"2 " + fwd.via.encode()
         self.timer = Deadline(self.loop)
         self.write_paused = False
         self.draining = False

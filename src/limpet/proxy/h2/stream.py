@@ -28,6 +28,7 @@ from limpet.proxy.http1 import Deadline, Exchange
 from limpet.proxy.states import READING, TUNNEL
 from limpet.proxy.tunnel import Tunnel
 from limpet.proxy.upstream import MAX_RESPONSE_FIELDS, MAX_RESPONSE_HEAD
+from limpet.proxy.wire.parser import CHUNKED, LENGTH, NONE, RequestHead
 from limpet.proxy.wire.response import BODY, END, ERROR, HEAD, ResponseParser
 
 if TYPE_CHECKING:
@@ -98,15 +99,12 @@ class H2Stream:
         "request",
         "resp_timer",
         "responded",
-        "rid_lower",
-        "rid_name",
         "scheme",
         "sid",
         "state",
         "timeouts",
         "tunnel",
         "unacked",
-        "via",
         "view",
         "write_paused",
     )
@@ -122,7 +120,6 @@ class H2Stream:
         self.client_ip = conn.client_ip
         self.client_ip_bytes = conn.client_ip_bytes
         self.scheme = conn.scheme
-        self.rid_name, self.rid_lower, self.via = conn.rid_name, conn.rid_lower, conn.via
         self.state = READING
         self.resp_timer = Deadline(self.loop)
         self.active: Exchange | None = None
@@ -148,18 +145,23 @@ class H2Stream:
     def start(self, ended: bool) -> None:
         """The request's HEADERS arrived (``ended``: with END_STREAM, no body follows)."""
         req = self.request
-        exchange = self.active = Exchange(
-            self,  # type: ignore[arg-type]  # a stream is the exchange's downstream side
+        if ended or req.websocket:
+            framing = NONE
+        else:
+            framing = CHUNKED if req.content_length is None else LENGTH
+        head = RequestHead(
             req.method,
             req.target,
             "1.1",
             req.headers,
-            True,
             req.lnames,
-            chunked=req.chunked and not ended and not req.websocket,
-            upgrade=req.websocket,
-            expect_continue=False,
+            True,
+            framing,
+            req.content_length or 0,
+            req.websocket,
+            False,
         )
+        exchange = self.active = Exchange(self, head)
         if req.websocket:
             # RFC 8441 §5: no request body; DATA before the backend's 101 is the tunnel's
             # first bytes, held (unacknowledged: the window bounds them) until it exists
@@ -231,10 +233,16 @@ class H2Stream:
             exchange.abort_upstream()
         self.reset(PROTOCOL_ERROR)
 
-    # -- what an Exchange calls on its downstream ------------------------------------------------
-    @property
-    def transport(self) -> StreamTransport | None:
-        return None if self.ended or self.conn.transport is None else self.view
+    # -- what an Exchange calls on its downstream (limpet.proxy.sides.DownstreamSide) ----------
+    def connected(self) -> bool:
+        return not self.ended and self.conn.transport is not None
+
+    def closing(self) -> bool:
+        return False  # a stream's end is no connection's: the next stream is unaffected
+
+    def answer_locally(self, exchange: object, status: int, reason: str) -> None:
+        if self.active is exchange:
+            self.refuse(status, reason)
 
     def cookies(self, values: list[bytes]) -> dict[str, str]:
         return self.conn.cookies(values)
@@ -325,7 +333,7 @@ class H2Stream:
             core.reset(self.sid, NO_ERROR)
         self.conn.maybe_done(self)
 
-    def exchange_done(self, exchange: Exchange, keep_alive: bool) -> None:
+    def exchange_done(self, exchange: object, keep_alive: bool) -> None:
         if exchange is not self.active:
             return
         self.active = None
