@@ -70,6 +70,10 @@ class H2Core:
             # §8.1.1; the library would end the whole connection)
             validate_inbound_headers=False,
             normalize_inbound_headers=False,
+            # what we send is built here (messages.response_fields: lower-case names, no
+            # connection-specific fields): checking it again cost a third of a response
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
         )
         conn = self.conn = H2Connection(config=config)
         initial = {

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 from dataclasses import dataclass
 
 CONNECTION_SPECIFIC = frozenset(
@@ -27,7 +28,9 @@ CONNECTION_SPECIFIC = frozenset(
 REQUEST_PSEUDO = frozenset({b":method", b":scheme", b":authority", b":path", b":protocol"})
 #: the response fields a 101 to a WebSocket upgrade carries that mean nothing on a stream
 WEBSOCKET_HANDSHAKE = frozenset({b"sec-websocket-accept"})
-_BAD_VALUE = (b"\x00", b"\r", b"\n")
+_BAD_VALUE_RE = re.compile(rb"[\x00\r\n]|\A[ \t]|[ \t]\Z")
+#: a lower-case token (RFC 9110 §5.6.2); upper case in an HTTP/2 name is malformed (§8.2.1)
+_BAD_NAME_RE = re.compile(rb"[^a-z0-9!#$%&'*+\-.^_`|~]")
 
 
 class Malformed(Exception):
@@ -62,11 +65,7 @@ class Request:
 
 def bad_value(value: bytes) -> bool:
     """RFC 9113 §8.2.1: NUL, CR, LF anywhere, or whitespace at either end, is malformed."""
-    if not value:
-        return False
-    return (
-        value[0] in (0x20, 0x09) or value[-1] in (0x20, 0x09) or any(c in value for c in _BAD_VALUE)
-    )
+    return _BAD_VALUE_RE.search(value) is not None
 
 
 def websocket_key() -> bytes:
@@ -95,7 +94,7 @@ def request(fields: list[tuple[bytes, bytes]], *, connect_protocol: bool = True)
             pseudo[name] = value
             continue
         regular = True
-        if not name or name != name.lower() or any(c in name for c in b" :\x00\r\n"):
+        if not name or _BAD_NAME_RE.search(name) is not None:
             raise Malformed(f"field name {name.decode('latin-1')!r} is not a lower-case token")
         if name in CONNECTION_SPECIFIC:
             raise Malformed(f"connection-specific field {name.decode('latin-1')!r}")

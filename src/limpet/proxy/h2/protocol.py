@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("limpet.proxy.h2")
 
+#: how long a closing connection reads and drops what the client still sends (see close)
+LINGER = 1.0
+
 
 class H2Downstream(asyncio.Protocol):
     """One HTTP/2 client connection (after ALPN h2, or an h2c preface)."""
@@ -49,6 +52,7 @@ class H2Downstream(asyncio.Protocol):
         self.timer = Deadline(self.loop)
         self.write_paused = False
         self.draining = False
+        self.lingering = False  # closing: GOAWAY and FIN sent, reads dropped (see close)
         self.flush_handle: asyncio.Handle | None = None
         self.tunnel = None  # (goaway.close looks for an HTTP/1.1 tunnel; streams hold theirs)
         self._cookie_key: list[bytes] | None = None
@@ -104,6 +108,8 @@ class H2Downstream(asyncio.Protocol):
         return None  # HTTP/2 has no half-closed connection: close
 
     def data_received(self, data: bytes) -> None:
+        if self.lingering:
+            return  # after our GOAWAY and FIN: read and dropped until the socket closes
         core = self.core
         for kind, sid, value in core.receive(data, self.loop.time()):
             stream = self.streams.get(sid)
@@ -203,15 +209,35 @@ class H2Downstream(asyncio.Protocol):
         self.close()
 
     def close(self) -> None:
+        """Close after the GOAWAY: our side first (FIN), then, after a moment of reading and
+        dropping what the client still sends, the socket. Closing a socket with unread bytes
+        sends a reset, which can destroy the GOAWAY in the client's receive queue before it
+        is read (the same reason as HTTP/1.1's lingering close, RFC 9112 §9.6)."""
+        transport = self.transport
+        if transport is None or self.lingering:
+            return
+        self.flush()
+        self.lingering = True
+        if self.flush_handle is not None:
+            self.flush_handle.cancel()
+            self.flush_handle = None
+        if transport.can_write_eof():
+            transport.write_eof()
+            transport.resume_reading()
+            self.timer.cancel()
+            self.timer.arm(LINGER, self.abort)
+        else:
+            transport.close()
+
+    def abort(self) -> None:
         if self.transport is not None:
-            self.flush()
             self.transport.close()
 
     # -- output --------------------------------------------------------------------------------
     def flush(self) -> None:
         self.flush_handle = None
         data = self.core.data_to_send()
-        if data and self.transport is not None:
+        if data and self.transport is not None and not self.lingering:
             self.transport.write(data)
 
     def flush_soon(self) -> None:

@@ -22,14 +22,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from limpet.proxy.builds import http1 as selected
 from limpet.proxy.h2 import messages
 from limpet.proxy.h2.core import NO_ERROR, PROTOCOL_ERROR
 from limpet.proxy.http1 import Deadline, Exchange
 from limpet.proxy.states import READING, TUNNEL
 from limpet.proxy.tunnel import Tunnel
 from limpet.proxy.upstream import MAX_RESPONSE_FIELDS, MAX_RESPONSE_HEAD
+from limpet.proxy.wire import ResponseParser  # the selected build (compiled, or the reference)
 from limpet.proxy.wire.parser import CHUNKED, LENGTH, NONE, RequestHead
-from limpet.proxy.wire.response import BODY, END, ERROR, HEAD, ResponseParser
+from limpet.proxy.wire.response import BODY, END, ERROR, HEAD
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -161,7 +163,8 @@ class H2Stream:
             req.websocket,
             False,
         )
-        exchange = self.active = Exchange(self, head)
+        # the selected build's Exchange (compiled unless LIMPET_NO_EXTENSIONS), as HTTP/1.1 has
+        exchange = self.active = selected.Exchange(self, head)
         if req.websocket:
             # RFC 8441 §5: no request body; DATA before the backend's 101 is the tunnel's
             # first bytes, held (unacknowledged: the window bounds them) until it exists
@@ -257,10 +260,16 @@ class H2Stream:
         """HTTP/1.1 response bytes from the Exchange, sent as HEADERS and DATA."""
         if self.ended:
             return
-        for kind, value in self.parser.feed(data):
+        events = self.parser.feed(data)
+        last = len(events) - 1
+        for i, (kind, value) in enumerate(events):
             if kind == HEAD:
                 self.head(value)
             elif kind == BODY:
+                if i < last and events[i + 1][0] == END and self.responded:
+                    # the body's last piece carries END_STREAM (no empty DATA frame after it)
+                    self.send_body(value, end=True)
+                    return
                 self.send_body(value)
             elif kind == END:
                 if self.responded:
@@ -282,12 +291,17 @@ class H2Stream:
             self.ended = True
             self.conn.maybe_done(self)
 
-    def send_body(self, data: bytes) -> None:
+    def send_body(self, data: bytes, end: bool = False) -> None:
         if self.ended or not data:
+            if end:
+                self.end_response()
             return
         core = self.conn.core
-        core.send(self.sid, data)
-        if not self.write_paused and core.pending(self.sid) > self.conn.h2limits.send_buffer:
+        core.send(self.sid, data, end)
+        if end:
+            self.ended = True
+            self.conn.maybe_done(self)
+        elif not self.write_paused and core.pending(self.sid) > self.conn.h2limits.send_buffer:
             self.full()
 
     def end_response(self) -> None:
