@@ -390,7 +390,15 @@ class ProxyServer:
 
     def status(self) -> dict[str, Any]:
         return {
-            "listeners": [{"address": lc.address, "mode": lc.mode} for lc in self.config.listeners],
+            "listeners": [
+                {
+                    "address": lc.address,
+                    "mode": lc.mode,
+                    "h2": bool(lc.tls) and lc.h2,
+                    "h2c": lc.h2c,
+                }
+                for lc in self.config.listeners
+            ],
             "downstream_connections": len(self.connections),
             "pools": [runtime.status() for runtime in self.pools.values()],
         }

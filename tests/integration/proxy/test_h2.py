@@ -75,6 +75,9 @@ def test_h2c_and_http11_share_a_port(procs: Procs, three: dict[str, str]) -> Non
     assert metric(proxy, "limpet_protocol_connections", "h2c") == 1
     assert metric(proxy, "limpet_protocol_connections", "http/1.1") == 1
     assert metric(proxy, "limpet_protocol_requests", "h2") == 1
+    status = proxy.status()  # what the dashboard shows
+    assert status["totals"]["h2_requests"] == 1 and status["totals"]["requests"] == 2
+    assert status["listeners"][0]["h2c"] is True
 
 
 def test_twin_without_h2c_prior_knowledge_is_refused(procs: Procs, three: dict[str, str]) -> None:
