@@ -225,3 +225,24 @@ def test_websocket_stream_gets_1001_at_the_drain_deadline(
         seen = h.read_until(lambda s: s.eof, timeout=15)
         assert seen.data[1].endswith(b"\x88\x02\x03\xe9")  # close, 1001 going away
         assert seen.goaway is not None and seen.goaway.error_code == 0
+
+
+def test_a_hot_reload_keeps_h2_connections_and_their_websockets(
+    procs: Procs, three: dict[str, str]
+) -> None:
+    from tests.integration.proxy.test_reload import wait_for_ids, write
+
+    config = procs.tmp / "proxy.yaml"
+    write(config, {"alpha": three["alpha"]})
+    proxy = start_proxy(procs, {}, "--config", str(config), "--h2c")
+    with Hostile(proxy.port) as h:
+        h.send(h.websocket(1))
+        assert h.read_until(lambda s: 1 in s.status).status[1] == 200
+        write(config, {"alpha": three["alpha"], "beta": three["beta"]})
+        os.kill(proxy.proc.pid, signal.SIGHUP)  # type: ignore[attr-defined]
+        wait_for_ids(proxy, {"alpha", "beta"})  # the reload happened
+        h.send(h.request(3, "/after"))  # the same connection takes a new stream...
+        assert h.read_until(lambda s: 3 in s.ended).status[3] == 200
+        h.send(h.data(1, h.ws_text("still here")))  # ...and its WebSocket carries on
+        seen = h.read_until(lambda s: b"still here" in s.data.get(1, b""))
+        assert seen.data[1].endswith(b"alpha: still here") and seen.goaway is None
