@@ -5,36 +5,16 @@ page on HTTP/1.1 with a WebSocket of its own connection."""
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
-from pathlib import Path
 
 import pytest
 
-from tests.e2e.browser.test_tls_browser import spki_hash
+from tests.e2e.browser.test_tls_browser import run_browser, spki_hash
 from tests.integration.proxy.conftest import Proxy, start_proxy
 from tests.support.certs import TestCA
-from tests.support.procs import Procs, which_or_skip
-
-HERE = Path(__file__).parent
+from tests.support.procs import Procs
 
 pytestmark = pytest.mark.e2e
-
-
-def run_page(url: str, spki: str, home: Path) -> dict[str, object]:
-    node = which_or_skip("node")
-    chromium = which_or_skip("chromium", "/usr/bin/chromium")
-    if not (HERE / "node_modules" / "socket.io-client").exists():
-        pytest.skip("socket.io-client not installed (scripts/bootstrap installs it)")
-    done = subprocess.run(
-        [node, str(HERE / "h2.mjs"), url, spki],
-        capture_output=True, text=True, timeout=90,
-        env={"PATH": "/usr/bin:/bin", "CHROMIUM": chromium, "HOME": str(home)},
-    )  # fmt: skip
-    assert done.stdout.strip(), done.stderr
-    result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
 
 
 def count(proxy: Proxy, name: str, label: str | None = None) -> float:
@@ -53,7 +33,8 @@ def test_socketio_in_chromium_over_h2_is_sticky(procs: Procs, h2: bool) -> None:
         procs, backends, "--affinity", "engineio",
         "--tls-cert", str(leaf.cert), "--tls-key", str(leaf.key), *extra,
     )  # fmt: skip
-    result = run_page(f"https://app.test:{proxy.port}/", spki_hash(leaf.cert), procs.tmp)
+    url = f"https://app.test:{proxy.port}/"
+    result = run_browser(url, spki_hash(leaf.cert), procs.tmp, "h2.mjs")
     assert result["errors"] == [], result
     names = result["backends"]
     assert isinstance(names, list) and len(names) >= 5, names

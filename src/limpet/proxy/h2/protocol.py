@@ -46,8 +46,8 @@ class H2Downstream(asyncio.Protocol):
         self.core = H2Core(self.h2limits)
         self.streams: dict[int, H2Stream] = {}
         self.transport: asyncio.Transport | None = None
-        self._client_ip = ""
-        self.client_ip_bytes = b""
+        #: the client's address (a PROXY protocol front may set it after connection_made)
+        self.client_ip = ""
         self.scheme = b"http"
         self.timer = Deadline(self.loop)
         self.write_paused = False
@@ -84,16 +84,6 @@ class H2Downstream(asyncio.Protocol):
             return
         self.flush()  # our SETTINGS (RFC 9113 §3.4: the server preface)
         self.timer.arm(self.timeouts.header, self.idle_timeout)
-
-    @property
-    def client_ip(self) -> str:
-        """The client's address (the PROXY protocol's source, when the listener accepts it)."""
-        return self._client_ip
-
-    @client_ip.setter
-    def client_ip(self, ip: str) -> None:
-        self._client_ip = ip
-        self.client_ip_bytes = ip.encode()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.ctx.connections.discard(self)

@@ -120,7 +120,7 @@ class H2Stream:
         self.timeouts = ctx.timeouts
         # what an Exchange reads of its downstream (the connection's, copied once)
         self.client_ip = conn.client_ip
-        self.client_ip_bytes = conn.client_ip_bytes
+        self.client_ip_bytes = conn.client_ip.encode()
         self.scheme = conn.scheme
         self.state = READING
         self.resp_timer = Deadline(self.loop)
