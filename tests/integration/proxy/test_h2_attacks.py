@@ -134,6 +134,18 @@ def test_connection_specific_field_is_a_stream_error(proxy: Proxy) -> None:
         assert h.alive()
 
 
+def test_answered_here_connect_and_too_many_fields(proxy: Proxy) -> None:
+    with Hostile(proxy.port) as h:
+        connect = h.encoder.encode([(":method", "CONNECT"), (":authority", "db.internal:5432")])
+        h.send(h.headers(1, connect, end_stream=False))
+        many = h.block("/many", extra=[(f"x-{i}", "v") for i in range(120)])
+        h.send(h.headers(3, many))
+        h.send(h.request(5, "/fine", extra=[(f"x-{i}", "v") for i in range(90)]))  # twin
+        seen = h.read_until(lambda s: {1, 3, 5} <= s.ended)
+        assert (seen.status[1], seen.status[3], seen.status[5]) == (501, 431, 200)
+        assert h.alive()
+
+
 def test_streams_past_the_limit_are_refused(proxy: Proxy) -> None:
     with Hostile(proxy.port) as h:
         for i in range(100):  # POSTs whose body never ends: they stay open

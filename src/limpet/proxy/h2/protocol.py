@@ -134,6 +134,9 @@ class H2Downstream(asyncio.Protocol):
             return
         self.timer.disarm()
         try:
+            if len(fields) > self.ctx.limits.max_headers + 5:  # (+ the 5 pseudo-fields)
+                # limits.max-headers, as on HTTP/1.1 (a backend is not handed thousands)
+                raise messages.Unsupported(431, "too many header fields")
             req = messages.request(fields)
         except messages.Malformed as exc:
             log.info("h2 %s stream %d: malformed request: %s", self.client_ip, sid, exc)
