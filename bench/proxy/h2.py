@@ -1,5 +1,5 @@
-"""Benchmark: HTTP/2 at the front door, limpet against HAProxy (and nginx when installed), with
-h2load, HTTP/1.1 backends, the sticky cookie on every request.
+"""Benchmark: HTTP/2 at the front door, limpet against HAProxy and nginx (each when installed),
+with h2load, HTTP/1.1 backends, the sticky cookie on every request (nginx hashes a fixed one).
 
 Each proxy is pinned alone to one core (``--proxy-cpu``); the backends and h2load share the
 other. For each front end (h2c with prior knowledge, h2 over TLS by ALPN, and HTTP/1.1 through
@@ -175,6 +175,50 @@ def main() -> int:
                 )
             )
             idle.append(("HAProxy h2c", idle_cost(proc.pid, port, args.idle, True)))
+            procs.stop([proc])
+
+        binary = which("nginx")
+        if binary is None:
+            rows.append(("nginx", "-", "not available (Debian package nginx-light)"))
+        else:
+            d = procs.logdir
+            h1port, port, sport = free_port(), free_port(), free_port()
+            servers = "".join(f"    server 127.0.0.1:{p};\n" for p in backends)
+            conf = d / "nginx-h2.conf"
+            conf.write_text(
+                f"daemon off; master_process off; worker_processes 1; pid {d}/nginx-h2.pid;\n"
+                f"error_log stderr error; events {{ worker_connections 4096; }}\n"
+                f"http {{ access_log off; client_body_temp_path {d}/nb; proxy_temp_path {d}/np;\n"
+                f"  upstream be {{ hash $cookie_sticky consistent;\n{servers}    keepalive 64; }}\n"
+                f"  server {{ listen 127.0.0.1:{h1port}; listen 127.0.0.1:{port} http2;\n"
+                f"    listen 127.0.0.1:{sport} ssl http2;\n"
+                f"    ssl_certificate {leaf.cert}; ssl_certificate_key {leaf.key};\n"
+                f"    location / {{ proxy_pass http://be; proxy_http_version 1.1;\n"
+                f'      proxy_set_header Connection ""; }} }} }}\n'
+            )
+            proc = procs.start(
+                "nginx-h2", ["taskset", "-c", args.proxy_cpu, binary, "-c", str(conf), "-p", str(d)],
+                port=port,
+            )  # fmt: skip
+            cookie = "sticky=bench-session-1"  # nginx sets none: it hashes this one
+            rows.append(
+                (
+                    "nginx",
+                    "HTTP/1.1",
+                    measure(proc.pid, f"http://127.0.0.1:{h1port}/", cookie, args, "--h1"),
+                )
+            )
+            rows.append(
+                ("nginx", "h2c", measure(proc.pid, f"http://127.0.0.1:{port}/", cookie, args))
+            )
+            rows.append(
+                (
+                    "nginx",
+                    "h2 (TLS)",
+                    measure(proc.pid, f"https://127.0.0.1:{sport}/", cookie, args),
+                )
+            )
+            idle.append(("nginx h2c", idle_cost(proc.pid, port, args.idle, True)))
             procs.stop([proc])
     finally:
         procs.close()
