@@ -189,6 +189,8 @@ def main() -> int:
                 f"daemon off; master_process off; worker_processes 1; pid {d}/nginx-h2.pid;\n"
                 f"error_log stderr error; events {{ worker_connections 4096; }}\n"
                 f"http {{ access_log off; client_body_temp_path {d}/nb; proxy_temp_path {d}/np;\n"
+                # (default 1000: h2load's connections would be closed every 1000 requests)
+                f"  keepalive_requests 100000000;\n"
                 f"  upstream be {{ hash $cookie_sticky consistent;\n{servers}    keepalive 64; }}\n"
                 f"  server {{ listen 127.0.0.1:{h1port}; listen 127.0.0.1:{port} http2;\n"
                 f"    listen 127.0.0.1:{sport} ssl http2;\n"

@@ -160,6 +160,7 @@ class H2Downstream(asyncio.Protocol):
         if stream.ended and stream.client_ended and (tunnel is None or tunnel.ended):
             if self.streams.get(stream.sid) is stream:
                 del self.streams[stream.sid]
+                stream.give_back_window()
             if not self.streams:
                 if self.draining:
                     self.close()

@@ -221,6 +221,7 @@ class H2Stream:
     def client_reset(self) -> None:
         """The client reset the stream, or the connection is gone."""
         self.client_ended = self.ended = True
+        self.give_back_window()
         self.resp_timer.cancel()
         tunnel, self.tunnel = self.tunnel, None
         if tunnel is not None:
@@ -361,6 +362,14 @@ class H2Stream:
         """The Exchange gives up on the downstream (a truncated response): reset the stream."""
         if not self.ended:
             self.reset()
+
+    def give_back_window(self) -> None:
+        """Acknowledge what was held back: the stream is over, but the bytes still count
+        against the connection's window (RFC 9113 §6.9), which would otherwise shrink for
+        good with every stream that ends while its backend is slow."""
+        if self.unacked:
+            n, self.unacked = self.unacked, 0
+            self.conn.core.ack(self.sid, n)
 
     def pause_for(self, reason: str) -> None:
         self.paused.add(reason)

@@ -143,3 +143,19 @@ def test_a_huge_encoder_table_asked_by_the_client_is_capped() -> None:
     core.respond(1, [(b":status", b"200"), (b"x", b"y" * 3000)], end=True)
     got = client.receive_data(core.data_to_send())
     assert any(isinstance(e, ResponseReceived) for e in got)
+
+
+def test_acknowledging_a_closed_streams_bytes_still_reopens_the_connection_window() -> None:
+    """What H2Stream.give_back_window relies on: the library updates the connection's window
+    for bytes of a stream that is already closed."""
+    core, client = pair()
+    client.send_headers(1, [(":method", "POST"), *REQ[1:]])
+    for _ in range(3):
+        client.send_data(1, b"x" * 15000)
+    step(core, client)
+    core.reset(1)
+    client.receive_data(core.data_to_send())
+    before = client.outbound_flow_control_window
+    core.ack(1, 45000)  # (the library updates a window once half of it is used)
+    client.receive_data(core.data_to_send())
+    assert client.outbound_flow_control_window == before + 45000
