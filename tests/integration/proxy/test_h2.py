@@ -21,8 +21,8 @@ from tests.support.procs import Procs, which_or_skip
 
 @pytest.fixture(scope="module", params=["compiled"])
 def wire_core(request: pytest.FixtureRequest) -> Iterator[str]:
-    """One build is enough here: an HTTP/2 stream runs the reference Exchange in both (the
-    builds differ in the HTTP/1.1 downstream, which test_http covers twice)."""
+    """The default build here; test_the_pure_python_build_serves_h2_too runs the other one
+    (LIMPET_NO_EXTENSIONS=1) once, to keep the suite lean."""
     yield request.param
 
 
@@ -188,3 +188,22 @@ def test_engineio_polling_session_per_stream(
         assert set(statuses) == {"200"}, statuses
     else:
         assert "400" in statuses, statuses
+
+
+def test_the_pure_python_build_serves_h2_too(procs: Procs, three: dict[str, str]) -> None:
+    """The stream takes the selected build's Exchange and response parser: the reference one
+    under LIMPET_NO_EXTENSIONS=1 carries streams, bodies and the pin the same way."""
+    proxy = start_proxy(procs, three, "--h2c", env={"LIMPET_NO_EXTENSIONS": "1"})
+    version, body = curl(f"{proxy.url}/py", "--http2-prior-knowledge", "--data-binary", "abc")
+    assert version == "2" and "body-bytes: 3" in body, body
+    cookie = re.search(r"^Cookie: (.*)$", body, re.M)
+    assert cookie is None  # a first request carries none; the pin comes back as Set-Cookie
+    exe = which_or_skip("curl")
+    head = subprocess.run(
+        [exe, "-sS", "-D", "-", "-o", "/dev/null", "--http2-prior-knowledge", f"{proxy.url}/"],
+        capture_output=True, text=True, timeout=20,
+    ).stdout  # fmt: skip
+    pin = re.search(r"set-cookie: ([^;]+)", head, re.I)
+    assert pin is not None, head
+    seen = nghttp([f"{proxy.url}/p{i}" for i in range(6)], f"cookie: {pin.group(1)}")
+    assert len(seen) == 6 and len(set(seen)) == 1, seen
