@@ -204,6 +204,24 @@ def test_idle_connection_gets_goaway(procs: Procs, three: dict[str, str]) -> Non
         assert h.seen.goaway is not None and h.seen.goaway.last_stream_id == 1
 
 
+def test_a_closed_websocket_stream_is_forgotten(procs: Procs, three: dict[str, str]) -> None:
+    """Both halves of a WebSocket stream end (the client's END_STREAM, the backend's close):
+    the connection has no stream left, so its idle timeout ends it (a stream kept in the map
+    would hold the connection open forever, and the map would grow with every WebSocket)."""
+    config = procs.tmp / "idle.yaml"
+    config.write_text("timeouts:\n  idle: 0.5\n")
+    proxy = start_proxy(procs, three, "--h2c", "--config", str(config))
+    with Hostile(proxy.port) as h:
+        h.send(h.websocket(1))
+        assert h.read_until(lambda s: 1 in s.status).status[1] == 200
+        h.send(h.data(1, h.ws_text("bye")))
+        assert h.read_until(lambda s: b"bye" in s.data.get(1, b"")).goaway is None
+        h.send(h.data(1, end=True))  # the client's FIN: the backend closes, ending our half
+        seen = h.read_until(lambda s: 1 in s.ended)
+        assert 1 in seen.ended
+        assert h.ended_with() == 0  # idle: GOAWAY NO_ERROR
+
+
 def test_stop_sends_goaway_and_open_streams_finish(procs: Procs, three: dict[str, str]) -> None:
     proxy = start_proxy(procs, three, "--h2c", "--drain-timeout", "10")
     with Hostile(proxy.port) as h:

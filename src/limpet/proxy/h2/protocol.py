@@ -155,9 +155,9 @@ class H2Downstream(asyncio.Protocol):
         stream.start(ended)
 
     def maybe_done(self, stream: H2Stream) -> None:
-        """A stream ended one of its halves; forget it when both are over."""
-        tunnel = stream.tunnel
-        if stream.ended and stream.client_ended and (tunnel is None or tunnel.ended):
+        """A stream ended one of its halves; forget it when both are over (a WebSocket's
+        tunnel too: both FINs passed, it closes itself)."""
+        if stream.ended and stream.client_ended:
             if self.streams.get(stream.sid) is stream:
                 del self.streams[stream.sid]
                 stream.give_back_window()

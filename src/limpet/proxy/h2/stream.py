@@ -206,6 +206,7 @@ class H2Stream:
         tunnel = self.tunnel
         if tunnel is not None:
             tunnel.client_eof()
+            self.conn.maybe_done(self)
             return
         exchange = self.active
         if exchange is not None and not exchange.upgrade:
