@@ -78,9 +78,9 @@ class H2Downstream(asyncio.Protocol):
         ctx.metrics.protocol_connections.labels("h2" if tls else "h2c").inc()
         if len(ctx.connections) > ctx.limits.max_connections or ctx.stopping:
             ctx.metrics.local_responses.labels("503").inc()
-            self.core.goaway(h2core.REFUSED_STREAM, "too many connections; retry later")
-            self.flush()
-            transport.close()
+            why = "shutting down" if ctx.stopping else "too many connections; retry later"
+            self.core.goaway(h2core.NO_ERROR, why)  # (last stream 0: nothing was processed)
+            self.close()
             return
         self.flush()  # our SETTINGS (RFC 9113 §3.4: the server preface)
         self.timer.arm(self.timeouts.header, self.idle_timeout)
@@ -140,7 +140,7 @@ class H2Downstream(asyncio.Protocol):
             req = messages.request(fields)
         except messages.Malformed as exc:
             log.info("h2 %s stream %d: malformed request: %s", self.client_ip, sid, exc)
-            metrics.local_responses.labels("reset").inc()
+            metrics.local_responses.labels("400").inc()  # (HTTP/1.1's answer to the same)
             core.reset(sid, h2core.PROTOCOL_ERROR)
             return
         except messages.Unsupported as exc:
