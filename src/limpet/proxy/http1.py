@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from limpet.affinity.base import Pick, RequestFacts
 from limpet.pool.health import HealthEvent
-from limpet.proxy import engineio, wire
+from limpet.proxy import engineio, goaway, retry, wire
 from limpet.proxy.filters import NO_FILTER, ExchangeFilter
 from limpet.proxy.headers import new_request_id, parse_cookies
 from limpet.proxy.responses import CONTINUE, local_response
@@ -63,7 +63,7 @@ from limpet.proxy.states import (
 )
 from limpet.proxy.tunnel import Tunnel
 from limpet.proxy.wire import RequestParser
-from limpet.proxy.wire.parser import BODY, CHUNKED, END, ERROR, HEAD, UPGRADE, RequestHead
+from limpet.proxy.wire.parser import BODY, CHUNKED, END, ERROR, HEAD, NONE, UPGRADE, RequestHead
 
 try:
     import cython
@@ -96,8 +96,11 @@ NO_COOKIES: Mapping[str, str] = MappingProxyType({})
 PASSIVE_OK, PASSIVE_FAIL = HealthEvent.PASSIVE_OK, HealthEvent.PASSIVE_FAIL
 #: Downstream.queue of a tunnel: no request follows an upgrade, and a deque is 760 bytes
 NO_QUEUE: deque[Exchange] = deque(maxlen=0)
-#: RFC 9110 §9.2.2: methods a proxy may send again after a connection failed mid-request
-IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
+#: a request written to a backend is sent again only if it is one of these methods (or carries
+#: Idempotency-Key) and has no body: the rule of Go's net/http (Request.isReplayable). PUT and
+#: DELETE are idempotent by RFC 9110 §9.2.2, but a backend that read one may be acting on it
+#: when the connection breaks, and a second copy racing the first is not harmless
+REPLAYABLE = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE"})
 
 
 class Deadline:
@@ -363,7 +366,8 @@ class Downstream(asyncio.Protocol):
         return None
 
     def drain(self) -> None:
-        """Shutdown has begun: tell keep-alive clients, close what nobody waits for.
+        """Shutdown has begun (goaway.Stoppable): tell keep-alive clients, close what nobody
+        waits for.
 
         A half-closed client (it sent its request then FIN, as a socket.io long-poll client
         that exited does) is closed at once: it would keep the process up until the deadline
@@ -379,6 +383,10 @@ class Downstream(asyncio.Protocol):
             self.transport.close()
         elif self.active is None and self.receiving is None and not self.parser.buffered:
             self._arm(min(STOP_GRACE, self.timeouts.shutdown), self._on_header_timeout)
+
+    def go_away(self) -> None:
+        """The drain deadline passed (goaway.Stoppable): 1001 to a WebSocket, else abort."""
+        goaway.close(self.transport, self.tunnel)
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -622,6 +630,7 @@ class Exchange:
         "lnames",
         "method",
         "pick",
+        "replayable",
         "resp_chunked",
         "resp_close",
         "retried_stale",
@@ -649,6 +658,11 @@ class Exchange:
         self.expect_continue = head.expect_continue
         # the wire core accepts only "chunked" as the (only) coding of a request
         self.body_chunked = head.framing == CHUNKED
+        #: may be sent again after it was written (see REPLAYABLE): no body, and a safe method
+        #: or an Idempotency-Key (draft-ietf-httpapi-idempotency-key-header)
+        self.replayable = head.framing == NONE and (
+            head.method in REPLAYABLE or b"idempotency-key" in head.lnames
+        )
         self.body_buffer: list[bytes] = []
         self.body_buffered = 0
         self.body_done = False
@@ -751,7 +765,9 @@ class Exchange:
         self.pick = pick
         assert self.runtime is not None
         upstreams = self.runtime.upstreams[backend.id]
-        conn = upstreams.take_idle()
+        # a request that must not be sent twice goes on a connection that cannot be in the
+        # middle of the backend's keep-alive close (upstream.UpstreamPool.take_idle)
+        conn = upstreams.take_idle(self.replayable)
         if conn is not None:
             self.attach(conn)
         else:
@@ -775,15 +791,13 @@ class Exchange:
         """A backend refused or timed out: count it against the backend and repin once."""
         runtime = self.runtime
         assert runtime is not None
-        runtime.passive(backend.id, PASSIVE_FAIL)
-        self.ctx.metrics.upstream_connect_failures.labels(runtime.name, backend.id).inc()
-        self.failed.add(backend.id)
+        another = retry.connect_failed(runtime, self.ctx.metrics, backend.id, self.failed)
         if self.state is not CONNECTING:
             return  # given up meanwhile (the client left or its request broke)
-        if self.body_sent or len(self.failed) > 2 or not self.down.connected():
+        if self.body_sent or not another or not self.down.connected():
             self.local(502, f"backend {backend.id} is unreachable")
             return
-        self.ctx.metrics.repins.labels(runtime.name).inc()
+        retry.repinned(runtime, self.ctx.metrics)
         path, _, query = self.url.partition(b"?")
         # choose() answers a pick without a backend (503, or engineio's Session ID unknown)
         self.choose(runtime.pick(self.facts(path, query), exclude=self.failed))
@@ -1005,28 +1019,26 @@ class Exchange:
                 self.step(EV_ABORT)
                 self.down.close()  # truncated: the client must see the connection end
             return
-        if not self.body_sent and reused and not self.retried_stale and self.pick is not None:
-            # a keep-alive connection the backend had closed (RFC 9112 §9.3.1 allows retrying
-            # a request that was never acted upon): once more on a fresh connection
-            self.retried_stale = True
+        # the head (at least) was written when the connection was attached: the backend may
+        # have read the request and acted on it. Go's net/http rule: send it again only if it
+        # is replayable (no body; a safe method or an Idempotency-Key). Anything else is
+        # answered 502 and never repeated, not even when the connection was a pooled one the
+        # backend was closing: nothing tells that it had not read the request first
+        backend = self.pick.backend if self.pick is not None else None
+        if self.replayable and backend is not None:
             self.step(EV_RETRY)
-            backend = self.pick.backend
-            assert backend is not None
-            self.ctx.spawn(self.connect(backend))
+            if reused and not self.retried_stale:
+                # a keep-alive connection the backend had closed (RFC 9112 §9.3.1): once
+                # more on a fresh connection to the same backend
+                self.retried_stale = True
+                self.ctx.spawn(self.connect(backend))
+            else:
+                self.connect_failed(backend, exc)  # elsewhere, as a failed connect is
             return
-        if (
-            not self.body_sent
-            and self.method in IDEMPOTENT
-            and self.pick is not None
-            and self.pick.backend is not None
-        ):
-            # RFC 9110 §9.2.2: only an idempotent request may be sent again (elsewhere); a
-            # POST the backend may have acted on is answered 502, never repeated
-            self.step(EV_RETRY)
-            self.connect_failed(self.pick.backend, exc)
-            return
-        if self.pick is not None and self.pick.backend is not None and self.runtime is not None:
-            self.runtime.passive(self.pick.backend.id, PASSIVE_FAIL)
+        if not reused and backend is not None and self.runtime is not None:
+            # (a fresh connection closed without an answer is the backend's fault; a pooled
+            # one may have met the backend's keep-alive close)
+            self.runtime.passive(backend.id, PASSIVE_FAIL)
         self.local(502, "the backend closed the connection before answering")
 
     def upstream_failed(self, reason: str) -> None:

@@ -311,16 +311,10 @@ class ProxyServer:
         from limpet.proxy.tcp import TcpDownstream
 
         # which build of the wire core parses requests: said once, louder when it is the
-        # fallback nobody asked for (no compiler at install time)
-        level = (
-            logging.WARNING if wire.CORE == "python" and "not built" in wire.WHY else logging.INFO
-        )
+        # fallback nobody asked for (no compiler at install time, or a stale build refused)
+        asked = "LIMPET_NO_EXTENSIONS" in wire.WHY
+        level = logging.WARNING if wire.CORE == "python" and not asked else logging.INFO
         log.log(level, "wire core: %s (%s)", wire.CORE, wire.WHY)
-        level = (
-            logging.WARNING
-            if builds.CORE == "python" and "not built" in builds.WHY
-            else logging.INFO
-        )
         log.log(level, "protocol code: %s (%s)", builds.CORE, builds.WHY)
         for runtime in self.pools.values():
             if self.run_probes is not None:
@@ -368,17 +362,14 @@ class ProxyServer:
         self.stopping = self.context.stopping = True
         for server in self.listeners:
             server.close()
-        for conn in list(self.connections):
-            drain = getattr(conn, "drain", None)
-            if drain is not None:
-                drain()  # idle keep-alive and half-closed downstreams close at once
-            elif getattr(conn, "active", None) is None and getattr(conn, "tunnel", None) is None:
-                conn.close()
+        connections: set[goaway.Stoppable] = self.connections
+        for conn in list(connections):
+            conn.drain()  # idle keep-alive and half-closed downstreams close at once
         deadline = self.loop.time() + self.config.timeouts.shutdown
         while self.connections and self.loop.time() < deadline:
             await asyncio.sleep(0.05)
-        for conn in list(self.connections):
-            goaway.close(conn)  # WebSockets get a 1001 close frame; the rest is aborted
+        for conn in list(connections):
+            conn.go_away()  # WebSockets get a 1001 close frame; the rest is aborted
         for task in list(self.tasks):
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from typing import Protocol
 
 from limpet.proxy import wire
@@ -32,6 +33,16 @@ COMPILED: bool = cython.compiled
 #: nginx in proxy_buffer_size (4-8 KB); this is generous on purpose (large Set-Cookie/CSP).
 MAX_RESPONSE_HEAD = 128 * 1024
 MAX_RESPONSE_FIELDS = 512
+#: a pooled connection idle longer than this is closed, never reused: a backend closes its idle
+#: keep-alive connections after its own timeout (Node.js http, uvicorn and Apache: 5 s; nginx
+#: 75 s), and a request written as that close crosses it meets a reset. 4 s stays below the
+#: common 5 s (gunicorn's sync workers close after 2 s: their requests rely on the rule below)
+IDLE_CLOSE = 4.0
+#: a request that must not be sent twice (http1.REPLAYABLE) takes a pooled connection only if
+#: that connection answered within this (HAProxy's ``http-reuse safe`` idea): a backend does
+#: not close a connection it answered on a moment ago, so the keep-alive race cannot turn the
+#: request into a 502; else it goes on a new connection
+SAFE_REUSE = 1.0
 
 
 class ExchangeSide(Protocol):
@@ -72,6 +83,7 @@ class UpstreamConnection(asyncio.Protocol):
         "backend_id",
         "closed",
         "exchange",
+        "idle_since",
         "keep_alive",
         "parser",
         "pool",
@@ -90,6 +102,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = False
         self.reused = False
         self.keep_alive = False
+        self.idle_since = 0.0  # (time.monotonic) when it last went back to the pool
 
     def __repr__(self) -> str:
         return f"UpstreamConnection(backend={self.backend_id!r}, closed={self.closed})"
@@ -227,13 +240,40 @@ class UpstreamPool:
     def __repr__(self) -> str:
         return f"UpstreamPool({self.backend_id!r}, {self.address}, idle={len(self.idle)})"
 
-    def take_idle(self) -> UpstreamConnection | None:
-        while self.idle:
-            conn = self.idle.pop()
+    def take_idle(
+        self, replayable: bool = True, now: float | None = None
+    ) -> UpstreamConnection | None:
+        """The warmest usable idle connection, or None (make a new one).
+
+        Connections idle longer than IDLE_CLOSE are closed on the way. A request that is not
+        ``replayable`` takes one only if it answered within SAFE_REUSE; the warmest is on top
+        (LIFO), so if it is older, every other one is too: they stay for other requests.
+        """
+        if now is None:
+            now = time.monotonic()
+        idle = self.idle
+        if idle and now - idle[0].idle_since > IDLE_CLOSE:
+            self.expire(now)
+        while idle:
+            conn = idle[-1]
+            if not replayable and now - conn.idle_since > SAFE_REUSE:
+                return None
+            idle.pop()
             if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
                 conn.reused = True
                 return conn
         return None
+
+    def expire(self, now: float) -> None:
+        """Close the idle connections older than IDLE_CLOSE (the oldest are at the bottom)."""
+        idle = self.idle
+        n = 0
+        while n < len(idle) and now - idle[n].idle_since > IDLE_CLOSE:
+            n += 1
+        old = idle[:n]
+        del idle[:n]
+        for conn in old:
+            conn.close()
 
     async def connect(self, timeout: float) -> UpstreamConnection:
         loop = asyncio.get_running_loop()
@@ -252,10 +292,11 @@ class UpstreamPool:
         )
         return conn
 
-    def put(self, conn: UpstreamConnection) -> None:
+    def put(self, conn: UpstreamConnection, now: float | None = None) -> None:
         if len(self.idle) >= self.max_idle:
             conn.close()
         else:
+            conn.idle_since = time.monotonic() if now is None else now
             self.idle.append(conn)
 
     def forget(self, conn: UpstreamConnection) -> None:

@@ -203,6 +203,43 @@ async def test_a_stale_pooled_connection_is_retried_once_on_a_fresh_one(rig: Rig
     assert rig.client.take() == b""  # nothing was answered yet
 
 
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+        b"DELETE / HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nab",  # a body
+    ],
+)
+async def test_a_written_request_that_is_not_replayable_is_never_sent_again(
+    rig: Rig, request_bytes: bytes
+) -> None:
+    made = connect_in_memory(rig)
+    rig.down.data_received(request_bytes)
+    assert rig.conn.reused and rig.backend.take()  # written on the pooled connection
+    rig.conn.connection_lost(None)  # the backend read it, then closed: it may have acted
+    assert rig.client.take().startswith(b"HTTP/1.1 502 ")
+    assert not made and not asyncio.all_tasks() - {asyncio.current_task()}
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: x\r\nIdempotency-Key: k1\r\nContent-Length: 0\r\n\r\n",
+    ],
+)
+async def test_twin_a_replayable_request_is_sent_again_on_a_fresh_connection(
+    rig: Rig, request_bytes: bytes
+) -> None:
+    made = connect_in_memory(rig)
+    rig.down.data_received(request_bytes)
+    rig.conn.connection_lost(None)
+    await (await connect_task())
+    assert made[0].take().startswith(request_bytes.split(b" ", 1)[0])
+    assert rig.client.take() == b""
+
+
 async def test_a_request_refused_while_its_backend_connects_never_reaches_it(rig: Rig) -> None:
     rig.pool.idle.clear()
     made = connect_in_memory(rig)
@@ -328,12 +365,12 @@ async def test_at_the_drain_deadline_an_upgrade_gets_1001_and_a_tcp_tunnel_is_ab
     rig: Rig,
 ) -> None:
     upgraded(rig)
-    goaway.close(rig.down)
+    rig.down.go_away()
     assert rig.client.take() == goaway.TO_CLIENT and rig.client.closed
     sent = rig.backend.take()
     assert sent[:2] == b"\x88\x82" and len(sent) == 8 and rig.backend.closed
     down, backend = await tcp_tunnel(rig)
-    goaway.close(down)
+    down.go_away()
     assert down.transport is not None and down.transport.closed  # type: ignore[attr-defined]
     assert backend.take() == b""
 

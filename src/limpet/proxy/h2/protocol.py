@@ -54,7 +54,6 @@ class H2Downstream(asyncio.Protocol):
         self.draining = False
         self.lingering = False  # closing: GOAWAY and FIN sent, reads dropped (see close)
         self.flush_handle: asyncio.Handle | None = None
-        self.tunnel = None  # (goaway.close looks for an HTTP/1.1 tunnel; streams hold theirs)
         self._cookie_key: list[bytes] | None = None
         self._cookie_jar: dict[str, str] = {}
 
@@ -192,7 +191,7 @@ class H2Downstream(asyncio.Protocol):
         else:
             self.flush()
 
-    def going_away(self) -> None:
+    def go_away(self) -> None:
         """The drain deadline: WebSocket streams get a 1001 close frame both ways (as their
         HTTP/1.1 twins do, limpet.proxy.goaway), the rest ends with the connection."""
         for stream in list(self.streams.values()):
