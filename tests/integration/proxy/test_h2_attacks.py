@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.integration.proxy.conftest import Proxy, start_proxy
-from tests.support.h2hostile import ENHANCE_YOUR_CALM, PROTOCOL_ERROR, Hostile
+from tests.support.h2hostile import ENHANCE_YOUR_CALM, PROTOCOL_ERROR, REFUSED_STREAM, Hostile
 from tests.support.procs import Procs, free_port
 
 
@@ -154,7 +154,12 @@ def test_streams_past_the_limit_are_refused(proxy: Proxy) -> None:
         h.send(h.request(201, "/one-too-many"))
         seen = h.read_until(lambda s: 201 in s.resets or s.goaway is not None)
         assert 201 not in seen.status
-        assert 201 in seen.resets or seen.goaway is not None
+        assert seen.resets.get(201) == REFUSED_STREAM  # a stream error (RFC 9113 §5.1.2)...
+        assert h.alive()  # ...the connection and its 100 streams go on
+        h.send(h.data(1, b"", end=True))  # one of them ends: room for one more
+        assert h.read_until(lambda s: 1 in s.ended).status[1] == 200
+        h.send(h.request(203, "/now-fine"))
+        assert h.read_until(lambda s: 203 in s.ended).status[203] == 200
 
 
 def rss_kb(pid: int) -> int:

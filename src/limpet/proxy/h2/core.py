@@ -88,7 +88,14 @@ class H2Core:
         # HPACK bombs: a header list decoded past this raises before it is built
         conn.decoder.max_header_list_size = limits.max_header_list_size
         conn.decoder.max_allowed_table_size = limits.header_table_size
-        conn.initiate_connection()
+        conn.initiate_connection()  # (our SETTINGS frame, with the values above, is written)
+        # The library ends the whole connection (PROTOCOL_ERROR) for a stream over its own
+        # MAX_CONCURRENT_STREAMS; RFC 9113 §5.1.2 makes it a stream error, and a client that
+        # raced our SETTINGS should lose one stream, not all of them. So the library's copy
+        # is lifted once ours is on the wire, and ``receive`` refuses the stream itself.
+        conn.local_settings = Settings(
+            client=False, initial_values={**initial, SettingCodes.MAX_CONCURRENT_STREAMS: 2**31 - 1}
+        )
         self.outbox: dict[int, bytearray] = {}  # response bytes waiting for window
         self.ending: set[int] = set()  # streams to end once their outbox is sent
         self.closed = False
@@ -118,7 +125,15 @@ class H2Core:
             return [(CLOSED, 0, self.reason)]
         out: list[Event] = []
         skip_end: set[int] = set()
+        refused: set[int] = set()
+        opened = self.conn.open_inbound_streams - sum(
+            isinstance(ev, RequestReceived) for ev in h2_events
+        )
         for ev in h2_events:
+            if refused and getattr(ev, "stream_id", 0) in refused:
+                if isinstance(ev, DataReceived):
+                    self.ack(ev.stream_id, ev.flow_controlled_length)
+                continue
             if isinstance(ev, DataReceived):
                 sid = ev.stream_id
                 padding = ev.flow_controlled_length - len(ev.data)
@@ -127,6 +142,14 @@ class H2Core:
                 if ev.data:
                     out.append((BODY, sid, ev.data))
             elif isinstance(ev, RequestReceived):
+                # the library counts after the whole read; the streams this read opened are
+                # taken in order, the first ones up to the limit
+                opened += 1
+                if opened > self.limits.max_concurrent_streams:
+                    opened -= 1
+                    self.reset(ev.stream_id, REFUSED_STREAM)  # (safe to retry: not processed)
+                    refused.add(ev.stream_id)
+                    continue
                 # (fields, ended): END_STREAM on the HEADERS frame says no body follows
                 ended = ev.stream_ended is not None
                 out.append((REQUEST, ev.stream_id, (ev.headers, ended)))

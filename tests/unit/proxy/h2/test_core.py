@@ -159,3 +159,29 @@ def test_acknowledging_a_closed_streams_bytes_still_reopens_the_connection_windo
     core.ack(1, 45000)  # (the library updates a window once half of it is used)
     client.receive_data(core.data_to_send())
     assert client.outbound_flow_control_window == before + 45000
+
+
+def test_a_stream_over_the_limit_is_refused_alone() -> None:
+    """RFC 9113 §5.1.2: a stream error (REFUSED_STREAM), not the library's connection error."""
+    from hpack import Encoder
+    from hyperframe.frame import Frame, HeadersFrame, RstStreamFrame
+
+    core, _ = pair(H2Limits(max_concurrent_streams=2))
+    encoder = Encoder()
+    raw = b""
+    for sid in (1, 3, 5):  # (the library's client would not send the third)
+        frame = HeadersFrame(sid, flags=["END_HEADERS"])
+        frame.data = encoder.encode([(":method", "POST"), *REQ[1:]])
+        raw += frame.serialize()
+    events = core.receive(raw, 0.0)
+    assert [(k, sid) for k, sid, _ in events] == [(REQUEST, 1), (REQUEST, 3)]
+    assert not core.closed
+    out = core.data_to_send()
+    frames = []
+    while out:
+        frame, length = Frame.parse_frame_header(memoryview(out[:9]))
+        frame.parse_body(memoryview(out[9 : 9 + length]))
+        frames.append(frame)
+        out = out[9 + length :]
+    resets = [f for f in frames if isinstance(f, RstStreamFrame)]
+    assert [(f.stream_id, f.error_code) for f in resets] == [(5, 7)]
