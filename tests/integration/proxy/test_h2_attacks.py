@@ -55,6 +55,20 @@ def test_rapid_reset(proxy: Proxy, pairs: int, ends: bool) -> None:
             assert h.alive()
 
 
+@pytest.mark.parametrize(("count", "ends"), [(300, True), (100, False)], ids=["flood", "twin"])
+def test_provoked_resets_count_too(proxy: Proxy, count: int, ends: bool) -> None:
+    """MadeYouReset (CVE-2025-8671): malformed requests make the proxy reset the streams."""
+    with Hostile(proxy.port) as h:
+        for i in range(count):
+            h.send(h.request(2 * i + 1, f"/m{i}", extra=[("connection", "close")]))
+            if i % 50 == 49 and h.seen.goaway is None:
+                h.alive()  # in rounds under the stream limit (over it: REFUSED_STREAM, not these)
+        if ends:
+            assert h.ended_with() == ENHANCE_YOUR_CALM
+        else:
+            assert h.alive()
+
+
 FLOODS = {
     "ping": (lambda h: h.ping(), 60, 40),
     "settings": (lambda h: h.settings(), 60, 40),

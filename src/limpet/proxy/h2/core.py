@@ -58,7 +58,17 @@ REFUSED_STREAM = ErrorCodes.REFUSED_STREAM
 class H2Core:
     """The server side of one HTTP/2 connection; see the module docstring."""
 
-    __slots__ = ("closed", "conn", "ending", "guard", "limits", "outbox", "queued", "reason")
+    __slots__ = (
+        "closed",
+        "conn",
+        "ending",
+        "guard",
+        "limits",
+        "now",
+        "outbox",
+        "queued",
+        "reason",
+    )
 
     def __init__(self, limits: H2Limits, *, connect_protocol: bool = True) -> None:
         self.limits = limits
@@ -101,6 +111,7 @@ class H2Core:
         self.closed = False
         self.reason = ""
         self.queued = b""  # frames written here, ahead of the library's next bytes
+        self.now = 0.0  # the time of the last read (the rate counters' clock)
 
     def __repr__(self) -> str:
         return (
@@ -113,6 +124,7 @@ class H2Core:
         """Parse ``data`` from the client; the events, in order."""
         if self.closed:
             return []
+        self.now = now
         why = self.guard.feed(data, now)
         if why is not None:
             return [self.terminate(ENHANCE_YOUR_CALM, why)]
@@ -268,6 +280,11 @@ class H2Core:
             pass
 
     def reset(self, stream_id: int, code: ErrorCodes = CANCEL) -> None:
+        if code == PROTOCOL_ERROR and not self.closed and self.guard.resets.hit(self.now):
+            # resets the client provokes (malformed requests) count with the ones it sends:
+            # the "MadeYouReset" variant of Rapid Reset (CVE-2025-8671)
+            self.terminate(ENHANCE_YOUR_CALM, "too many stream resets (malformed requests)")
+            return
         self.forget(stream_id)
         try:
             self.conn.reset_stream(stream_id, error_code=code)

@@ -123,6 +123,9 @@ class H2Downstream(asyncio.Protocol):
             elif kind == h2core.CLOSED:
                 self.ended(str(value))
                 return
+        if core.closed:  # a bound hit while the streams acted (provoked resets)
+            self.ended(core.reason)
+            return
         self.flush()
 
     def request(self, sid: int, fields: list[tuple[bytes, bytes]], ended: bool) -> None:

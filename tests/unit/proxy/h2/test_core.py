@@ -185,3 +185,19 @@ def test_a_stream_over_the_limit_is_refused_alone() -> None:
         out = out[9 + length :]
     resets = [f for f in frames if isinstance(f, RstStreamFrame)]
     assert [(f.stream_id, f.error_code) for f in resets] == [(5, 7)]
+
+
+def test_resets_the_client_provokes_count_like_the_ones_it_sends() -> None:
+    """MadeYouReset (CVE-2025-8671): stream errors we send for malformed requests are counted."""
+    core, client = pair(H2Limits(max_resets=3))
+    for sid in (1, 3, 5, 7):
+        client.send_headers(sid, REQ, end_stream=True)
+        step(core, client)
+        core.reset(sid, 1)  # PROTOCOL_ERROR: what a malformed request gets
+    assert core.closed and "malformed" in core.reason
+    twin, twin_client = pair(H2Limits(max_resets=3))
+    for sid in (1, 3, 5, 7):
+        twin_client.send_headers(sid, REQ, end_stream=True)
+        step(twin, twin_client)
+        twin.reset(sid)  # CANCEL: our own choice (a backend gone), not the client's doing
+    assert not twin.closed
