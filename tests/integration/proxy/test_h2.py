@@ -72,11 +72,13 @@ def test_h2c_and_http11_share_a_port(procs: Procs, three: dict[str, str]) -> Non
     assert "Via: 1.1 limpet" in body  # the backend hears HTTP/1.1
     version, body = curl(f"{proxy.url}/y", "--http1.1")
     assert version == "1.1" and body.splitlines()[0] in three
-    assert metric(proxy, "limpet_protocol_connections", "h2c") == 1
+    version, head = curl(f"{proxy.url}/h", "--http2-prior-knowledge", "--head")
+    assert version == "2" and head.startswith("HTTP/2 200") and "content-length" in head, head
+    assert metric(proxy, "limpet_protocol_connections", "h2c") == 2
     assert metric(proxy, "limpet_protocol_connections", "http/1.1") == 1
-    assert metric(proxy, "limpet_protocol_requests", "h2") == 1
+    assert metric(proxy, "limpet_protocol_requests", "h2") == 2
     status = proxy.status()  # what the dashboard shows
-    assert status["totals"]["h2_requests"] == 1 and status["totals"]["requests"] == 2
+    assert status["totals"]["h2_requests"] == 2 and status["totals"]["requests"] == 3
     assert status["listeners"][0]["h2c"] is True
 
 
