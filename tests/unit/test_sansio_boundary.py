@@ -19,6 +19,10 @@ CORE_PACKAGES = [
     "limpet.proxy.wire",
     # single sans-IO modules that live beside the edges they serve
     "limpet.proxy.states",
+    "limpet.proxy.h2.limits",
+    "limpet.proxy.h2.guard",
+    "limpet.proxy.h2.core",
+    "limpet.proxy.h2.messages",
     "limpet.admin.guard",
     "limpet.client.core",
     "limpet.hub.brokers.urls",

@@ -78,6 +78,30 @@ class ProxyMetrics:
             ["result"],
             registry=r,
         )
+        # HTTP/2 (limpet.proxy.h2). HTTP/1.1 requests are the responses above less these.
+        self.protocol_connections = Counter(
+            "limpet_protocol_connections",
+            "Client connections on TLS and h2c listeners by protocol: http/1.1, h2 (ALPN), h2c",
+            ["protocol"],
+            registry=r,
+        )
+        self.protocol_requests = Counter(
+            "limpet_protocol_requests",
+            "Requests that came over HTTP/2, by kind: h2, h2-websocket (RFC 8441)",
+            ["protocol"],
+            registry=r,
+        )
+        self.h2_websockets = Counter(
+            "limpet_h2_websockets",
+            "WebSockets over HTTP/2 streams that the backend accepted (101)",
+            registry=r,
+        )
+        self.h2_goaways = Counter(
+            "limpet_h2_goaways",
+            "HTTP/2 connections ended by the proxy over a bound or a protocol error, by reason",
+            ["reason"],
+            registry=r,
+        )
         self.probes = Counter(
             "limpet_health_probes",
             "Active health probes by result",

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 
 
 def totals(server: ProxyServer) -> dict[str, int]:
-    """Requests answered so far and how many were errors (5xx relayed or answered locally)."""
+    """Requests answered so far, how many were errors (5xx relayed or answered locally), and
+    how many came over HTTP/2 (the rest came over HTTP/1.1)."""
     requests = errors = 0
     for runtime in server.pools.values():
         for (_, cls), n in list(runtime.response_counts.items()):
@@ -33,7 +34,12 @@ def totals(server: ProxyServer) -> dict[str, int]:
                 requests += int(sample.value)
                 if str(sample.labels.get("code", "")).startswith("5"):
                     errors += int(sample.value)
-    return {"requests": requests, "errors": errors}
+    h2 = 0  # of them, requests that came over HTTP/2 (streams and WebSockets on streams)
+    for metric in server.metrics.protocol_requests.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_total"):
+                h2 += int(sample.value)
+    return {"requests": requests, "errors": errors, "h2_requests": h2}
 
 
 class LocalView:
@@ -246,7 +252,7 @@ def merge_status(workers: list[dict[str, Any]]) -> dict[str, Any]:
         "pools": list(pools.values()),
         "totals": {
             key: sum(w.get("totals", {}).get(key, 0) for w in live)
-            for key in ("requests", "errors")
+            for key in ("requests", "errors", "h2_requests")
         },
         "workers": workers,
     }

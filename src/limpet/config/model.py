@@ -147,6 +147,10 @@ class ListenerConfig:
     proxy_protocol: bool = False
     proxy_protocol_from: str = TRUSTED_BALANCERS
     send_proxy_protocol: str = ""  # tcp listeners: "v1" or "v2" header to the backend
+    #: TLS listeners offer h2 beside http/1.1 by ALPN (False: http/1.1 only)
+    h2: bool = True
+    #: cleartext listeners also take HTTP/2 with prior knowledge (told by the preface)
+    h2c: bool = False
 
     @property
     def scheme(self) -> str:

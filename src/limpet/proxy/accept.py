@@ -120,3 +120,97 @@ def wrap(
         return lambda: ProxyProtocolFront(factory, (), send, loop, accept=False)
     trusted = proxyproto.networks(listener.proxy_protocol_from)
     return lambda: ProxyProtocolFront(factory, trusted, send, loop)
+
+
+#: RFC 9113 §3.4: the client connection preface; an h2c listener tells HTTP/2 by it
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+class ProtocolChooser(asyncio.Protocol):
+    """HTTP/2 or HTTP/1.1 for one new connection, then out of the way (``set_protocol``).
+
+    On TLS the handshake already chose (ALPN ``h2``): the hand-over happens in
+    ``connection_made``, before any byte. On an h2c listener the first bytes tell: the 24-byte
+    preface is HTTP/2 with prior knowledge (RFC 9113 §3.3), anything else HTTP/1.1 (no request
+    line starts with ``PRI *``'s bytes past the method). At most 24 bytes are held; a client
+    silent for ``timeouts.header`` is closed, as the HTTP/1.1 side would.
+    """
+
+    def __init__(
+        self,
+        http1: Callable[[], Any],
+        h2: Callable[[], Any],
+        sniff: bool,
+        loop: asyncio.AbstractEventLoop,
+        header_timeout: float,
+        metrics: Any,
+    ) -> None:
+        self.http1 = http1
+        self.h2 = h2
+        self.sniff = sniff
+        self.loop = loop
+        self.header_timeout = header_timeout
+        self.metrics = metrics
+        self.transport: Any = None
+        self.buffer = b""
+        self.client_ip: str | None = None  # set by a PROXY protocol front, passed on
+        self.timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            h2 = ssl_object.selected_alpn_protocol() == "h2"
+            self._hand_over(self.h2 if h2 else self.http1, b"", h2)
+        elif not self.sniff:
+            self._hand_over(self.http1, b"", False)
+        else:
+            self.timer = self.loop.call_later(self.header_timeout, self._timeout)
+
+    def _timeout(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer = self.buffer + data
+        n = min(len(buffer), len(H2_PREFACE))
+        if buffer[:n] != H2_PREFACE[:n]:
+            self._hand_over(self.http1, buffer, False)
+        elif n == len(H2_PREFACE):
+            self._hand_over(self.h2, buffer, True)
+
+    def _hand_over(self, factory: Callable[[], Any], data: bytes, h2: bool) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        transport, self.transport, self.buffer = self.transport, None, b""
+        if not h2:
+            self.metrics.protocol_connections.labels("http/1.1").inc()
+        inner = factory()
+        transport.set_protocol(inner)
+        inner.connection_made(transport)
+        if self.client_ip is not None:
+            inner.client_ip = self.client_ip
+        if data:
+            inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return None  # before a protocol was chosen: nothing to answer
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.transport = None
+
+
+def choose(
+    http1: Callable[[], Any], h2: Callable[[], Any], listener: Any, ctx: Any
+) -> Callable[[], Any]:
+    """The factory of an http listener: HTTP/1.1 alone, or chosen per connection when the
+    listener may speak HTTP/2 (TLS with ``h2``, cleartext with ``h2c``)."""
+    tls = bool(listener.tls)
+    if (tls and not listener.h2) or (not tls and not listener.h2c):
+        return http1
+    loop, timeout, metrics = ctx.loop, ctx.timeouts.header, ctx.metrics
+    return lambda: ProtocolChooser(http1, h2, not tls, loop, timeout, metrics)

@@ -106,6 +106,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--tls-key", action="append", metavar="FILE", help="the private key of each --tls-cert"
     )
     parser.add_argument(
+        "--h2c",
+        action="store_true",
+        default=None,
+        help="cleartext listeners also take HTTP/2 with prior knowledge (HTTP/1.1 still served)",
+    )
+    parser.add_argument(
+        "--no-h2",
+        action="store_true",
+        default=None,
+        help="TLS listeners offer only http/1.1 by ALPN [h2 and http/1.1]",
+    )
+    parser.add_argument(
         "--drain-timeout",
         type=float,
         metavar="SECONDS",
@@ -191,6 +203,10 @@ def resolve(args: argparse.Namespace) -> Any:
         cfg = replace(cfg, listeners=proxy_protocol_listeners(cfg.listeners, args))
     if args.tls_cert or args.tls_key:
         cfg = replace(cfg, listeners=tls_listeners(cfg.listeners, args.tls_cert, args.tls_key))
+    if args.h2c:
+        cfg = replace(cfg, listeners=tuple(replace(lc, h2c=True) for lc in cfg.listeners))
+    if args.no_h2:
+        cfg = replace(cfg, listeners=tuple(replace(lc, h2=False) for lc in cfg.listeners))
     if args.admin:
         parse_hostport(args.admin)
         cfg = replace(cfg, admin=args.admin)

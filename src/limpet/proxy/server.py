@@ -394,6 +394,7 @@ class ProxyServer:
 
     async def start(self) -> None:
         from limpet.proxy import wire
+        from limpet.proxy.h2.protocol import H2Downstream
         from limpet.proxy.tcp import TcpDownstream
 
         # which build of the wire core parses requests: said once, louder when it is the
@@ -420,9 +421,15 @@ class ProxyServer:
                     self.context, self.pools[self.config.tcp_pool(lc)]
                 )
             else:
-                factory = lambda: builds.Downstream(self.context)  # noqa: E731
+                factory = accept.choose(
+                    lambda: builds.Downstream(self.context),
+                    lambda: H2Downstream(self.context),
+                    listener,
+                    self.context,
+                )
             # TLS stays out of the protocol classes: a front runs the handshake, counted and
-            # bounded (timeouts.handshake), and hands the TLS transport over (proxy/handshake)
+            # bounded (timeouts.handshake), and hands the TLS transport over (proxy/handshake);
+            # the chooser then reads the ALPN result (h2 or http/1.1) from that transport
             factory = handshake.wrap(factory, tls.listener_ssl(self, listener), self.context)
             factory = accept.wrap(factory, listener, self.loop)  # PROXY protocol, if any
             server = await self.loop.create_server(
@@ -470,7 +477,15 @@ class ProxyServer:
 
     def status(self) -> dict[str, Any]:
         return {
-            "listeners": [{"address": lc.address, "mode": lc.mode} for lc in self.config.listeners],
+            "listeners": [
+                {
+                    "address": lc.address,
+                    "mode": lc.mode,
+                    "h2": bool(lc.tls) and lc.h2,
+                    "h2c": lc.h2c,
+                }
+                for lc in self.config.listeners
+            ],
             "downstream_connections": len(self.connections),
             "max_connections": self.context.limits.max_connections,
             "open_files_limit": self.nofile,

@@ -4,8 +4,9 @@ The protocol classes never see TLS: the listener is created with the ``SSLContex
 builds (``loop.create_server(..., ssl=...)``), so every byte they get is already plaintext.
 
 - TLS 1.2 and later only, Python's secure defaults (``create_default_context``: no compression,
-  forward-secret AEAD ciphers first), no renegotiation, ALPN ``http/1.1`` (the one protocol
-  spoken here; a client offering only h2 fails the handshake instead of speaking h2 to HTTP/1.1).
+  forward-secret AEAD ciphers first), no renegotiation, ALPN ``h2`` then ``http/1.1`` (the
+  listener's ``h2: false`` offers ``http/1.1`` alone; limpet.proxy.accept hands an h2
+  connection to limpet.proxy.h2).
 - SNI: each certificate serves the DNS names of its subjectAltName (``*.example.com`` matches one
   label); a name nobody serves, or no SNI at all, gets the first pair.
 - Rotation: cert-manager and friends replace the files in place. A stat of each file every
@@ -34,12 +35,17 @@ log = logging.getLogger("limpet.tls")
 RELOAD_INTERVAL = 2.0
 
 
-def new_context(pair: TlsPair) -> ssl.SSLContext:
+#: ALPN protocol ids (RFC 7301) a TLS listener offers, in our order of preference
+ALPN_H2 = ("h2", "http/1.1")
+ALPN_HTTP1 = ("http/1.1",)
+
+
+def new_context(pair: TlsPair, alpn: Sequence[str] = ALPN_H2) -> ssl.SSLContext:
     """A server context for one certificate/key pair with limpet's TLS settings."""
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.options |= ssl.OP_NO_RENEGOTIATION | ssl.OP_CIPHER_SERVER_PREFERENCE
-    ctx.set_alpn_protocols(["http/1.1"])
+    ctx.set_alpn_protocols(list(alpn))
     try:
         ctx.load_cert_chain(pair.cert, pair.key)
     except ssl.SSLError as exc:
@@ -95,16 +101,17 @@ def _stamp(pair: TlsPair) -> tuple[tuple[int, int, int], ...]:
 class CertStore:
     """The certificates of one listener; ``context`` goes to ``create_server``."""
 
-    def __init__(self, pairs: Sequence[TlsPair]) -> None:
+    def __init__(self, pairs: Sequence[TlsPair], alpn: Sequence[str] = ALPN_H2) -> None:
         if not pairs:
             raise UsageError("a TLS listener needs at least one certificate and key")
         self.pairs = tuple(pairs)
+        self.alpn = tuple(alpn)
         self.stamps = [_stamp(p) for p in self.pairs]
-        self.contexts = [new_context(p) for p in self.pairs]
+        self.contexts = [new_context(p, alpn) for p in self.pairs]
         self.names = [dns_names(p.cert) for p in self.pairs]
         self.reloads = 0
         # the context handed to the listener only routes each handshake to a current context
-        self.context = new_context(self.pairs[0])
+        self.context = new_context(self.pairs[0], alpn)
         self.context.sni_callback = self._sni
 
     def pick(self, server_name: str | None) -> ssl.SSLContext:
@@ -132,7 +139,7 @@ class CertStore:
                 continue
             self.stamps[i] = stamp
             try:
-                ctx, names = new_context(pair), dns_names(pair.cert)
+                ctx, names = new_context(pair, self.alpn), dns_names(pair.cert)
             except (UsageError, ValueError, OSError) as exc:
                 log.warning("TLS: keeping the previous certificate for %s: %s", pair.cert, exc)
                 continue
@@ -163,7 +170,9 @@ def listener_ssl(server: Any, listener: ListenerConfig) -> ssl.SSLContext | None
     listener of a server also starts the reload watcher in the server's task group."""
     if not listener.tls:
         return None
-    store = CertStore(listener.tls)
+    # (a --mode tcp listener relays bytes: it never offers h2, whose frames it cannot route)
+    h2 = listener.h2 and listener.mode != "tcp"
+    store = CertStore(listener.tls, ALPN_H2 if h2 else ALPN_HTTP1)
     stores: list[CertStore] | None = getattr(server, "tls_stores", None)
     if stores is None:
         stores = []

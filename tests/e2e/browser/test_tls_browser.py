@@ -30,13 +30,15 @@ def spki_hash(cert: Path) -> str:
     return base64.b64encode(hashlib.sha256(der).digest()).decode()
 
 
-def run_browser(url: str, spki: str, home: Path) -> dict[str, object]:
+def run_browser(url: str, spki: str, home: Path, script: str = "tls.mjs") -> dict[str, object]:
+    """Run a page driver of this folder against ``url``, trusting the key ``spki``."""
     node = which_or_skip("node")
     chromium = which_or_skip("chromium", "/usr/bin/chromium")
-    if not (HERE / "node_modules" / "playwright-core").exists():
-        pytest.skip("playwright-core not installed (scripts/bootstrap installs it)")
+    for package in ("playwright-core", "socket.io-client"):
+        if not (HERE / "node_modules" / package).exists():
+            pytest.skip(f"{package} not installed (scripts/bootstrap installs it)")
     done = subprocess.run(
-        [node, str(HERE / "tls.mjs"), url, spki],
+        [node, str(HERE / script), url, spki],
         capture_output=True, text=True, timeout=90,
         env={"PATH": "/usr/bin:/bin", "CHROMIUM": chromium, "HOME": str(home)},
     )  # fmt: skip
