@@ -21,6 +21,8 @@ CORE_PACKAGES = [
     "limpet.proxy.states",
     "limpet.admin.guard",
     "limpet.client.core",
+    "limpet.client.backoff",
+    "limpet.hub.admission",
     "limpet.hub.brokers.urls",
 ]
 BLOCKED = [

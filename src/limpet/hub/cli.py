@@ -102,6 +102,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="packets waiting for one client before it is disconnected as too slow",
     )
     parser.add_argument(
+        "--max-handshakes",
+        type=int,
+        default=256,
+        metavar="N",
+        help="connections in their handshake at once (until subscribed); more are refused "
+        "at once: 503 + Retry-After on polling, close 1013 on a WebSocket (0: no limit)",
+    )
+    parser.add_argument(
+        "--admission-hold",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="longest a connection counts as in its handshake at each step (handshake, "
+        "connect) before its place is given to another",
+    )
+    parser.add_argument(
         "--ws-compression",
         action="store_true",
         help="allow per-message deflate on websockets (off: less CPU per delivery)",
@@ -150,10 +166,13 @@ def run(args: argparse.Namespace) -> int:
         )
         <= 0
         or args.check_interval < 0
+        or args.max_handshakes < 0
+        or args.admission_hold <= 0
     ):
         raise UsageError(
             "--max-payload, --presence-ttl, --idempotency-ttl, --health-interval, --max-queue, "
-            "--max-depth, --max-message, --broker-pool and --broker-pool-wait must be > 0, --check-interval >= 0"
+            "--max-depth, --max-message, --broker-pool, --broker-pool-wait and --admission-hold must be > 0, "
+            "--check-interval and --max-handshakes >= 0"
         )
     if args.nats_replicas is not None and not 1 <= args.nats_replicas <= 5:
         raise UsageError("--nats-replicas must be 1..5 (JetStream's limit)")
@@ -195,6 +214,8 @@ def run(args: argparse.Namespace) -> int:
         max_message=args.max_message,
         jwt_require_exp=args.jwt_require_exp,
         check_interval=args.check_interval,
+        max_handshakes=args.max_handshakes,
+        admission_hold=args.admission_hold,
     )
     run_until_signal(lambda stop: serve(Hub(broker, settings), host, port, stop))
     return 0

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,7 @@ from aiohttp import web
 from limpet.errors import BrokerError, ChannelError
 from limpet.hub import transport
 from limpet.hub.access import AuthError, error, granted, verify_token
+from limpet.hub.admission import Admission
 from limpet.hub.brokers.base import Broker
 from limpet.hub.channels import (
     Envelope,
@@ -39,7 +41,7 @@ from limpet.hub.channels import (
 from limpet.hub.channels.outbox import Outbox, Verdict
 from limpet.hub.channels.payload import check_offset, encode_checked
 from limpet.hub.channels.recovery import Step
-from limpet.hub.http_api import HttpApi, errors_as_json
+from limpet.hub.http_api import TICKET, HttpApi, admission_gate, errors_as_json
 from limpet.hub.settings import HubSettings
 from limpet.hub.transport import Packet
 from limpet.runtime import serve_aiohttp
@@ -62,6 +64,8 @@ class Client:
     socket: Any = None
     #: holds (a subscribe ack goes out first), the bound on live packets, overflow
     outbox: Outbox[Packet] = field(default_factory=lambda: Outbox(1000))
+    #: its admission ticket until its first subscribe is answered (see ``limpet.hub.admission``)
+    ticket: int | None = None
 
     def __repr__(self) -> str:
         return f"Client(sid={self.sid!r}, user={self.user!r}, channels={sorted(self.subs)})"
@@ -78,6 +82,7 @@ class Hub:
         self.local: dict[str, set[str]] = {}
         #: channel -> sids of local clients that asked for its join/leave events
         self.watchers: dict[str, set[str]] = {}
+        self.admission = Admission(settings.max_handshakes, hold=settings.admission_hold)
         self.sio = transport.HubServer(
             async_mode="aiohttp",
             cors_allowed_origins=settings.cors_origins,
@@ -109,7 +114,10 @@ class Hub:
     def app(self) -> web.Application:
         app = web.Application(
             client_max_size=max(1 << 20, 4 * self.settings.max_payload),
-            middlewares=[errors_as_json],
+            middlewares=[
+                errors_as_json,
+                admission_gate(self.admission, "socket.io", self.settings.cors_origins),
+            ],
         )
         self.sio.attach(app, socketio_path="socket.io")
         HttpApi(self.settings, self.broker, self._publish, self._health).add_routes(app)
@@ -229,6 +237,19 @@ class Hub:
         return error(str(reason))
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        request = environ.get("aiohttp.request")
+        ticket: int | None = request.get(TICKET) if request is not None else None
+        try:
+            self._connect(sid, environ, auth)
+        except BaseException:
+            if ticket is not None:
+                self.admission.done(ticket)
+            raise
+        if ticket is not None:
+            self.clients[sid].ticket = ticket
+            self.admission.renew(ticket, time.monotonic())
+
+    def _connect(self, sid: str, environ: dict[str, Any], auth: Any) -> None:
         claims: dict[str, Any] = {}
         if self.settings.jwt_secret is not None:
             token = auth.get("token") if isinstance(auth, dict) else None
@@ -248,6 +269,14 @@ class Hub:
         await self._drop_client(sid)
 
     async def on_subscribe(self, client: Client, data: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return await self._subscribe(client, data)
+        finally:
+            if client.ticket is not None:  # its first subscribe: the connection is through
+                self.admission.done(client.ticket)
+                client.ticket = None
+
+    async def _subscribe(self, client: Client, data: dict[str, Any]) -> dict[str, Any]:
         channel = validate_channel(data.get("channel"))
         if not granted(client.claims, "channels", channel):
             raise AuthError(f"token does not grant subscribe to {channel!r}")
@@ -377,6 +406,7 @@ class Hub:
             "name": self.settings.name,
             "clients": len(self.clients),
             "channels": len(self.local),
+            "admission": self.admission.snapshot(time.monotonic()),
         }
 
     async def _publish(
@@ -421,6 +451,8 @@ class Hub:
         client = self.clients.pop(sid, None)
         if client is None:
             return
+        if client.ticket is not None:
+            self.admission.done(client.ticket)
         for channel in list(client.subs):
             await self._leave(client, channel)
 
