@@ -90,6 +90,7 @@ class Hub:
             # connection; Engine.IO still caps the rest (the connection is closed).
             max_http_buffer_size=max(settings.max_message, 4 * settings.max_payload),
             serializer=transport.HubPacket,
+            client_manager=transport.HubManager(),
         )
         if not settings.ws_compression:
             transport.disable_ws_compression(self.sio)

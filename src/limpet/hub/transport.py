@@ -116,6 +116,46 @@ class HubServer(socketio.AsyncServer):  # type: ignore[misc]
         return True
 
 
+class HubManager(socketio.AsyncManager):  # type: ignore[misc]
+    """python-socketio's client manager, except that a disconnect leaves only the rooms the
+    client is in. python-socketio's ``basic_disconnect`` copies and scans every room of the
+    namespace to find them, and every client has a room of its own (its sid): O(clients) per
+    disconnect, O(N²) for the clients of a replica that gave up or left in a storm (7.5% of a
+    replica's CPU in a 2 000-client connect storm, docs/benchmarks-hub.md). Here the rooms of
+    each client are indexed as it enters and leaves them; the rest of ``basic_disconnect``
+    (callbacks, pending connects and disconnects) is python-socketio 5's, unchanged."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        #: (namespace, sid) -> the rooms that client is in (None: the namespace's room of all)
+        self._joined: dict[tuple[Any, str], set[Any]] = {}
+
+    def basic_enter_room(self, sid: str, namespace: Any, room: Any, eio_sid: Any = None) -> None:
+        super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
+        self._joined.setdefault((namespace, sid), set()).add(room)
+
+    def basic_leave_room(self, sid: str, namespace: Any, room: Any) -> None:
+        super().basic_leave_room(sid, namespace, room)
+        joined = self._joined.get((namespace, sid))
+        if joined is not None:
+            joined.discard(room)
+            if not joined:
+                del self._joined[(namespace, sid)]
+
+    def basic_disconnect(self, sid: str, namespace: Any, **kwargs: Any) -> None:
+        if namespace not in self.rooms:
+            return
+        for room in list(self._joined.get((namespace, sid), ())):
+            self.basic_leave_room(sid, namespace, room)
+        self.callbacks.pop(sid, None)
+        for pending in (self.pending_connect, self.pending_disconnect):
+            waiting = pending.get(namespace)
+            if waiting is not None and sid in waiting:
+                waiting.remove(sid)
+                if not waiting:
+                    del pending[namespace]
+
+
 class _PacketJson:
     """python-engineio's JSON module (its ``loads`` refuses integers of over 100 digits) with
     the decoder built once: engineio's ``loads`` passes ``parse_int`` to ``json.loads``,
