@@ -3,8 +3,10 @@
 The hub queues packets straight onto Engine.IO send queues (fan-out without a task per client),
 swaps the aiohttp websocket wrapper (no per-message deflate) and decodes socket.io packets so a
 payload its JSON parser refuses still gets an error ack. None of that is public API of those
-libraries: every such reach is here, against the major versions pinned in pyproject.toml
-(python-engineio 4, python-socketio 5, aiohttp 3), so an upgrade is checked in one file.
+libraries: every such reach is here, named in ``PRIVATE_USES`` (what, and why), against the
+releases pinned in pyproject.toml. tests/unit/hub/test_library_contract.py checks each name on
+the installed releases and says which one a new release removed (docs/hub.md, "Library
+internals").
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 import struct
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -26,6 +29,64 @@ from engineio.async_drivers.aiohttp import WebSocket as _EioWebSocket
 from engineio.async_socket import AsyncSocket
 from engineio.packet import Packet as Packet  # the hub's packet type, re-exported
 from socketio import packet as sio_packet
+
+
+@dataclass(frozen=True, slots=True)
+class PrivateUse:
+    """One name the hub uses that its library does not document: where it lives (``owner``: a
+    module, or a class whose instances have it), the name, and why the hub needs it."""
+
+    owner: str
+    name: str
+    why: str
+
+    def __str__(self) -> str:
+        return f"{self.owner}.{self.name}"
+
+
+#: Every undocumented name of python-engineio, python-socketio and aiohttp this module relies on.
+PRIVATE_USES: tuple[PrivateUse, ...] = (
+    PrivateUse("socketio.AsyncServer", "_handle_event", "HubServer: inline events, no task each"),
+    PrivateUse("socketio.AsyncServer", "_binary_packet", "dispatch_now: a binary event in flight"),
+    PrivateUse("socketio.AsyncServer", "packet_class", "dispatch_now: decodes like the server"),
+    PrivateUse("socketio.AsyncManager", "sid_from_eio_sid", "inline events: the socket.io sid"),
+    PrivateUse("socketio.AsyncManager", "eio_sid_from_sid", "find_socket: the Engine.IO socket"),
+    PrivateUse("socketio.AsyncManager", "basic_disconnect", "HubManager: O(1) disconnect"),
+    PrivateUse("socketio.AsyncManager", "basic_enter_room", "HubManager: rooms per client"),
+    PrivateUse("socketio.AsyncManager", "basic_leave_room", "HubManager: rooms per client"),
+    PrivateUse("socketio.AsyncManager", "rooms", "HubManager: the rooms it indexes"),
+    PrivateUse("socketio.AsyncManager", "callbacks", "HubManager: basic_disconnect's cleanup"),
+    PrivateUse("socketio.AsyncManager", "pending_connect", "HubManager: the same"),
+    PrivateUse("socketio.AsyncManager", "pending_disconnect", "HubManager: the same"),
+    PrivateUse("engineio.json", "_safe_int", "_PacketJson: engineio's integer limit, kept"),
+    PrivateUse("engineio.AsyncServer", "_async", "disable_ws_compression: the websocket class"),
+    PrivateUse("engineio.AsyncServer", "sockets", "find_socket: sid -> Engine.IO socket"),
+    PrivateUse("engineio.async_drivers.aiohttp", "WebSocket", "_PlainWebSocket's base class"),
+    PrivateUse("engineio.async_socket.AsyncSocket", "queue", "enqueue: the send queue"),
+    PrivateUse("engineio.async_socket.AsyncSocket", "upgraded", "enqueue: on the websocket"),
+    PrivateUse("engineio.async_socket.AsyncSocket", "upgrading", "enqueue: not mid-upgrade"),
+    PrivateUse(
+        "engineio.async_socket.AsyncSocket", "_websocket_handler", "_serve_websocket's model"
+    ),
+    PrivateUse("aiohttp.web.WebSocketResponse", "_writer", "_PlainWebSocket: its own frames"),
+    PrivateUse("aiohttp.base_protocol.BaseProtocol", "_paused", "flow control: back-pressure"),
+    PrivateUse("aiohttp.base_protocol.BaseProtocol", "_drain_helper", "flow control: the wait"),
+)
+
+
+def missing_private_uses(owners: dict[str, Any]) -> list[str]:
+    """The uses of ``PRIVATE_USES`` whose name ``owners[owner]`` (a module, a class or an
+    instance of it) lacks, each as one line naming it, why the hub needs it, and what to do."""
+    missing = []
+    for use in PRIVATE_USES:
+        owner = owners.get(use.owner)
+        if owner is None or not hasattr(owner, use.name):
+            missing.append(
+                f"{use} is gone from the installed release ({use.why}): adapt "
+                "limpet/hub/transport.py or pin the release the hub was tested on"
+            )
+    return missing
+
 
 #: the event name a socket.io EVENT whose JSON could not be parsed is delivered under
 BAD_PACKET_EVENT = "limpet:bad-packet"

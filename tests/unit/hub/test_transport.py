@@ -211,11 +211,17 @@ async def test_silence_waits_while_frames_keep_arriving() -> None:
 
 @given(
     st.lists(
-        st.tuples(st.sampled_from(["connect", "enter", "leave", "disconnect"]), st.integers(0, 5), st.integers(0, 3)),
+        st.tuples(
+            st.sampled_from(["connect", "enter", "leave", "disconnect"]),
+            st.integers(0, 5),
+            st.integers(0, 3),
+        ),
         max_size=80,
     )
 )
-def test_hub_manager_keeps_the_same_rooms_as_python_socketios(ops: list[tuple[str, int, int]]) -> None:
+def test_hub_manager_keeps_the_same_rooms_as_python_socketios(
+    ops: list[tuple[str, int, int]],
+) -> None:
     """Differential: HubManager (rooms indexed per client) and python-socketio's own manager
     end every sequence of connects, room changes and disconnects with the same rooms."""
     import socketio
