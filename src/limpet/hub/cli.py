@@ -118,6 +118,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "connect) before its place is given to another",
     )
     parser.add_argument(
+        "--head-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="time a new connection has to send its first request head; then 408 and closed",
+    )
+    parser.add_argument(
         "--ws-compression",
         action="store_true",
         help="allow per-message deflate on websockets (off: less CPU per delivery)",
@@ -168,10 +175,11 @@ def run(args: argparse.Namespace) -> int:
         or args.check_interval < 0
         or args.max_handshakes < 0
         or args.admission_hold <= 0
+        or args.head_timeout <= 0
     ):
         raise UsageError(
             "--max-payload, --presence-ttl, --idempotency-ttl, --health-interval, --max-queue, "
-            "--max-depth, --max-message, --broker-pool, --broker-pool-wait and --admission-hold must be > 0, "
+            "--max-depth, --max-message, --broker-pool, --broker-pool-wait, --admission-hold and --head-timeout must be > 0, "
             "--check-interval and --max-handshakes >= 0"
         )
     if args.nats_replicas is not None and not 1 <= args.nats_replicas <= 5:
@@ -216,6 +224,7 @@ def run(args: argparse.Namespace) -> int:
         check_interval=args.check_interval,
         max_handshakes=args.max_handshakes,
         admission_hold=args.admission_hold,
+        head_timeout=args.head_timeout,
     )
     run_until_signal(lambda stop: serve(Hub(broker, settings), host, port, stop))
     return 0

@@ -91,6 +91,10 @@ class Hub:
             max_http_buffer_size=max(settings.max_message, 4 * settings.max_payload),
             serializer=transport.HubPacket,
             client_manager=transport.HubManager(),
+            # their own loggers under ours: python-engineio adds a second handler to its
+            # default logger, and "Invalid session" was printed twice
+            logger=logging.getLogger("limpet.hub.socketio"),
+            engineio_logger=logging.getLogger("limpet.hub.engineio"),
         )
         if not settings.ws_compression:
             transport.disable_ws_compression(self.sio)
@@ -755,4 +759,11 @@ async def serve(hub: Hub, host: str, port: int, stop: asyncio.Event) -> None:
         f"limpet hub {hub.settings.name!r} listening on http://{host}:{port}/ "
         f"(broker {hub.broker.kind})"
     )
-    await serve_aiohttp(hub.app(), host, port, stop, banner=banner)
+    await serve_aiohttp(
+        hub.app(),
+        host,
+        port,
+        stop,
+        banner=banner,
+        make_runner=functools.partial(transport.HubRunner, head_timeout=hub.settings.head_timeout),
+    )

@@ -37,3 +37,5 @@ class HubSettings:
     max_handshakes: int = 256
     #: seconds a handshake may stay in flight at each step before its slot is given back
     admission_hold: float = 5.0
+    #: seconds a new connection has to send its first request head (slow-loris bound)
+    head_timeout: float = 10.0

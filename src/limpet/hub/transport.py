@@ -22,6 +22,7 @@ from typing import Any
 import msgspec
 import socketio
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 from engineio import exceptions as eio_exceptions
 from engineio import json as eio_json
 from engineio import packet as eio_packet
@@ -71,6 +72,10 @@ PRIVATE_USES: tuple[PrivateUse, ...] = (
     PrivateUse("aiohttp.web.WebSocketResponse", "_writer", "_PlainWebSocket: its own frames"),
     PrivateUse("aiohttp.base_protocol.BaseProtocol", "_paused", "flow control: back-pressure"),
     PrivateUse("aiohttp.base_protocol.BaseProtocol", "_drain_helper", "flow control: the wait"),
+    PrivateUse("aiohttp.web.AppRunner", "_make_server", "HubRunner: the hub's request handler"),
+    PrivateUse("aiohttp.web.Server", "_kwargs", "HubRunner: the handler's options"),
+    PrivateUse("aiohttp.web_protocol.RequestHandler", "handle_error", "JSON errors, one line"),
+    PrivateUse("aiohttp.web_protocol.RequestHandler", "_messages", "head timeout: head parsed"),
 )
 
 
@@ -700,3 +705,96 @@ def drop_queued(socket: Any) -> int:
 
 def eio_sid(socket: Any) -> str:
     return str(socket.sid)
+
+
+class _HubRequestHandler(RequestHandler):
+    """aiohttp's HTTP/1.1 connection with a bound on its first request head and the hub's error
+    shape for what aiohttp answers itself (a head it cannot parse, a header over 8 190 bytes):
+    ``{"error": ...}`` as JSON, one debug line in the log, no traceback (they are the client's
+    errors). aiohttp has no head timeout (its keep-alive timeout starts after a first request):
+    1 000 connections trickling a byte a second held the hub at its descriptor limit."""
+
+    head_timeout = 10.0
+    _head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._head_timer = asyncio.get_running_loop().call_later(
+            self.head_timeout, self._head_expired
+        )
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._head_timer is not None and self._messages:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        super().connection_lost(exc)
+
+    def _head_expired(self) -> None:
+        self._head_timer = None
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        body = b'{"error": "request head timeout"}'
+        transport.write(
+            b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
+            b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        transport.close()
+
+    def handle_error(
+        self,
+        request: Any,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if status >= 500:
+            # not the client's doing (the app's middleware answers handler failures itself)
+            self.logger.error("%s answered %d: %r", request.path, status, exc)
+        else:
+            self.logger.debug("bad request from %s: %s", request.remote, message or exc)
+        if request.writer.output_size > 0:
+            raise ConnectionError("the response was sent already")
+        text = message.strip().splitlines()[0] if message and message.strip() else ""
+        response = web.json_response(
+            {"error": text or _REASONS.get(status, "error")}, status=status
+        )
+        response.force_close()
+        return response
+
+
+_REASONS = {400: "bad request", 408: "request timeout", 500: "internal error"}
+
+
+class _HubServer(web.Server):
+    """aiohttp's connection factory, making ``_HubRequestHandler`` connections."""
+
+    head_timeout = 10.0
+
+    def __call__(self) -> RequestHandler:
+        handler = _HubRequestHandler(self, loop=self._loop, **self._kwargs)
+        handler.head_timeout = self.head_timeout
+        return handler
+
+
+class HubRunner(web.AppRunner):
+    """aiohttp's application runner, serving connections with ``_HubRequestHandler``. aiohttp
+    takes no handler class: the server it made (before any connection) becomes a
+    ``_HubServer``, a subclass adding no state of its own."""
+
+    def __init__(self, app: web.Application, *, head_timeout: float = 10.0, **kwargs: Any):
+        super().__init__(app, **kwargs)
+        self._head_timeout = head_timeout
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = _HubServer
+        assert isinstance(server, _HubServer)
+        server.head_timeout = self._head_timeout
+        return server

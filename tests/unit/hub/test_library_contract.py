@@ -10,6 +10,7 @@ import types
 from typing import Any
 
 import aiohttp.base_protocol
+import aiohttp.web_protocol
 import engineio
 import pytest
 import socketio
@@ -40,7 +41,19 @@ def installed_owners() -> dict[str, Any]:
         "engineio.async_socket.AsyncSocket": AsyncSocket(server.eio, "sid"),
         "aiohttp.web.WebSocketResponse": web.WebSocketResponse(),
         "aiohttp.base_protocol.BaseProtocol": protocol,
+        "aiohttp.web.AppRunner": web.AppRunner,
+        "aiohttp.web.Server": server_of(web.Application()),
+        "aiohttp.web_protocol.RequestHandler": aiohttp.web_protocol.RequestHandler,
     }
+
+
+def server_of(app: web.Application) -> Any:
+    """An aiohttp Server as AppRunner makes one (its options are per instance)."""
+    loop = asyncio.new_event_loop()
+    try:
+        return app._make_handler(loop=loop)
+    finally:
+        loop.close()
 
 
 def test_every_private_use_is_there_in_the_installed_releases() -> None:
