@@ -518,22 +518,24 @@ export class LimpetClient {
  * close event as its context, for retryAfterMs), so the Manager backs off and retries at once.
  */
 function watchTryAgainLater(manager) {
+  const watch = (engine) => {
+    if (!engine || typeof engine.on !== "function" || engine.__limpetWatched) return;
+    engine.__limpetWatched = true;
+    engine.on("close", (reason, details) => {
+      const context = details && details.context;
+      if (manager._readyState !== "opening" || !context || context.code !== 1013) return;
+      const error = new Error("try again later");
+      error.type = "TransportError";
+      error.description = 1013;
+      error.context = context;
+      engine.emitReserved("error", error);
+    });
+  };
+  watch(manager.engine); // the Manager opened its first engine in its constructor
   const open = manager.open.bind(manager);
   manager.open = (fn) => {
     const result = open(fn);
-    const engine = manager.engine;
-    if (engine && typeof engine.on === "function" && !engine.__limpetWatched) {
-      engine.__limpetWatched = true;
-      engine.on("close", (reason, details) => {
-        const context = details && details.context;
-        if (manager._readyState !== "opening" || !context || context.code !== 1013) return;
-        const error = new Error("try again later");
-        error.type = "TransportError";
-        error.description = 1013;
-        error.context = context;
-        engine.emitReserved("error", error);
-      });
-    }
+    watch(manager.engine);
     return result;
   };
 }
