@@ -40,8 +40,11 @@ async def health(http: aiohttp.ClientSession, url: str) -> dict[str, Any]:
         return dict(await resp.json())
 
 
-async def fill(http: aiohttp.ClientSession, url: str, n: int) -> None:
-    """``n`` polling handshakes that never go further: each holds its place until the hold."""
+async def fill(http: aiohttp.ClientSession, url: str, n: int, *, free: bool = True) -> None:
+    """``n`` polling handshakes that never go further: each holds its place until the hold.
+    ``free``: first wait until the places of earlier tests came back."""
+    if free:
+        await eventually_free(http, url)
     for _ in range(n):
         async with http.get(url + HANDSHAKE) as resp:
             assert resp.status == 200
@@ -51,7 +54,6 @@ async def test_past_the_limit_polling_gets_503_and_websocket_close_1013(hubs: An
     procs, limited, _ = hubs
     (url,) = limited.urls
     async with aiohttp.ClientSession() as http:
-        await eventually_free(http, url)
         await fill(http, url, 2)
         async with http.get(url + HANDSHAKE, headers={"Origin": "http://app"}) as resp:
             assert resp.status == 503
@@ -77,7 +79,7 @@ async def test_twin_without_a_limit_every_handshake_is_admitted(hubs: Any) -> No
     _, _, open_ = hubs
     (url,) = open_.urls
     async with aiohttp.ClientSession() as http:
-        await fill(http, url, 20)
+        await fill(http, url, 20, free=False)
         assert (await health(http, url))["admission"]["refused"] == 0
 
 
@@ -98,7 +100,6 @@ async def test_a_subscribed_client_gives_its_place_back(hubs: Any) -> None:
     _, limited, _ = hubs
     (url,) = limited.urls
     async with aiohttp.ClientSession() as http:
-        await eventually_free(http, url)
         await fill(http, url, 1)
         peers = []
         for n in range(3):  # one place left, and each subscribed client gives it back
@@ -114,7 +115,6 @@ async def test_limpet_client_waits_as_told_and_gets_in(hubs: Any) -> None:
     _, limited, _ = hubs
     (url,) = limited.urls
     async with aiohttp.ClientSession() as http:
-        await eventually_free(http, url)
         await fill(http, url, 2)  # full for up to 3 s
     errors: list[Any] = []
 
