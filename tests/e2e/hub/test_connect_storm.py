@@ -72,9 +72,9 @@ async def test_a_connect_storm_is_served_without_timeouts_or_tracebacks(
     admission: bool, node_client_dir: Path, redis_server: Any, procs: Procs
 ) -> None:
     limit = "64" if admission else "0"
-    (url,) = start_hub_procs(procs, redis_server.url, 1, "--max-handshakes", limit).urls
-    result = await storm(node_client_dir, url, "polling,websocket")
-    log = procs.output(procs._procs[-1])
+    hub = start_hub_procs(procs, redis_server.url, 1, "--max-handshakes", limit)
+    result = await storm(node_client_dir, hub.urls[0], "polling,websocket")
+    log = procs.output(hub.procs[0])
     print(f"storm of {CLIENTS}, admission {'on' if admission else 'off'}: {result}")
     if admission:
         assert result["subscribed"] == CLIENTS, result
