@@ -3,11 +3,13 @@
 A reconnect storm (a replica died, a deploy restarted one) brings thousands of handshakes at
 once. Served all together, each one's connect, subscribe and first frame waits behind all the
 others, and clients give up at their connect timeout (20 s in the official socket.io client)
-after the replica spent CPU on them. Admission bounds the handshakes *in flight*: a handshake
-takes a ticket, and gives it back once its client is subscribed (its first subscribe answered),
-gone, or after ``hold`` seconds, whichever comes first. Past ``limit`` tickets the handshake is
-refused at once (HTTP 503 + ``Retry-After`` on polling, close 1013 on a WebSocket), which costs
-the replica next to nothing, and the client comes back later.
+after the replica spent CPU on them. Admission bounds the handshakes *in flight*: an Engine.IO
+handshake takes a ticket and gives it back once its socket.io connect is answered (or refused),
+or after ``hold`` seconds (a handshake nobody followed up), whichever comes first. Past
+``limit`` tickets the handshake is refused at once (HTTP 503 + ``Retry-After`` on polling, close
+1013 on a WebSocket), which costs the replica next to nothing, and the client comes back later.
+Clients subscribe right after they connect, so pacing the connects paces the subscribes too,
+while a client that connects and subscribes later holds no place meanwhile.
 
 ``Retry-After`` spreads the refused: within one second, the first ``limit`` refusals are told 1
 s, the next ``limit`` 2 s, and so on up to ``max_retry_after``, so the clients that come back
@@ -21,8 +23,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-#: ticket number -> its deadline; tickets are (re)inserted with ``now + hold``, so the dict's
-#: order is the order of the deadlines and expiry looks only at its front
+#: ticket number -> its deadline; tickets are inserted with ``now + hold``, so the dict's order
+#: is the order of the deadlines and expiry looks only at its front
 _Tickets = dict[int, float]
 
 
@@ -90,13 +92,8 @@ class Admission:
         self.admitted += 1
         return self._next
 
-    def renew(self, ticket: int, now: float) -> None:
-        """The handshake made progress (socket.io connected): ``hold`` seconds more to finish."""
-        if self._tickets.pop(ticket, None) is not None:
-            self._tickets[ticket] = now + self.hold
-
     def done(self, ticket: int) -> None:
-        """The connection is through (subscribed) or gone: its ticket is free. Idempotent."""
+        """The handshake is over (connected, refused, gone): its ticket is free. Idempotent."""
         self._tickets.pop(ticket, None)
 
     def _expire(self, now: float) -> None:

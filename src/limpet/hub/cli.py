@@ -106,16 +106,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=256,
         metavar="N",
-        help="connections in their handshake at once (until subscribed); more are refused "
-        "at once: 503 + Retry-After on polling, close 1013 on a WebSocket (0: no limit)",
+        help="connections in their handshake at once (until socket.io-connected); more are "
+        "refused at once: 503 + Retry-After on polling, close 1013 on a WebSocket (0: no limit)",
     )
     parser.add_argument(
         "--admission-hold",
         type=float,
         default=5.0,
         metavar="SECONDS",
-        help="longest a connection counts as in its handshake at each step (handshake, "
-        "connect) before its place is given to another",
+        help="longest a handshake holds its place when no socket.io connect follows it",
     )
     parser.add_argument(
         "--head-timeout",

@@ -64,8 +64,6 @@ class Client:
     socket: Any = None
     #: holds (a subscribe ack goes out first), the bound on live packets, overflow
     outbox: Outbox[Packet] = field(default_factory=lambda: Outbox(1000))
-    #: its admission ticket until its first subscribe is answered (see ``limpet.hub.admission``)
-    ticket: int | None = None
 
     def __repr__(self) -> str:
         return f"Client(sid={self.sid!r}, user={self.user!r}, channels={sorted(self.subs)})"
@@ -246,13 +244,9 @@ class Hub:
         ticket: int | None = request.get(TICKET) if request is not None else None
         try:
             self._connect(sid, environ, auth)
-        except BaseException:
+        finally:  # connected or refused: its handshake is over (see limpet.hub.admission)
             if ticket is not None:
                 self.admission.done(ticket)
-            raise
-        if ticket is not None:
-            self.clients[sid].ticket = ticket
-            self.admission.renew(ticket, time.monotonic())
 
     def _connect(self, sid: str, environ: dict[str, Any], auth: Any) -> None:
         claims: dict[str, Any] = {}
@@ -274,14 +268,6 @@ class Hub:
         await self._drop_client(sid)
 
     async def on_subscribe(self, client: Client, data: dict[str, Any]) -> dict[str, Any]:
-        try:
-            return await self._subscribe(client, data)
-        finally:
-            if client.ticket is not None:  # its first subscribe: the connection is through
-                self.admission.done(client.ticket)
-                client.ticket = None
-
-    async def _subscribe(self, client: Client, data: dict[str, Any]) -> dict[str, Any]:
         channel = validate_channel(data.get("channel"))
         if not granted(client.claims, "channels", channel):
             raise AuthError(f"token does not grant subscribe to {channel!r}")
@@ -456,8 +442,6 @@ class Hub:
         client = self.clients.pop(sid, None)
         if client is None:
             return
-        if client.ticket is not None:
-            self.admission.done(client.ticket)
         for channel in list(client.subs):
             await self._leave(client, channel)
 

@@ -1,6 +1,6 @@
 """Admission control on a real hub process: past ``--max-handshakes`` handshakes in flight a
 polling handshake gets 503 + Retry-After and a WebSocket close 1013, counted in /healthz; a
-subscribed client gives its place back; limpet.client waits as told and gets in. Twins: the same
+connected client gives its place back; limpet.client waits as told and gets in. Twins: the same
 hub without a limit admits everything. And clients that go away mid-handshake, on either
 transport, leave no traceback in the hub's log."""
 
@@ -96,13 +96,13 @@ async def eventually_free(http: aiohttp.ClientSession, url: str) -> None:
     raise AssertionError("handshakes of earlier tests still in flight")
 
 
-async def test_a_subscribed_client_gives_its_place_back(hubs: Any) -> None:
+async def test_a_connected_client_gives_its_place_back(hubs: Any) -> None:
     _, limited, _ = hubs
     (url,) = limited.urls
     async with aiohttp.ClientSession() as http:
         await fill(http, url, 1)
         peers = []
-        for n in range(3):  # one place left, and each subscribed client gives it back
+        for n in range(3):  # one place left, and each connected client gives it back
             peer = await Peer(f"p{n}").connect(url)
             assert (await peer.subscribe("admitted"))["channel"] == "admitted"
             peers.append(peer)

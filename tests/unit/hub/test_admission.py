@@ -46,15 +46,14 @@ def test_a_ticket_never_given_back_expires_after_hold() -> None:
     assert gate.expired == 1
 
 
-def test_renew_gives_a_ticket_another_hold() -> None:
+def test_done_is_idempotent_and_ignores_unknown_tickets() -> None:
     gate = Admission(1, hold=5.0)
     ticket = gate.admit(0.0)
     assert isinstance(ticket, int)
-    gate.renew(ticket, 4.0)
-    assert isinstance(gate.admit(8.0), Refusal)
-    assert isinstance(gate.admit(9.0), int)
-    gate.renew(12345, 9.0)  # unknown (expired, done): nothing
+    gate.done(ticket)
+    gate.done(ticket)
     gate.done(12345)
+    assert gate.in_flight == 0 and isinstance(gate.admit(0.1), int)
 
 
 def test_retry_after_spreads_the_refused_of_one_second_by_the_limit() -> None:
@@ -72,11 +71,7 @@ def test_retry_after_spreads_the_refused_of_one_second_by_the_limit() -> None:
     assert gate.admit(11.0) == Refusal(1)
 
 
-@given(
-    st.lists(
-        st.tuples(st.sampled_from(["admit", "done", "renew"]), st.integers(0, 30)), max_size=200
-    )
-)
+@given(st.lists(st.tuples(st.sampled_from(["admit", "done"]), st.integers(0, 30)), max_size=200))
 def test_in_flight_never_exceeds_the_limit_and_counts_add_up(ops: list[tuple[str, int]]) -> None:
     gate = Admission(5, hold=3.0)
     now = 0.0
@@ -91,10 +86,7 @@ def test_in_flight_never_exceeds_the_limit_and_counts_add_up(ops: list[tuple[str
                 assert 1 <= verdict.retry_after <= gate.max_retry_after
         elif tickets:
             ticket = tickets[n % len(tickets)]
-            if op == "done":
-                gate.done(ticket)
-            else:
-                gate.renew(ticket, now)
+            gate.done(ticket)
         assert gate.in_flight <= 5
     assert gate.admitted == len(tickets)
     done = gate.admitted - gate.in_flight - gate.expired
