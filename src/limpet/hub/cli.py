@@ -104,7 +104,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-handshakes",
         type=int,
-        default=256,
+        default=1000,
         metavar="N",
         help="connections in their handshake at once (until socket.io-connected); more are "
         "refused at once: 503 + Retry-After on polling, close 1013 on a WebSocket (0: no limit)",

@@ -34,7 +34,7 @@ class HubSettings:
     check_interval: float = 5.0
     #: Engine.IO handshakes in flight (until socket.io-connected, gone, or ``admission_hold``) past which
     #: new ones are refused (503 + Retry-After, close 1013); 0: no bound
-    max_handshakes: int = 256
+    max_handshakes: int = 1000
     #: seconds a handshake may stay in flight at each step before its slot is given back
     admission_hold: float = 5.0
     #: seconds a new connection has to send its first request head (slow-loris bound)

@@ -71,7 +71,7 @@ async def storm(node_dir: Path, url: str, transports: str) -> dict[str, Any]:
 async def test_a_connect_storm_is_served_without_timeouts_or_tracebacks(
     admission: bool, node_client_dir: Path, redis_server: Any, procs: Procs
 ) -> None:
-    limit = "64" if admission else "0"
+    limit = "500" if admission else "0"
     hub = start_hub_procs(procs, redis_server.url, 1, "--max-handshakes", limit)
     result = await storm(node_client_dir, hub.urls[0], "polling,websocket")
     log = procs.output(hub.procs[0])
