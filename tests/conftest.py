@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+
+# A compiled module built from other sources than the ones beside it must fail the suite, not
+# quietly run the reference twice (limpet.proxy.wire.stamps); set before limpet is imported, and
+# inherited by every process the tests start.
+os.environ.setdefault("LIMPET_STRICT_BUILD", "1")
 
 import pytest
 from hypothesis import HealthCheck, settings

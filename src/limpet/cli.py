@@ -59,7 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(run(args) or 0)
     except LimpetError as exc:
-        print(f"limpet {args.command}: error: {exc}", file=sys.stderr)
+        # one line per error (a config file with several wrong keys lists each)
+        for line in str(exc).splitlines() or [""]:
+            print(f"limpet {args.command}: error: {line}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

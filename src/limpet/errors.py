@@ -31,7 +31,23 @@ class ConfigError(LimpetError):
             where = f"{where}:{line}" if where else f"line {line}"
         parts = [p for p in (where, key) if p]
         prefix = ": ".join(parts)
+        #: every error of a file when several were found (``combine``); else just this one
+        self.errors: list[ConfigError] = [self]
         super().__init__(f"{prefix}: {message}" if prefix else message)
+
+    @classmethod
+    def combine(cls, errors: list[ConfigError]) -> ConfigError:
+        """One error carrying several, one line each (by line number); the first names the
+        file, line and key of the whole."""
+        flat = [one for e in errors for one in e.errors]
+        ordered = sorted(flat, key=lambda e: (e.line is None, e.line or 0))
+        if len(ordered) == 1:
+            return ordered[0]
+        first = ordered[0]
+        combined = cls("", key=first.key, source=first.source, line=first.line)
+        combined.errors = ordered
+        combined.args = ("\n".join(str(e) for e in ordered),)
+        return combined
 
 
 class MissingExtraError(LimpetError):

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import functools
+import sys
 from collections.abc import Iterator, Sequence
+from typing import NoReturn
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -48,18 +51,47 @@ def _options(parser: argparse.ArgumentParser) -> Iterator[str]:
         yield from (o for o in action.option_strings if o.startswith("--"))
 
 
+def _parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                yield from _parsers(child)
+
+
+def _unknown(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[tuple[str, str]]:
+    """``--flag`` words of ``argv`` this parser does not know, with their closest known flag."""
+    known = list(_options(parser))
+    out = []
+    for word in argv:
+        flag = word.split("=", 1)[0]
+        if flag.startswith("--") and flag not in known:
+            match = difflib.get_close_matches(flag, known, n=1)
+            out.append((flag, match[0] if match else ""))
+    return out
+
+
+def _fail(parser: argparse.ArgumentParser, message: str, argv: Sequence[str]) -> NoReturn:
+    """The error first, on one line, with the suggestion; then where to read every flag. (The
+    usage of ``limpet proxy`` is 16 lines: printed first, it hid the line that mattered.)"""
+    unknown = _unknown(parser, argv)
+    missed = [flag for flag, _ in unknown if flag not in message]
+    if missed:
+        message += f"; unrecognized arguments: {' '.join(missed)}"
+    hints = [hint for _, hint in unknown if hint]
+    if hints and "did you mean" not in message:
+        message += f"; did you mean {' '.join(hints)}?"
+    sys.stderr.write(f"{parser.prog}: error: {message}\n({parser.prog} --help lists every flag)\n")
+    sys.exit(2)
+
+
 def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
-    """``parser.parse_args(argv)``, but an unknown flag is answered with the closest known one."""
-    args, extras = parser.parse_known_args(argv)
+    """``parser.parse_args(argv)``, but an unknown flag is answered with the closest known one,
+    whichever error argparse meets first (``limpet whoami --listn X`` is missing --listen)."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    for each in _parsers(parser):
+        each.error = functools.partial(_fail, each, argv=words)  # type: ignore[method-assign]
+    args, extras = parser.parse_known_args(words)
     if extras:
-        chosen = _chosen(parser, args)
-        known = list(_options(chosen))
-        hints = [
-            match[0]
-            for extra in extras
-            if extra.startswith("--")
-            and (match := difflib.get_close_matches(extra.split("=", 1)[0], known, n=1))
-        ]
-        hint = f"; did you mean {' '.join(hints)}?" if hints else ""
-        chosen.error(f"unrecognized arguments: {' '.join(extras)}{hint}")
+        _fail(_chosen(parser, args), f"unrecognized arguments: {' '.join(extras)}", words)
     return args

@@ -74,3 +74,21 @@ def test_nothing_close_gets_no_suggestion(capsys: pytest.CaptureFixture[str]) ->
     with pytest.raises(SystemExit):
         main(["hub", "--listen", "127.0.0.1:1", "--zzzzzz"])
     assert "did you mean" not in capsys.readouterr().err
+
+
+def test_a_misspelt_required_flag_is_named(capsys: pytest.CaptureFixture[str]) -> None:
+    # argparse meets the missing --listen first; the misspelt word must still be named
+    with pytest.raises(SystemExit) as exit_:
+        main(["whoami", "--listn", "127.0.0.1:1"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "--listn" in err and "did you mean --listen?" in err
+
+
+def test_the_suggestion_comes_first_not_after_the_usage(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["proxy", "--listn", "127.0.0.1:1"])
+    first = capsys.readouterr().err.splitlines()[0]
+    assert first.startswith("limpet proxy: error: ") and "did you mean --listen?" in first

@@ -24,6 +24,11 @@ CORE_PACKAGES = [
     "limpet.client.backoff",
     "limpet.hub.admission",
     "limpet.hub.brokers.urls",
+    "limpet.hub.hooks",
+    "limpet.hub.events",
+    "limpet.hub.limits",
+    "limpet.hub.namespaces",
+    "limpet.tools.spread",
 ]
 BLOCKED = [
     "asyncio",

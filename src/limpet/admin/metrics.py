@@ -53,6 +53,19 @@ class ProxyMetrics:
             ["pool", "backend"],
             registry=r,
         )
+        self.backend_sessions = Gauge(
+            "limpet_backend_sessions",
+            "Sessions on a backend: open tunnels, sessions active within the window, new ones"
+            " placed there (limpet.pool.sessions)",
+            ["pool", "backend"],
+            registry=r,
+        )
+        self.rebalance_moves = Counter(
+            "limpet_rebalance_moves",
+            "Live sessions moved off over-full backends, by reason: spread (automatic), admin",
+            ["pool", "reason"],
+            registry=r,
+        )
         self.backend_healthy = Gauge(
             "limpet_backend_healthy",
             "1 when the backend takes new sessions, else 0",

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from limpet.admin import guard
+from limpet.admin.gate import AdminGate, Gates
 from limpet.admin.views import LocalView, WorkersView
 from limpet.errors import UsageError
 from limpet.runtime import parse_hostport
@@ -34,6 +35,7 @@ TOKEN_ENV = "LIMPET_ADMIN_TOKEN"
 MAX_WATCHERS = 32  # open dashboards (SSE streams) at once; more get 503
 HUB_EVERY = 5  # seconds between asking the backends whether they are hub replicas
 MAX_HUBS = 256  # backends asked at most
+IDLE = 60.0  # seconds an idle keep-alive admin connection is kept (aiohttp's keepalive_timeout)
 
 
 def admin_token(token_file: str | None) -> str | None:
@@ -126,22 +128,34 @@ class History:
         return json.dumps({"status": self.latest, "history": list(self.points), "hubs": self.hubs})
 
 
-def build_admin_app(view: Any, *, token: str | None, front: bool = True) -> Any:
+def build_admin_app(
+    view: Any,
+    *,
+    token: str | None,
+    front: bool = True,
+    hosts: tuple[str, ...] = (),
+    gates: Gates | None = None,
+) -> Any:
     """The admin app over ``view``; ``front=False`` is a worker's internal one (no guard, no
-    dashboard), reachable only through its Unix socket."""
+    dashboard), reachable only through its Unix socket. ``hosts``: the Host names answered
+    besides IP addresses and localhost (``admin-hosts`` and the admin's own bind name)."""
     from aiohttp import web
 
     closing = asyncio.Event()
 
     @web.middleware
     async def guarded(request: web.Request, handler: Any) -> web.StreamResponse:
-        refusal = guard.check(request.method, request.headers, token)
+        refusal = guard.check(request.method, request.headers, token, hosts)
         if refusal is not None:
             headers = {"WWW-Authenticate": "Bearer"} if refusal.status == 401 else {}
             return web.json_response(
                 {"error": refusal.reason}, status=refusal.status, headers=headers
             )
-        response: web.StreamResponse = await handler(request)
+        try:
+            response: web.StreamResponse = await handler(request)
+        finally:
+            if gates is not None:  # the next request head is on the clock from here
+                gates.responded(request.transport)
         return response
 
     async def metrics(request: web.Request) -> web.Response:
@@ -181,6 +195,18 @@ def build_admin_app(view: Any, *, token: str | None, front: bool = True) -> Any:
         code, body = await view.reload()
         return web.json_response(body, status=code)
 
+    async def canary(request: web.Request) -> web.Response:
+        code, body = await view.canary(request.query.get("pool"), request.query.get("weight"))
+        if code == 200:
+            log.warning("admin: canary %s (from %s)", body.get("weights"), request.remote)
+        return web.json_response(body, status=code)
+
+    async def rebalance(request: web.Request) -> web.Response:
+        code, body = await view.rebalance(request.query.get("pool"))
+        if code == 200:
+            log.warning("admin: rebalance (from %s)", request.remote)
+        return web.json_response(body, status=code)
+
     middlewares = [guarded] if front else []
     app = web.Application(middlewares=middlewares)
     app.router.add_get("/metrics", metrics)
@@ -188,6 +214,8 @@ def build_admin_app(view: Any, *, token: str | None, front: bool = True) -> Any:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/status", status)
     app.router.add_post("/reload", reload)
+    app.router.add_post("/rebalance", rebalance)
+    app.router.add_post("/canary", canary)
     for method in ("POST", "PUT"):
         app.router.add_route(method, "/backends/{backend}/drain", drain_handler(True))
         app.router.add_route(method, "/backends/{backend}/undrain", drain_handler(False))
@@ -224,9 +252,15 @@ def build_admin_app(view: Any, *, token: str | None, front: bool = True) -> Any:
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
         )
         await response.prepare(request)
+        transport = request.transport
         while not closing.is_set():
+            if transport is None or transport.is_closing():
+                return response  # the dashboard was closed: the normal end of a stream
             if history.latest:
-                await response.write(f"data: {history.frame()}\n\n".encode())
+                try:
+                    await response.write(f"data: {history.frame()}\n\n".encode())
+                except ConnectionError:  # closed between the check and the write
+                    return response
             waiter = asyncio.ensure_future(history.changed.wait())
             stopper = asyncio.ensure_future(closing.wait())
             await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -251,18 +285,55 @@ def build_admin_app(view: Any, *, token: str | None, front: bool = True) -> Any:
     return app
 
 
-async def _serve(app: Any, *, host: str | None = None, port: int = 0, path: str = "") -> Any:
+class AdminListener:
+    """A gated admin listener: its aiohttp runner and the TCP server in front of it."""
+
+    def __init__(self, runner: Any, server: asyncio.AbstractServer, gates: Gates) -> None:
+        self.runner, self.server, self.gates = runner, server, gates
+
+    async def cleanup(self) -> None:
+        self.server.close()
+        await self.runner.cleanup()  # closes the connections aiohttp holds
+
+
+async def _serve(
+    app: Any,
+    *,
+    host: str | None = None,
+    port: int = 0,
+    path: str = "",
+    gates: Gates | None = None,
+) -> Any:
     from aiohttp import web
 
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0, keepalive_timeout=IDLE)
     await runner.setup()
-    site: Any
-    if path:
-        site = web.UnixSite(runner, path)
-    else:
-        site = web.TCPSite(runner, host, port, reuse_address=True)
-    await site.start()
+    try:
+        if gates is not None:  # a TCP admin: every connection behind an AdminGate
+            protocol = runner.server
+            assert protocol is not None
+            server = await asyncio.get_running_loop().create_server(
+                lambda: AdminGate(protocol(), gates), host, port, reuse_address=True
+            )
+            return AdminListener(runner, server, gates)
+        site: Any = (
+            web.UnixSite(runner, path)
+            if path
+            else web.TCPSite(runner, host, port, reuse_address=True)
+        )
+        await site.start()
+    except BaseException:
+        # a busy port: the app's startup tasks (the dashboard's sampler) end with the runner,
+        # not as "Task was destroyed but it is pending!" when the loop closes
+        await runner.cleanup()
+        raise
     return runner
+
+
+def admin_gates(server: ProxyServer) -> Gates:
+    """The front admin's connection limit and head timeout (``limits.admin-connections``,
+    ``timeouts.header``, read from the running config: a reload changes the timeout)."""
+    return Gates(server.config.limits.admin_connections, lambda: server.config.timeouts.header)
 
 
 async def start_admin(server: ProxyServer, address: str) -> Any:
@@ -275,7 +346,16 @@ async def start_admin(server: ProxyServer, address: str) -> Any:
             "refused (reading /status, /metrics and the dashboard works)",
             address,
         )
-    return await _serve(build_admin_app(LocalView(server), token=token), host=host, port=port)
+    gates = admin_gates(server)
+    app = build_admin_app(
+        LocalView(server), token=token, hosts=admin_hosts(server, host), gates=gates
+    )
+    return await _serve(app, host=host, port=port, gates=gates)
+
+
+def admin_hosts(server: ProxyServer, bind_host: str) -> tuple[str, ...]:
+    """The Host names the admin answers besides IP addresses and localhost."""
+    return (*server.config.admin_hosts, bind_host.lower().rstrip("."))
 
 
 async def start_worker_admin(
@@ -292,6 +372,8 @@ async def start_worker_admin(
     if index == 0 and address:
         host, port = admin_bind(address)
         token = admin_token(server.config.admin_token_file)
-        app = build_admin_app(WorkersView(sockets), token=token)
-        runners.append(await _serve(app, host=host, port=port))
+        gates = admin_gates(server)
+        hosts = admin_hosts(server, host)
+        app = build_admin_app(WorkersView(sockets), token=token, hosts=hosts, gates=gates)
+        runners.append(await _serve(app, host=host, port=port, gates=gates))
     return runners

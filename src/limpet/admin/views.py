@@ -68,6 +68,35 @@ class LocalView:
         result = reload(self.server)
         return (200 if result[0] else 400), describe(result)
 
+    async def rebalance(self, pool: str | None) -> tuple[int, dict[str, Any]]:
+        """``POST /rebalance``: plan and move now, without the hold time (limpet.proxy.rebalance)."""
+        import time
+
+        runtimes = [r for name, r in self.server.pools.items() if pool is None or name == pool]
+        if not runtimes:
+            return 404, {"error": f"no pool {pool!r}"}
+        pools = {}
+        for runtime in runtimes:
+            plan = runtime.sessions.tick(time.time(), force=True)
+            pools[runtime.name] = {
+                "moved": len(plan.moves),
+                "spread": round(plan.spread, 3),
+                "blocked": plan.blocked,
+            }
+        return 200, {"pools": pools}
+
+    async def canary(self, pool: str | None, weight: str | None) -> tuple[int, dict[str, Any]]:
+        """``POST /canary?pool=NAME&weight=PERCENT``: 0 rolls back, 100 promotes."""
+        runtime = self.server.pools.get(pool or "")
+        if runtime is None:
+            return 404, {"error": f"no pool {pool!r}"}
+        try:
+            runtime.set_canary(int(weight or ""))
+        except ValueError as exc:
+            message = str(exc) if weight and weight.isdigit() else "weight: a percent, 0 to 100"
+            return 400, {"error": message}
+        return 200, {"pool": runtime.name, "weights": runtime.status()["canary"]["weights"]}
+
     async def ready(self) -> bool:
         return not self.server.stopping and all(
             runtime.pool.snapshot().eligible() for runtime in self.server.pools.values()
@@ -145,6 +174,34 @@ class WorkersView:
             "workers": workers,
         }
 
+    async def rebalance(self, pool: str | None) -> tuple[int, dict[str, Any]]:
+        """Every worker rebalances its own share of the sessions."""
+        path = "/rebalance" + (f"?pool={pool}" if pool else "")
+        answers = await self._all("POST", path)
+        workers = [
+            {"worker": i, **json.loads(a[1])}
+            if not isinstance(a, BaseException)
+            else {"worker": i, "error": _describe(a)}
+            for i, a in enumerate(answers)
+        ]
+        ok = any("pools" in w for w in workers)
+        return (200 if ok else 502), {"workers": workers}
+
+    async def canary(self, pool: str | None, weight: str | None) -> tuple[int, dict[str, Any]]:
+        """Every worker splits its own new sessions: each is told."""
+        from urllib.parse import urlencode
+
+        query = urlencode({"pool": pool or "", "weight": weight or ""})
+        answers = await self._all("POST", f"/canary?{query}")
+        first = answers[0]
+        if isinstance(first, BaseException):
+            return 502, {"error": _describe(first)}
+        body: dict[str, Any] = json.loads(first[1])
+        body["workers"] = sum(
+            1 for a in answers if not isinstance(a, BaseException) and a[0] == 200
+        )
+        return first[0], body
+
     async def ready(self) -> bool:
         answers = await self._all("GET", "/readyz")
         return all(not isinstance(a, BaseException) and a[0] == 200 for a in answers)
@@ -174,7 +231,7 @@ def merge_status(workers: list[dict[str, Any]]) -> dict[str, Any]:
                     merged["backends"].append(seen)
                     continue
                 seen["states"].append(backend["state"])
-                for key in ("open", "sessions_pinned", "idle_upstream_connections"):
+                for key in ("open", "sessions_pinned", "sessions", "idle_upstream_connections"):
                     seen[key] = seen.get(key, 0) + backend.get(key, 0)
                 seen["seen_up"] = seen.get("seen_up", False) or backend.get("seen_up", False)
     for merged in pools.values():

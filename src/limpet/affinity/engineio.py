@@ -395,7 +395,7 @@ def build_policy(
     raw = secret.encode() if isinstance(secret, str) else secret
     fallback = build_other(replace(spec, mode="cookie"), secret=raw, pool_name=pool_name)
     try:
-        balancer = build_balancer(spec.balance)
+        balancer = build_balancer(spec.balancer)
     except ValueError as exc:
         raise ConfigError(str(exc), key="affinity.balance") from None
     return EngineIOPolicy(

@@ -16,7 +16,7 @@ def build_policy(
 ) -> AffinityPolicy:
     """A fresh policy for one pool; ``secret`` signs cookies (the same on every proxy process)."""
     try:
-        balancer = build_balancer(spec.balance)
+        balancer = build_balancer(spec.balancer)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if spec.mode == "none":

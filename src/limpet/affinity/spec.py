@@ -15,7 +15,9 @@ Mode = Literal["none", "cookie", "client-ip", "hash", "engineio"]
 HashSource = Literal["header", "cookie", "query"]
 CookieMode = Literal["persistent", "balanced"]
 SameSite = Literal["Lax", "Strict", "None"]
-Balance = Literal["round-robin", "least-connections", "power-of-two"]
+Balance = Literal[
+    "round-robin", "least-connections", "power-of-two", "least-sessions", "power-of-two-sessions"
+]
 
 MODES: tuple[Mode, ...] = ("none", "cookie", "client-ip", "hash", "engineio")
 #: Kubernetes' default for Service sessionAffinityConfig.clientIP.timeoutSeconds (and its maximum).
@@ -44,29 +46,41 @@ class AffinitySpec:
     hash_balance_factor: int = 0
     # engineio mode
     engineio_path: str = "/socket.io/"
-    # how a fresh session (or mode none) picks among eligible backends
-    balance: Balance = "round-robin"
+    # how a fresh session (or mode none) picks among eligible backends; None: the mode's
+    # default (``balancer``)
+    balance: Balance | None = None
 
     @classmethod
-    def from_flag(cls, text: str, base: AffinitySpec | None = None) -> AffinitySpec:
-        """Parse the ``--affinity`` flag: none|cookie|client-ip|engineio|hash:header:H|..."""
+    def from_flag(
+        cls, text: str, base: AffinitySpec | None = None, *, label: str = "--affinity"
+    ) -> AffinitySpec:
+        """Parse the ``--affinity`` flag: none|cookie|client-ip|engineio|hash:header:H|...
+        (``label`` names where the value came from in an error: the flag, or a file's key)."""
         base = base or cls()
         if text.startswith("hash:"):
             parts = text.split(":", 2)
             if len(parts) != 3 or parts[1] not in ("header", "cookie", "query") or not parts[2]:
                 raise UsageError(
-                    f"--affinity {text!r}: expected hash:header:NAME, hash:cookie:NAME "
+                    f"{label} {text!r}: expected hash:header:NAME, hash:cookie:NAME "
                     "or hash:query:NAME"
                 )
             source = cast(HashSource, parts[1])
             return replace(base, mode="hash", hash_source=source, hash_key=parts[2])
         if text not in MODES or text == "hash":
             raise UsageError(
-                f"--affinity {text!r}: expected one of none, cookie, client-ip, engineio, "
+                f"{label} {text!r}: expected one of none, cookie, client-ip, engineio, "
                 "hash:header:H, hash:cookie:C, hash:query:Q"
             )
         mode = cast(Mode, text)
         return replace(base, mode=mode)
+
+    @property
+    def balancer(self) -> Balance:
+        """The balance in force: as set, else least sessions for ``engineio`` (its sessions are
+        long-lived, so where they are is the load) and round robin for the others."""
+        if self.balance is not None:
+            return self.balance
+        return "least-sessions" if self.mode == "engineio" else "round-robin"
 
     def flag(self) -> str:
         """The ``--affinity`` value that produces this mode."""

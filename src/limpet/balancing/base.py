@@ -19,10 +19,12 @@ class Balancer(Protocol):
 
 
 def build_balancer(name: str, *, rand: Callable[[int], int] | None = None) -> Balancer:
-    """``round-robin``, ``least-connections`` or ``power-of-two`` (``rand(n)`` -> 0..n-1)."""
-    from limpet.balancing.least_connections import LeastConnections
+    """``round-robin``, ``least-connections``, ``power-of-two`` (by open connections),
+    ``least-sessions`` or ``power-of-two-sessions`` (by sessions: limpet.pool.sessions);
+    ``rand(n)`` -> 0..n-1."""
+    from limpet.balancing.least_connections import LeastConnections, LeastSessions
     from limpet.balancing.round_robin import RoundRobin
-    from limpet.balancing.two_choices import PowerOfTwoChoices
+    from limpet.balancing.two_choices import PowerOfTwoChoices, PowerOfTwoSessions
 
     if name == "round-robin":
         return RoundRobin()
@@ -30,6 +32,11 @@ def build_balancer(name: str, *, rand: Callable[[int], int] | None = None) -> Ba
         return LeastConnections()
     if name == "power-of-two":
         return PowerOfTwoChoices(rand=rand)
+    if name == "least-sessions":
+        return LeastSessions()
+    if name == "power-of-two-sessions":
+        return PowerOfTwoSessions(rand=rand)
     raise ValueError(
-        f"unknown balance {name!r}: expected round-robin, least-connections or power-of-two"
+        f"unknown balance {name!r}: expected round-robin, least-connections, power-of-two, "
+        "least-sessions or power-of-two-sessions"
     )

@@ -16,6 +16,8 @@ class LeastConnections:
     sessions (all seeing the same counts before their connections open) still spreads."""
 
     name = "least-connections"
+    #: the PoolSnapshot method that counts a backend's load
+    measure = "load"
 
     def __init__(self) -> None:
         self._start = 0
@@ -24,13 +26,22 @@ class LeastConnections:
         n = len(candidates)
         if n == 0:
             return None
+        count = getattr(pool, self.measure)
         start = self._start % n
         self._start = start + 1
         best = candidates[start]
-        best_load, best_weight = pool.load(best.id), max(best.weight, 1)
+        best_load, best_weight = count(best.id), max(best.weight, 1)
         for step in range(1, n):
             candidate = candidates[(start + step) % n]
-            load, weight = pool.load(candidate.id), max(candidate.weight, 1)
+            load, weight = count(candidate.id), max(candidate.weight, 1)
             if load * best_weight < best_load * weight:
                 best, best_load, best_weight = candidate, load, weight
         return best
+
+
+class LeastSessions(LeastConnections):
+    """The candidate with the fewest sessions per unit of weight (``PoolSnapshot.sessions``:
+    open tunnels, sessions active within a window, placements not yet confirmed)."""
+
+    name = "least-sessions"
+    measure = "sessions"

@@ -14,6 +14,8 @@ from limpet.pool.model import BackendView, PoolSnapshot
 
 class PowerOfTwoChoices:
     name = "power-of-two"
+    #: the PoolSnapshot method that counts a backend's load
+    measure = "load"
 
     def __init__(self, rand: Callable[[int], int] | None = None) -> None:
         # ``rand(n)`` returns 0..n-1; injectable so tests are deterministic.
@@ -30,4 +32,12 @@ class PowerOfTwoChoices:
         if j >= i:
             j += 1  # a second, distinct candidate
         a, b = candidates[i], candidates[j]
-        return a if pool.load(a.id) * max(b.weight, 1) <= pool.load(b.id) * max(a.weight, 1) else b
+        count = getattr(pool, self.measure)
+        return a if count(a.id) * max(b.weight, 1) <= count(b.id) * max(a.weight, 1) else b
+
+
+class PowerOfTwoSessions(PowerOfTwoChoices):
+    """Two candidates sampled, the one with fewer sessions per unit of weight kept."""
+
+    name = "power-of-two-sessions"
+    measure = "sessions"

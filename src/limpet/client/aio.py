@@ -197,6 +197,15 @@ class _Connection:
     refused: Any = None
 
 
+def new_session() -> aiohttp.ClientSession:
+    """The HTTP session of a client. Its cookie jar keeps cookies of IP-address hosts too
+    (``unsafe=True``): aiohttp's default jar drops them (RFC 6265 §5.1.3 domain matching does not
+    apply to IP addresses, and aiohttp refuses them outright), so behind a proxy with cookie
+    affinity at ``http://127.0.0.1:8080`` the affinity cookie was never sent back and every
+    polling request could land on another replica ("Invalid session")."""
+    return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+
+
 class Client:
     """A connection to a limpet hub (or a proxy in front of its replicas) that keeps every
     subscription and every publish alive across disconnects. Use it as an async context manager."""
@@ -367,7 +376,7 @@ class Client:
         while not self.closed:
             self.connections += 1
             if self._http is None:
-                self._http = aiohttp.ClientSession()
+                self._http = new_session()
             conn = _Connection(
                 socketio.AsyncClient(reconnection=False, http_session=self._http), self.connections
             )

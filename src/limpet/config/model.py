@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from limpet.affinity.spec import AffinitySpec
+from limpet.pool.rebalance import RebalanceRules
 
 ListenerMode = Literal["http", "tcp"]
 
@@ -23,6 +24,7 @@ class BackendConfig:
     address: str  # "host:port"
     weight: int = 1  # share of new sessions relative to the pool's other backends
     tls: bool = False  # an https:// (or wss://) URL: the proxy speaks TLS to it
+    group: str | None = None  # "stable" or "canary" (limpet.balancing.groups); None: stable
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +49,9 @@ class TimeoutsConfig:
     connect: float = 3.0  # upstream TCP connect
     response: float = 60.0  # upstream response head; exceeded -> 504
     header: float = 10.0  # downstream request head must arrive within (slowloris)
+    #: a TLS handshake must finish within (counted against max-connections meanwhile); a few
+    #: round trips take well under a second, so this bounds stalled ClientHellos, not clients
+    handshake: float = 5.0
     idle: float = 60.0  # downstream keep-alive idle
     tunnel_idle: float = 3600.0  # WebSocket / TCP tunnel with no bytes either way
     shutdown: float = 5.0  # graceful shutdown (drain) deadline; --drain-timeout
@@ -57,6 +62,9 @@ class LimitsConfig:
     max_header_bytes: int = 65536
     max_headers: int = 100
     max_connections: int = 10000
+    #: the admin listener's own limit (its connections come out of the fd reserve, not out of
+    #: max-connections): Prometheus, probes and a few dashboards need a handful
+    admin_connections: int = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +109,10 @@ class PoolConfig:
     #: PEM CA file that https:// backends' certificates are verified against (None: the
     #: system's trust store); ``tls-ca`` in the file, ``--backend-ca`` on the command line
     tls_ca: str | None = None
+    #: move live sessions off over-full backends (``pools.NAME.rebalance``; ``--rebalance``)
+    rebalance: RebalanceRules = field(default_factory=RebalanceRules)
+    #: percent of new sessions that go to the backends of group ``canary`` (None: no groups)
+    canary: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +148,13 @@ class ListenerConfig:
     proxy_protocol_from: str = TRUSTED_BALANCERS
     send_proxy_protocol: str = ""  # tcp listeners: "v1" or "v2" header to the backend
 
+    @property
+    def scheme(self) -> str:
+        """What a client speaks to it: http, https, tcp or tcp+tls (logs and banners say it)."""
+        if self.mode == "http":
+            return "https" if self.tls else "http"
+        return "tcp+tls" if self.tls else "tcp"
+
 
 @dataclass(frozen=True, slots=True)
 class ProxyConfig:
@@ -150,6 +169,8 @@ class ProxyConfig:
     workers: int = 1
     admin_token_file: str | None = None  # bearer token for mutating admin calls (first line)
     secret_file: str | None = None  # the affinity secret, read from a file (not argv)
+    #: Host names the admin answers to besides loopback names and IP addresses (DNS rebinding)
+    admin_hosts: tuple[str, ...] = ()
 
     def pool(self, name: str) -> PoolConfig | None:
         for p in self.pools:

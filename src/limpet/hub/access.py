@@ -13,8 +13,11 @@ class AuthError(LimpetError):
     """A JWT is missing, malformed, expired, or does not grant the channel."""
 
 
-def error(message: str) -> dict[str, str]:
-    return {"error": message}
+def error(message: str, code: int | None = None) -> dict[str, Any]:
+    """The one shape of a refusal; ``code`` is the application's (a hook's deny)."""
+    if code is None:
+        return {"error": message}
+    return {"error": message, "code": code}
 
 
 def granted(claims: dict[str, Any], claim: str, channel: str) -> bool:

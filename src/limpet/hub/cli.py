@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import socket
+from typing import Any
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -141,6 +142,95 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--cors-origin", action="append", default=None, help="allowed origin (default: any)"
     )
+    parser.add_argument(
+        "--config",
+        default=None,
+        metavar="FILE",
+        help="YAML file of hooks, limits and namespaces (docs/hub.md); flags override it",
+    )
+    hooks = parser.add_argument_group("hooks (the application decides; docs/hub.md)")
+    hooks.add_argument(
+        "--hook-url",
+        default=None,
+        metavar="URL",
+        help="POST URL/connect, URL/subscribe, URL/publish and URL/rpc (JSON) to the application",
+    )
+    hooks.add_argument(
+        "--hook-secret",
+        default=os.environ.get("LIMPET_HUB_HOOK_SECRET"),
+        help="sign every hook and event request with HMAC-SHA256 (env LIMPET_HUB_HOOK_SECRET)",
+    )
+    hooks.add_argument(
+        "--hook-secret-file", default=None, metavar="FILE", help="read --hook-secret from FILE"
+    )
+    hooks.add_argument(
+        "--hook-fail-open",
+        action="store_true",
+        default=None,
+        help="allow when the application is unreachable or answers wrongly (default: refuse)",
+    )
+    hooks.add_argument(
+        "--hook-timeout", type=float, default=None, help="seconds a hook call may take (default 2)"
+    )
+    hooks.add_argument(
+        "--hook-concurrency",
+        type=int,
+        default=None,
+        help="hook calls in flight per application (default 64); 1024 more may wait",
+    )
+    hooks.add_argument(
+        "--hook-header",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="handshake header passed to the hooks (repeatable; default: cookie, authorization, "
+        "user-agent, origin, x-forwarded-for)",
+    )
+    events = parser.add_argument_group("channel events (docs/hub.md)")
+    events.add_argument(
+        "--events-url",
+        default=None,
+        metavar="URL",
+        help="POST occupied/vacated/join/leave/publish events here, at least once, in order; "
+        "queued in the broker; signed with --hook-secret",
+    )
+    events.add_argument(
+        "--events-queue",
+        type=int,
+        default=None,
+        metavar="N",
+        help="undelivered events the broker keeps at most (default 100000); past it new ones "
+        "are dropped, counted in /healthz and logged",
+    )
+    events.add_argument(
+        "--events-lease",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="seconds the delivering replica's lease lasts: another replica takes over this long "
+        "after it dies (default 5; a delivery may take half of it)",
+    )
+    limits = parser.add_argument_group("per-client limits (defaults every namespace overrides)")
+    limits.add_argument(
+        "--channels-per-client",
+        type=int,
+        default=None,
+        help="channels one client may be subscribed to (default 128; 0: no limit)",
+    )
+    limits.add_argument(
+        "--subscribes-per-second",
+        type=float,
+        default=None,
+        metavar="RATE",
+        help="subscribes per second per client, bursts of 2x (default 50; 0: no limit)",
+    )
+    limits.add_argument(
+        "--publishes-per-second",
+        type=float,
+        default=None,
+        metavar="RATE",
+        help="publishes per second per client, bursts of 2x (default 1000; 0: no limit)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -195,9 +285,11 @@ def run(args: argparse.Namespace) -> int:
                     raise UsageError(f"--broker-ca {args.broker_ca}: no PEM certificate in it")
         except OSError as exc:
             raise UsageError(f"--broker-ca {args.broker_ca}: {exc.strerror}") from None
-    rules = HistoryRules.parse(
+    flag_rules = HistoryRules.parse(
         HistoryPolicy(args.history_size, args.history_ttl), args.history_rule
     )
+    policy, secret = build_policy(args, flag_rules.default)
+    rules = policy.namespaces.history_rules(flag_rules.by_prefix)
     options = BrokerOptions(
         history=rules,
         idempotency_ttl=args.idempotency_ttl,
@@ -225,5 +317,84 @@ def run(args: argparse.Namespace) -> int:
         admission_hold=args.admission_hold,
         head_timeout=args.head_timeout,
     )
-    run_until_signal(lambda stop: serve(Hub(broker, settings), host, port, stop))
+    events = build_events(args, broker, secret, settings.name)
+    run_until_signal(lambda stop: serve(Hub(broker, settings, policy, events), host, port, stop))
     return 0
+
+
+def build_events(args: argparse.Namespace, broker: Any, secret: bytes | None, name: str) -> Any:
+    """--events-url -> the hub's Notifier (None: no channel events)."""
+    if not args.events_url:
+        return None
+    from limpet.errors import BrokerError, UsageError
+    from limpet.hub.notifier import Notifier, NotifierOptions
+
+    if not args.events_url.startswith(("http://", "https://")):
+        raise UsageError(
+            f"--events-url must start with http:// or https://, got {args.events_url!r}"
+        )
+    limit = 100_000 if args.events_queue is None else args.events_queue
+    if limit < 1 or args.events_lease <= 0:
+        raise UsageError("--events-queue must be >= 1 and --events-lease > 0")
+    try:
+        queue = broker.event_queue()
+    except BrokerError as exc:
+        raise UsageError(f"--events-url: {exc}") from None
+    lease = args.events_lease
+    options = NotifierOptions(limit=limit, lease=lease, timeout=min(2.0, lease / 2))
+    return Notifier(queue, args.events_url, secret, name, options)
+
+
+def build_policy(args: argparse.Namespace, history: Any) -> tuple[Any, bytes | None]:
+    """--config and the hook/limit flags -> the hub's Policy (flags win over the file), and
+    the secret hook and event requests are signed with."""
+    from dataclasses import replace
+
+    from limpet.errors import UsageError
+    from limpet.hub.caller import CallerOptions, HookCaller
+    from limpet.hub.config import HubConfig, build_namespaces, load_hub_config
+    from limpet.hub.policy import DEFAULT_HEADERS, Policy
+
+    cfg = load_hub_config(args.config) if args.config else HubConfig()
+    hooks = cfg.hooks
+    url = args.hook_url or hooks.url
+    fail_open = hooks.fail_open if args.hook_fail_open is None else True
+    timeout = args.hook_timeout if args.hook_timeout is not None else hooks.timeout
+    concurrency = args.hook_concurrency if args.hook_concurrency is not None else hooks.concurrency
+    if timeout <= 0 or concurrency < 1:
+        raise UsageError("--hook-timeout must be > 0 and --hook-concurrency >= 1")
+    secret_file = args.hook_secret_file or hooks.secret_file
+    secret: str | None = args.hook_secret or None
+    if secret_file is not None:
+        try:
+            with open(secret_file, encoding="utf-8") as f:
+                secret = f.read().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"--hook-secret-file {secret_file}: {exc}") from None
+        if not secret:
+            raise UsageError(f"--hook-secret-file {secret_file}: the file is empty")
+    overrides = {
+        "channels_per_client": args.channels_per_client,
+        "subscribes_per_second": args.subscribes_per_second,
+        "publishes_per_second": args.publishes_per_second,
+    }
+    try:
+        limits = replace(cfg.limits, **{k: v for k, v in overrides.items() if v is not None})
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    namespaces = build_namespaces(cfg, history, limits, url, fail_open)
+    urls = {ns.hooks.url for ns in (namespaces.default, *namespaces.by_prefix) if ns.hooks.url}
+    for each in urls:
+        if not each.startswith(("http://", "https://")):
+            raise UsageError(f"hook URL must start with http:// or https://, got {each!r}")
+    options = CallerOptions(timeout=timeout, concurrency=concurrency, queue=hooks.queue)
+    key = secret.encode() if secret else None
+    callers = {each: HookCaller(each, key, options) for each in urls}
+    policy = Policy(
+        namespaces,
+        connect=callers.get(url) if url else None,
+        connect_fail_open=fail_open,
+        callers=callers,
+        forward_headers=args.hook_header or DEFAULT_HEADERS,
+    )
+    return policy, key

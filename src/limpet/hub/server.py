@@ -41,7 +41,9 @@ from limpet.hub.channels import (
 from limpet.hub.channels.outbox import Outbox, Verdict
 from limpet.hub.channels.payload import check_offset, encode_checked
 from limpet.hub.channels.recovery import Step
-from limpet.hub.http_api import TICKET, HttpApi, admission_gate, errors_as_json
+from limpet.hub.http_api import TICKET, HttpApi, HttpError, admission_gate, errors_as_json
+from limpet.hub.notifier import EventSink
+from limpet.hub.policy import ClientState, Policy, Refused
 from limpet.hub.settings import HubSettings
 from limpet.hub.transport import Packet
 from limpet.runtime import serve_aiohttp
@@ -56,6 +58,8 @@ class Client:
     sid: str
     user: str
     claims: dict[str, Any]
+    #: the policy's state of this client (identity, hook grants, rate buckets)
+    state: ClientState
     subs: dict[str, Subscription] = field(default_factory=dict)
     filling: set[str] = field(default_factory=set)
     #: channels whose join/leave events this client asked for (subscribe with presence: true)
@@ -64,6 +68,9 @@ class Client:
     socket: Any = None
     #: holds (a subscribe ack goes out first), the bound on live packets, overflow
     outbox: Outbox[Packet] = field(default_factory=lambda: Outbox(1000))
+    #: the last publish of this client still going through a publish hook: the next one is
+    #: stored after it, so the application's answers cannot reorder a client's messages
+    publishing: asyncio.Future[None] | None = None
 
     def __repr__(self) -> str:
         return f"Client(sid={self.sid!r}, user={self.user!r}, channels={sorted(self.subs)})"
@@ -72,9 +79,20 @@ class Client:
 class Hub:
     """A hub replica: socket.io events + HTTP API on top of one broker."""
 
-    def __init__(self, broker: Broker, settings: HubSettings) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        settings: HubSettings,
+        policy: Policy | None = None,
+        events: EventSink | None = None,
+    ) -> None:
         self.broker = broker
         self.settings = settings
+        #: channel events for the application (``limpet.hub.notifier``; default: none)
+        self.events = events or EventSink()
+        #: namespaces, per-client limits and the application's hooks, consulted at connect,
+        #: subscribe, publish and rpc (``limpet.hub.policy``)
+        self.policy = policy or Policy()
         self.clients: dict[str, Client] = {}
         #: channel -> sids of local clients subscribed to it (the routing the broker follows)
         self.local: dict[str, set[str]] = {}
@@ -120,6 +138,7 @@ class Hub:
             middlewares=[
                 errors_as_json,
                 admission_gate(self.admission, "socket.io", self.settings.cors_origins),
+                self._anonymous_reads,
             ],
         )
         self.sio.attach(app, socketio_path="socket.io")
@@ -129,6 +148,24 @@ class Hub:
         app.on_response_prepare.append(self._name_header)
         return app
 
+    @web.middleware
+    async def _anonymous_reads(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """HTTP reads (history, presence) of a namespace with ``anonymous-read: false`` need an
+        identity: a JWT (``--jwt-secret``; the API checks it). Without one they are refused."""
+        channel = request.match_info.get("channel")
+        if (
+            request.method == "GET"
+            and channel
+            and not self.policy.namespace(channel).anonymous_read
+            and not (
+                self.settings.jwt_secret is not None
+                and ("Authorization" in request.headers or "token" in request.query)
+            )
+        ):
+            raise HttpError(401, f"reading {channel!r} needs an identity (anonymous reads are off)")
+        response: web.StreamResponse = await handler(request)
+        return response
+
     async def _name_header(self, request: web.Request, response: web.StreamResponse) -> None:
         """Every answer names its replica, as `limpet whoami` does, so `limpet check` can."""
         if self.settings.name.isascii() and self.settings.name.isprintable():  # a header value
@@ -136,6 +173,7 @@ class Hub:
 
     async def _startup(self, app: web.Application) -> None:
         await self.broker.start()
+        await self.events.start()
         self._heartbeat = asyncio.create_task(self._presence_heartbeat())
         if self.settings.check_interval > 0:
             self._checker = asyncio.create_task(self._check_positions())
@@ -150,6 +188,8 @@ class Hub:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.policy.close()
+        await self.events.close()
         await self.broker.close()
 
     def _spawn(self, coro: Any) -> None:
@@ -168,6 +208,7 @@ class Hub:
         sio.on("publish", self._guard(self.on_publish))  # what ``inline`` does not take
         sio.inline["publish"] = self._publish_inline
         sio.on("presence", self._guard(self.on_presence))
+        sio.on("rpc", self._guard(self.on_rpc))
         sio.on(transport.BAD_PACKET_EVENT, self.on_bad_packet)
         sio.on("*", self.on_unknown)
 
@@ -203,23 +244,86 @@ class Hub:
                 answer = error("payload must be an object")
             else:
                 channel, data, key = self._check_publish(client, args[0])
+                hook = self.policy.publish_hook(self.policy.namespace(channel))
+                if hook is not None:  # the application sees (and may change) it first
+                    self._spawn(self._publish_hooked(client, ack_id, channel, data, key))
+                    return
                 pending = self.broker.publish_soon(channel, data, idempotency_key=key)
-                pending.add_done_callback(functools.partial(self._published, sid, ack_id))
+                pending.add_done_callback(
+                    functools.partial(self._published, client, ack_id, channel, data)
+                )
                 return
         except Exception as exc:
             answer = _failure(sid, exc)
         self._ack(sid, ack_id, answer)
 
+    async def _publish_hooked(
+        self, client: Client, ack_id: int | None, channel: str, data: Any, key: str | None
+    ) -> None:
+        try:
+            answer = _publish_ack(*await self._publish_client(client, channel, data, key))
+        except Exception as exc:
+            answer = _failure(client.sid, exc)
+        self._ack(client.sid, ack_id, answer)
+
+    async def _publish_client(
+        self, client: Client, channel: str, data: Any, key: str | None
+    ) -> tuple[Position, bool]:
+        """A checked client publish, through the namespace's publish hook if it has one."""
+        ns = self.policy.namespace(channel)
+        hook = self.policy.publish_hook(ns)
+        if hook is None:
+            position, duplicate = await self.broker.publish(channel, data, idempotency_key=key)
+            self._publish_event(channel, data, position, duplicate, client)
+            return position, duplicate
+        previous, done = client.publishing, asyncio.get_running_loop().create_future()
+        client.publishing = done
+        try:
+            # the hook calls of one client's publishes run side by side; they are stored in
+            # the order the client sent them
+            data = await self.policy.change_publish(hook, client.state, channel, data, ns)
+            self._check_data(data, None)  # what the application put in is bounded too
+            if previous is not None:
+                await asyncio.shield(previous)
+            position, duplicate = await self.broker.publish(channel, data, idempotency_key=key)
+        finally:
+            try:
+                if previous is not None and not previous.done():
+                    await asyncio.shield(previous)  # a refused one still answers in its turn
+            finally:
+                done.set_result(None)
+                if client.publishing is done:
+                    client.publishing = None
+        self._publish_event(channel, data, position, duplicate, client)
+        return position, duplicate
+
     def _published(
-        self, sid: str, ack_id: int | None, pending: asyncio.Future[tuple[Position, bool]]
+        self,
+        client: Client,
+        ack_id: int | None,
+        channel: str,
+        data: Any,
+        pending: asyncio.Future[tuple[Position, bool]],
     ) -> None:
         if pending.cancelled():
             answer = error("publish cancelled")
         elif (exc := pending.exception()) is not None:
-            answer = _failure(sid, exc)
+            answer = _failure(client.sid, exc)
         else:
-            answer = _publish_ack(*pending.result())
-        self._ack(sid, ack_id, answer)
+            position, duplicate = pending.result()
+            self._publish_event(channel, data, position, duplicate, client)
+            answer = _publish_ack(position, duplicate)
+        self._ack(client.sid, ack_id, answer)
+
+    def _publish_event(
+        self, channel: str, data: Any, position: Position, duplicate: bool, client: Client | None
+    ) -> None:
+        if duplicate:
+            return
+        who = {} if client is None else {"client": client.sid, "user": client.user}
+        self.events.emit(
+            "publish", channel, epoch=position.epoch, offset=position.offset, data=data, **who
+        )
 
     def _ack(self, sid: str, ack_id: int | None, answer: dict[str, Any]) -> None:
         if ack_id is None:
@@ -243,12 +347,12 @@ class Hub:
         request = environ.get("aiohttp.request")
         ticket: int | None = request.get(TICKET) if request is not None else None
         try:
-            self._connect(sid, environ, auth)
+            await self._connect(sid, environ, auth)
         finally:  # connected or refused: its handshake is over (see limpet.hub.admission)
             if ticket is not None:
                 self.admission.done(ticket)
 
-    def _connect(self, sid: str, environ: dict[str, Any], auth: Any) -> None:
+    async def _connect(self, sid: str, environ: dict[str, Any], auth: Any) -> None:
         claims: dict[str, Any] = {}
         if self.settings.jwt_secret is not None:
             token = auth.get("token") if isinstance(auth, dict) else None
@@ -258,10 +362,19 @@ class Hub:
                 claims = self.verify(token)
             except AuthError as exc:
                 raise socketio.exceptions.ConnectionRefusedError(error(str(exc))) from None
-        user = claims.get("sub") or (auth.get("user") if isinstance(auth, dict) else None) or sid
-        self.clients[sid] = Client(
-            sid, str(user)[:128], claims, outbox=Outbox(self.settings.max_queue)
-        )
+        subject = claims.get("sub")
+        try:
+            state = await self.policy.connect(
+                sid, environ, auth, None if subject is None else str(subject)[:128]
+            )
+        except Refused as exc:  # message + data, as socket.io's connect_error carries them
+            raise socketio.exceptions.ConnectionRefusedError(
+                str(exc), error(str(exc), exc.code)
+            ) from None
+        user = state.user
+        if state.anonymous and isinstance(auth, dict) and auth.get("user"):
+            user = str(auth["user"])[:128]  # a name to show, not an identity
+        self.clients[sid] = Client(sid, user, claims, state, outbox=Outbox(self.settings.max_queue))
         transport.adopt_socket(self.sio, sid)
 
     async def on_disconnect(self, sid: str, *reason: Any) -> None:
@@ -275,6 +388,18 @@ class Hub:
         presence = data.get("presence", False)
         if not isinstance(presence, bool):
             raise ChannelError("presence must be true or false")
+        ns = self.policy.admit_subscribe(client.state, channel, client.subs)
+        if presence and not (ns.presence and ns.join_leave):
+            raise ChannelError(f"join/leave events are off for {channel!r}")
+        if ns.max_subscribers and channel not in client.subs:
+            members = await self.broker.presence(channel)
+            if len(members) >= ns.max_subscribers:
+                raise ChannelError(f"channel full: {ns.max_subscribers} subscribers")
+        grant = await self.policy.authorize_subscribe(client.state, channel, ns)
+        if client.sid not in self.clients:
+            return error("not connected")
+        if grant.info:
+            client.state.channel_info[channel] = grant.info
         if channel in client.subs:
             self._detach(client, channel)
         sub = Subscription(channel, since, max_buffer=self.settings.max_queue)
@@ -346,12 +471,29 @@ class Hub:
         with contextlib.suppress(Exception):
             await self.broker.unsubscribe(channel)
 
+    def _member(self, client: Client, channel: str) -> dict[str, Any]:
+        """A subscriber's presence entry: who, where, and what the hooks said about it."""
+        member: dict[str, Any] = {"user": client.user, "replica": self.settings.name}
+        info = {**client.state.info, **client.state.channel_info.get(channel, {})}
+        if info:
+            member["info"] = info
+        return member
+
     async def _join(self, client: Client, channel: str) -> None:
         """Presence of a new subscriber. Not part of delivery: a broker failure here is logged
         and the heartbeat writes it again within ttl/3."""
-        member = {"user": client.user, "replica": self.settings.name}
+        if not self.policy.namespace(channel).presence:
+            return
+        member = self._member(client, channel)
         try:
-            await self.broker.presence_touch(channel, {client.sid: member})
+            if self.events.occupancy:  # the broker tells whether this is the first member
+                occupied = await self.broker.presence_join(channel, client.sid, member)
+            else:
+                await self.broker.presence_touch(channel, {client.sid: member})
+                occupied = False
+            if occupied:
+                self.events.emit("occupied", channel)
+            self.events.emit("join", channel, client=client.sid, user=client.user, info=member)
             await self.broker.announce(channel, PresenceEvent(channel, "join", client.sid, member))
         except BrokerError as exc:
             log.warning(
@@ -367,13 +509,23 @@ class Hub:
 
     async def on_publish(self, client: Client, data: dict[str, Any]) -> dict[str, Any]:
         channel, payload, key = self._check_publish(client, data)
-        return _publish_ack(*await self.broker.publish(channel, payload, idempotency_key=key))
+        return _publish_ack(*await self._publish_client(client, channel, payload, key))
+
+    async def on_rpc(self, client: Client, data: dict[str, Any]) -> dict[str, Any]:
+        """``rpc`` {"method": M, "data": D}: answered by the application (``URL/rpc``)."""
+        method = data.get("method")
+        if not isinstance(method, str) or not 0 < len(method) <= 128:
+            raise ChannelError("rpc needs a method: a string of 1..128 characters")
+        payload = data.get("data")
+        self._check_data(payload, None)
+        return {"data": await self.policy.rpc(client.state, method, payload)}
 
     def _check_publish(self, client: Client, data: dict[str, Any]) -> tuple[str, Any, str | None]:
         """A socket.io publish's channel, data and idempotency key, checked."""
         channel = validate_channel(data.get("channel"))
         if not granted(client.claims, "publish", channel):
             raise AuthError(f"token does not grant publish to {channel!r}")
+        self.policy.admit_publish(client.state, channel)
         if "data" not in data:
             raise ChannelError("publish needs a 'data' field")
         key = self._check_data(data["data"], data.get("idempotency_key"))
@@ -398,13 +550,17 @@ class Hub:
             "clients": len(self.clients),
             "channels": len(self.local),
             "admission": self.admission.snapshot(time.monotonic()),
+            **self.events.stats(),
+            **self.policy.stats(),
         }
 
     async def _publish(
         self, channel: str, data: Any, idempotency_key: Any
     ) -> tuple[Position, bool]:
         key = self._check_data(data, idempotency_key)
-        return await self.broker.publish(channel, data, idempotency_key=key)
+        position, duplicate = await self.broker.publish(channel, data, idempotency_key=key)
+        self._publish_event(channel, data, position, duplicate, None)
+        return position, duplicate
 
     def _check_data(self, data: Any, idempotency_key: Any) -> str | None:
         if idempotency_key is not None and (
@@ -416,8 +572,19 @@ class Hub:
 
     async def _leave(self, client: Client, channel: str) -> None:
         self._detach(client, channel)
+        client.state.channel_info.pop(channel, None)
+        if not self.policy.namespace(channel).presence:
+            await self._unroute(channel)
+            return
         with contextlib.suppress(BrokerError):
-            await self.broker.presence_remove(channel, client.sid)
+            if self.events.occupancy:
+                vacated = await self.broker.presence_leave(channel, client.sid)
+            else:
+                await self.broker.presence_remove(channel, client.sid)
+                vacated = False
+            self.events.emit("leave", channel, client=client.sid, user=client.user)
+            if vacated:
+                self.events.emit("vacated", channel)
             await self.broker.announce(
                 channel, PresenceEvent(channel, "leave", client.sid, {"user": client.user})
             )
@@ -644,13 +811,16 @@ class Hub:
         """Refresh presence of local clients every ttl/3, so they expire only if we die."""
         while True:
             await asyncio.sleep(self.settings.presence_ttl / 3)
+            try:
+                await self.broker.keep(list(self.local))
+            except BrokerError as exc:
+                log.warning("renewing channel state failed: %s", exc)
             by_channel: dict[str, dict[str, dict[str, Any]]] = {}
             for client in list(self.clients.values()):
                 for channel in client.subs:
-                    by_channel.setdefault(channel, {})[client.sid] = {
-                        "user": client.user,
-                        "replica": self.settings.name,
-                    }
+                    if not self.policy.namespace(channel).presence:
+                        continue
+                    by_channel.setdefault(channel, {})[client.sid] = self._member(client, channel)
             for channel, members in by_channel.items():
                 try:
                     await self.broker.presence_touch(channel, members)
@@ -667,8 +837,10 @@ class Hub:
 _packet = transport.event_packet
 
 
-def _failure(sid: str, exc: BaseException) -> dict[str, str]:
+def _failure(sid: str, exc: BaseException) -> dict[str, Any]:
     """The error ack of a failed socket.io handler; a bad client never crashes the replica."""
+    if isinstance(exc, Refused):
+        return error(str(exc), exc.code)
     if isinstance(exc, ChannelError | AuthError):
         return error(str(exc))
     if isinstance(exc, BrokerError):

@@ -100,6 +100,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "gke-gateway: default gke-l7-global-external-managed)",
     )
     render.add_argument(
+        "--canary-weight",
+        type=int,
+        default=None,
+        metavar="PERCENT",
+        help="gateway-api, ingress-nginx: send PERCENT of the traffic to a second Service, "
+        "NAME-canary (read back by the dialects; limpet's own canary groups: docs/proxy.md)",
+    )
+    render.add_argument(
         "--broker",
         default="",
         metavar="URL",
@@ -242,6 +250,7 @@ def run_render(args: argparse.Namespace) -> int:
         gateway_class=args.gateway_class,
         secret=secrets.token_urlsafe(32) if args.target == "limpet" else "",
         broker=_broker_url(args.broker),
+        canary_weight=args.canary_weight,
     )
     rendered = render(args.target, spec, options)
     sys.stdout.write(dump_all(rendered.manifests))

@@ -62,6 +62,8 @@ RULES: dict[str, tuple[Severity, str]] = {
     "gateway-backend-port": ("error", "a backendRef to a Service port that does not exist"),
     "setting-ignored": ("warning", "a setting the platform accepts but never applies"),
     "annotation-removed": ("warning", "an annotation the controller no longer reads"),
+    "nginx-canary-weight": ("error", "canary-weight not an integer within 0..canary-weight-total"),
+    "canary-not-sticky": ("warning", "an ingress-nginx canary beside cookie affinity: pins flap"),
 }
 
 
@@ -678,6 +680,48 @@ def check_traefik_v1_with_v2(sources: list[Source], emit: Emit) -> None:
                      f"{d.TRAEFIK_STICKY} on the Service")  # fmt: skip
 
 
+def check_nginx_canary(sources: list[Source], emit: Emit) -> None:
+    """ingress-nginx canaries: a weight it cannot use, and a canary beside cookie affinity.
+
+    ingress-nginx decides the canary per request, before affinity (kubernetes/ingress-nginx
+    #3717, #8246, #12444): a user pinned by the main Ingress's cookie still flaps between the
+    two versions, or never reaches the canary. limpet's canary groups split new sessions only.
+    """
+    from limpet.k8s.canary import NGINX_CANARY, NGINX_CANARY_TOTAL, NGINX_CANARY_WEIGHT
+
+    docs = [(src, doc) for src in sources for doc in src.documents if isinstance(doc.obj, Mapping)]
+    ingresses = [(s, doc) for s, doc in docs if d.kind_of(doc.obj) == "Ingress"]
+    sticky_hosts = {
+        str(d.get(rule, "host") or "")
+        for _, doc in ingresses
+        if d.annotations_of(doc.obj).get(d.NGINX + "affinity") == "cookie"
+        and d.annotations_of(doc.obj).get(NGINX_CANARY) != "true"
+        for rule in d.get(doc.obj, "spec", "rules") or []
+    }
+    at = ("metadata", "annotations")
+    for src, doc in ingresses:
+        notes = d.annotations_of(doc.obj)
+        if notes.get(NGINX_CANARY) != "true":
+            continue
+        total = d.as_int(notes.get(NGINX_CANARY_TOTAL, "100"))
+        if NGINX_CANARY_WEIGHT in notes:
+            weight = d.as_int(notes[NGINX_CANARY_WEIGHT])
+            if weight is None or total is None or not 0 <= weight <= total:
+                emit(src, doc, (*at, NGINX_CANARY_WEIGHT), "nginx-canary-weight",
+                     f"canary-weight {notes[NGINX_CANARY_WEIGHT]!r} is not an integer within "
+                     f"0..{notes.get(NGINX_CANARY_TOTAL, '100')} (canary-weight-total): "
+                     "ingress-nginx ignores it",
+                     "give a whole number of canary-weight-total (100 unless set)")  # fmt: skip
+        hosts = {str(d.get(rule, "host") or "") for rule in d.get(doc.obj, "spec", "rules") or []}
+        if hosts & sticky_hosts:
+            emit(src, doc, (*at, NGINX_CANARY), "canary-not-sticky",
+                 "this canary shares a host with an Ingress that pins users by cookie: "
+                 "ingress-nginx picks the canary per request, so pinned users flap between "
+                 "versions (ingress-nginx #3717)",
+                 "pin the canary choice too (canary-by-cookie), or put limpet in front with "
+                 "pools.NAME.canary: new sessions split by weight, pinned ones stay")  # fmt: skip
+
+
 def check_manifest(src: Source, doc: Document, emit: Emit) -> None:
     missing = [k for k in ("apiVersion", "kind") if not doc.obj.get(k)]
     if missing:
@@ -739,6 +783,7 @@ def lint_sources(inputs: Iterable[tuple[str, str]]) -> list[Finding]:
     check_gke(sources, emit)
     check_gke_l4(sources, emit)
     check_traefik_v1_with_v2(sources, emit)
+    check_nginx_canary(sources, emit)
     for source in sources:
         check_gateway_refs(source, emit)
     return sorted(set(findings))

@@ -57,6 +57,8 @@ class RenderOptions:
     health_path: str = "/healthz"  # what the gke-gateway HealthCheckPolicy probes
     #: the limpet target's hub broker URL; empty -> a single in-cluster redis-server
     broker: str = ""
+    #: percent of the traffic to a second Service, NAME-canary (None: no canary)
+    canary_weight: int | None = None
 
 
 @dataclass(slots=True)
@@ -677,6 +679,8 @@ def check_options(o: RenderOptions) -> None:
         raise UsageError("--port and --target-port must be 1..65535")
     if o.replicas < 0:
         raise UsageError("--replicas must not be negative")
+    if o.canary_weight is not None and not 0 <= o.canary_weight <= 100:
+        raise UsageError("--canary-weight is a percent: 0..100")
     if o.gateway_class and (
         not _DNS_SUBDOMAIN.fullmatch(o.gateway_class) or len(o.gateway_class) > 253
     ):
@@ -692,6 +696,10 @@ def render(target: str, spec: AffinitySpec, options: RenderOptions | None = None
     except KeyError:
         raise UsageError(f"--target {target!r}: expected one of {', '.join(TARGETS)}") from None
     rendered = renderer(spec, options)
+    if options.canary_weight is not None:
+        from limpet.k8s.render_canary import add_canary
+
+        add_canary(target, rendered, options)
     return _self_lint(target, rendered)
 
 

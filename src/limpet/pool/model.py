@@ -62,6 +62,8 @@ class PoolSnapshot:
     loads: Mapping[str, int] | None = field(default=None, repr=False, compare=False)
     #: too few healthy backends: passively ejected ones are offered too (their views say HEALTHY)
     panic: bool = False
+    #: live session counts (backend id -> sessions; limpet.pool.sessions), like ``loads``
+    session_counts: Mapping[str, int] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_id", {b.id: b for b in self.backends})
@@ -76,6 +78,13 @@ class PoolSnapshot:
             view = self._by_id.get(backend_id)
             return view.open if view is not None else 0
         return self.loads.get(backend_id, 0)
+
+    def sessions(self, backend_id: str) -> int:
+        """Sessions a backend holds now (``SessionLedger``); open connections without one."""
+        counts = self.session_counts
+        if counts is None:
+            return self.load(backend_id)
+        return counts.get(backend_id, 0)
 
     def eligible(self) -> tuple[BackendView, ...]:
         """Backends that may take a new session (healthy), in a stable order (computed once)."""

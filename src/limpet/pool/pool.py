@@ -29,6 +29,7 @@ from types import MappingProxyType
 
 from limpet.pool.health import HealthEvent, HealthRules, HealthStatus, advance
 from limpet.pool.model import BackendState, BackendView, PoolSnapshot
+from limpet.pool.sessions import SessionLedger
 
 
 class Backend:
@@ -94,6 +95,8 @@ class Pool:
             weight = (weights or {}).get(backend_id, 1)
             self._members[backend_id] = Backend(backend_id, address, self.loads, weight)
         self._snapshot: PoolSnapshot | None = None
+        #: session counts per backend (new sessions placed by load; the rebalance planner)
+        self.sessions = SessionLedger()
 
     def __repr__(self) -> str:
         return f"Pool(name={self.name!r}, backends={list(self._members.values())!r})"
@@ -126,6 +129,7 @@ class Pool:
                 ),
                 loads=self.loads,
                 panic=panic,
+                session_counts=self.sessions.counts,
             )
             self._snapshot = snap
         return snap
@@ -233,6 +237,7 @@ class Pool:
                 self._sync_drain(backend)
         for backend_id in [b for b in self._members if b not in seen]:
             del self._members[backend_id]
+            self.sessions.drop_backend(backend_id)
             if self._loads.get(backend_id) == 0:
                 del self._loads[backend_id]
             changed = True

@@ -10,9 +10,10 @@ cdef class Deadline:
     cdef public double deadline
 
 cdef class Exchange:
-    cdef public object body_buffer, body_buffered, body_chunked, body_done, body_sent, down
+    cdef public object body_buffer, body_buffered, body_chunked, body_done, body_sent, ctx, down
     cdef public object early_data, expect_continue, failed, filter, headers, keep_alive, lnames
-    cdef public object method, pick, resp_chunked, resp_close, retried_stale, runtime, state
+    cdef public object method, pick, replayable, resp_chunked, resp_close, retried_stale, runtime
+    cdef public object state
     cdef public object status, until_close, upgrade, upstream, url, version
 
     cpdef step(self, event)

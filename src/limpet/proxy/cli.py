@@ -37,6 +37,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="MODE",
         help="none|cookie|client-ip|engineio|hash:header:H|hash:cookie:C|hash:query:Q [cookie]",
     )
+    parser.add_argument(
+        "--rebalance",
+        action="store_true",
+        default=None,
+        help="move live sessions off over-full backends after a scale-up (WebSockets closed with"
+        " 1012, polling sessions repinned), in every pool; config pools.NAME.rebalance per pool",
+    )
     parser.add_argument("--cookie-name", metavar="NAME", help="affinity cookie name [limpet]")
     parser.add_argument(
         "--cookie-ttl", type=int, metavar="SECONDS", help="affinity cookie Max-Age [session]"
@@ -48,6 +55,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="client-ip affinity: forget a client after this much inactivity [10800]",
     )
     parser.add_argument("--admin", metavar="HOST:PORT", help="serve /metrics, /status, drain")
+    parser.add_argument(
+        "--admin-host",
+        action="append",
+        metavar="NAME",
+        help="a Host name the admin answers besides IP addresses and localhost (repeat;"
+        " config admin-hosts); other names get 421 (DNS rebinding)",
+    )
     parser.add_argument(
         "--secret",
         help="HMAC secret for affinity tokens; replicas must share it. Prefer --secret-file or"
@@ -162,7 +176,10 @@ def resolve(args: argparse.Namespace) -> Any:
         if args.health_interval is not None:
             health = replace(health, interval=args.health_interval)
         tls_ca = args.backend_ca or pool.tls_ca
-        pools.append(replace(pool, affinity=spec, health=health, tls_ca=tls_ca))
+        pool = replace(pool, affinity=spec, health=health, tls_ca=tls_ca)
+        if getattr(args, "rebalance", None):
+            pool = replace(pool, rebalance=replace(pool.rebalance, enabled=True))
+        pools.append(pool)
     cfg = replace(cfg, pools=tuple(pools))
     if args.listen:
         parse_hostport(args.listen)
@@ -177,6 +194,8 @@ def resolve(args: argparse.Namespace) -> Any:
     if args.admin:
         parse_hostport(args.admin)
         cfg = replace(cfg, admin=args.admin)
+    if args.admin_host:
+        cfg = replace(cfg, admin_hosts=tuple(h.lower().rstrip(".") for h in args.admin_host))
     if args.admin_token_file:
         cfg = replace(cfg, admin_token_file=args.admin_token_file)
     if args.secret_file:
@@ -338,8 +357,9 @@ async def serve(
             await runner.cleanup()
         raise LimpetError(f"cannot listen: {exc.strerror or exc}") from None
     for lc in cfg.listeners:
-        scheme = ("https" if lc.tls else "http") if lc.mode == "http" else "tcp"
-        print(f"limpet proxy listening on {scheme}://{lc.address}/ (pid {os.getpid()})", flush=True)
+        print(
+            f"limpet proxy listening on {lc.scheme}://{lc.address}/ (pid {os.getpid()})", flush=True
+        )
     if cfg.admin and admin:
         print(f"limpet proxy admin on http://{cfg.admin}/status", flush=True)
     try:

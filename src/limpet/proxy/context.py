@@ -39,16 +39,20 @@ class ProxyContext:
     """The loop, limits, metrics, router, task spawner and connection set of one proxy."""
 
     __slots__ = (
+        "_forwarding",
         "connections",
-        "forwarding",
         "idle",
         "limits",
         "loop",
         "metrics",
+        "request_id_lower",
+        "request_id_name",
         "route",
         "spawn",
         "stopping",
         "timeouts",
+        "trust_forwarded",
+        "via",
     )
 
     def __init__(
@@ -65,7 +69,7 @@ class ProxyContext:
         self.loop = loop
         self.limits = limits
         self.timeouts = timeouts
-        self.forwarding = forwarding
+        self.forwarding = forwarding  # (and the constants derived from it: see the setter)
         self.metrics = metrics
         self.route = route
         self.spawn = spawn
@@ -74,6 +78,20 @@ class ProxyContext:
         self.stopping = False
         #: the idle deadlines of every tunnel, on one loop timer (limpet.proxy.idle)
         self.idle: IdleTimers[Any] = IdleTimers(loop)
+
+    @property
+    def forwarding(self) -> ForwardingConfig:
+        """The forwarding settings (a reload replaces them for requests from then on)."""
+        return self._forwarding
+
+    @forwarding.setter
+    def forwarding(self, forwarding: ForwardingConfig) -> None:
+        # encoded once here, not per connection or per request (the rewritten head uses them)
+        self._forwarding = forwarding
+        self.trust_forwarded = forwarding.trust_forwarded
+        self.request_id_name = forwarding.request_id_header.encode()
+        self.request_id_lower = self.request_id_name.lower()
+        self.via = b"1.1 " + forwarding.via.encode()
 
     def __repr__(self) -> str:
         return f"ProxyContext(connections={len(self.connections)}, stopping={self.stopping})"

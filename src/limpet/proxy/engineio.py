@@ -32,13 +32,14 @@ from limpet.proxy.filters import NO_FILTER, ExchangeFilter
 from limpet.proxy.responses import local_response
 
 if TYPE_CHECKING:
+    from limpet.proxy.sides import DownstreamSide
     from limpet.proxy.upstream import TunnelPeer, UpstreamConnection
 
 
 class Exchange(Protocol):
     """The exchange this filter hooks into, as the filter sees it (http1.Exchange)."""
 
-    down: Any
+    down: DownstreamSide
     runtime: Any
     filter: ExchangeFilter
     method: bytes
@@ -91,7 +92,7 @@ def admit(exchange: Exchange, pick: Pick) -> bool:
     if pick.reason is PickReason.REJECTED:
         down = exchange.down
         down.ctx.metrics.local_responses.labels("400").inc()
-        if down.transport is not None:
+        if down.connected():
             lnames = exchange.lnames
             origin = exchange.headers[lnames.index(b"origin")][1] if b"origin" in lnames else None
             down.write(session_unknown(origin))  # in order with any corked bytes
@@ -102,7 +103,9 @@ def admit(exchange: Exchange, pick: Pick) -> bool:
     if not isinstance(policy, EngineIOPolicy) or pick.backend is None:
         exchange.filter = NO_FILTER
         return True
-    exchange.filter = EngineIOExchange(pick.decision, policy, pick.backend.id)
+    exchange.filter = EngineIOExchange(
+        pick.decision, policy, pick.backend.id, getattr(runtime, "sessions", None)
+    )
     return True
 
 
@@ -162,12 +165,20 @@ class EngineIOExchange(ExchangeFilter):
     """The engineio filter of one exchange: its upstream URL (the backend's own sid, no
     compression of the handshake), and the handshake answer to rewrite."""
 
-    __slots__ = ("backend", "decision", "held", "held_body", "policy")
+    __slots__ = ("backend", "decision", "held", "held_body", "policy", "sessions")
 
-    def __init__(self, decision: EngineIODecision, policy: EngineIOPolicy, backend: str) -> None:
+    def __init__(
+        self,
+        decision: EngineIODecision,
+        policy: EngineIOPolicy,
+        backend: str,
+        sessions: Any = None,
+    ) -> None:
         self.decision = decision
         self.policy = policy
         self.backend = backend
+        #: the pool's session accounting (limpet.proxy.rebalance.Sessions), told of tunnels
+        self.sessions = sessions
         self.held: tuple[int, bytes, list[tuple[bytes, bytes]]] | None = None
         self.held_body: list[bytes] = []
 
@@ -233,7 +244,12 @@ class EngineIOExchange(ExchangeFilter):
         exchange.write_down(exchange.response_bytes(status, reason, kept) + body)
 
     def tunnel(self, conn: UpstreamConnection) -> None:
-        """Hook after ``start_tunnel``: rewrite the first frame of a websocket-only handshake."""
+        """Hook after ``start_tunnel``: the session now lives in a tunnel (counted while it is
+        open, closed with 1012 if the rebalance moves it); rewrite the first frame of a
+        websocket-only handshake."""
+        if self.sessions is not None and conn.tunnel_peer is not None:
+            request = self.decision.request
+            self.sessions.tunnel(request.sid if request else None, self.backend, conn.tunnel_peer)
         if self.decision.rewrite != "websocket" or conn.tunnel_peer is None:
             return
         peer = _RewritingPeer(conn.tunnel_peer, conn, self._mint, self.backend)

@@ -8,12 +8,17 @@ masked; the proxy is the backend's client). The tunnel relays bytes without pars
 the frame lands between two frames unless the deadline cuts a frame in the middle; that
 connection was about to be reset anyway. Anything else (an exchange still running, an L4
 tunnel) is aborted as before.
+
+``Stoppable`` is the small protocol of a graceful stop that every downstream connection type
+implements (HTTP/1.1, ``--mode tcp``; an HTTP/2 connection too): ``drain`` when the stop begins,
+``go_away`` at the deadline. The server calls only these.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
-from typing import Any
+from typing import Protocol
 
 from limpet.proxy.tunnel import Tunnel
 
@@ -27,13 +32,24 @@ def to_backend() -> bytes:
     return b"\x88\x82" + key + bytes(b ^ key[i % 4] for i, b in enumerate(GOING_AWAY))
 
 
-def close(conn: Any) -> None:
-    """Close one downstream connection at the drain deadline."""
-    transport = getattr(conn, "transport", None)
+class Stoppable(Protocol):
+    """What the server asks of each open downstream connection when it stops."""
+
+    def drain(self) -> None:
+        """The stop began: close now what has nothing in flight; let the rest finish."""
+        ...
+
+    def go_away(self) -> None:
+        """The drain deadline passed: end the connection now (see ``close``)."""
+        ...
+
+
+def close(transport: asyncio.BaseTransport | None, tunnel: Tunnel | None) -> None:
+    """End one downstream connection at the drain deadline: an upgraded tunnel with 1001 close
+    frames both ways, anything else aborted."""
     if transport is None:
         return
-    tunnel = getattr(conn, "tunnel", None)
-    if isinstance(tunnel, Tunnel) and tunnel.upgraded:
+    if tunnel is not None and tunnel.upgraded:
         tunnel.close(to_client=TO_CLIENT, to_backend=to_backend())
         return
-    transport.abort()
+    transport.abort()  # type: ignore[attr-defined]

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from limpet.affinity.base import Pick, RequestFacts
 from limpet.pool.health import HealthEvent
-from limpet.proxy import engineio, wire
+from limpet.proxy import engineio, goaway, retry, wire
 from limpet.proxy.filters import NO_FILTER, ExchangeFilter
 from limpet.proxy.headers import new_request_id, parse_cookies
 from limpet.proxy.responses import CONTINUE, local_response
@@ -63,7 +63,7 @@ from limpet.proxy.states import (
 )
 from limpet.proxy.tunnel import Tunnel
 from limpet.proxy.wire import RequestParser
-from limpet.proxy.wire.parser import BODY, CHUNKED, END, ERROR, HEAD, UPGRADE, RequestHead
+from limpet.proxy.wire.parser import BODY, CHUNKED, END, ERROR, HEAD, NONE, UPGRADE, RequestHead
 
 try:
     import cython
@@ -76,6 +76,7 @@ COMPILED: bool = cython.compiled
 if TYPE_CHECKING:
     from limpet.pool.model import BackendView
     from limpet.proxy.context import PoolRuntimeView, ProxyContext
+    from limpet.proxy.sides import DownstreamSide
     from limpet.proxy.upstream import UpstreamConnection
     from limpet.proxy.wire.response import ResponseHead
 
@@ -95,8 +96,11 @@ NO_COOKIES: Mapping[str, str] = MappingProxyType({})
 PASSIVE_OK, PASSIVE_FAIL = HealthEvent.PASSIVE_OK, HealthEvent.PASSIVE_FAIL
 #: Downstream.queue of a tunnel: no request follows an upgrade, and a deque is 760 bytes
 NO_QUEUE: deque[Exchange] = deque(maxlen=0)
-#: RFC 9110 §9.2.2: methods a proxy may send again after a connection failed mid-request
-IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
+#: a request written to a backend is sent again only if it is one of these methods (or carries
+#: Idempotency-Key) and has no body: the rule of Go's net/http (Request.isReplayable). PUT and
+#: DELETE are idempotent by RFC 9110 §9.2.2, but a backend that read one may be acting on it
+#: when the connection breaks, and a second copy racing the first is not harmless
+REPLAYABLE = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE"})
 
 
 class Deadline:
@@ -191,7 +195,11 @@ class BadRequest(Exception):
 
 
 class Downstream(asyncio.Protocol):
-    """One client connection: parse requests, run exchanges in order, tunnel after an upgrade."""
+    """One client connection: parse requests, run exchanges in order, tunnel after an upgrade.
+
+    It is each exchange's ``DownstreamSide`` (limpet.proxy.sides): an exchange reaches the
+    client only through the members listed there.
+    """
 
     def __init__(self, ctx: ProxyContext) -> None:
         self.ctx = ctx
@@ -221,10 +229,6 @@ class Downstream(asyncio.Protocol):
         self._handling = False  # inside handle(): exchange_done must not feed the parser
         self._cookie_key: list[bytes] | None = None  # the last request's Cookie values...
         self._cookie_jar: dict[str, str] = {}  # ...parsed (a keep-alive client repeats them)
-        fwd = ctx.forwarding
-        self.rid_name = fwd.request_id_header.encode()
-        self.rid_lower = self.rid_name.lower()
-        self.via = b"1.1 " + fwd.via.encode()
 
     def __repr__(self) -> str:
         return (
@@ -362,7 +366,8 @@ class Downstream(asyncio.Protocol):
         return None
 
     def drain(self) -> None:
-        """Shutdown has begun: tell keep-alive clients, close what nobody waits for.
+        """Shutdown has begun (goaway.Stoppable): tell keep-alive clients, close what nobody
+        waits for.
 
         A half-closed client (it sent its request then FIN, as a socket.io long-poll client
         that exited does) is closed at once: it would keep the process up until the deadline
@@ -378,6 +383,10 @@ class Downstream(asyncio.Protocol):
             self.transport.close()
         elif self.active is None and self.receiving is None and not self.parser.buffered:
             self._arm(min(STOP_GRACE, self.timeouts.shutdown), self._on_header_timeout)
+
+    def go_away(self) -> None:
+        """The drain deadline passed (goaway.Stoppable): 1001 to a WebSocket, else abort."""
+        goaway.close(self.transport, self.tunnel)
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -429,18 +438,7 @@ class Downstream(asyncio.Protocol):
         self._head_started = False
         if self.active is None and self.receiving is None:
             self._disarm()
-        exchange = Exchange(
-            self,
-            head.method,
-            head.target,
-            head.version,
-            head.headers,
-            head.keep_alive,
-            head.lnames,
-            chunked=head.framing == CHUNKED,
-            upgrade=head.upgrade,
-            expect_continue=head.expect_continue,
-        )
+        exchange = Exchange(self, head)
         self.receiving = exchange
         if self.active is None and not self.queue:
             self.active = exchange
@@ -467,16 +465,17 @@ class Downstream(asyncio.Protocol):
         self.state = advance(self.state, DownEvent.UPGRADE_REQUESTED)
         self.pause_for("upgrade")
 
-    def exchange_done(self, exchange: Exchange, keep_alive: bool) -> None:
+    def exchange_done(self, exchange: object, keep_alive: bool) -> None:
         """``exchange`` has written its whole response: next pipelined request, or idle."""
-        if exchange is not self.active or self.transport is None:
+        active = self.active
+        if active is None or exchange is not active or self.transport is None:
             return
         self.active = None
         if (
             not keep_alive
             or self.state is HALF_CLOSED
-            or exchange.upgrade
-            or self.receiving is exchange
+            or active.upgrade
+            or self.receiving is active
         ):
             # (the backend answered before the request body ended: the rest of the body
             # has nowhere to go, so this connection cannot carry another request)
@@ -566,6 +565,18 @@ class Downstream(asyncio.Protocol):
             self.flush()
             self.transport.close()
 
+    def answer_locally(self, exchange: object, status: int, reason: str) -> None:
+        """Refuse with ``status`` if ``exchange`` is the one being answered (a queued one
+        is answered in its turn, or dropped with the connection)."""
+        if self.active is exchange:
+            self.refuse(status, reason)
+
+    def connected(self) -> bool:
+        return self.transport is not None
+
+    def closing(self) -> bool:
+        return self.state is HALF_CLOSED or self.ctx.stopping
+
     # -- coalesced writes ----------------------------------------------------------------------
     def cork(self) -> None:
         """Collect downstream writes until ``flush``: a response head and a small body that
@@ -608,6 +619,7 @@ class Exchange:
         "body_chunked",
         "body_done",
         "body_sent",
+        "ctx",
         "down",
         "early_data",
         "expect_continue",
@@ -618,6 +630,7 @@ class Exchange:
         "lnames",
         "method",
         "pick",
+        "replayable",
         "resp_chunked",
         "resp_close",
         "retried_stale",
@@ -631,39 +644,25 @@ class Exchange:
         "version",
     )
 
-    def __init__(
-        self,
-        down: Downstream,
-        method: bytes,
-        url: bytes,
-        version: str,
-        headers: list[tuple[bytes, bytes]],
-        keep_alive: bool,
-        lnames: list[bytes] | None = None,
-        *,
-        chunked: bool | None = None,
-        upgrade: bool | None = None,
-        expect_continue: bool | None = None,
-    ) -> None:
+    def __init__(self, down: DownstreamSide, head: RequestHead) -> None:
         self.down = down
-        self.method = method
-        self.url = url
-        self.version = version
-        self.headers = headers
-        self.keep_alive = keep_alive
+        self.ctx = down.ctx
+        self.method = head.method
+        self.url = head.target  # (origin-form: the wire core rewrote an absolute-form one)
+        self.version = head.version
+        self.headers = head.headers
+        self.keep_alive = head.keep_alive
         #: lower-cased names, parallel to headers (each name is lowered once, by the wire core)
-        self.lnames = lnames if lnames is not None else [n.lower() for n, _ in headers]
-        lnames = self.lnames
-        # the wire core's RequestHead says these; the defaults serve hand-built exchanges
-        self.upgrade = b"upgrade" in lnames if upgrade is None else upgrade
-        if expect_continue is None:
-            expect_continue = b"expect" in lnames and any(
-                ln == b"expect" and v.lower() == b"100-continue"
-                for ln, (_, v) in zip(lnames, headers, strict=True)
-            )
-        self.expect_continue = expect_continue
+        self.lnames = head.lnames
+        self.upgrade = head.upgrade
+        self.expect_continue = head.expect_continue
         # the wire core accepts only "chunked" as the (only) coding of a request
-        self.body_chunked = b"transfer-encoding" in lnames if chunked is None else chunked
+        self.body_chunked = head.framing == CHUNKED
+        #: may be sent again after it was written (see REPLAYABLE): no body, and a safe method
+        #: or an Idempotency-Key (draft-ietf-httpapi-idempotency-key-header)
+        self.replayable = head.framing == NONE and (
+            head.method in REPLAYABLE or b"idempotency-key" in head.lnames
+        )
         self.body_buffer: list[bytes] = []
         self.body_buffered = 0
         self.body_done = False
@@ -697,7 +696,7 @@ class Exchange:
         self.state = new
         if new is WAITING:
             if old is not WAITING:
-                self.down.resp_timer.arm(self.down.timeouts.response, self.response_timeout)
+                self.down.resp_timer.arm(self.ctx.timeouts.response, self.response_timeout)
         elif old is WAITING:
             self.down.resp_timer.disarm()
 
@@ -710,11 +709,6 @@ class Exchange:
     def response_started(self) -> bool:
         """A response head went downstream: a local answer can no longer be sent."""
         return self.state in EX_RESPONSE_STARTED
-
-    @property
-    def timer(self) -> bool:
-        """The response timeout is armed on ``down.resp_timer``."""
-        return self.state is WAITING
 
     # -- request side --------------------------------------------------------------------------
     def ready(self) -> bool:
@@ -732,23 +726,11 @@ class Exchange:
     def start(self) -> None:
         """Choose the backend (the route's policy decides) and get a connection to it."""
         self.step(EV_START)
-        down = self.down
         lnames = self.lnames
         host = self.headers[lnames.index(b"host")][1] if b"host" in lnames else b""
-        url = self.url
-        if not url.startswith(b"/") and b"://" in url:
-            # RFC 9112 §3.2.2: absolute-form must be accepted; its authority replaces Host,
-            # and the backend gets the origin-form
-            authority, slash, rest = url.split(b"://", 1)[1].partition(b"/")
-            url = self.url = b"/" + rest if slash else b"/"
-            if authority:
-                host = authority
-                self.headers = [(n, v) for n, v in self.headers if n.lower() != b"host"]
-                self.headers.append((b"Host", authority))
-                self.lnames = [n.lower() for n, _ in self.headers]
-        path, _, query = url.partition(b"?")
+        path, _, query = self.url.partition(b"?")
         route_path = path if path.startswith(b"/") else b"/"  # "*" (OPTIONS) routes as "/"
-        runtime = down.ctx.route(host.decode("latin-1"), route_path.decode("latin-1"))
+        runtime = self.ctx.route(host.decode("latin-1"), route_path.decode("latin-1"))
         if runtime is None:
             self.local(404, "no route for this host and path")
             return
@@ -783,20 +765,22 @@ class Exchange:
         self.pick = pick
         assert self.runtime is not None
         upstreams = self.runtime.upstreams[backend.id]
-        conn = upstreams.take_idle()
+        # a request that must not be sent twice goes on a connection that cannot be in the
+        # middle of the backend's keep-alive close (upstream.UpstreamPool.take_idle)
+        conn = upstreams.take_idle(self.replayable)
         if conn is not None:
             self.attach(conn)
         else:
-            self.down.loop.create_task(self.connect(backend))
+            self.ctx.spawn(self.connect(backend))
 
     async def connect(self, backend: BackendView) -> None:
         assert self.runtime is not None
         try:
-            conn = await self.runtime.upstreams[backend.id].connect(self.down.ctx.timeouts.connect)
+            conn = await self.runtime.upstreams[backend.id].connect(self.ctx.timeouts.connect)
         except (TimeoutError, OSError) as exc:
             self.connect_failed(backend, exc)
             return
-        if self.state is not CONNECTING or self.down.transport is None:
+        if self.state is not CONNECTING or not self.down.connected():
             # the client left, or its request was refused, while we connected: nothing of it
             # goes upstream
             conn.release(keep_alive=True)
@@ -807,15 +791,13 @@ class Exchange:
         """A backend refused or timed out: count it against the backend and repin once."""
         runtime = self.runtime
         assert runtime is not None
-        runtime.passive(backend.id, PASSIVE_FAIL)
-        self.down.ctx.metrics.upstream_connect_failures.labels(runtime.name, backend.id).inc()
-        self.failed.add(backend.id)
+        another = retry.connect_failed(runtime, self.ctx.metrics, backend.id, self.failed)
         if self.state is not CONNECTING:
             return  # given up meanwhile (the client left or its request broke)
-        if self.body_sent or len(self.failed) > 2 or self.down.transport is None:
+        if self.body_sent or not another or not self.down.connected():
             self.local(502, f"backend {backend.id} is unreachable")
             return
-        self.down.ctx.metrics.repins.labels(runtime.name).inc()
+        retry.repinned(runtime, self.ctx.metrics)
         path, _, query = self.url.partition(b"?")
         # choose() answers a pick without a backend (503, or engineio's Session ID unknown)
         self.choose(runtime.pick(self.facts(path, query), exclude=self.failed))
@@ -830,7 +812,7 @@ class Exchange:
         transport = conn.transport
         assert transport is not None
         transport.write(self.request_head())
-        if self.expect_continue and not self.body_done and self.down.transport is not None:
+        if self.expect_continue and not self.body_done and self.down.connected():
             # we answer the expectation ourselves once a backend is ready (RFC 9110 §10.1.1);
             # the Expect header is not forwarded, so the backend never sends its own 100
             self.down.write(CONTINUE)
@@ -850,6 +832,7 @@ class Exchange:
     def request_head(self) -> bytes:
         """The head for the backend: the wire core rewrites it (limpet.proxy.wire.rewrite)."""
         down = self.down
+        ctx = self.ctx
         drop = wire.hop_by_hop(self.headers, self.lnames)
         url, drop = self.filter.request_head(self.url, drop)
         upstream = self.upstream
@@ -859,12 +842,12 @@ class Exchange:
             self.headers,
             self.lnames,
             drop,
-            down.ctx.forwarding.trust_forwarded,
+            ctx.trust_forwarded,
             down.client_ip_bytes,
             down.scheme,
-            down.rid_name,
-            down.rid_lower,
-            down.via,
+            ctx.request_id_name,
+            ctx.request_id_lower,
+            ctx.via,
             upstream.pool.address_bytes if upstream is not None else b"",
             self.upgrade,
             self.body_chunked,
@@ -943,7 +926,6 @@ class Exchange:
         interim: bool = False,
     ) -> bytes:
         """The head for the client (the wire core rewrites it); notes the framing it chose."""
-        down = self.down
         pick = self.pick
         set_cookie = (
             pick.set_cookie.encode("latin-1") if pick is not None and pick.set_cookie else b""
@@ -952,12 +934,12 @@ class Exchange:
             status,
             reason,
             headers,
-            down.via,
+            self.ctx.via,
             set_cookie,
             interim,
             self.method == b"HEAD" or status in (204, 304),
             self.version == "1.0",
-            self.resp_close or self.upgrade or down.state is HALF_CLOSED or down.ctx.stopping,
+            self.resp_close or self.upgrade or self.down.closing(),
             self.keep_alive,
         )
         if not interim:
@@ -968,6 +950,19 @@ class Exchange:
 
     def write_down(self, data: bytes) -> None:
         self.down.write(data)
+
+    # -- what the upstream connection asks of the downstream (upstream.ExchangeSide) -----------
+    def cork(self) -> None:
+        self.down.cork()
+
+    def flush(self) -> None:
+        self.down.flush()
+
+    def pause_downstream(self, reason: str) -> None:
+        self.down.pause_for(reason)
+
+    def resume_downstream(self, reason: str) -> None:
+        self.down.resume_for(reason)
 
     def response_body(self, data: bytes) -> None:
         if self.method == b"HEAD":
@@ -1024,28 +1019,26 @@ class Exchange:
                 self.step(EV_ABORT)
                 self.down.close()  # truncated: the client must see the connection end
             return
-        if not self.body_sent and reused and not self.retried_stale and self.pick is not None:
-            # a keep-alive connection the backend had closed (RFC 9112 §9.3.1 allows retrying
-            # a request that was never acted upon): once more on a fresh connection
-            self.retried_stale = True
+        # the head (at least) was written when the connection was attached: the backend may
+        # have read the request and acted on it. Go's net/http rule: send it again only if it
+        # is replayable (no body; a safe method or an Idempotency-Key). Anything else is
+        # answered 502 and never repeated, not even when the connection was a pooled one the
+        # backend was closing: nothing tells that it had not read the request first
+        backend = self.pick.backend if self.pick is not None else None
+        if self.replayable and backend is not None:
             self.step(EV_RETRY)
-            backend = self.pick.backend
-            assert backend is not None
-            self.down.loop.create_task(self.connect(backend))
+            if reused and not self.retried_stale:
+                # a keep-alive connection the backend had closed (RFC 9112 §9.3.1): once
+                # more on a fresh connection to the same backend
+                self.retried_stale = True
+                self.ctx.spawn(self.connect(backend))
+            else:
+                self.connect_failed(backend, exc)  # elsewhere, as a failed connect is
             return
-        if (
-            not self.body_sent
-            and self.method in IDEMPOTENT
-            and self.pick is not None
-            and self.pick.backend is not None
-        ):
-            # RFC 9110 §9.2.2: only an idempotent request may be sent again (elsewhere); a
-            # POST the backend may have acted on is answered 502, never repeated
-            self.step(EV_RETRY)
-            self.connect_failed(self.pick.backend, exc)
-            return
-        if self.pick is not None and self.pick.backend is not None and self.runtime is not None:
-            self.runtime.passive(self.pick.backend.id, PASSIVE_FAIL)
+        if not reused and backend is not None and self.runtime is not None:
+            # (a fresh connection closed without an answer is the backend's fault; a pooled
+            # one may have met the backend's keep-alive close)
+            self.runtime.passive(backend.id, PASSIVE_FAIL)
         self.local(502, "the backend closed the connection before answering")
 
     def upstream_failed(self, reason: str) -> None:
@@ -1075,5 +1068,4 @@ class Exchange:
     def local(self, status: int, text: str) -> None:
         """Answer from the proxy itself and close the downstream connection."""
         self.step(EV_LOCAL)
-        if self.down.active is self:
-            self.down.refuse(status, text)
+        self.down.answer_locally(self, status, text)

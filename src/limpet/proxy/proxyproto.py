@@ -54,7 +54,10 @@ def _parse_v1(data: bytes) -> Header | None:
         if len(data) >= V1_MAX:
             raise ProxyProtocolError("PROXY v1 line longer than 107 bytes")
         return NEED_MORE
-    line = data[:end].decode("ascii", "replace")
+    try:
+        line = data[:end].decode("ascii")
+    except UnicodeDecodeError:
+        raise ProxyProtocolError("PROXY v1: a byte that is not ASCII in the line") from None
     parts = line.split(" ")
     if parts[0] != "PROXY" or len(parts) < 2:
         raise ProxyProtocolError("no PROXY protocol header")
@@ -67,6 +70,10 @@ def _parse_v1(data: bytes) -> Header | None:
         sport, dport = int(parts[4]), int(parts[5])
     except ValueError:
         raise ProxyProtocolError(f"PROXY v1: bad address in {line[:60]!r}") from None
+    if any(getattr(a, "scope_id", None) for a in (src, dst)):
+        # ipaddress takes "fe80::1%zone" (any text after the %): an address, not a zone, goes
+        # into X-Forwarded-For and the logs (spec 2.1: the address in its canonical form)
+        raise ProxyProtocolError(f"PROXY v1: an address with a zone id in {line[:60]!r}")
     if src.version != (4 if parts[1] == "TCP4" else 6) or dst.version != src.version:
         raise ProxyProtocolError(f"PROXY v1: {parts[1]} with {src.version}-addresses")
     if not (0 <= sport <= 65535 and 0 <= dport <= 65535) or any(

@@ -8,7 +8,9 @@ logged, returned to the admin caller and counted in ``limpet_config_reloads_tota
 What a reload swaps, in one step on the event loop (nothing runs in between):
 - ``server.config`` (timeouts, limits, forwarding for connections accepted from now on), the
   routes, and the pools: a pool whose config is unchanged keeps its runtime (health state,
-  pins, idle upstream connections); a changed or new one gets a fresh runtime and its probes;
+  pins, idle upstream connections); a changed or new one gets a fresh runtime and its probes
+  (a changed one keeps its session accounting: backends added this way are a scale-up that
+  the rebalance evens out, as discovery's are);
   a removed one stops probing and closes its idle upstream connections once nothing is left in
   flight (exchanges already running hold their runtime to the end).
 - Not swapped, logged as such: listeners, admin, workers (a restart rebinds them), and pools
@@ -43,8 +45,13 @@ def reload(server: ProxyServer) -> tuple[bool, str]:
         new = loader()
     except LimpetError as exc:
         server.metrics.config_reloads.labels("error").inc()
-        log.error("reload refused, the running config stays: %s", exc)
+        for line in str(exc).splitlines():  # every error of the file, one line each
+            log.error("reload refused, the running config stays: %s", line)
         return False, str(exc)
+    except Exception as exc:  # a defect, not a bad file: still counted, the old config stays
+        server.metrics.config_reloads.labels("error").inc()
+        log.exception("reload failed, the running config stays")
+        return False, f"reload failed: {exc!r}"
     notes = apply(server, new)
     server.metrics.config_reloads.labels("ok").inc()
     message = "config reloaded" + (f" ({'; '.join(notes)})" if notes else "")
@@ -73,6 +80,8 @@ def apply(server: ProxyServer, new: ProxyConfig) -> list[str]:
             notes.append(f"pool {cfg.name}: discovery changes at the next restart")
         else:
             runtime = PoolRuntime(cfg, server.secret, server.metrics)
+            if current is not None:  # its sessions carry on: a scale-up rebalances them
+                runtime.sessions.adopt(current.sessions)
             pools[cfg.name] = runtime
             started.append(runtime)
     retired = [rt for name, rt in server.pools.items() if pools.get(name) is not rt]
@@ -80,7 +89,7 @@ def apply(server: ProxyServer, new: ProxyConfig) -> list[str]:
     kept = replace(kept, pools=tuple(pools[p.name].cfg for p in new.pools if p.name in pools))
     server.config = kept
     # what connections accepted from now on read through the protocol classes' context
-    server.context.limits = kept.limits
+    server.context.limits = server.fit_limits(kept)  # under the open-files limit (fdbudget)
     server.context.timeouts = kept.timeouts
     server.context.forwarding = kept.forwarding
     server.pools = pools

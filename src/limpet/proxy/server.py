@@ -19,11 +19,25 @@ from typing import Any
 from limpet.admin.metrics import ProxyMetrics
 from limpet.affinity.base import Pick, PickReason, RequestFacts
 from limpet.affinity.factory import build_policy
-from limpet.config.model import PoolConfig, ProxyConfig, RouteConfig
+from limpet.affinity.session_keys import NoKeys, for_policy
+from limpet.balancing.groups import CANARY, STABLE, GroupSplit
+from limpet.balancing.groups import wrap as wrap_groups
+from limpet.config.model import LimitsConfig, PoolConfig, ProxyConfig, RouteConfig
+from limpet.errors import ConfigError
 from limpet.pool.health import HealthEvent, HealthRules
 from limpet.pool.model import BackendState, PoolSnapshot
 from limpet.pool.pool import Pool
-from limpet.proxy import accept, builds, discovery, goaway, tls
+from limpet.proxy import (
+    accept,
+    builds,
+    discovery,
+    fdbudget,
+    goaway,
+    handshake,
+    memory,
+    rebalance,
+    tls,
+)
 from limpet.proxy.context import ProxyContext
 from limpet.proxy.upstream import UpstreamPool  # the type; builds.UpstreamPool the class
 from limpet.runtime import parse_hostport
@@ -32,6 +46,8 @@ log = logging.getLogger("limpet.proxy")
 #: read per request: module constants, as an Enum member read through its class costs ~0.1 µs
 _PINNING = (PickReason.NEW, PickReason.REPINNED)
 _PASSIVE_OK = HealthEvent.PASSIVE_OK
+#: balances that read the session counts (limpet.pool.sessions)
+SESSION_BALANCES = ("least-sessions", "power-of-two-sessions")
 
 
 class PoolRuntime:
@@ -56,6 +72,21 @@ class PoolRuntime:
             weights={b.id: b.weight for b in cfg.backends},
         )
         self.policy = build_policy(cfg.affinity, secret=secret, pool_name=cfg.name)
+        #: the session of a request, for the accounting and the rebalance (one hook per mode);
+        #: counted only where something reads the counts (the rest of the hot path is as it was)
+        counted = (
+            cfg.affinity.balancer in SESSION_BALANCES
+            or cfg.rebalance.enabled
+            or cfg.canary is not None
+        )
+        self.session_keys = for_policy(self.policy) if counted else NoKeys()
+        #: canary groups: new sessions split between stable and canary by weight
+        self.groups = canary_groups(cfg, self.policy)
+        self.sessions = rebalance.Sessions(
+            cfg.name, self.pool, cfg.rebalance, metrics, groups=self.groups
+        )
+        self._ledger = self.pool.sessions
+        self._moving = self.sessions.moving
         #: one client context for the pool's https:// backends (built once: loading a CA is slow)
         self.backend_ssl = (
             tls.backend_context(cfg.tls_ca) if any(b.tls for b in cfg.backends) else None
@@ -93,12 +124,39 @@ class PoolRuntime:
         return snap
 
     def pick(self, facts: RequestFacts, exclude: set[str] | None = None) -> Pick:
-        pick = self.policy.pick(facts, self.snapshot(exclude))
-        if pick.backend is not None and pick.reason in _PINNING:
-            bid = pick.backend.id
-            self.pins[bid] = self.pins.get(bid, 0) + 1
-            self.metrics.pins.labels(self.name, bid).inc()
+        snapshot = self.snapshot(exclude)
+        pick = self.policy.pick(facts, snapshot)
+        backend = pick.backend
+        if backend is None:
+            return pick
+        if pick.reason in _PINNING:
+            return self._pinned(pick, facts)
+        key = self.session_keys.key(facts, pick)
+        if key is not None:
+            if key in self._moving:  # moved by the rebalance: this request repins it
+                pick = self.session_keys.moved(facts, pick, snapshot)
+                return self._pinned(pick, facts) if pick.reason in _PINNING else pick
+            self._ledger.touch(backend.id, key, facts.now)
         return pick
+
+    def _pinned(self, pick: Pick, facts: RequestFacts) -> Pick:
+        """A session placed afresh: counted as a pin, and in the ledger until its key shows."""
+        assert pick.backend is not None
+        bid = pick.backend.id
+        self.pins[bid] = self.pins.get(bid, 0) + 1
+        self.metrics.pins.labels(self.name, bid).inc()
+        if self.session_keys.new(pick):
+            self._ledger.placed(bid, facts.now)
+        return pick
+
+    def set_canary(self, percent: int) -> None:
+        """Promote (100), roll back (0) or reweigh the canary: new sessions follow at once;
+        the sessions of a group set to 0 move at the rebalance rate (limpet.pool.rebalance)."""
+        if self.groups is None:
+            raise ValueError(f"pool {self.name!r} has no canary group")
+        if not 0 <= percent <= 100:
+            raise ValueError("canary weight is a percent: 0 to 100")
+        self.groups.set_weights({STABLE: 100 - percent, CANARY: percent})
 
     def passive(self, backend_id: str, event: HealthEvent) -> None:
         if not self.passive_enabled:
@@ -145,9 +203,13 @@ class PoolRuntime:
             self.metrics.backend_healthy.labels(self.name, b.id).set(1 if b.takes_new else 0)
 
     def open_gauge(self, backend_id: str) -> Any:
-        """The backend's open-exchanges gauge, read from ``self.open`` at scrape time."""
+        """The backend's open-exchanges gauge, read from ``self.open`` at scrape time (and
+        its sessions gauge, from the ledger)."""
         gauge = self.metrics.backend_open.labels(self.name, backend_id)
         gauge.set_function(lambda: self.open.get(backend_id, 0))
+        counts = self.pool.sessions.counts
+        sessions = self.metrics.backend_sessions.labels(self.name, backend_id)
+        sessions.set_function(lambda: counts.get(backend_id, 0))
         return gauge
 
     def join(self, backend_id: str, address: str) -> UpstreamPool | None:
@@ -184,6 +246,8 @@ class PoolRuntime:
         counts = self.response_counts
         n = counts.get(key, 0)
         counts[key] = n + 1
+        if not n:
+            self.sessions.answered.add(backend_id)  # seen up, for the rebalance
         if not n and self.passive_enabled:
             # the first answer of its kind: the backend listens (even a 5xx says so), so
             # passive failures may eject it from now on (one branch, once per status class)
@@ -206,13 +270,29 @@ class PoolRuntime:
                     "seen_up": self._seen_up(b.id),
                     "open": self.open.get(b.id, 0),
                     "sessions_pinned": self.pins.get(b.id, 0),
+                    "sessions": self.pool.sessions.count(b.id),
+                    **({"group": self.groups.group_of(b.id)} if self.groups else {}),
                     "idle_upstream_connections": len(getattr(self.upstreams.get(b.id), "idle", ())),
                 }
                 for b in self.pool.views()
             ],
             "panic": self.pool.snapshot().panic,
+            "balance": self.cfg.affinity.balancer,
+            "rebalance": self.sessions.status(),
+            **({"canary": {"weights": dict(self.groups.weights)}} if self.groups else {}),
             **({"discovery": discovery.status(self.discovery_info)} if self.discovery_info else {}),
         }
+
+
+def canary_groups(cfg: PoolConfig, policy: Any) -> GroupSplit | None:
+    """The pool's ``GroupSplit`` when it has a canary group (config ``canary`` + ``group``)."""
+    if cfg.canary is None:
+        return None
+    members = {b.id: b.group or STABLE for b in cfg.backends}
+    try:
+        return wrap_groups(policy, members, {STABLE: 100 - cfg.canary, CANARY: cfg.canary})
+    except ValueError as exc:
+        raise ConfigError(str(exc), key=f"pools.{cfg.name}.canary") from None
 
 
 class ResponsesCollector:
@@ -267,10 +347,12 @@ class ProxyServer:
         ]
         self.connections: set[Any] = set()
         self.stopping = False
+        #: the open-files limit, raised to the hard one; max-connections is fitted under it
+        self.nofile = fdbudget.raise_nofile()
         #: what the protocol classes see of this server (they never import it)
         self.context = ProxyContext(
             self.loop,
-            config.limits,
+            self.fit_limits(config),
             config.timeouts,
             config.forwarding,
             self.metrics,
@@ -283,6 +365,11 @@ class ProxyServer:
         self.admin_runner: Any = None
         #: re-reads --config for SIGHUP and POST /reload (None: started without --config)
         self.config_loader: Callable[[], ProxyConfig] | None = None
+
+    def fit_limits(self, config: ProxyConfig) -> LimitsConfig:
+        """``config.limits`` with max-connections fitted to the open-files limit (fdbudget)."""
+        backends = sum(len(p.backends) for p in config.pools)
+        return fdbudget.apply(config.limits, backends, self.nofile)
 
     def route(self, host: str, path: str) -> PoolRuntime | None:
         """First route whose host and path prefix match (RFC 9110 §7.2: Host without port)."""
@@ -310,16 +397,10 @@ class ProxyServer:
         from limpet.proxy.tcp import TcpDownstream
 
         # which build of the wire core parses requests: said once, louder when it is the
-        # fallback nobody asked for (no compiler at install time)
-        level = (
-            logging.WARNING if wire.CORE == "python" and "not built" in wire.WHY else logging.INFO
-        )
+        # fallback nobody asked for (no compiler at install time, or a stale build refused)
+        asked = "LIMPET_NO_EXTENSIONS" in wire.WHY
+        level = logging.WARNING if wire.CORE == "python" and not asked else logging.INFO
         log.log(level, "wire core: %s (%s)", wire.CORE, wire.WHY)
-        level = (
-            logging.WARNING
-            if builds.CORE == "python" and "not built" in builds.WHY
-            else logging.INFO
-        )
         log.log(level, "protocol code: %s (%s)", builds.CORE, builds.WHY)
         for runtime in self.pools.values():
             if self.run_probes is not None:
@@ -327,6 +408,9 @@ class ProxyServer:
         discovery.start(
             self.pools.values(), self.spawn
         )  # DNS / EndpointSlice pools follow their discovery
+        self.spawn(memory.keep_trimmed())  # a burst's memory goes back to the system
+        # session counts age, and over-full pools rebalance, once a second
+        self.spawn(rebalance.run(lambda: self.pools.values()))
         for listener in self.config.listeners:
             host, port = parse_hostport(listener.address)
             factory: Any
@@ -337,12 +421,14 @@ class ProxyServer:
                 )
             else:
                 factory = lambda: builds.Downstream(self.context)  # noqa: E731
+            # TLS stays out of the protocol classes: a front runs the handshake, counted and
+            # bounded (timeouts.handshake), and hands the TLS transport over (proxy/handshake)
+            factory = handshake.wrap(factory, tls.listener_ssl(self, listener), self.context)
             factory = accept.wrap(factory, listener, self.loop)  # PROXY protocol, if any
             server = await self.loop.create_server(
                 factory,
                 host,
                 port,
-                ssl=tls.listener_ssl(self, listener),  # TLS stays out of the protocol classes
                 reuse_port=self.reuse_port or None,
                 backlog=2048,
                 reuse_address=True,
@@ -351,9 +437,12 @@ class ProxyServer:
                 if sock.family in (socket.AF_INET, socket.AF_INET6):
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.listeners.append(server)
-            log.info("listening on %s (%s)", listener.address, listener.mode)
         if self.config.admin and self.serve_admin and self.start_admin is not None:
             self.admin_runner = await self.start_admin(self, self.config.admin)
+        # said once every listener and the admin are bound: a busy admin port is one error,
+        # with no "listening" line before it
+        for listener in self.config.listeners:
+            log.info("listening on %s (%s)", listener.address, listener.scheme)
 
     async def stop(self) -> None:
         """Shut down in order: stop accepting, stop new sessions (``stopping`` refuses new
@@ -362,17 +451,14 @@ class ProxyServer:
         self.stopping = self.context.stopping = True
         for server in self.listeners:
             server.close()
-        for conn in list(self.connections):
-            drain = getattr(conn, "drain", None)
-            if drain is not None:
-                drain()  # idle keep-alive and half-closed downstreams close at once
-            elif getattr(conn, "active", None) is None and getattr(conn, "tunnel", None) is None:
-                conn.close()
+        connections: set[goaway.Stoppable] = self.connections
+        for conn in list(connections):
+            conn.drain()  # idle keep-alive and half-closed downstreams close at once
         deadline = self.loop.time() + self.config.timeouts.shutdown
         while self.connections and self.loop.time() < deadline:
             await asyncio.sleep(0.05)
-        for conn in list(self.connections):
-            goaway.close(conn)  # WebSockets get a 1001 close frame; the rest is aborted
+        for conn in list(connections):
+            conn.go_away()  # WebSockets get a 1001 close frame; the rest is aborted
         for task in list(self.tasks):
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -386,6 +472,8 @@ class ProxyServer:
         return {
             "listeners": [{"address": lc.address, "mode": lc.mode} for lc in self.config.listeners],
             "downstream_connections": len(self.connections),
+            "max_connections": self.context.limits.max_connections,
+            "open_files_limit": self.nofile,
             "pools": [runtime.status() for runtime in self.pools.values()],
         }
 

@@ -5,8 +5,10 @@ A downstream connection reads HTTP requests (READING) until the client half-clos
 (UPGRADING: no more HTTP is read; the backend's ``101`` makes it a TUNNEL), or the proxy
 refuses the byte stream (REFUSED: the local answer is sent and what the client still sends is
 read and dropped, RFC 9112 §9.6). It ends CLOSED from any state. ``TRANSITIONS`` maps
-(state, event) to the next state; ``advance`` interprets it; an event a state does not list
-leaves it unchanged (a late EOF in a tunnel, say). Tests iterate over the table.
+(state, event) to the next state; ``advance`` interprets it. Both tables here are read alike:
+a step that changes nothing is listed as such (a late event after CLOSED, more upgraded bytes
+while UPGRADING), and a step neither table lists raises ``StepError``: a bug in the caller,
+found by the tests instead of silently ignored. Tests iterate over the tables.
 """
 
 from __future__ import annotations
@@ -50,13 +52,23 @@ TRANSITIONS: dict[tuple[DownState, DownEvent], DownState] = {
     (S.UPGRADING, E.SWITCHED): S.TUNNEL,
     (S.HALF_CLOSED, E.SWITCHED): S.TUNNEL,
     (S.UPGRADING, E.REFUSE): S.REFUSED,
+    # the wire core hands every later read of an upgrading connection over as upgraded bytes
+    (S.UPGRADING, E.UPGRADE_REQUESTED): S.UPGRADING,
     **{(state, E.LOST): S.CLOSED for state in DownState},
+    **{(S.CLOSED, event): S.CLOSED for event in DownEvent},  # closed is final
 }
 
 
+class StepError(RuntimeError):
+    """A step a state table does not allow: a bug in the caller, never the client's."""
+
+
 def advance(state: DownState, event: DownEvent) -> DownState:
-    """The state after ``event``; unchanged when the table has no such step."""
-    return TRANSITIONS.get((state, event), state)
+    """The connection's state after ``event``; a step the table does not list raises."""
+    try:
+        return TRANSITIONS[(state, event)]
+    except KeyError:
+        raise StepError(f"downstream: no step {event.value!r} from {state.value!r}") from None
 
 
 def describe() -> str:
@@ -129,8 +141,8 @@ EX_TRANSITIONS: dict[tuple[ExState, ExEvent], ExState] = {
 EX_RESPONSE_STARTED = frozenset({X.RESPONDING, X.TUNNEL, X.DONE, X.CUT})
 
 
-class ExchangeStepError(RuntimeError):
-    """A step the exchange table does not allow: a bug in the caller, never the client's."""
+class ExchangeStepError(StepError):
+    """A step the exchange table does not allow."""
 
 
 def ex_advance(state: ExState, event: ExEvent) -> ExState:

@@ -13,7 +13,7 @@ import time
 from typing import TYPE_CHECKING
 
 from limpet.affinity.base import RequestFacts
-from limpet.pool.health import HealthEvent
+from limpet.proxy import goaway, retry
 from limpet.proxy.tunnel import Tunnel
 
 if TYPE_CHECKING:
@@ -25,7 +25,6 @@ class TcpDownstream(asyncio.Protocol):
 
     # slots: one of these lives as long as its tunnel (no __dict__: ~200 bytes less each)
     __slots__ = (
-        "active",
         "backend_id",
         "client_ip",
         "ctx",
@@ -43,7 +42,6 @@ class TcpDownstream(asyncio.Protocol):
         self.loop = ctx.loop
         self.transport: asyncio.Transport | None = None
         self.tunnel: Tunnel | None = None
-        self.active = None  # no HTTP exchange: lets shutdown treat us like a tunnel
         self.early: list[bytes] = []
         self.early_eof = False  # the client sent FIN before the backend was connected
         self.backend_id: str | None = None
@@ -62,22 +60,24 @@ class TcpDownstream(asyncio.Protocol):
             transport.close()
             return
         transport.pause_reading()  # type: ignore[attr-defined]
-        self.loop.create_task(self.connect(set()))
+        self.ctx.spawn(self.connect(set()))
 
     async def connect(self, failed: set[str]) -> None:
         runtime = self.runtime
         while self.transport is not None:
             pick = runtime.pick(RequestFacts(client_ip=self.client_ip, now=time.time()), failed)
-            if pick.backend is None or len(failed) > 2:
+            if pick.backend is None:
                 self.close()
                 return
             bid = pick.backend.id
             try:
                 conn = await runtime.upstreams[bid].connect(self.ctx.timeouts.connect)
             except (TimeoutError, OSError):
-                runtime.passive(bid, HealthEvent.PASSIVE_FAIL)
-                self.ctx.metrics.upstream_connect_failures.labels(runtime.name, bid).inc()
-                failed.add(bid)
+                # the same policy as an HTTP exchange's (limpet.proxy.retry)
+                if not retry.connect_failed(runtime, self.ctx.metrics, bid, failed):
+                    self.close()
+                    return
+                retry.repinned(runtime, self.ctx.metrics)
                 continue
             if self.transport is None:
                 conn.close()
@@ -133,6 +133,15 @@ class TcpDownstream(asyncio.Protocol):
             tunnel.client_lost()
         self.backend_id = None
         self.transport = None
+
+    # -- a graceful stop (goaway.Stoppable) ------------------------------------------------------
+    def drain(self) -> None:
+        """A tunnel runs until the deadline; a connection still picking a backend closes."""
+        if self.tunnel is None:
+            self.close()
+
+    def go_away(self) -> None:
+        goaway.close(self.transport, self.tunnel)
 
     def close(self) -> None:
         if self.tunnel is not None:

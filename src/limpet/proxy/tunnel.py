@@ -146,12 +146,14 @@ class Tunnel:
         """End the tunnel: both connections close once what they hold is written (with a last
         message each, e.g. goaway's WebSocket close frames). Idempotent."""
         upstream, client = self.conn.transport, self.transport
+        # a side already half-closed (its FIN passed on with write_eof) takes no last message:
+        # a write after write_eof raises, and it ended a SIGTERM with exit 1
         if upstream is not None and not upstream.is_closing():
-            if to_backend:
+            if to_backend and not self.client_ended:
                 upstream.write(to_backend)
             self.conn.close()
         if client is not None and not client.is_closing():
-            if to_client:
+            if to_client and not self.backend_ended:
                 client.write(to_client)
             client.close()
         if self.ended:

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from typing import Any, Protocol
+import time
+from typing import Protocol
 
 from limpet.proxy import wire
 from limpet.proxy.wire.response import BODY, END, HEAD, UPGRADE, ResponseHead
@@ -32,14 +33,32 @@ COMPILED: bool = cython.compiled
 #: nginx in proxy_buffer_size (4-8 KB); this is generous on purpose (large Set-Cookie/CSP).
 MAX_RESPONSE_HEAD = 128 * 1024
 MAX_RESPONSE_FIELDS = 512
+#: a pooled connection idle longer than this is closed, never reused: a backend closes its idle
+#: keep-alive connections after its own timeout (Node.js http, uvicorn and Apache: 5 s; nginx
+#: 75 s), and a request written as that close crosses it meets a reset. 4 s stays below the
+#: common 5 s (gunicorn's sync workers close after 2 s: their requests rely on the rule below)
+IDLE_CLOSE = 4.0
+#: a request that must not be sent twice (http1.REPLAYABLE) takes a pooled connection only if
+#: that connection answered within this (HAProxy's ``http-reuse safe`` idea): a backend does
+#: not close a connection it answered on a moment ago, so the keep-alive race cannot turn the
+#: request into a 502; else it goes on a new connection
+SAFE_REUSE = 1.0
 
 
 class ExchangeSide(Protocol):
-    """The exchange an upstream connection serves, as the connection sees it (http1.Exchange)."""
+    """The exchange an upstream connection serves, as the connection sees it (http1.Exchange).
 
-    down: Any  # the Downstream: cork/flush its writes, pause/resume its reading
+    The connection never reaches past it to the downstream: corking the client's writes for
+    one upstream read, and holding the client back while the backend is slow to read, go
+    through the exchange (which passes them to its DownstreamSide).
+    """
+
     upstream: UpstreamConnection | None
 
+    def cork(self) -> None: ...
+    def flush(self) -> None: ...
+    def pause_downstream(self, reason: str) -> None: ...
+    def resume_downstream(self, reason: str) -> None: ...
     def response_head(self, head: ResponseHead, conn: UpstreamConnection) -> None: ...
     def response_body(self, data: bytes) -> None: ...
     def response_complete(self, conn: UpstreamConnection, upstream_keep_alive: bool) -> None: ...
@@ -64,6 +83,7 @@ class UpstreamConnection(asyncio.Protocol):
         "backend_id",
         "closed",
         "exchange",
+        "idle_since",
         "keep_alive",
         "parser",
         "pool",
@@ -82,6 +102,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = False
         self.reused = False
         self.keep_alive = False
+        self.idle_since = 0.0  # (time.monotonic) when it last went back to the pool
 
     def __repr__(self) -> str:
         return f"UpstreamConnection(backend={self.backend_id!r}, closed={self.closed})"
@@ -102,12 +123,12 @@ class UpstreamConnection(asyncio.Protocol):
             # bytes while idle: the backend broke HTTP framing; this connection is unusable
             self.abort()
             return
-        down = exchange.down
-        down.cork()
+        serving = exchange  # (it corks and flushes even if it lets go of us meanwhile)
+        serving.cork()
         try:
             for kind, value in self.parser.feed(data):
                 if kind == UPGRADE:  # (after a 101 the exchange has let go of this connection)
-                    self.upgraded(down, value)
+                    self.upgraded(serving, value)
                     continue
                 exchange = self.exchange
                 if exchange is None:
@@ -124,11 +145,11 @@ class UpstreamConnection(asyncio.Protocol):
                     self.abort()
                     exchange.upstream_failed(f"invalid HTTP from the backend: {value}")
         finally:
-            down.flush()
+            serving.flush()
 
-    def upgraded(self, down: Any, rest: bytes) -> None:
+    def upgraded(self, serving: ExchangeSide, rest: bytes) -> None:
         """After a ``101``: the bytes after its head are the tunnel's first ones."""
-        down.flush()  # the 101 head first, then the tunnel's first bytes
+        serving.flush()  # the 101 head first, then the tunnel's first bytes
         peer = self.tunnel_peer
         if peer is None:
             # a 101 to a request that asked for no upgrade: nothing can follow it
@@ -163,14 +184,14 @@ class UpstreamConnection(asyncio.Protocol):
             if self.tunnel_peer.transport is not None:
                 self.tunnel_peer.transport.pause_reading()
         elif self.exchange is not None:
-            self.exchange.down.pause_for("upstream")
+            self.exchange.pause_downstream("upstream")
 
     def resume_writing(self) -> None:
         if self.tunnel_peer is not None:
             if self.tunnel_peer.transport is not None:
                 self.tunnel_peer.transport.resume_reading()
         elif self.exchange is not None:
-            self.exchange.down.resume_for("upstream")
+            self.exchange.resume_downstream("upstream")
 
     # -- pool side ----------------------------------------------------------------------------
     def release(self, keep_alive: bool) -> None:
@@ -219,13 +240,40 @@ class UpstreamPool:
     def __repr__(self) -> str:
         return f"UpstreamPool({self.backend_id!r}, {self.address}, idle={len(self.idle)})"
 
-    def take_idle(self) -> UpstreamConnection | None:
-        while self.idle:
-            conn = self.idle.pop()
+    def take_idle(
+        self, replayable: bool = True, now: float | None = None
+    ) -> UpstreamConnection | None:
+        """The warmest usable idle connection, or None (make a new one).
+
+        Connections idle longer than IDLE_CLOSE are closed on the way. A request that is not
+        ``replayable`` takes one only if it answered within SAFE_REUSE; the warmest is on top
+        (LIFO), so if it is older, every other one is too: they stay for other requests.
+        """
+        if now is None:
+            now = time.monotonic()
+        idle = self.idle
+        if idle and now - idle[0].idle_since > IDLE_CLOSE:
+            self.expire(now)
+        while idle:
+            conn = idle[-1]
+            if not replayable and now - conn.idle_since > SAFE_REUSE:
+                return None
+            idle.pop()
             if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
                 conn.reused = True
                 return conn
         return None
+
+    def expire(self, now: float) -> None:
+        """Close the idle connections older than IDLE_CLOSE (the oldest are at the bottom)."""
+        idle = self.idle
+        n = 0
+        while n < len(idle) and now - idle[n].idle_since > IDLE_CLOSE:
+            n += 1
+        old = idle[:n]
+        del idle[:n]
+        for conn in old:
+            conn.close()
 
     async def connect(self, timeout: float) -> UpstreamConnection:
         loop = asyncio.get_running_loop()
@@ -244,10 +292,11 @@ class UpstreamPool:
         )
         return conn
 
-    def put(self, conn: UpstreamConnection) -> None:
+    def put(self, conn: UpstreamConnection, now: float | None = None) -> None:
         if len(self.idle) >= self.max_idle:
             conn.close()
         else:
+            conn.idle_since = time.monotonic() if now is None else now
             self.idle.append(conn)
 
     def forget(self, conn: UpstreamConnection) -> None:

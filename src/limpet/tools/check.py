@@ -185,6 +185,7 @@ def run(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
     from limpet.runtime import new_event_loop
+    from limpet.tools import spread
     from limpet.tools import verdict as v
 
     target = target_from_args(args)
@@ -199,11 +200,19 @@ def run(args: argparse.Namespace) -> int:
         now=datetime.now(UTC),
         page_first=target.page_first,
     )
+    sessions = spread.of_runs(runs)  # where the sessions were at the start and at the end
     if args.json:
         report = v.to_json(result, url=target.url, requests=target.requests)
+        report["spread"] = spread.to_json(sessions)
         text = json.dumps(report, indent=2) + "\n"
     else:
         text = v.render_text(result, url=target.url, requests=target.requests)
+        lines = spread.render(sessions)
+        if lines:  # after the sticky/moved/failed line
+            marker = "\n  sticky "
+            at = text.find(marker)
+            at = text.find("\n", at + 1) + 1 if at >= 0 else len(text)
+            text = text[:at] + "\n".join(lines) + "\n" + text[at:]
     try:
         sys.stdout.write(text)
         sys.stdout.flush()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import shutil
 import sys
 from collections.abc import Callable, Iterator
@@ -19,6 +20,9 @@ from typing import Any
 from limpet.errors import LimpetError, UsageError
 
 BACKEND_KINDS = ("hub", "whoami")
+EXAMPLES = ("chat",)
+#: where the examples are: beside ``src/`` in a source checkout
+EXAMPLES_DIR = Path(__file__).resolve().parents[3] / "examples"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -55,6 +59,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default="127.0.0.1",
         metavar="HOST",
         help="address the replicas listen on (each on a free port)",
+    )
+    parser.add_argument(
+        "--example",
+        choices=EXAMPLES,
+        default=None,
+        help="run an example application behind the proxy with the hubs: chat (cookie-session "
+        "login, the hub's hooks for authorization, its events for who's online; "
+        "examples/chat/)",
     )
     parser.add_argument(
         "--start-timeout",
@@ -102,6 +114,9 @@ class Plan:
     #: JetStream meta leader, asked of these monitoring ports), or ""
     ready: str = ""
     ready_ports: tuple[int, ...] = ()
+    #: files written before anything starts: (path, text, mode) (the example's config, secret)
+    files: tuple[tuple[str, str, int], ...] = ()
+    example: str | None = None
 
     @property
     def stages(self) -> list[list[ChildSpec]]:
@@ -123,6 +138,10 @@ class Facts:
     nats_server: str | None = None
     #: a directory for JetStream's files (nats-cluster)
     scratch: Callable[[], str] = field(repr=False, default=lambda: "/tmp")
+    #: the examples directory, when this is a source checkout
+    examples: Path | None = None
+    #: a new random secret (the example's hook secret)
+    token: Callable[[], str] = field(repr=False, default=lambda: "secret")
 
     @classmethod
     def gather(cls) -> Facts:
@@ -136,7 +155,15 @@ class Facts:
             nats_server=shutil.which("nats-server")
             or shutil.which("nats-server", path=str(Path(sys.executable).parent)),
             scratch=_scratch,
+            examples=EXAMPLES_DIR if (EXAMPLES_DIR / "chat" / "app.py").is_file() else None,
+            token=_token,
         )
+
+
+def _token() -> str:
+    import secrets
+
+    return secrets.token_hex(32)
 
 
 def _scratch() -> str:
@@ -217,6 +244,7 @@ def plan(args: argparse.Namespace, facts: Facts) -> Plan:
         children += nodes
         notes.append(note)
 
+    example = _example(args, facts, kind) if args.example else None
     backends: list[str] = []
     for i in range(1, args.replicas + 1):
         name = f"{kind}-{i}"
@@ -225,13 +253,28 @@ def plan(args: argparse.Namespace, facts: Facts) -> Plan:
         argv += ["--name", name]
         if kind == "hub":
             argv += ["--broker", broker]
+        if example is not None:
+            argv += example.hub_flags
         children.append(ChildSpec(name, tuple(argv), args.replica_host, port, "backend"))
         backends.append(f"{name}=http://{_hostport(args.replica_host, port)}")
 
     proxy_argv = [python, "-m", "limpet", "proxy", "--listen", args.listen]
-    proxy_argv += ["--affinity", args.affinity]
-    for b in backends:
-        proxy_argv += ["--backend", b]
+    files: tuple[tuple[str, str, int], ...] = ()
+    if example is None:
+        proxy_argv += ["--affinity", args.affinity]
+        for b in backends:
+            proxy_argv += ["--backend", b]
+    else:
+        hub_urls = [b.split("=", 1)[1] for b in backends]
+        children.append(example.app(python, hub_urls[0]))
+        files = example.files(hub_urls, args.affinity)
+        proxy_argv += ["--config", example.proxy_config]
+        notes.append(
+            f"example {args.example}: open the proxy's URL, sign in, chat; the proxy sends "
+            f"/socket.io/, /static/ and /healthz to the hubs, the rest to the app "
+            f"({example.app_url}); "
+            "hooks and events are signed with a new secret"
+        )
     if admin is not None:
         proxy_argv += ["--admin", admin]
     connect_host = "127.0.0.1" if listen_host in ("0.0.0.0", "") else listen_host
@@ -246,7 +289,86 @@ def plan(args: argparse.Namespace, facts: Facts) -> Plan:
         setup=setup,
         ready=ready,
         ready_ports=ready_ports,
+        files=files,
+        example=args.example,
     )
+
+
+@dataclass(frozen=True)
+class _Example:
+    """The chat example's parts: its app, what the hubs and the proxy need to go with it."""
+
+    root: Path
+    scratch: str
+    secret: str
+    app_host: str
+    app_port: int
+
+    @property
+    def app_url(self) -> str:
+        return f"http://{_hostport(self.app_host, self.app_port)}"
+
+    @property
+    def secret_file(self) -> str:
+        return str(Path(self.scratch) / "hook-secret")
+
+    @property
+    def proxy_config(self) -> str:
+        return str(Path(self.scratch) / "proxy.yaml")
+
+    @property
+    def hub_flags(self) -> list[str]:
+        return [
+            *("--hook-url", f"{self.app_url}/hooks", "--events-url", f"{self.app_url}/events"),
+            *("--hook-secret-file", self.secret_file),
+            *("--config", str(self.root / "hub.yaml")),
+        ]
+
+    def app(self, python: str, hub_url: str) -> ChildSpec:
+        argv = (
+            python, str(self.root / "app.py"), "--listen", _hostport(self.app_host, self.app_port),
+            "--hub-url", hub_url, "--hook-secret-file", self.secret_file,
+        )  # fmt: skip
+        return ChildSpec("chat-app", argv, self.app_host, self.app_port, "backend")
+
+    def files(self, hub_urls: list[str], affinity: str) -> tuple[tuple[str, str, int], ...]:
+        hubs = "\n".join(f"      - {u}" for u in hub_urls)
+        config = (
+            "# written by `limpet up --example chat`\n"
+            "pools:\n"
+            f"  hubs:\n    backends:\n{hubs}\n    affinity: {{mode: {json.dumps(affinity)}}}\n"
+            f"  app:\n    backends: [{self.app_url}]\n    affinity: {{mode: none}}\n"
+            "routes:\n"
+            "  - {path: /socket.io/, pool: hubs}\n"
+            "  - {path: /static/, pool: hubs}\n"
+            "  - {path: /healthz, pool: hubs}\n"
+            "  - {path: /, pool: app}\n"
+        )
+        return ((self.secret_file, self.secret + "\n", 0o600), (self.proxy_config, config, 0o644))
+
+
+def _example(args: argparse.Namespace, facts: Facts, kind: str) -> _Example:
+    if kind != "hub":
+        raise UsageError(f"--example {args.example} needs hub replicas (--backend-kind hub)")
+    if facts.examples is None:
+        raise UsageError(
+            f"--example {args.example}: the examples/ directory is part of the source checkout, "
+            "not of this installation"
+        )
+    return _Example(
+        facts.examples / args.example, facts.scratch(), facts.token(), "127.0.0.1",
+        facts.ports("127.0.0.1"),
+    )  # fmt: skip
+
+
+def write_files(p: Plan) -> None:
+    """Write the plan's files (I/O, before anything starts)."""
+    import os
+
+    for path, text, mode in p.files:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
 
 
 ClusterParts = tuple[list[ChildSpec], tuple[tuple[str, ...], ...], str, tuple[int, ...], str, str]
@@ -309,20 +431,31 @@ def _hostport(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def banner(p: Plan, pids: dict[str, int] | None = None) -> Iterator[str]:
-    """The lines `up` prints once everything listens."""
+def limpet_command() -> str:
+    """How a new shell runs this limpet: inside a virtual environment (scripts/demo runs
+    ``.venv/bin/limpet``) a new shell has not activated it, so the script's absolute path;
+    installed system-wide, ``limpet``."""
+    script = Path(sys.executable).parent / "limpet"
+    if sys.prefix != sys.base_prefix and script.exists():
+        return str(script.absolute())
+    return "limpet"
+
+
+def banner(p: Plan, pids: dict[str, int] | None = None, command: str = "") -> Iterator[str]:
+    """The lines `up` prints once everything listens (``command``: how to run limpet)."""
     pids = pids or {}
+    cmd = command or limpet_command()
     yield ""
     what = "chat page" if p.backend_kind == "hub" else "whoami"
     yield f"limpet up: open {p.proxy_url}  ({what}, through the proxy)"
     if p.admin is not None:
         yield f"           admin http://{p.admin}/status  (metrics at /metrics)"
     if p.backend_kind == "hub":
-        yield f"           check: limpet check {p.proxy_url}healthz --identify json:name"
-        yield f"                  limpet check {p.proxy_url} --transport socketio"
+        yield f"           check: {cmd} check {p.proxy_url}healthz --identify json:name"
+        yield f"                  {cmd} check {p.proxy_url} --transport socketio"
     else:
-        yield f"           check: limpet check {p.proxy_url}"
-        yield f"                  limpet check {p.proxy_url} --transport websocket"
+        yield f"           check: {cmd} check {p.proxy_url}"
+        yield f"                  {cmd} check {p.proxy_url} --transport websocket"
     for c in p.children:
         pid = f" pid {pids[c.name]}" if c.name in pids else ""
         yield f"  {c.name:<10} {c.url}{pid}"
@@ -337,6 +470,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(
                 f"{_hostport(host, port)} is already in use; choose another with --listen/--admin"
             )
+    write_files(the_plan)
     return run_cluster(the_plan, start_timeout=args.start_timeout)
 
 

@@ -1,6 +1,7 @@
 // A hub client on the official socket.io client, driven line by line from a test.
 // argv: CHANNEL. stdin commands (one JSON object per line):
-//   {"op": "connect", "url": U, "transports": [...]}   -> {"event": "connected", "id": ...}
+//   {"op": "connect", "url": U, "transports": [...], "headers": {...}}
+//                                                      -> {"event": "connected", "id": ...}
 //   {"op": "subscribe", "since": {...}|null}           -> {"event": "ack", "ack": {...}}
 //   {"op": "publish", "data": X}                       -> {"event": "published", "ack": {...}}
 //   {"op": "wait", "count": N}                         -> {"event": "received", "messages": [...]}
@@ -23,7 +24,9 @@ const rl = readline.createInterface({ input: process.stdin });
 rl.on("line", (line) => {
   const cmd = JSON.parse(line);
   if (cmd.op === "connect") {
-    socket = io(cmd.url, { transports: cmd.transports, reconnection: false, forceNew: true });
+    // extraHeaders: a session cookie for the hub's connect hook (node only; browsers send theirs)
+    socket = io(cmd.url, { transports: cmd.transports, reconnection: false, forceNew: true,
+                           extraHeaders: cmd.headers || {} });
     socket.on("connect", () => out({ event: "connected", id: socket.id, transport: socket.io.engine.transport.name }));
     socket.on("connect_error", (e) => out({ event: "connect_error", message: String(e && e.message) }));
     socket.on("message", (m) => { if (m.channel === channel) { messages.push(m); check(); } });

@@ -123,6 +123,7 @@ async def test_an_unreadable_stored_message_is_announced_and_the_stream_goes_on(
         poison = b"[" * 3000 + b"]" * 3000
         now = int(time.time() * 1000)
         args = ["e", poison, now, 1000, 300_000, 60_000, "0", json.dumps(channel), "PUBLISH", "0"]
+        args.append(3_600_000)  # the state TTL (ms)
         await admin.eval(PUBLISH, 4, *keys, *args)
         for n in range(5):
             assert (await http_publish(http, reps.urls[n % 2], channel, n))[0] == 201

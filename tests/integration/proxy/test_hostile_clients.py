@@ -3,6 +3,7 @@ raw backend that records every request it receives (whoami cannot close without 
 
 from __future__ import annotations
 
+import itertools
 import re
 import select
 import socket
@@ -26,6 +27,8 @@ class Recorder(socketserver.ThreadingTCPServer):
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), RecordingHandler)
         self.heads: list[bytes] = []
+        self.conns: list[int] = []  # which backend connection carried each head (parallel)
+        self.serials = itertools.count()
         self.lock = threading.Lock()
         self.arrived = threading.Condition(self.lock)
 
@@ -37,6 +40,14 @@ class Recorder(socketserver.ThreadingTCPServer):
         with self.lock:
             return sum(1 for h in self.heads if h.split(b" ", 2)[1] == path)
 
+    def connections(self, path: bytes) -> list[int]:
+        with self.lock:
+            return [
+                c
+                for h, c in zip(self.heads, self.conns, strict=True)
+                if h.split(b" ", 2)[1] == path
+            ]
+
 
 class RecordingHandler(socketserver.BaseRequestHandler):
     """Answers by path: /drop (closes without answering), /upload (reads the Content-Length
@@ -46,6 +57,7 @@ class RecordingHandler(socketserver.BaseRequestHandler):
         sock: socket.socket = self.request
         server: Recorder = self.server  # type: ignore[assignment]
         rest = b""
+        serial = next(server.serials)
         while True:
             try:
                 head, rest = recv_head_after(sock, rest)
@@ -55,6 +67,7 @@ class RecordingHandler(socketserver.BaseRequestHandler):
                 return
             with server.arrived:
                 server.heads.append(head)
+                server.conns.append(serial)
                 server.arrived.notify_all()
             path = head.split(b" ", 2)[1]
             if path == b"/drop":
@@ -136,6 +149,49 @@ def test_twin_an_idempotent_get_is_tried_on_another_backend(
     answer = raw_exchange(proxy.port, b"GET /drop HTTP/1.1\r\nHost: x\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 502 "), answer
     assert total(recorders, b"/drop") > 1
+
+
+# -- a request written on a pooled connection is sent again only if that is safe --------------
+def warm_then(port: int, request: bytes) -> bytes:
+    """One client connection: a GET that leaves an upstream connection in the pool, then
+    ``request`` (which takes that pooled connection); the answer to ``request``."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"GET /warm HTTP/1.1\r\nHost: x\r\n\r\n")
+        head, rest = recv_head(s)
+        assert head.startswith(b"HTTP/1.1 200 "), head
+        while len(rest) < 2:  # the body: "ok"
+            rest += s.recv(65536)
+        s.sendall(request)
+        answer = rest[2:]
+        while chunk := s.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_post_read_by_a_backend_that_closes_its_pooled_connection_is_sent_once(
+    procs: Procs, recorders: list[Recorder]
+) -> None:
+    (backend,) = recorders[:1]
+    proxy = proxy_for(procs, [backend])
+    answer = warm_then(proxy.port, b"POST /drop HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 502 "), answer
+    # it went on the pooled connection (it answered within the last second: http-reuse safe)
+    assert backend.connections(b"/drop") == backend.connections(b"/warm")
+    # the backend read it and may have acted on it: never a second time, not even there
+    assert backend.count(b"/drop") == 1
+
+
+def test_twin_a_get_in_the_same_situation_is_sent_again(
+    procs: Procs, recorders: list[Recorder]
+) -> None:
+    (backend,) = recorders[:1]
+    proxy = proxy_for(procs, [backend])
+    answer = warm_then(proxy.port, b"GET /drop HTTP/1.1\r\nHost: x\r\n\r\n")
+    # a GET without a body is safe to repeat: once more on a fresh connection (which the
+    # backend drops too), then no other backend is left
+    assert answer.startswith((b"HTTP/1.1 502 ", b"HTTP/1.1 503 ")), answer
+    assert backend.connections(b"/drop")[0] == backend.connections(b"/warm")[0]
+    assert backend.count(b"/drop") == 2
 
 
 # -- the response timeout starts when the request has been sent -----------------------------------

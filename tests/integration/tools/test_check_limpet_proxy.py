@@ -90,3 +90,17 @@ def test_engineio_affinity_keeps_socketio_sessions_without_a_cookie(procs: Procs
     assert rep["failed_clients"] == 0 and rep["cookies"] == []
     assert set(rep["distribution"]) == set(NAMES)
     assert [w["code"] for w in rep["warnings"]] == ["no-cookie"]
+
+
+def test_the_report_carries_the_spread_of_sessions_and_its_change(procs: Procs) -> None:
+    """Sticky: the sessions end where they started (spread unchanged); the twin without
+    affinity: clients end elsewhere, and the report says how many."""
+    url = start_proxy(procs, "--affinity", "cookie")
+    code, rep = check(url, "--clients", "9", "--requests", "3")
+    assert code == 0, rep
+    spread = rep["spread"]
+    assert spread["first"] == spread["last"] == {n: 3 for n in NAMES}
+    assert spread["at_start"] == spread["at_end"] == 1.0 and spread["changed_clients"] == 0
+    twin = start_proxy(procs, "--affinity", "none")
+    _, rep = check(twin, "--clients", "9", "--requests", "3")
+    assert 0 < rep["spread"]["changed_clients"] <= rep["moved_clients"], rep["spread"]

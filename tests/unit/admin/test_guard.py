@@ -62,3 +62,37 @@ def test_no_origin_but_our_own_gets_through(origin: str, method: str) -> None:
 def test_no_token_but_the_right_one_mutates(given_token: str) -> None:
     refusal = check("POST", {**HOST, "Authorization": f"Bearer {given_token}"}, TOKEN)
     assert (refusal is None) == (given_token.strip() == TOKEN)
+
+
+def test_a_bearer_token_with_undecodable_bytes_is_a_wrong_token() -> None:
+    # aiohttp hands header bytes that are not UTF-8 over as lone surrogates
+    for sent in ("caf\udce9", "café", "\udcff" * 3):
+        refusal = check("POST", {**HOST, "Authorization": f"Bearer {sent}"}, TOKEN)
+        assert refusal is not None and refusal.status == 401
+    # twin: the configured token itself may be non-ASCII
+    assert check("POST", {**HOST, "Authorization": "Bearer café"}, "café") is None
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["evil.example", "evil.example:9100", "127.0.0.1.nip.io:9100", "localhost.evil.example"],
+)
+def test_a_host_the_admin_was_not_given_is_refused(host: str) -> None:
+    refusal = check("GET", {"Host": host}, TOKEN)
+    assert refusal is not None and refusal.status == 421 and "admin-hosts" in refusal.reason
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "127.0.0.1:9100",
+        "10.0.3.7:9100",  # a kubelet probe: the pod's address
+        "[::1]:9100",
+        "localhost:9100",
+        "LOCALHOST.",
+        "dash.localhost",
+        "admin.internal:9100",  # configured
+    ],
+)
+def test_twin_loopback_addresses_and_configured_names_are_answered(host: str) -> None:
+    assert check("GET", {"Host": host}, TOKEN, ("admin.internal",)) is None

@@ -115,9 +115,9 @@ async def test_post_whose_upstream_closes_unanswered_is_502_not_retried(rig: Rig
 async def test_response_timeout_is_armed_only_once_the_request_was_sent(rig: Rig) -> None:
     rig.down.data_received(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\nabc")
     assert rig.backend.take().endswith(b"abc")
-    assert rig.down.active is not None and not rig.down.active.timer
+    assert rig.down.active is not None and rig.down.active.state is not ExState.WAITING
     rig.down.data_received(b"def")
-    assert rig.down.active.timer
+    assert rig.down.active.state is ExState.WAITING
 
 
 # -- the exchange's states, stepped by real protocol events --------------------------------------
@@ -145,9 +145,9 @@ async def connect_task() -> asyncio.Task[object]:
 async def test_exchange_states_follow_a_plain_get(rig: Rig) -> None:
     rig.down.data_received(GET % 1)
     ex = rig.down.active
-    assert ex is not None and ex.state is ExState.WAITING and ex.timer
+    assert ex is not None and ex.state is ExState.WAITING
     rig.conn.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\no")
-    assert ex.state is ExState.RESPONDING and not ex.timer
+    assert ex.state is ExState.RESPONDING
     rig.conn.data_received(b"k")
     assert ex.state is ExState.DONE and rig.down.active is None
 
@@ -159,15 +159,15 @@ async def test_an_upload_is_sending_until_its_last_byte(rig: Rig) -> None:
     rig.conn.data_received(b"HTTP/1.1 103 Early Hints\r\n\r\n")
     assert ex.state is ExState.SENDING  # a 1xx does not end the upload
     rig.down.data_received(b"cd")
-    assert ex.state is ExState.WAITING and ex.timer
+    assert ex.state is ExState.WAITING
 
 
 async def test_an_interim_response_after_the_request_stops_the_response_timeout(rig: Rig) -> None:
     rig.down.data_received(GET % 1)
     ex = rig.down.active
-    assert ex is not None and ex.timer
+    assert ex is not None
     rig.conn.data_received(b"HTTP/1.1 103 Early Hints\r\n\r\n")
-    assert ex.state is ExState.INTERIM and not ex.timer
+    assert ex.state is ExState.INTERIM
     rig.conn.data_received(OK)
     assert ex.state is ExState.DONE
 
@@ -201,6 +201,43 @@ async def test_a_stale_pooled_connection_is_retried_once_on_a_fresh_one(rig: Rig
     await (await connect_task())
     assert ex.state is ExState.WAITING and made[0].take().startswith(b"GET /1 ")
     assert rig.client.take() == b""  # nothing was answered yet
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+        b"DELETE / HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nab",  # a body
+    ],
+)
+async def test_a_written_request_that_is_not_replayable_is_never_sent_again(
+    rig: Rig, request_bytes: bytes
+) -> None:
+    made = connect_in_memory(rig)
+    rig.down.data_received(request_bytes)
+    assert rig.conn.reused and rig.backend.take()  # written on the pooled connection
+    rig.conn.connection_lost(None)  # the backend read it, then closed: it may have acted
+    assert rig.client.take().startswith(b"HTTP/1.1 502 ")
+    assert not made and not asyncio.all_tasks() - {asyncio.current_task()}
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: x\r\nIdempotency-Key: k1\r\nContent-Length: 0\r\n\r\n",
+    ],
+)
+async def test_twin_a_replayable_request_is_sent_again_on_a_fresh_connection(
+    rig: Rig, request_bytes: bytes
+) -> None:
+    made = connect_in_memory(rig)
+    rig.down.data_received(request_bytes)
+    rig.conn.connection_lost(None)
+    await (await connect_task())
+    assert made[0].take().startswith(request_bytes.split(b" ", 1)[0])
+    assert rig.client.take() == b""
 
 
 async def test_a_request_refused_while_its_backend_connects_never_reaches_it(rig: Rig) -> None:
@@ -328,12 +365,12 @@ async def test_at_the_drain_deadline_an_upgrade_gets_1001_and_a_tcp_tunnel_is_ab
     rig: Rig,
 ) -> None:
     upgraded(rig)
-    goaway.close(rig.down)
+    rig.down.go_away()
     assert rig.client.take() == goaway.TO_CLIENT and rig.client.closed
     sent = rig.backend.take()
     assert sent[:2] == b"\x88\x82" and len(sent) == 8 and rig.backend.closed
     down, backend = await tcp_tunnel(rig)
-    goaway.close(down)
+    down.go_away()
     assert down.transport is not None and down.transport.closed  # type: ignore[attr-defined]
     assert backend.take() == b""
 

@@ -82,3 +82,23 @@ def test_trusted_ranges() -> None:
     assert not trusted("192.0.2.1", ranges) and not trusted("not-an-ip", ranges)
     with pytest.raises(ValueError, match="not an address range: 'nope'"):
         networks("10.0.0.0/8,nope")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"PROXY TCP6 fe80::1%eth0 ::1 1 2\r\n",  # a zone id
+        b"PROXY TCP6 fe80::1%;x ::1 1 2\r\n",  # text after the %
+        b"PROXY TCP6 ::1 fe80::1%25 1 2\r\n",
+        "PROXY TCP6 fe80::1%\u00e9 ::1 1 2\r\n".encode(),  # not ASCII (was read as U+FFFD)
+        b"PROXY TCP4 1.2.3.4\xff 5.6.7.8 1 2\r\n",
+    ],
+)
+def test_a_v1_address_must_be_an_address(data: bytes) -> None:
+    with pytest.raises(ProxyProtocolError):
+        parse(data)
+
+
+def test_twin_a_link_local_address_without_a_zone_is_taken() -> None:
+    header = parse(b"PROXY TCP6 fe80::1 ::1 1 2\r\n")
+    assert header is not None and header.source == ("fe80::1", 1)

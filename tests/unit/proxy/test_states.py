@@ -15,6 +15,7 @@ from limpet.proxy.states import (
     ExchangeStepError,
     ExEvent,
     ExState,
+    StepError,
     advance,
     describe,
     ex_advance,
@@ -31,11 +32,12 @@ def test_every_state_ends_closed_when_the_transport_is_lost() -> None:
     assert all(advance(s, DownEvent.LOST) is DownState.CLOSED for s in DownState)
 
 
-def test_unlisted_steps_change_nothing_and_closed_is_final() -> None:
-    for state in DownState:
-        for event in DownEvent:
-            if (state, event) not in TRANSITIONS:
-                assert advance(state, event) is state
+def test_unlisted_steps_raise_as_the_exchange_table_does_and_closed_is_final() -> None:
+    refused = [(s, e) for s in DownState for e in DownEvent if (s, e) not in TRANSITIONS]
+    assert refused  # the table is not "anything goes"
+    for state, event in refused:
+        with pytest.raises(StepError, match=event.value):
+            advance(state, event)
     assert all(advance(DownState.CLOSED, e) is DownState.CLOSED for e in DownEvent)
 
 

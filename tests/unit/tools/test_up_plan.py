@@ -129,3 +129,29 @@ def test_banner_names_every_child_and_the_urls() -> None:
     assert "limpet check http://127.0.0.1:8080/ --transport socketio" in text
     assert "proxy      http://127.0.0.1:8080 pid 42" in text
     assert "redis      redis://127.0.0.1:9001" in text
+
+
+def test_the_banners_check_command_runs_in_a_new_shell() -> None:
+    # a new shell has not activated the virtual environment (scripts/demo never does)
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    if sys.prefix == sys.base_prefix:
+        pytest.skip("limpet is not installed in a virtual environment here")
+    plan = up.plan(args(), facts())
+    line = next(x for x in up.banner(plan) if "check:" in x)
+    command = line.split("check: ", 1)[1].split(" check ", 1)[0]
+    new_shell = "/usr/bin:/bin"
+    assert os.path.isabs(command), command
+    done = subprocess.run(
+        [command, "check", "--help"],
+        env={"PATH": new_shell, "HOME": os.environ.get("HOME", "/")},
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    # twin: the bare name the banner printed before is not found by a new shell
+    assert shutil.which("limpet", path=new_shell) is None

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from limpet.errors import BrokerError
 from limpet.hub.channels import Envelope, HistoryPage, HistoryRules, Position
 
 
@@ -33,6 +34,12 @@ class BrokerOptions:
     #: a CA file (PEM) that TLS broker URLs (rediss://, rediss+cluster://, tls://) are
     #: verified against instead of the system's CAs: a private CA, as in-cluster Redis has
     tls_ca: str | None = None
+    #: seconds a channel's state (epoch and offset) outlives its last use: at least its
+    #: history TTL, the idempotency window and this floor; every use renews it
+    state_ttl: float = 3600.0
+
+    def state_ttl_for(self, history_ttl: float) -> float:
+        return max(self.state_ttl, history_ttl, self.idempotency_ttl, 4 * self.presence_ttl)
 
 
 def now_ms() -> int:
@@ -90,6 +97,10 @@ class Broker(abc.ABC):
     async def announce(self, channel: str, record: Envelope) -> None:
         """Fan out an ephemeral record (presence join/leave) to the channel's subscribers."""
 
+    async def keep(self, channels: list[str]) -> None:  # noqa: B027 - optional hook
+        """Renew the state TTL of ``channels`` (subscribed here): their epoch and offset must
+        not expire while clients follow them, however quiet they are."""
+
     @abc.abstractmethod
     async def presence_touch(self, channel: str, members: dict[str, dict[str, Any]]) -> None:
         """Add or refresh members (id -> info) of the channel's presence for ``presence_ttl``."""
@@ -98,6 +109,47 @@ class Broker(abc.ABC):
     async def presence_remove(self, channel: str, member: str) -> None:
         """Remove one member of the channel's presence now."""
 
+    async def presence_join(self, channel: str, member: str, info: dict[str, Any]) -> bool:
+        """Add ``member``; True when it is the channel's first (``occupied``). Brokers that can
+        tell atomically override this; this default reads the presence after writing it."""
+        await self.presence_touch(channel, {member: info})
+        members = await self.presence(channel)
+        return [m.get("id") for m in members] == [member]
+
+    async def presence_leave(self, channel: str, member: str) -> bool:
+        """Remove ``member``; True when it was the channel's last (``vacated``)."""
+        before = {m.get("id") for m in await self.presence(channel)}
+        await self.presence_remove(channel, member)
+        return before == {member}
+
+    def event_queue(self) -> EventQueue:
+        """The bounded queue channel events wait in for delivery (shared by the replicas)."""
+        raise BrokerError(f"the {self.kind} broker keeps no channel events")
+
     @abc.abstractmethod
     async def presence(self, channel: str) -> list[dict[str, Any]]:
         """The channel's live members: [{"id": ..., **info}], expired ones left out."""
+
+
+class EventQueue(abc.ABC):
+    """Channel events waiting for the application, in the broker so that a replica's crash
+    loses none. One replica at a time delivers (it holds the lease); entries are deleted once
+    the application took them, so a delivery cut short is repeated (at least once)."""
+
+    @abc.abstractmethod
+    async def push(self, records: list[bytes], limit: int) -> int:
+        """Append ``records`` in order while the queue holds fewer than ``limit``; returns how
+        many were taken (the rest are dropped: the caller counts and logs them). BrokerError
+        when the broker could not be told: the caller pushes all of them again later."""
+
+    @abc.abstractmethod
+    async def read(self, count: int) -> list[tuple[str, bytes]]:
+        """The oldest ``count`` entries: (entry id, record)."""
+
+    @abc.abstractmethod
+    async def delete(self, ids: list[str]) -> None:
+        """Forget delivered entries."""
+
+    @abc.abstractmethod
+    async def lease(self, owner: str, ttl: float) -> bool:
+        """Take or renew the delivery lease for ``ttl`` seconds; False: another replica has it."""

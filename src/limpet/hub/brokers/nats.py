@@ -48,7 +48,8 @@ from nats.js import api
 from nats.js.errors import APIError, BadRequestError, NotFoundError, ServiceUnavailableError
 
 from limpet.errors import BrokerError
-from limpet.hub.brokers.base import Broker, BrokerOptions, now_ms
+from limpet.hub.brokers.base import Broker, BrokerOptions, EventQueue, now_ms
+from limpet.hub.brokers.nats_events import NatsEventQueue
 from limpet.hub.brokers.urls import BrokerUrl, parse_broker_url
 from limpet.hub.channels import (
     Envelope,
@@ -116,6 +117,7 @@ class NatsBroker(Broker):
         #: for a client recovering from it). With replicas, reads go to the stream leader.
         self._direct = True
         self.js: Any = None
+        self._events: NatsEventQueue | None = None
         self.kv: Any = None
         self.subs: dict[str, Any] = {}
         self.reconnects = 0
@@ -462,6 +464,12 @@ class NatsBroker(Broker):
 
     # --- presence ------------------------------------------------------------------------
 
+    def event_queue(self) -> EventQueue:
+        if self._events is None:
+            replicas = self.replicas or (3 if self.cluster_size() >= 3 else 1)
+            self._events = NatsEventQueue(_Late(self), self.options.prefix, replicas)
+        return self._events
+
     def _member_key(self, channel: str, member: str) -> str:
         return f"{channel.encode().hex()}.{member}"
 
@@ -497,3 +505,17 @@ class NatsBroker(Broker):
         except (NatsError, OSError, TimeoutError) as exc:
             raise BrokerError(f"nats presence failed: {exc}") from exc
         return sorted(out, key=lambda member: str(member["id"]))
+
+
+class _Late:
+    """The broker's JetStream context as it is when used (it is made at start, and again on a
+    reconnect), for the event queue built before that."""
+
+    def __init__(self, broker: NatsBroker) -> None:
+        self._broker = broker
+
+    def __getattr__(self, name: str) -> Any:
+        js = self._broker.js
+        if js is None:
+            raise BrokerError("nats is not connected")
+        return getattr(js, name)

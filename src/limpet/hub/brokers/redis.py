@@ -4,7 +4,10 @@ routed pub/sub (one Redis channel per hub channel) for live fan-out.
 Keys of a channel share a hash tag, ``{prefix}:{<channel>}:*``, so a Redis Cluster keeps them on
 one slot and the scripts stay single-slot:
 
-    meta      HASH   e = epoch, o = last offset (one key, so they can only vanish together)
+    meta      HASH   e = epoch, o = last offset (one key, so they can only vanish together);
+                     PEXPIRE = the channel's state TTL (``state_ttl``), renewed by every publish,
+                     history read and heartbeat of a replica with subscribers: a channel that
+                     was only read, or subscribed and left, leaves nothing behind for ever
     stream    STREAM entries with id ``<offset>-0``, fields d = data (JSON), t = ms timestamp,
                      trimmed to the history size; PEXPIRE = history ttl
     idem:<k>  STRING "<epoch>:<offset>" of the first publish with idempotency key k, PX window
@@ -38,7 +41,8 @@ from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
 
 from limpet.errors import BrokerError
-from limpet.hub.brokers.base import Broker, BrokerOptions, now_ms
+from limpet.hub.brokers.base import Broker, BrokerOptions, EventQueue, now_ms
+from limpet.hub.brokers.redis_events import RedisEventQueue
 from limpet.hub.channels import (
     Envelope,
     HistoryPage,
@@ -50,6 +54,7 @@ from limpet.hub.channels import (
 )
 from limpet.hub.channels.history import trim_expired
 from limpet.hub.channels.records import decode_data, decode_message_head, encode_data
+from limpet.hub.events.records import occupancy
 
 log = logging.getLogger("limpet.hub.redis")
 
@@ -104,11 +109,12 @@ end
 
 # KEYS: meta, stream, idem (or meta when none), live
 # ARGV: new epoch, data JSON, ts ms, history size, history ttl ms, idem ttl ms, has idem, channel JSON,
-#       publish command (PUBLISH, or SPUBLISH: sharded, Redis 7), fence
+#       publish command (PUBLISH, or SPUBLISH: sharded, Redis 7), fence, state ttl ms
 PUBLISH = (
     "local fence = ARGV[10]\n"
     + _ENSURE_EPOCH
     + """
+redis.call('PEXPIRE', KEYS[1], ARGV[11])
 if ARGV[7] == '1' then
   local seen = redis.call('GET', KEYS[3])
   if seen then
@@ -130,11 +136,12 @@ return {epoch, offset, 0}
 """
 )
 
-# KEYS: meta, stream; ARGV: new epoch, since (-1: position only), limit, fence
+# KEYS: meta, stream; ARGV: new epoch, since (-1: position only), limit, fence, state ttl ms
 HISTORY = (
     "local fence = ARGV[4]\n"
     + _ENSURE_EPOCH
     + """
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
 local offset = tonumber(redis.call('HGET', KEYS[1], 'o'))
 local since = tonumber(ARGV[2])
 local entries = {}
@@ -293,6 +300,7 @@ class RedisBroker(Broker):
         self._listener: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
         self._closing = False
+        self._events: RedisEventQueue | None = None
         self.reconnects = 0
         self.redis = self._commands()
         self._publish = self.redis.register_script(PUBLISH)
@@ -422,6 +430,7 @@ class RedisBroker(Broker):
             encode_data(channel),
             "SPUBLISH" if self.sharded else "PUBLISH",
             self._fence(),
+            self._state_ttl_ms(policy.ttl),
         ]
         done: asyncio.Future[tuple[Position, bool]] = asyncio.get_running_loop().create_future()
         self._queued.append(([meta, stream, idem, self._live(channel)], args, done))
@@ -494,6 +503,7 @@ class RedisBroker(Broker):
             -1 if since is None else since,
             limit,
             self._fence(),
+            self._state_ttl_ms(self.options.history.for_channel(channel).ttl),
         ]
         async with self._errors("history"):
             epoch_raw, offset, entries = await self._history(keys=keys, args=args)
@@ -679,6 +689,20 @@ class RedisBroker(Broker):
             except Exception:  # one record must never end the live stream
                 log.exception("delivering a record of %s failed", record.channel)
 
+    def _state_ttl_ms(self, history_ttl: float) -> int:
+        return int(self.options.state_ttl_for(history_ttl) * 1000)
+
+    async def keep(self, channels: list[str]) -> None:
+        """Renew the state TTL of channels this replica has subscribers in."""
+        if not channels:
+            return
+        async with self._errors("keep"):
+            pipe = self.redis.pipeline(transaction=False)
+            for channel in channels:
+                ttl = self._state_ttl_ms(self.options.history.for_channel(channel).ttl)
+                pipe.pexpire(self._key(channel, "meta"), ttl)
+            await pipe.execute()
+
     # --- presence ------------------------------------------------------------------------
 
     async def presence_touch(self, channel: str, members: dict[str, dict[str, Any]]) -> None:
@@ -692,6 +716,39 @@ class RedisBroker(Broker):
             pipe.pexpire(zkey, ttl_ms * 2)
             pipe.pexpire(hkey, ttl_ms * 2)
             await pipe.execute()
+
+    async def presence_join(self, channel: str, member: str, info: dict[str, Any]) -> bool:
+        """Add ``member`` and tell whether it is now the only one, in one transaction (two
+        replicas adding the first two members at once see 2 and 1, never 1 and 1)."""
+        ttl_ms = int(self.options.presence_ttl * 1000)
+        now = now_ms()
+        zkey, hkey = self._key(channel, "presence"), self._key(channel, "presence:info")
+        async with self._errors("presence"):
+            pipe = self._transaction()
+            pipe.zremrangebyscore(zkey, "-inf", now)
+            pipe.zadd(zkey, {member: now + ttl_ms})
+            pipe.zcard(zkey)
+            pipe.hset(hkey, member, encode_data(info))
+            pipe.pexpire(zkey, ttl_ms * 2)
+            pipe.pexpire(hkey, ttl_ms * 2)
+            _, added, members, *_ = await pipe.execute()
+        return occupancy(True, int(members), bool(added)) == "occupied"
+
+    async def presence_leave(self, channel: str, member: str) -> bool:
+        zkey, hkey = self._key(channel, "presence"), self._key(channel, "presence:info")
+        async with self._errors("presence"):
+            pipe = self._transaction()
+            pipe.zremrangebyscore(zkey, "-inf", now_ms())
+            pipe.zrem(zkey, member)
+            pipe.zcard(zkey)
+            pipe.hdel(hkey, member)
+            _, removed, members, _ = await pipe.execute()
+        return occupancy(False, int(members), bool(removed)) == "vacated"
+
+    def event_queue(self) -> EventQueue:
+        if self._events is None:
+            self._events = RedisEventQueue(self.redis, self.options.prefix, self._errors)
+        return self._events
 
     async def presence_remove(self, channel: str, member: str) -> None:
         async with self._errors("presence"):

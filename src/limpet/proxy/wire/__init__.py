@@ -5,6 +5,11 @@ are the pure-Python reference, ``_cparser``, ``_cresponse`` and ``_crewrite`` th
 compiled by Cython (see setup.py). ``RequestParser`` here is the compiled one when it was built
 and ``LIMPET_NO_EXTENSIONS`` is not set, else the reference; ``CORE`` says which ("compiled" or
 "python") and the proxy logs it at start.
+
+The choice is made here once for every compiled twin, the protocol code's too
+(limpet.proxy.builds follows ``CORE``): only when each one is built and stamped with the
+sources beside it (limpet.proxy.wire.stamps) does the compiled build run, so a stale module is
+never loaded and a compiled core never runs beside Python protocol code, or the reverse.
 """
 
 from __future__ import annotations
@@ -16,11 +21,16 @@ from types import ModuleType
 from limpet.proxy.wire import parser as python_core
 from limpet.proxy.wire import response as python_response
 from limpet.proxy.wire import rewrite as python_rewrite
+from limpet.proxy.wire import stamps
 
 
 def _select() -> tuple[ModuleType, ModuleType, ModuleType, str, str]:
     if os.environ.get("LIMPET_NO_EXTENSIONS"):
         return python_core, python_rewrite, python_response, "python", "LIMPET_NO_EXTENSIONS is set"
+    refused = stamps.check()  # (raises StaleBuild instead under LIMPET_STRICT_BUILD)
+    if refused is not None:
+        why = f"the compiled build is refused: {refused}"
+        return python_core, python_rewrite, python_response, "python", why
     try:
         from limpet.proxy.wire import (  # type: ignore[attr-defined]
             _cparser,
@@ -40,7 +50,7 @@ def _select() -> tuple[ModuleType, ModuleType, ModuleType, str, str]:
         _crewrite,
         _cresponse,
         "compiled",
-        "built by Cython from limpet/proxy/wire/*.py",
+        "built by Cython from limpet/proxy/wire/*.py, stamped with the sources beside it",
     )
 
 

@@ -82,11 +82,31 @@ _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})((?:[ \t]*;[ \t\x21-\x7e\x80-\xff
 _DIGITS = re.compile(rb"[0-9]{1,18}")
 
 
+def origin_form(
+    target: bytes, headers: list[tuple[bytes, bytes]], lnames: list[bytes]
+) -> tuple[bytes, list[tuple[bytes, bytes]], list[bytes]]:
+    """An absolute-form target as the backend gets it: origin-form, its authority as Host.
+
+    RFC 9112 §3.2.2: a server must accept absolute-form; its authority replaces any Host field
+    (§3.2.3), and a proxy forwarding to an origin sends origin-form. The head's ``target``,
+    ``headers`` and ``lnames`` are the rewritten ones, so nothing after the parser sees the
+    absolute form.
+    """
+    authority, slash, rest = target.split(b"://", 1)[1].partition(b"/")
+    target = b"/" + rest if slash else b"/"
+    if authority:
+        headers = [(n, v) for n, v in headers if n.lower() != b"host"]
+        headers.append((b"Host", authority))
+        lnames = [n.lower() for n, _ in headers]
+    return target, headers, lnames
+
+
 class RequestHead:
     """One validated request head: what the exchange needs, nothing parsed twice.
 
     ``headers`` keeps the client's names and values in order; ``lnames`` are the lower-cased
-    names, parallel to it. ``framing`` is NONE, LENGTH (``length`` bytes) or CHUNKED.
+    names, parallel to it. ``framing`` is NONE, LENGTH (``length`` bytes) or CHUNKED. ``target``
+    is in origin-form (or ``*``): an absolute-form one was rewritten (``origin_form``).
     """
 
     __slots__ = (
@@ -422,6 +442,8 @@ class RequestParser:
             upgrade = False  # RFC 9110 §7.8: Upgrade is an HTTP/1.1 mechanism
         if upgrade and framing != NONE:
             upgrade = False  # an upgrade with a body is a plain request (as llhttp treats it)
+        if target[0] != 47 and b"://" in target:  # (47: "/")
+            target, headers, lnames = origin_form(target, headers, lnames)
         return RequestHead(
             method,
             target,
