@@ -84,6 +84,23 @@ export declare class LimpetError extends Error {
   code: string;
 }
 
+/** Reconnection delays with decorrelated jitter (the Manager's backoff in LimpetClient). */
+export declare class DecorrelatedBackoff {
+  constructor(options?: { min?: number; max?: number; random?: () => number });
+  attempts: number;
+  /** The next delay in ms. */
+  duration(): number;
+  /** The hub asked to wait `ms`: the next delay is at least that (with jitter above it). */
+  retryAfter(ms: number): void;
+  reset(): void;
+  setMin(min: number): void;
+  setMax(max: number): void;
+  setJitter(jitter: number): void;
+}
+
+/** When a failed connection attempt asks to come back (503 Retry-After, close 1013), in ms; 0: no word. */
+export declare function retryAfterMs(error: unknown): number;
+
 export declare class ChannelState {
   constructor(channel: string, position?: Position | null);
   channel: string;
@@ -119,6 +136,8 @@ export interface ClientEvents {
 export declare class LimpetClient {
   constructor(url: string, options?: LimpetClientOptions);
   readonly socket: Socket;
+  /** The reconnection backoff (decorrelated jitter, honouring the hub's "try again later"). */
+  readonly backoff: DecorrelatedBackoff;
   readonly connected: boolean;
   on<E extends keyof ClientEvents>(event: E, listener: (info: ClientEvents[E]) => void): this;
   off<E extends keyof ClientEvents>(event: E, listener: (info: ClientEvents[E]) => void): this;

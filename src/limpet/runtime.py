@@ -57,9 +57,16 @@ def run_until_signal(main: Callable[[asyncio.Event], Coroutine[Any, Any, None]])
 
 
 async def serve_aiohttp(
-    app: Any, host: str, port: int, stop: asyncio.Event, *, banner: str
+    app: Any,
+    host: str,
+    port: int,
+    stop: asyncio.Event,
+    *,
+    banner: str,
+    make_runner: Callable[..., Any] | None = None,
 ) -> None:
     """Serve an aiohttp ``app`` until ``stop`` is set, then shut down and unwind every task.
+    ``make_runner``: an ``aiohttp.web.AppRunner`` (sub)class or factory, called as AppRunner is.
 
     Start-up may hang (an app connecting to its broker): a signal during it still stops us.
     """
@@ -67,7 +74,7 @@ async def serve_aiohttp(
 
     from aiohttp import web
 
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+    runner = (make_runner or web.AppRunner)(app, access_log=None, shutdown_timeout=1.0)
     setup = asyncio.ensure_future(runner.setup())
     stopped = asyncio.ensure_future(stop.wait())
     await asyncio.wait({setup, stopped}, return_when=asyncio.FIRST_COMPLETED)

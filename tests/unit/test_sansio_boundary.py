@@ -25,6 +25,8 @@ CORE_PACKAGES = [
     "limpet.proxy.h2.messages",
     "limpet.admin.guard",
     "limpet.client.core",
+    "limpet.client.backoff",
+    "limpet.hub.admission",
     "limpet.hub.brokers.urls",
     "limpet.hub.hooks",
     "limpet.hub.events",

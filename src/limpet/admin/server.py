@@ -112,7 +112,12 @@ class History:
             except Exception:  # not a hub, or down: nothing to show
                 return backend["id"], None
             if isinstance(body, dict) and {"name", "clients", "channels"} <= set(body):
-                return backend["id"], {k: body[k] for k in ("name", "clients", "channels")}
+                hub = {k: body[k] for k in ("name", "clients", "channels")}
+                if isinstance(body.get("admission"), dict):  # handshakes in flight, refusals
+                    hub["admission"] = {
+                        k: v for k, v in body["admission"].items() if isinstance(v, int)
+                    }
+                return backend["id"], hub
             return backend["id"], None
 
         async with aiohttp.ClientSession(timeout=timeout) as session:

@@ -3,7 +3,8 @@
 One AsyncClient per connection, owned by a supervisor task: python-socketio reconnects by itself
 after a network loss but not after the server closed the session (a replica shutting down, an
 overflow), and it forgets pending acks on a disconnect. The supervisor reconnects in every case,
-with a capped, jittered backoff; on each connection it subscribes every channel again with
+with decorrelated-jitter backoff (``limpet.client.backoff``) that honours a hub's "try again
+later" (503 + Retry-After, close 1013); on each connection it subscribes every channel again with
 ``since`` and sends every unacknowledged publish again with its idempotency key.
 
 Every socket.io handler here is a plain function: python-socketio runs each incoming packet in its
@@ -16,7 +17,6 @@ import asyncio
 import collections
 import contextlib
 import logging
-import random
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +27,7 @@ import aiohttp
 import socketio
 from engineio import payload as eio_payload
 
+from limpet.client.backoff import Backoff
 from limpet.client.core import ChannelState, Gap, Message, Position, Presence, State
 
 log = logging.getLogger("limpet.client")
@@ -371,7 +372,7 @@ class Client:
         task.add_done_callback(self._tasks.discard)
 
     async def _supervise(self) -> None:
-        delay = self.reconnection_delay
+        backoff = Backoff(self.reconnection_delay, self.reconnection_delay_max)
         while not self.closed:
             self.connections += 1
             if self._http is None:
@@ -389,16 +390,19 @@ class Client:
                     socketio_path=self.socketio_path,
                     wait_timeout=self.connect_timeout,
                 )
-            except socketio.exceptions.ConnectionError as exc:
+            except Exception as exc:
+                # socketio's ConnectionError, or what python-engineio lets escape when a
+                # WebSocket is closed before its OPEN packet (a hub's close 1013)
                 await _quietly_disconnect(conn.sio)
                 self._emit("connect_error", {"message": str(exc), "data": conn.refused})
-                if conn.refused is not None:  # the hub said no (a bad token): retrying won't help
+                retry_after = _retry_after(conn.refused)
+                if conn.refused is not None and retry_after is None:
+                    # the hub said no (a bad token): retrying won't help
                     self._fail(ClientError(f"connection refused: {_reason(conn.refused)}"))
                     return
-                await asyncio.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, self.reconnection_delay_max)
+                await asyncio.sleep(backoff.next(retry_after))
                 continue
-            delay = self.reconnection_delay
+            backoff.reset()
             self._conn = conn
             self._up.set()
             self._emit("connect", {"number": conn.number})
@@ -414,7 +418,7 @@ class Client:
                     sub.core.disconnect()
                 await _quietly_disconnect(conn.sio)
             if not self.closed:
-                await asyncio.sleep(delay * random.random())  # spread a thundering herd
+                await asyncio.sleep(backoff.first())  # spread a thundering herd
 
     def _wire(self, conn: _Connection) -> None:
         sio = conn.sio
@@ -593,6 +597,14 @@ async def _quietly_disconnect(sio: socketio.AsyncClient) -> None:
     # close packet goes out at once, so don't wait for the rest.
     with contextlib.suppress(Exception):
         await asyncio.wait_for(sio.disconnect(), 1.0)
+
+
+def _retry_after(data: Any) -> float | None:
+    """A hub's "try again later" (its 503 body ``{"error": ..., "retry_after": N}``): N."""
+    value = data.get("retry_after") if isinstance(data, dict) else None
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    return None
 
 
 def _reason(data: Any) -> str:

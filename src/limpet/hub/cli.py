@@ -103,6 +103,28 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="packets waiting for one client before it is disconnected as too slow",
     )
     parser.add_argument(
+        "--max-handshakes",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="connections in their handshake at once (until socket.io-connected); more are "
+        "refused at once: 503 + Retry-After on polling, close 1013 on a WebSocket (0: no limit)",
+    )
+    parser.add_argument(
+        "--admission-hold",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="longest a handshake holds its place when no socket.io connect follows it",
+    )
+    parser.add_argument(
+        "--head-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="time a new connection has to send its first request head; then 408 and closed",
+    )
+    parser.add_argument(
         "--ws-compression",
         action="store_true",
         help="allow per-message deflate on websockets (off: less CPU per delivery)",
@@ -240,10 +262,14 @@ def run(args: argparse.Namespace) -> int:
         )
         <= 0
         or args.check_interval < 0
+        or args.max_handshakes < 0
+        or args.admission_hold <= 0
+        or args.head_timeout <= 0
     ):
         raise UsageError(
             "--max-payload, --presence-ttl, --idempotency-ttl, --health-interval, --max-queue, "
-            "--max-depth, --max-message, --broker-pool and --broker-pool-wait must be > 0, --check-interval >= 0"
+            "--max-depth, --max-message, --broker-pool, --broker-pool-wait, --admission-hold and --head-timeout must be > 0, "
+            "--check-interval and --max-handshakes >= 0"
         )
     if args.nats_replicas is not None and not 1 <= args.nats_replicas <= 5:
         raise UsageError("--nats-replicas must be 1..5 (JetStream's limit)")
@@ -287,6 +313,9 @@ def run(args: argparse.Namespace) -> int:
         max_message=args.max_message,
         jwt_require_exp=args.jwt_require_exp,
         check_interval=args.check_interval,
+        max_handshakes=args.max_handshakes,
+        admission_hold=args.admission_hold,
+        head_timeout=args.head_timeout,
     )
     events = build_events(args, broker, secret, settings.name)
     run_until_signal(lambda stop: serve(Hub(broker, settings, policy, events), host, port, stop))

@@ -6,15 +6,17 @@ summary), not the hub."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import msgspec
-from aiohttp import web
+from aiohttp import WSCloseCode, web
 
 from limpet.errors import BrokerError, ChannelError
 from limpet.hub.access import AuthError, error, granted, verify_token
+from limpet.hub.admission import Admission, Refusal
 from limpet.hub.brokers.base import Broker
 from limpet.hub.channels import Message, Position, validate_channel
 from limpet.hub.channels.payload import MAX_OFFSET, check_offset
@@ -150,6 +152,17 @@ async def errors_as_json(request: web.Request, handler: Any) -> web.StreamRespon
     try:
         response: web.StreamResponse = await handler(request)
         return response
+    except ConnectionResetError:
+        # The client went away mid-request (a handshake it gave up on, a poll it dropped):
+        # nothing can be answered and nothing is wrong with the hub. aiohttp's attempt to send
+        # this placeholder fails quietly (its ConnectionError path); a reset that is not this
+        # request's own connection is a failure like any other.
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            log.debug("%s %s: client went away", request.method, request.path)
+            return web.Response(status=499)
+        log.exception("%s %s failed", request.method, request.path)
+        return web.json_response(error("internal error: ConnectionResetError"), status=500)
     except HttpError as exc:
         return web.json_response(error(str(exc)), status=exc.status)
     except web.HTTPException as exc:
@@ -176,3 +189,56 @@ def _http_message(message: Message) -> dict[str, Any]:
         del wire["data"]
         return {**wire, "error": "stored data cannot be decoded"}
     return message.wire()
+
+
+#: the request key under which an admitted handshake's ticket reaches the socket.io connect
+TICKET = "limpet.admission.ticket"
+
+
+def admission_gate(admission: Admission, socketio_path: str, cors_origins: Any) -> Any:
+    """Middleware: every new Engine.IO handshake (``GET /socket.io/`` without ``sid``) asks
+    ``admission`` first. Admitted, it carries its ticket (``request[TICKET]``) to the socket.io
+    connect; refused, a polling handshake gets 503 with ``Retry-After`` and a WebSocket is
+    accepted and closed at once with 1013 (Try Again Later, RFC 6455 §7.4.1 via the IANA
+    registry), its reason saying when: "try again later: retry after N s"."""
+    path = f"/{socketio_path.strip('/')}/"
+
+    @web.middleware
+    async def gate(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path != path or request.method != "GET" or "sid" in request.query:
+            response: web.StreamResponse = await handler(request)
+            return response
+        verdict = admission.admit(time.monotonic())
+        if isinstance(verdict, Refusal):
+            return await _refuse(request, verdict.retry_after, cors_origins)
+        request[TICKET] = verdict
+        try:
+            response = await handler(request)
+        except BaseException:
+            admission.done(verdict)
+            raise
+        if response.status >= 400:  # engineio refused it (bad transport, CORS ...)
+            admission.done(verdict)
+        return response
+
+    return gate
+
+
+async def _refuse(request: web.Request, retry_after: int, cors_origins: Any) -> web.StreamResponse:
+    reason = f"try again later: retry after {retry_after} s"
+    if request.headers.get("Upgrade", "").lower() == "websocket":
+        ws = web.WebSocketResponse(compress=False)  # aiohttp would deflate the close frame
+        try:
+            await ws.prepare(request)
+            await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=reason.encode())
+        except ConnectionError:
+            pass  # gone already: nothing to tell it
+        return ws
+    headers = {"Retry-After": str(retry_after), "Access-Control-Expose-Headers": "Retry-After"}
+    origin = request.headers.get("Origin")
+    if origin and (cors_origins == "*" or origin in (cors_origins or ())):
+        headers["Access-Control-Allow-Origin"] = origin
+        headers["Access-Control-Allow-Credentials"] = "true"
+    return web.json_response(
+        {"error": reason, "retry_after": retry_after}, status=503, headers=headers
+    )

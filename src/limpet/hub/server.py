@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,7 @@ from aiohttp import web
 from limpet.errors import BrokerError, ChannelError
 from limpet.hub import transport
 from limpet.hub.access import AuthError, error, granted, verify_token
+from limpet.hub.admission import Admission
 from limpet.hub.brokers.base import Broker
 from limpet.hub.channels import (
     Envelope,
@@ -39,7 +41,7 @@ from limpet.hub.channels import (
 from limpet.hub.channels.outbox import Outbox, Verdict
 from limpet.hub.channels.payload import check_offset, encode_checked
 from limpet.hub.channels.recovery import Step
-from limpet.hub.http_api import HttpApi, HttpError, errors_as_json
+from limpet.hub.http_api import TICKET, HttpApi, HttpError, admission_gate, errors_as_json
 from limpet.hub.notifier import EventSink
 from limpet.hub.policy import ClientState, Policy, Refused
 from limpet.hub.settings import HubSettings
@@ -96,6 +98,7 @@ class Hub:
         self.local: dict[str, set[str]] = {}
         #: channel -> sids of local clients that asked for its join/leave events
         self.watchers: dict[str, set[str]] = {}
+        self.admission = Admission(settings.max_handshakes, hold=settings.admission_hold)
         self.sio = transport.HubServer(
             async_mode="aiohttp",
             cors_allowed_origins=settings.cors_origins,
@@ -103,6 +106,11 @@ class Hub:
             # connection; Engine.IO still caps the rest (the connection is closed).
             max_http_buffer_size=max(settings.max_message, 4 * settings.max_payload),
             serializer=transport.HubPacket,
+            client_manager=transport.HubManager(),
+            # their own loggers under ours: python-engineio adds a second handler to its
+            # default logger, and "Invalid session" was printed twice
+            logger=logging.getLogger("limpet.hub.socketio"),
+            engineio_logger=logging.getLogger("limpet.hub.engineio"),
         )
         if not settings.ws_compression:
             transport.disable_ws_compression(self.sio)
@@ -127,7 +135,11 @@ class Hub:
     def app(self) -> web.Application:
         app = web.Application(
             client_max_size=max(1 << 20, 4 * self.settings.max_payload),
-            middlewares=[errors_as_json, self._anonymous_reads],
+            middlewares=[
+                errors_as_json,
+                admission_gate(self.admission, "socket.io", self.settings.cors_origins),
+                self._anonymous_reads,
+            ],
         )
         self.sio.attach(app, socketio_path="socket.io")
         HttpApi(self.settings, self.broker, self._publish, self._health).add_routes(app)
@@ -332,6 +344,15 @@ class Hub:
         return error(str(reason))
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        request = environ.get("aiohttp.request")
+        ticket: int | None = request.get(TICKET) if request is not None else None
+        try:
+            await self._connect(sid, environ, auth)
+        finally:  # connected or refused: its handshake is over (see limpet.hub.admission)
+            if ticket is not None:
+                self.admission.done(ticket)
+
+    async def _connect(self, sid: str, environ: dict[str, Any], auth: Any) -> None:
         claims: dict[str, Any] = {}
         if self.settings.jwt_secret is not None:
             token = auth.get("token") if isinstance(auth, dict) else None
@@ -528,6 +549,7 @@ class Hub:
             "name": self.settings.name,
             "clients": len(self.clients),
             "channels": len(self.local),
+            "admission": self.admission.snapshot(time.monotonic()),
             **self.events.stats(),
             **self.policy.stats(),
         }
@@ -893,4 +915,11 @@ async def serve(hub: Hub, host: str, port: int, stop: asyncio.Event) -> None:
         f"limpet hub {hub.settings.name!r} listening on http://{host}:{port}/ "
         f"(broker {hub.broker.kind})"
     )
-    await serve_aiohttp(hub.app(), host, port, stop, banner=banner)
+    await serve_aiohttp(
+        hub.app(),
+        host,
+        port,
+        stop,
+        banner=banner,
+        make_runner=functools.partial(transport.HubRunner, head_timeout=hub.settings.head_timeout),
+    )

@@ -32,3 +32,10 @@ class HubSettings:
     fill_attempts: int = 8
     #: seconds between checks of each channel's position against its subscribers' (0: never)
     check_interval: float = 5.0
+    #: Engine.IO handshakes in flight (until socket.io-connected, gone, or ``admission_hold``) past which
+    #: new ones are refused (503 + Retry-After, close 1013); 0: no bound
+    max_handshakes: int = 1000
+    #: seconds a handshake may stay in flight at each step before its slot is given back
+    admission_hold: float = 5.0
+    #: seconds a new connection has to send its first request head (slow-loris bound)
+    head_timeout: float = 10.0

@@ -3,8 +3,10 @@
 The hub queues packets straight onto Engine.IO send queues (fan-out without a task per client),
 swaps the aiohttp websocket wrapper (no per-message deflate) and decodes socket.io packets so a
 payload its JSON parser refuses still gets an error ack. None of that is public API of those
-libraries: every such reach is here, against the major versions pinned in pyproject.toml
-(python-engineio 4, python-socketio 5, aiohttp 3), so an upgrade is checked in one file.
+libraries: every such reach is here, named in ``PRIVATE_USES`` (what, and why), against the
+releases pinned in pyproject.toml. tests/unit/hub/test_library_contract.py checks each name on
+the installed releases and says which one a new release removed (docs/hub.md, "Library
+internals").
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ import json
 import struct
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 import socketio
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 from engineio import exceptions as eio_exceptions
 from engineio import json as eio_json
 from engineio import packet as eio_packet
@@ -26,6 +30,68 @@ from engineio.async_drivers.aiohttp import WebSocket as _EioWebSocket
 from engineio.async_socket import AsyncSocket
 from engineio.packet import Packet as Packet  # the hub's packet type, re-exported
 from socketio import packet as sio_packet
+
+
+@dataclass(frozen=True, slots=True)
+class PrivateUse:
+    """One name the hub uses that its library does not document: where it lives (``owner``: a
+    module, or a class whose instances have it), the name, and why the hub needs it."""
+
+    owner: str
+    name: str
+    why: str
+
+    def __str__(self) -> str:
+        return f"{self.owner}.{self.name}"
+
+
+#: Every undocumented name of python-engineio, python-socketio and aiohttp this module relies on.
+PRIVATE_USES: tuple[PrivateUse, ...] = (
+    PrivateUse("socketio.AsyncServer", "_handle_event", "HubServer: inline events, no task each"),
+    PrivateUse("socketio.AsyncServer", "_binary_packet", "dispatch_now: a binary event in flight"),
+    PrivateUse("socketio.AsyncServer", "packet_class", "dispatch_now: decodes like the server"),
+    PrivateUse("socketio.AsyncManager", "sid_from_eio_sid", "inline events: the socket.io sid"),
+    PrivateUse("socketio.AsyncManager", "eio_sid_from_sid", "find_socket: the Engine.IO socket"),
+    PrivateUse("socketio.AsyncManager", "basic_disconnect", "HubManager: O(1) disconnect"),
+    PrivateUse("socketio.AsyncManager", "basic_enter_room", "HubManager: rooms per client"),
+    PrivateUse("socketio.AsyncManager", "basic_leave_room", "HubManager: rooms per client"),
+    PrivateUse("socketio.AsyncManager", "rooms", "HubManager: the rooms it indexes"),
+    PrivateUse("socketio.AsyncManager", "callbacks", "HubManager: basic_disconnect's cleanup"),
+    PrivateUse("socketio.AsyncManager", "pending_connect", "HubManager: the same"),
+    PrivateUse("socketio.AsyncManager", "pending_disconnect", "HubManager: the same"),
+    PrivateUse("engineio.json", "_safe_int", "_PacketJson: engineio's integer limit, kept"),
+    PrivateUse("engineio.AsyncServer", "_async", "disable_ws_compression: the websocket class"),
+    PrivateUse("engineio.AsyncServer", "sockets", "find_socket: sid -> Engine.IO socket"),
+    PrivateUse("engineio.async_drivers.aiohttp", "WebSocket", "_PlainWebSocket's base class"),
+    PrivateUse("engineio.async_socket.AsyncSocket", "queue", "enqueue: the send queue"),
+    PrivateUse("engineio.async_socket.AsyncSocket", "upgraded", "enqueue: on the websocket"),
+    PrivateUse("engineio.async_socket.AsyncSocket", "upgrading", "enqueue: not mid-upgrade"),
+    PrivateUse(
+        "engineio.async_socket.AsyncSocket", "_websocket_handler", "_serve_websocket's model"
+    ),
+    PrivateUse("aiohttp.web.WebSocketResponse", "_writer", "_PlainWebSocket: its own frames"),
+    PrivateUse("aiohttp.base_protocol.BaseProtocol", "_paused", "flow control: back-pressure"),
+    PrivateUse("aiohttp.base_protocol.BaseProtocol", "_drain_helper", "flow control: the wait"),
+    PrivateUse("aiohttp.web.AppRunner", "_make_server", "HubRunner: the hub's request handler"),
+    PrivateUse("aiohttp.web.Server", "_kwargs", "HubRunner: the handler's options"),
+    PrivateUse("aiohttp.web_protocol.RequestHandler", "handle_error", "JSON errors, one line"),
+    PrivateUse("aiohttp.web_protocol.RequestHandler", "_messages", "head timeout: head parsed"),
+)
+
+
+def missing_private_uses(owners: dict[str, Any]) -> list[str]:
+    """The uses of ``PRIVATE_USES`` whose name ``owners[owner]`` (a module, a class or an
+    instance of it) lacks, each as one line naming it, why the hub needs it, and what to do."""
+    missing = []
+    for use in PRIVATE_USES:
+        owner = owners.get(use.owner)
+        if owner is None or not hasattr(owner, use.name):
+            missing.append(
+                f"{use} is gone from the installed release ({use.why}): adapt "
+                "limpet/hub/transport.py or pin the release the hub was tested on"
+            )
+    return missing
+
 
 #: the event name a socket.io EVENT whose JSON could not be parsed is delivered under
 BAD_PACKET_EVENT = "limpet:bad-packet"
@@ -114,6 +180,46 @@ class HubServer(socketio.AsyncServer):  # type: ignore[misc]
             return False
         handler(sid, pkt.id, pkt.data[1:])
         return True
+
+
+class HubManager(socketio.AsyncManager):  # type: ignore[misc]
+    """python-socketio's client manager, except that a disconnect leaves only the rooms the
+    client is in. python-socketio's ``basic_disconnect`` copies and scans every room of the
+    namespace to find them, and every client has a room of its own (its sid): O(clients) per
+    disconnect, O(N²) for the clients of a replica that gave up or left in a storm (7.5% of a
+    replica's CPU in a 2 000-client connect storm, docs/benchmarks-hub.md). Here the rooms of
+    each client are indexed as it enters and leaves them; the rest of ``basic_disconnect``
+    (callbacks, pending connects and disconnects) is python-socketio 5's, unchanged."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        #: (namespace, sid) -> the rooms that client is in (None: the namespace's room of all)
+        self._joined: dict[tuple[Any, str], set[Any]] = {}
+
+    def basic_enter_room(self, sid: str, namespace: Any, room: Any, eio_sid: Any = None) -> None:
+        super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
+        self._joined.setdefault((namespace, sid), set()).add(room)
+
+    def basic_leave_room(self, sid: str, namespace: Any, room: Any) -> None:
+        super().basic_leave_room(sid, namespace, room)
+        joined = self._joined.get((namespace, sid))
+        if joined is not None:
+            joined.discard(room)
+            if not joined:
+                del self._joined[(namespace, sid)]
+
+    def basic_disconnect(self, sid: str, namespace: Any, **kwargs: Any) -> None:
+        if namespace not in self.rooms:
+            return
+        for room in list(self._joined.get((namespace, sid), ())):
+            self.basic_leave_room(sid, namespace, room)
+        self.callbacks.pop(sid, None)
+        for pending in (self.pending_connect, self.pending_disconnect):
+            waiting = pending.get(namespace)
+            if waiting is not None and sid in waiting:
+                waiting.remove(sid)
+                if not waiting:
+                    del pending[namespace]
 
 
 class _PacketJson:
@@ -599,3 +705,96 @@ def drop_queued(socket: Any) -> int:
 
 def eio_sid(socket: Any) -> str:
     return str(socket.sid)
+
+
+class _HubRequestHandler(RequestHandler):
+    """aiohttp's HTTP/1.1 connection with a bound on its first request head and the hub's error
+    shape for what aiohttp answers itself (a head it cannot parse, a header over 8 190 bytes):
+    ``{"error": ...}`` as JSON, one debug line in the log, no traceback (they are the client's
+    errors). aiohttp has no head timeout (its keep-alive timeout starts after a first request):
+    1 000 connections trickling a byte a second held the hub at its descriptor limit."""
+
+    head_timeout = 10.0
+    _head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._head_timer = asyncio.get_running_loop().call_later(
+            self.head_timeout, self._head_expired
+        )
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._head_timer is not None and self._messages:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        super().connection_lost(exc)
+
+    def _head_expired(self) -> None:
+        self._head_timer = None
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        body = b'{"error": "request head timeout"}'
+        transport.write(
+            b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
+            b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        transport.close()
+
+    def handle_error(
+        self,
+        request: Any,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if status >= 500:
+            # not the client's doing (the app's middleware answers handler failures itself)
+            self.logger.error("%s answered %d: %r", request.path, status, exc)
+        else:
+            self.logger.debug("bad request from %s: %s", request.remote, message or exc)
+        if request.writer.output_size > 0:
+            raise ConnectionError("the response was sent already")
+        text = message.strip().splitlines()[0] if message and message.strip() else ""
+        response = web.json_response(
+            {"error": text or _REASONS.get(status, "error")}, status=status
+        )
+        response.force_close()
+        return response
+
+
+_REASONS = {400: "bad request", 408: "request timeout", 500: "internal error"}
+
+
+class _HubServer(web.Server):
+    """aiohttp's connection factory, making ``_HubRequestHandler`` connections."""
+
+    head_timeout = 10.0
+
+    def __call__(self) -> RequestHandler:
+        handler = _HubRequestHandler(self, loop=self._loop, **self._kwargs)
+        handler.head_timeout = self.head_timeout
+        return handler
+
+
+class HubRunner(web.AppRunner):
+    """aiohttp's application runner, serving connections with ``_HubRequestHandler``. aiohttp
+    takes no handler class: the server it made (before any connection) becomes a
+    ``_HubServer``, a subclass adding no state of its own."""
+
+    def __init__(self, app: web.Application, *, head_timeout: float = 10.0, **kwargs: Any):
+        super().__init__(app, **kwargs)
+        self._head_timeout = head_timeout
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = _HubServer
+        assert isinstance(server, _HubServer)
+        server.head_timeout = self._head_timeout
+        return server

@@ -207,3 +207,50 @@ async def test_silence_waits_while_frames_keep_arriving() -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["connect", "enter", "leave", "disconnect"]),
+            st.integers(0, 5),
+            st.integers(0, 3),
+        ),
+        max_size=80,
+    )
+)
+def test_hub_manager_keeps_the_same_rooms_as_python_socketios(
+    ops: list[tuple[str, int, int]],
+) -> None:
+    """Differential: HubManager (rooms indexed per client) and python-socketio's own manager
+    end every sequence of connects, room changes and disconnects with the same rooms."""
+    import socketio
+
+    from limpet.hub.transport import HubManager
+
+    ours, theirs = HubManager(), socketio.AsyncManager()
+    for manager in (ours, theirs):
+        manager.set_server(socketio.AsyncServer())
+    connected: dict[int, str] = {}
+    for op, client, room in ops:
+        for manager in (ours, theirs):
+            sid = f"s{client}"
+            if op == "connect" and client not in connected:
+                manager.basic_enter_room(sid, "/", None, f"e{client}")
+                manager.basic_enter_room(sid, "/", sid, f"e{client}")
+            elif op == "enter" and client in connected:
+                manager.basic_enter_room(sid, "/", f"r{room}")
+            elif op == "leave" and client in connected:
+                manager.basic_leave_room(sid, "/", f"r{room}")
+            elif op == "disconnect" and client in connected:
+                manager.pre_disconnect(sid, "/")
+                manager.basic_disconnect(sid, "/")
+        if op == "connect":
+            connected.setdefault(client, f"s{client}")
+        elif op == "disconnect":
+            connected.pop(client, None)
+        assert {ns: {r: dict(m) for r, m in rooms.items()} for ns, rooms in ours.rooms.items()} == {
+            ns: {r: dict(m) for r, m in rooms.items()} for ns, rooms in theirs.rooms.items()
+        }
+        assert ours.pending_disconnect == theirs.pending_disconnect
+    assert not [key for key in ours._joined if key[1] not in connected.values()]

@@ -32,6 +32,89 @@ const TRANSIENT = /^(broker unavailable|internal error)/;
 
 const copy = (p) => (p ? { epoch: p.epoch, offset: p.offset } : null);
 
+/** The longest server-given wait honoured, in ms (a larger Retry-After is taken as this). */
+const MAX_RETRY_AFTER = 300000;
+
+/**
+ * Delays between reconnection attempts: decorrelated jitter, as AWS's architecture notes
+ * ("Exponential Backoff And Jitter") describe. Each delay is drawn uniformly between `min` and
+ * three times the previous one, capped at `max`, so clients that lost the same replica at the
+ * same instant come back spread out. `retryAfter(ms)` (a hub's 503 Retry-After or close 1013)
+ * makes the next delay at least that long, with jitter up to half as long again.
+ *
+ * It has the interface of socket.io-client's own backoff (attempts, duration, reset, setMin,
+ * setMax, setJitter), so LimpetClient puts it in the Manager's place. The twin of
+ * limpet.client.backoff.Backoff; `random` is a parameter so the distribution can be tested.
+ */
+export class DecorrelatedBackoff {
+  constructor({ min = 500, max = 5000, random = Math.random } = {}) {
+    if (!(min > 0 && min <= max)) throw new RangeError("0 < min <= max is required");
+    this.ms = min;
+    this.max = max;
+    this.random = random;
+    this.attempts = 0;
+    this.sleep = min;
+    this.floor = 0;
+  }
+
+  /** The next delay in ms (socket.io's Manager calls this before each reconnection attempt). */
+  duration() {
+    this.attempts += 1;
+    const upper = Math.max(this.ms, this.sleep * 3);
+    let delay = Math.min(this.max, this.ms + this.random() * (upper - this.ms));
+    if (this.floor > 0) {
+      const floor = Math.min(this.floor, MAX_RETRY_AFTER);
+      delay = Math.max(delay, floor + this.random() * floor * 0.5);
+      this.floor = 0;
+    }
+    this.sleep = delay;
+    return Math.round(delay);
+  }
+
+  /** The hub asked to wait `ms` before coming back: the next delay is at least that. */
+  retryAfter(ms) {
+    if (ms > 0) this.floor = ms;
+  }
+
+  reset() {
+    this.attempts = 0;
+    this.sleep = this.ms;
+    this.floor = 0;
+  }
+
+  setMin(min) {
+    this.ms = min;
+  }
+
+  setMax(max) {
+    this.max = max;
+  }
+
+  setJitter() {} // the jitter is the algorithm's own
+}
+
+/**
+ * What a failed connection attempt says about when to come back, in ms (0: nothing): a 503's
+ * Retry-After (seconds) on a polling handshake, or a hub's close 1013 ("... retry after N s").
+ */
+export function retryAfterMs(error) {
+  const context = error && error.context;
+  if (context && typeof context.getResponseHeader === "function") {
+    let header = null;
+    try {
+      header = context.getResponseHeader("Retry-After");
+    } catch {
+      header = null;
+    }
+    if (typeof header === "string" && /^\s*\d{1,6}\s*$/.test(header)) return Number(header) * 1000;
+  }
+  if (context && context.code === 1013) {
+    const match = /retry after (\d{1,6})/.exec(String(context.reason || ""));
+    return match ? Number(match[1]) * 1000 : 1000;
+  }
+  return 0;
+}
+
 /**
  * Sans-IO state of one channel subscription: which messages to deliver, what is a gap, when to
  * subscribe again. No sockets, no timers; the client feeds it events and acts on its answers.
@@ -246,6 +329,13 @@ export class LimpetClient {
       reconnectionDelayMax: 5000,
       ...ioOptions,
     }));
+    const manager = socket.io;
+    this.backoff = new DecorrelatedBackoff({
+      min: manager.reconnectionDelay(),
+      max: manager.reconnectionDelayMax(),
+    });
+    manager.backoff = this.backoff;
+    watchTryAgainLater(manager);
     socket.on("connect", () => this._onConnect());
     socket.on("disconnect", (reason) => this._onDisconnect(reason));
     socket.on("connect_error", (error) => this._onConnectError(error));
@@ -380,6 +470,7 @@ export class LimpetClient {
   }
 
   _onConnectError(error) {
+    this.backoff.retryAfter(retryAfterMs(error));
     this._emit("connect_error", { message: String(error && error.message), data: error && error.data });
     if (this.socket.active) return; // socket.io retries by itself
     // refused by the hub (a bad token): nothing will change by retrying
@@ -416,6 +507,37 @@ export class LimpetClient {
       else console.error("limpet-client: a callback threw", error);
     }
   }
+}
+
+/**
+ * A hub refuses a WebSocket handshake it has no room for by closing it with 1013 (Try Again
+ * Later) before Engine.IO's OPEN packet. engine.io-client reports such a close as a plain
+ * "close" of a connection that never opened, which socket.io's Manager does not listen to
+ * before the open: the attempt would sit until its connect timeout (20 s). Each attempt's
+ * engine is watched here, and that close is turned into the connect error it is (with the
+ * close event as its context, for retryAfterMs), so the Manager backs off and retries at once.
+ */
+function watchTryAgainLater(manager) {
+  const watch = (engine) => {
+    if (!engine || typeof engine.on !== "function" || engine.__limpetWatched) return;
+    engine.__limpetWatched = true;
+    engine.on("close", (reason, details) => {
+      const context = details && details.context;
+      if (manager._readyState !== "opening" || !context || context.code !== 1013) return;
+      const error = new Error("try again later");
+      error.type = "TransportError";
+      error.description = 1013;
+      error.context = context;
+      engine.emitReserved("error", error);
+    });
+  };
+  watch(manager.engine); // the Manager opened its first engine in its constructor
+  const open = manager.open.bind(manager);
+  manager.open = (fn) => {
+    const result = open(fn);
+    watch(manager.engine);
+    return result;
+  };
 }
 
 export default LimpetClient;
