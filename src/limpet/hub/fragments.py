@@ -54,50 +54,54 @@ class MessageMeter:
         self._fin = False
         self.held = 0
 
-    def _go(self, state: _State) -> None:
-        assert state in TRANSITIONS[self._state], (self._state, state)
-        self._state = state
-
     def feed(self, data: bytes) -> int:
         """Follow ``data`` (the next bytes of the stream); return ``held`` after it."""
+        # the state in locals while the loop runs (this runs for every read of every websocket)
         pos, end = 0, len(data)
+        left, is_data, fin, held = self._left, self._data, self._fin, self.held
+        in_payload = self._state is _State.PAYLOAD
+        carried = self._head
         while pos < end:
-            if self._state is _State.PAYLOAD:
-                n = min(self._left, end - pos)
+            if in_payload:
+                n = left if left < end - pos else end - pos
                 pos += n
-                self._left -= n
-                if self._data:
-                    self.held += n
-                if not self._left:
-                    self._frame_done()
+                left -= n
+                if is_data:
+                    held += n
+                if left:
+                    continue
+                in_payload = False  # PAYLOAD -> HEAD
+                if is_data and fin:
+                    held = 0  # the message is complete: aiohttp hands it over
                 continue
-            had = len(self._head)
-            head = self._head + data[pos : pos + 14 - had]
+            if carried:  # a header split across reads: join its parts
+                had = len(carried)
+                head = carried + data[pos : pos + 14 - had]
+            else:
+                had, head = 0, data[pos : pos + 14]
             size = _head_size(head)
             if size is None or len(head) < size:
-                self._head = head  # the rest of data was all taken: wait for more
-                return self.held
+                carried = head  # the rest of data was all taken: wait for more
+                break
             pos += size - had
-            self._head = b""
-            self._fin = bool(head[0] & 0x80)
-            self._data = (head[0] & 0x0F) < 8
-            flag = head[1] & 0x7F
+            carried = b""
+            b0, flag = head[0], head[1] & 0x7F
+            fin = b0 >= 0x80
+            is_data = (b0 & 0x0F) < 8
             if flag == 126:
-                self._left = int.from_bytes(head[2:4], "big")
+                left = int.from_bytes(head[2:4], "big")
             elif flag == 127:
-                self._left = int.from_bytes(head[2:10], "big")
+                left = int.from_bytes(head[2:10], "big")
             else:
-                self._left = flag
-            if self._left:
-                self._go(_State.PAYLOAD)
-            else:
-                self._frame_done()
-        return self.held
-
-    def _frame_done(self) -> None:
-        self._go(_State.HEAD)
-        if self._data and self._fin:
-            self.held = 0  # the message is complete: aiohttp hands it over
+                left = flag
+            if left:
+                in_payload = True  # HEAD -> PAYLOAD
+            elif is_data and fin:
+                held = 0  # HEAD -> HEAD: an empty last fragment completes the message
+        self._left, self._data, self._fin, self.held = left, is_data, fin, held
+        self._state = _State.PAYLOAD if in_payload else _State.HEAD
+        self._head = carried
+        return held
 
 
 class UnfinishedBudget:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from limpet.hub.fragments import MessageMeter, UnfinishedBudget
+from limpet.hub.fragments import TRANSITIONS, MessageMeter, UnfinishedBudget
 from tests.support.wsframes import BINARY, CONT, PING, TEXT, client_frame
 
 frame = client_frame
@@ -85,3 +85,22 @@ def test_twin_without_a_limit_everything_is_held() -> None:
     assert budget.snapshot()["held"] == 20 * (16 << 20)
     with pytest.raises(ValueError):
         UnfinishedBudget(-1)
+
+
+def test_the_meter_moves_only_along_its_transition_table() -> None:
+    wire = b"".join(
+        [
+            client_frame(TEXT, b"a" * 200, fin=False),
+            client_frame(PING, b""),
+            client_frame(CONT, b"", fin=False),
+            client_frame(CONT, b"b" * 70000),
+        ]
+    )
+    meter = MessageMeter()
+    seen = set()
+    for i in range(len(wire)):
+        before = meter._state
+        meter.feed(wire[i : i + 1])
+        seen.add((before, meter._state))
+    assert all(after in TRANSITIONS[before] or after is before for before, after in seen)
+    assert meter.held == 0
