@@ -27,6 +27,7 @@ CORE_PACKAGES = [
     "limpet.client.core",
     "limpet.client.backoff",
     "limpet.hub.admission",
+    "limpet.hub.fragments",
     "limpet.hub.brokers.urls",
     "limpet.hub.hooks",
     "limpet.hub.events",

@@ -79,6 +79,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="largest socket.io message read (bytes); larger ones close the connection",
     )
     parser.add_argument(
+        "--max-unfinished",
+        type=int,
+        default=64 << 20,
+        metavar="BYTES",
+        help="bytes held in unfinished WebSocket messages across all connections; a connection "
+        "whose unfinished message would pass it is closed with 1013 (0: no limit)",
+    )
+    parser.add_argument(
         "--broker-pool",
         type=int,
         default=32,
@@ -263,13 +271,14 @@ def run(args: argparse.Namespace) -> int:
         <= 0
         or args.check_interval < 0
         or args.max_handshakes < 0
+        or args.max_unfinished < 0
         or args.admission_hold <= 0
         or args.head_timeout <= 0
     ):
         raise UsageError(
             "--max-payload, --presence-ttl, --idempotency-ttl, --health-interval, --max-queue, "
             "--max-depth, --max-message, --broker-pool, --broker-pool-wait, --admission-hold and --head-timeout must be > 0, "
-            "--check-interval and --max-handshakes >= 0"
+            "--check-interval, --max-handshakes and --max-unfinished >= 0"
         )
     if args.nats_replicas is not None and not 1 <= args.nats_replicas <= 5:
         raise UsageError("--nats-replicas must be 1..5 (JetStream's limit)")
@@ -311,6 +320,7 @@ def run(args: argparse.Namespace) -> int:
         ws_compression=args.ws_compression,
         max_depth=args.max_depth,
         max_message=args.max_message,
+        max_unfinished=args.max_unfinished,
         jwt_require_exp=args.jwt_require_exp,
         check_interval=args.check_interval,
         max_handshakes=args.max_handshakes,

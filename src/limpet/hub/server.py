@@ -41,6 +41,7 @@ from limpet.hub.channels import (
 from limpet.hub.channels.outbox import Outbox, Verdict
 from limpet.hub.channels.payload import check_offset, encode_checked
 from limpet.hub.channels.recovery import Step
+from limpet.hub.fragments import UnfinishedBudget
 from limpet.hub.http_api import TICKET, HttpApi, HttpError, admission_gate, errors_as_json
 from limpet.hub.notifier import EventSink
 from limpet.hub.policy import ClientState, Policy, Refused
@@ -99,6 +100,7 @@ class Hub:
         #: channel -> sids of local clients that asked for its join/leave events
         self.watchers: dict[str, set[str]] = {}
         self.admission = Admission(settings.max_handshakes, hold=settings.admission_hold)
+        self.unfinished = UnfinishedBudget(settings.max_unfinished)
         self.sio = transport.HubServer(
             async_mode="aiohttp",
             cors_allowed_origins=settings.cors_origins,
@@ -550,6 +552,7 @@ class Hub:
             "clients": len(self.clients),
             "channels": len(self.local),
             "admission": self.admission.snapshot(time.monotonic()),
+            "unfinished": self.unfinished.snapshot(),
             **self.events.stats(),
             **self.policy.stats(),
         }
@@ -921,5 +924,9 @@ async def serve(hub: Hub, host: str, port: int, stop: asyncio.Event) -> None:
         port,
         stop,
         banner=banner,
-        make_runner=functools.partial(transport.HubRunner, head_timeout=hub.settings.head_timeout),
+        make_runner=functools.partial(
+            transport.HubRunner,
+            head_timeout=hub.settings.head_timeout,
+            unfinished=hub.unfinished,
+        ),
     )

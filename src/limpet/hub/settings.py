@@ -26,6 +26,10 @@ class HubSettings:
     #: largest socket.io message read at all (Engine.IO's limit); between ``max_payload`` and
     #: this a publish gets an error ack, past it the transport closes the connection
     max_message: int = 16 << 20
+    #: bytes held in unfinished WebSocket messages by all connections together (each one's is
+    #: bounded by ``max_message``); a connection whose unfinished message would pass it is
+    #: closed with 1013 (limpet.hub.fragments); 0: no bound
+    max_unfinished: int = 64 << 20
     #: refuse JWTs without an ``exp`` claim (without it, a token without exp never expires)
     jwt_require_exp: bool = False
     #: history reads one gap fill tries before the client is told it was not recovered

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import struct
 import time
 from collections.abc import Callable
@@ -30,6 +31,10 @@ from engineio.async_drivers.aiohttp import WebSocket as _EioWebSocket
 from engineio.async_socket import AsyncSocket
 from engineio.packet import Packet as Packet  # the hub's packet type, re-exported
 from socketio import packet as sio_packet
+
+from limpet.hub.fragments import MessageMeter, UnfinishedBudget
+
+log = logging.getLogger("limpet.hub")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +81,11 @@ PRIVATE_USES: tuple[PrivateUse, ...] = (
     PrivateUse("aiohttp.web.Server", "_kwargs", "HubRunner: the handler's options"),
     PrivateUse("aiohttp.web_protocol.RequestHandler", "handle_error", "JSON errors, one line"),
     PrivateUse("aiohttp.web_protocol.RequestHandler", "_messages", "head timeout: head parsed"),
+    PrivateUse(
+        "aiohttp.web_protocol.RequestHandler", "set_parser", "unfinished budget: meters frames"
+    ),
+    PrivateUse("aiohttp.http.WebSocketReader", "feed_data", "_MeteredReader: what it wraps"),
+    PrivateUse("aiohttp.http.WebSocketReader", "feed_eof", "_MeteredReader: what it wraps"),
 )
 
 
@@ -707,15 +717,86 @@ def eio_sid(socket: Any) -> str:
     return str(socket.sid)
 
 
+#: the reason a websocket closed for the unfinished-message budget is given (close code 1013)
+UNFINISHED_REASON = "unfinished messages over the hub's budget: try again later"
+#: seconds a connection refused by the budget has to take its close frame before it is closed
+REFUSED_GRACE = 1.0
+
+
+def close_frame(code: int, reason: str) -> bytes:
+    """An unmasked (server) RFC 6455 close frame."""
+    payload = struct.pack("!H", code) + reason.encode()[:123]
+    return bytes((0x88, len(payload))) + payload
+
+
+class _MeteredReader:
+    """aiohttp's WebSocket frame reader behind a ``MessageMeter``: what a read would leave held
+    in the unfinished message is asked of the replica's ``UnfinishedBudget`` before aiohttp
+    sees it. Refused, the read is dropped and the connection failed (RFC 6455 7.1.7): close
+    frame 1013, then the socket closed, without waiting on a client that may never answer."""
+
+    __slots__ = ("_budget", "_handler", "_meter", "_reader", "refused")
+
+    def __init__(self, reader: Any, budget: UnfinishedBudget, handler: _HubRequestHandler):
+        self._reader = reader
+        self._budget = budget
+        self._handler = handler
+        self._meter = MessageMeter()
+        self.refused = False
+
+    def feed_data(self, data: bytes) -> tuple[bool, bytes]:
+        if self.refused:
+            return True, b""
+        if not self._budget.hold(self, self._meter.feed(data)):
+            self.refused = True
+            self._handler.unfinished_refused(self._budget)
+            return True, b""
+        result: tuple[bool, bytes] = self._reader.feed_data(data)
+        return result
+
+    def feed_eof(self) -> None:
+        self._budget.release(self)
+        self._reader.feed_eof()
+
+
 class _HubRequestHandler(RequestHandler):
     """aiohttp's HTTP/1.1 connection with a bound on its first request head and the hub's error
     shape for what aiohttp answers itself (a head it cannot parse, a header over 8 190 bytes):
     ``{"error": ...}`` as JSON, one debug line in the log, no traceback (they are the client's
     errors). aiohttp has no head timeout (its keep-alive timeout starts after a first request):
-    1 000 connections trickling a byte a second held the hub at its descriptor limit."""
+    1 000 connections trickling a byte a second held the hub at its descriptor limit. Once the
+    connection is a websocket, its unfinished messages count against the replica's
+    ``UnfinishedBudget`` (``_MeteredReader``)."""
 
     head_timeout = 10.0
+    unfinished: UnfinishedBudget | None = None
     _head_timer: asyncio.TimerHandle | None = None
+    _metered: _MeteredReader | None = None
+    _refused_timer: asyncio.TimerHandle | None = None
+
+    def set_parser(self, parser: Any, data_received_cb: Callable[[], None] | None = None) -> None:
+        if self.unfinished is not None:
+            self._metered = parser = _MeteredReader(parser, self.unfinished, self)
+        super().set_parser(parser, data_received_cb)
+
+    def unfinished_refused(self, budget: UnfinishedBudget) -> None:
+        transport = self.transport
+        peer = transport.get_extra_info("peername") if transport is not None else None
+        log.warning(
+            "closed a websocket from %s (1013): its unfinished message would take the bytes held "
+            "in unfinished messages past --max-unfinished %d (%d refused so far)",
+            peer[0] if isinstance(peer, tuple) else "?",
+            budget.limit,
+            budget.refused,
+        )
+        if transport is not None and not transport.is_closing():
+            transport.write(close_frame(1013, UNFINISHED_REASON))
+            # closed a moment later, not now: closing a socket with unread input (the client
+            # is mid-message) resets it, and the reset can overtake the close frame; meanwhile
+            # aiohttp drops what arrives
+            self._refused_timer = asyncio.get_running_loop().call_later(
+                REFUSED_GRACE, transport.close
+            )
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -733,6 +814,10 @@ class _HubRequestHandler(RequestHandler):
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
+        if self._refused_timer is not None:
+            self._refused_timer.cancel()
+        if self._metered is not None and self.unfinished is not None:
+            self.unfinished.release(self._metered)  # whether or not aiohttp still feeds eof
         super().connection_lost(exc)
 
     def _head_expired(self) -> None:
@@ -776,10 +861,12 @@ class _HubServer(web.Server):
     """aiohttp's connection factory, making ``_HubRequestHandler`` connections."""
 
     head_timeout = 10.0
+    unfinished: UnfinishedBudget | None = None
 
     def __call__(self) -> RequestHandler:
         handler = _HubRequestHandler(self, loop=self._loop, **self._kwargs)
         handler.head_timeout = self.head_timeout
+        handler.unfinished = self.unfinished
         return handler
 
 
@@ -788,13 +875,22 @@ class HubRunner(web.AppRunner):
     takes no handler class: the server it made (before any connection) becomes a
     ``_HubServer``, a subclass adding no state of its own."""
 
-    def __init__(self, app: web.Application, *, head_timeout: float = 10.0, **kwargs: Any):
+    def __init__(
+        self,
+        app: web.Application,
+        *,
+        head_timeout: float = 10.0,
+        unfinished: UnfinishedBudget | None = None,
+        **kwargs: Any,
+    ):
         super().__init__(app, **kwargs)
         self._head_timeout = head_timeout
+        self._unfinished = unfinished
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
         server.__class__ = _HubServer
         assert isinstance(server, _HubServer)
         server.head_timeout = self._head_timeout
+        server.unfinished = self._unfinished
         return server

@@ -44,6 +44,7 @@ def installed_owners() -> dict[str, Any]:
         "aiohttp.web.AppRunner": web.AppRunner,
         "aiohttp.web.Server": server_of(web.Application()),
         "aiohttp.web_protocol.RequestHandler": aiohttp.web_protocol.RequestHandler,
+        "aiohttp.http.WebSocketReader": aiohttp.http.WebSocketReader,
     }
 
 

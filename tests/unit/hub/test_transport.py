@@ -13,7 +13,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from socketio import packet as sio_packet
 
-from limpet.hub.transport import _Silence, event_packet, shared_frame, text_frame
+from limpet.hub.fragments import UnfinishedBudget
+from limpet.hub.transport import (
+    UNFINISHED_REASON,
+    _MeteredReader,
+    _Silence,
+    close_frame,
+    event_packet,
+    shared_frame,
+    text_frame,
+)
+from tests.support.wsframes import CONT, TEXT, client_frame
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(),
@@ -254,3 +264,61 @@ def test_hub_manager_keeps_the_same_rooms_as_python_socketios(
         }
         assert ours.pending_disconnect == theirs.pending_disconnect
     assert not [key for key in ours._joined if key[1] not in connected.values()]
+
+
+class _Reader:
+    """What ``_MeteredReader`` uses of aiohttp's WebSocketReader; records what reached it."""
+
+    def __init__(self) -> None:
+        self.fed: list[bytes] = []
+        self.eof = False
+
+    def feed_data(self, data: bytes) -> tuple[bool, bytes]:
+        self.fed.append(data)
+        return False, b""
+
+    def feed_eof(self) -> None:
+        self.eof = True
+
+
+class _Handler:
+    def __init__(self) -> None:
+        self.refusals = 0
+
+    def unfinished_refused(self, budget: UnfinishedBudget) -> None:
+        self.refusals += 1
+
+
+def test_a_read_past_the_budget_never_reaches_aiohttp_and_fails_the_connection() -> None:
+    budget = UnfinishedBudget(1000)
+    readers = [_Reader(), _Reader()]
+    handlers = [_Handler(), _Handler()]
+    metered = [_MeteredReader(r, budget, h) for r, h in zip(readers, handlers, strict=True)]  # type: ignore[arg-type]
+    first = client_frame(TEXT, b"a" * 600, fin=False)
+    assert metered[0].feed_data(first) == (False, b"")
+    assert metered[1].feed_data(first) == (True, b"")  # 1 200 > 1 000: refused
+    assert readers[1].fed == [] and handlers[1].refusals == 1
+    assert metered[1].feed_data(b"more") == (True, b"")  # the rest is dropped, refused once
+    assert handlers[1].refusals == 1 and budget.refused == 1
+    # complete messages still pass while the budget is taken
+    assert metered[0].feed_data(client_frame(CONT, b"", fin=True)) == (False, b"")
+    assert budget.total == 0
+    metered[1].feed_eof()
+    assert readers[1].eof
+
+
+def test_twin_within_the_budget_every_read_reaches_aiohttp() -> None:
+    budget = UnfinishedBudget(2000)
+    reader, handler = _Reader(), _Handler()
+    metered = _MeteredReader(reader, budget, handler)  # type: ignore[arg-type]
+    frames = [client_frame(TEXT, b"a" * 600, fin=False), client_frame(CONT, b"b" * 600)]
+    assert [metered.feed_data(f) for f in frames] == [(False, b""), (False, b"")]
+    assert reader.fed == frames and handler.refusals == 0
+
+
+def test_the_close_frame_is_rfc_6455s() -> None:
+    frame = close_frame(1013, UNFINISHED_REASON)
+    assert frame[0] == 0x88 and frame[1] == len(frame) - 2 <= 125
+    assert struct.unpack("!H", frame[2:4]) == (1013,)
+    assert frame[4:].decode() == UNFINISHED_REASON
+    assert len(close_frame(1013, "x" * 500)) == 2 + 125
