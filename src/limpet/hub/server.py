@@ -84,7 +84,7 @@ class Hub:
             # Read payloads well over the limit so they get an error ack rather than a dropped
             # connection; Engine.IO still caps the rest (the connection is closed).
             max_http_buffer_size=max(settings.max_message, 4 * settings.max_payload),
-            serializer=transport.HubPacket,
+            serializer=transport.packet_class(settings.max_depth),
         )
         if not settings.ws_compression:
             transport.disable_ws_compression(self.sio)

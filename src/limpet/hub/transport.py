@@ -27,6 +27,8 @@ from engineio.async_socket import AsyncSocket
 from engineio.packet import Packet as Packet  # the hub's packet type, re-exported
 from socketio import packet as sio_packet
 
+from limpet.hub.channels.payload import MAX_DEPTH, nesting_within
+
 #: the event name a socket.io EVENT whose JSON could not be parsed is delivered under
 BAD_PACKET_EVENT = "limpet:bad-packet"
 
@@ -40,8 +42,9 @@ def event_packet(event: str, payload: Any) -> Packet:
     The socket.io text encoding of an EVENT on the default namespace without an ack id is
     ``2`` + the JSON array [event, payload] (what python-socketio's Packet.encode writes);
     msgspec writes that JSON several times faster than python-socketio's encoder, which also
-    walks the data looking for binary parts first. Raises RecursionError, ValueError or
-    TypeError for data it cannot encode."""
+    walks the data looking for binary parts first. Raises ValueError or TypeError for data it
+    cannot encode, RecursionError past the interpreter's depth (which varies by version: the
+    hub never gets there, it hands over only data within ``--max-depth``, see payload.py)."""
     try:
         encoded = "2" + _json.encode([event, payload]).decode()
     except msgspec.EncodeError as exc:
@@ -116,18 +119,29 @@ class HubServer(socketio.AsyncServer):  # type: ignore[misc]
         return True
 
 
+class TooDeep(ValueError):
+    """A packet nested past the hub's ``--max-depth``: refused before it is parsed."""
+
+
 class _PacketJson:
     """python-engineio's JSON module (its ``loads`` refuses integers of over 100 digits) with
     the decoder built once: engineio's ``loads`` passes ``parse_int`` to ``json.loads``,
-    which then builds a new JSONDecoder for every incoming packet."""
+    which then builds a new JSONDecoder for every incoming packet. Text nested deeper than
+    the hub's limit is refused before the parser sees it, so how deep the json module goes on
+    this Python (further on 3.13 than on 3.11 and 3.12) never decides what a client gets."""
 
     _decoder = json.JSONDecoder(parse_int=eio_json._safe_int)
     dumps = staticmethod(eio_json.dumps)
+    #: the hub's ``--max-depth`` (``packet_class`` sets it per server)
+    max_depth = MAX_DEPTH
 
-    @staticmethod
-    def loads(text: Any) -> Any:
+    @classmethod
+    def loads(cls, text: Any) -> Any:
+        # + 2: the event's array and its payload object hold the data
+        if isinstance(text, str | bytes) and not nesting_within(text, cls.max_depth + 2):
+            raise TooDeep(f"data nested deeper than {cls.max_depth} levels")
         if isinstance(text, str) and not text.startswith("\ufeff"):
-            return _PacketJson._decoder.decode(text)
+            return cls._decoder.decode(text)
         return eio_json.loads(text)
 
 
@@ -146,8 +160,20 @@ class HubPacket(sio_packet.Packet):  # type: ignore[misc]
             if kind not in (sio_packet.EVENT, sio_packet.BINARY_EVENT):
                 raise
             self.packet_type = sio_packet.EVENT
-            self.data = [BAD_PACKET_EVENT, f"payload is not valid JSON: {type(exc).__name__}"]
+            reason = (
+                str(exc)
+                if isinstance(exc, TooDeep)
+                else f"payload is not valid JSON: {type(exc).__name__}"
+            )
+            self.data = [BAD_PACKET_EVENT, reason]
             return 0
+
+
+def packet_class(max_depth: int) -> type[HubPacket]:
+    """HubPacket refusing packets whose data nests deeper than ``max_depth`` (one server's
+    ``--max-depth``) before they are parsed."""
+    limited = type("_PacketJson", (_PacketJson,), {"max_depth": max_depth})
+    return type("HubPacket", (HubPacket,), {"json": limited})
 
 
 #: WebSocket frames of recently sent texts. A message fanned out to many clients is one Engine.IO

@@ -1,16 +1,26 @@
-"""Limits on a message's data, checked at publish: depth, size, finite numbers, offsets."""
+"""Limits on a message's data, checked at publish (depth, size, finite numbers, offsets) and on
+JSON text before it is parsed (depth, size)."""
 
 from __future__ import annotations
 
 import json
 import math
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from limpet.errors import ChannelError
-from limpet.hub.channels.payload import MAX_OFFSET, check_offset, check_shape, encode_checked
+from limpet.hub.channels.payload import (
+    MAX_DEPTH_LIMIT,
+    MAX_OFFSET,
+    check_offset,
+    check_shape,
+    encode_checked,
+    nesting_within,
+    readable,
+)
 
 
 def nested(depth: int) -> object:
@@ -84,3 +94,57 @@ def test_accepted_data_is_within_the_limit_and_round_trips(value: object, limit:
         return
     assert depth_of(value) <= limit
     assert json.loads(raw) == value
+
+
+# --- the rule on JSON text, before any parser (the same on every Python version) -----------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values, st.integers(0, 6))
+def test_nesting_within_agrees_with_the_decoded_depth(value: object, limit: int) -> None:
+    raw = msgspec.json.encode(value)
+    expected = depth_of(value) <= limit
+    assert nesting_within(raw, limit) is expected
+    assert nesting_within(raw.decode(), limit) is expected
+
+
+@pytest.mark.parametrize(
+    ("text", "depth"),
+    [
+        (b"1", 0),
+        (b"[]", 1),
+        (b'{"a": [1, {"b": []}], "c": {}}', 4),
+        (b'["[[[[", "]]", "\\"[[{{"]', 1),  # brackets and escaped quotes inside strings
+        (b'{"k\\\\": [[]]}', 3),  # an escaped backslash ends its string
+        (b"[" * 5000 + b"]" * 5000, 5000),
+    ],
+)
+def test_nesting_within_table(text: bytes, depth: int) -> None:
+    assert nesting_within(text, depth)
+    if depth:
+        assert not nesting_within(text, depth - 1)
+
+
+@pytest.mark.parametrize("text", [b"[[[", b'{"a": [1}', b"]]]]"])
+def test_malformed_text_is_left_to_the_parser_unless_it_could_be_deep(text: bytes) -> None:
+    """Unbalanced brackets are not JSON: the parser says so, when they are few enough that no
+    parser could recurse past the limit on them."""
+    assert nesting_within(text, 4)
+    assert not nesting_within(b"[" * 5000, 32)
+
+
+def test_readable_applies_both_limits() -> None:
+    raw = msgspec.json.encode(nested(3))
+    assert readable(raw, max_depth=3, max_bytes=len(raw))
+    assert not readable(raw, max_depth=2, max_bytes=len(raw))
+    assert not readable(raw, max_depth=3, max_bytes=len(raw) - 1)
+
+
+def test_the_depth_limit_is_within_every_supported_parser() -> None:
+    """MAX_DEPTH_LIMIT plus the envelopes around data (a record, a packet's array and object)
+    is parsed and encoded by msgspec and the json module on this Python: the rule, not the
+    interpreter, refuses what is deeper."""
+    deep = b"[" * (MAX_DEPTH_LIMIT + 3) + b"]" * (MAX_DEPTH_LIMIT + 3)
+    value = msgspec.json.decode(deep)
+    assert json.loads(deep) == value
+    assert msgspec.json.encode(value) == deep

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from limpet.hub.channels import Envelope, HistoryPage, HistoryRules, Position
+from limpet.hub.channels.payload import MAX_DEPTH
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,10 @@ class BrokerOptions:
     #: a CA file (PEM) that TLS broker URLs (rediss://, rediss+cluster://, tls://) are
     #: verified against instead of the system's CAs: a private CA, as in-cluster Redis has
     tls_ca: str | None = None
+    #: the hub's limits on message data (``--max-depth``, ``--max-payload``), also applied to
+    #: what is read from the broker: a record past them is not parsed (announced as unreadable)
+    max_depth: int = MAX_DEPTH
+    max_payload: int = 64 * 1024
 
 
 def now_ms() -> int:

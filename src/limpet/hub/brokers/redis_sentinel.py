@@ -28,7 +28,7 @@ class RedisSentinelBroker(RedisBroker):
 
     def __init__(self, spec: BrokerUrl, options: BrokerOptions) -> None:
         self.spec = spec
-        self.sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        self.sentinel = Sentinel(  # type: ignore[no-untyped-call,unused-ignore]
             list(spec.nodes),
             sentinel_kwargs={
                 "socket_connect_timeout": 2,

@@ -12,7 +12,11 @@ from typing import Any, Literal
 
 import msgspec
 
+from limpet.hub.channels.payload import MAX_DEPTH, nesting_within, readable
+
 RECORD_VERSION = 1
+#: what a Message record adds around its data at most (kind, channel, epoch, offset, ts, v)
+ENVELOPE_BYTES = 4096
 
 
 class Position(msgspec.Struct, frozen=True):
@@ -75,8 +79,16 @@ def encode_envelope(record: Envelope) -> bytes:
     return _encoder.encode(record)
 
 
-def decode_envelope(raw: bytes | str) -> Envelope:
-    """Decode a record; raise msgspec.ValidationError/DecodeError on anything unexpected."""
+def decode_envelope(
+    raw: bytes | str, *, max_depth: int = MAX_DEPTH, max_bytes: int | None = None
+) -> Envelope:
+    """Decode a record; raise msgspec.ValidationError/DecodeError on anything unexpected,
+    and msgspec.DecodeError, without parsing it, on one whose data nests deeper than
+    ``max_depth`` or is larger than ``max_bytes`` (the hub's limits, payload.py)."""
+    if max_bytes is not None and len(raw) > max_bytes + ENVELOPE_BYTES:
+        raise msgspec.DecodeError(f"record larger than {max_bytes} bytes of data")
+    if not nesting_within(raw, max_depth + 1):  # the record's own object is one level
+        raise msgspec.DecodeError(f"record data nested deeper than {max_depth} levels")
     record: Envelope = _decoder.decode(raw)
     if record.v != RECORD_VERSION:
         raise msgspec.ValidationError(f"unsupported record version {record.v}")
@@ -89,9 +101,10 @@ def encode_data(data: Any) -> bytes:
 
 
 class Unreadable:
-    """The data of a stored message this replica cannot decode (nested past the parser, written
-    by something else). The message keeps its position; it cannot be encoded for a client, so
-    the hub announces it as not recovered instead of delivering it (see hub.server)."""
+    """The data of a stored message this replica does not decode (not JSON, or past the hub's
+    depth or size limit: written by something else, or by a replica with larger limits). The
+    message keeps its position; it is not encoded for a client, so the hub announces it as not
+    recovered instead of delivering it (see hub.server)."""
 
     def __repr__(self) -> str:
         return "UNREADABLE"
@@ -104,11 +117,21 @@ _MESSAGE_HEAD = re.compile(
 )
 
 
-def decode_data(raw: bytes | str) -> Any:
-    """A stored message's data, or UNREADABLE when it does not decode."""
+def decode_data(
+    raw: bytes | str, *, max_depth: int = MAX_DEPTH, max_bytes: int | None = None
+) -> Any:
+    """A stored message's data, or UNREADABLE when it does not decode or is past the hub's
+    limits (checked on the text first: the same answer on every Python version)."""
+    if not readable(
+        raw, max_depth=max_depth, max_bytes=len(raw) if max_bytes is None else max_bytes
+    ):
+        return UNREADABLE
     try:
         return msgspec.json.decode(raw)
-    except (msgspec.DecodeError, RecursionError):
+    except (
+        msgspec.DecodeError,
+        RecursionError,
+    ):  # RecursionError: unreachable within MAX_DEPTH_LIMIT
         return UNREADABLE
 
 
