@@ -27,7 +27,7 @@ from engineio.async_socket import AsyncSocket
 from engineio.packet import Packet as Packet  # the hub's packet type, re-exported
 from socketio import packet as sio_packet
 
-from limpet.hub.channels.payload import MAX_DEPTH, nesting_within
+from limpet.hub.channels.payload import MAX_DEPTH, decoded_within
 
 #: the event name a socket.io EVENT whose JSON could not be parsed is delivered under
 BAD_PACKET_EVENT = "limpet:bad-packet"
@@ -120,15 +120,15 @@ class HubServer(socketio.AsyncServer):  # type: ignore[misc]
 
 
 class TooDeep(ValueError):
-    """A packet nested past the hub's ``--max-depth``: refused before it is parsed."""
+    """A packet nested past the hub's ``--max-depth``."""
 
 
 class _PacketJson:
     """python-engineio's JSON module (its ``loads`` refuses integers of over 100 digits) with
     the decoder built once: engineio's ``loads`` passes ``parse_int`` to ``json.loads``,
-    which then builds a new JSONDecoder for every incoming packet. Text nested deeper than
-    the hub's limit is refused before the parser sees it, so how deep the json module goes on
-    this Python (further on 3.13 than on 3.11 and 3.12) never decides what a client gets."""
+    which then builds a new JSONDecoder for every incoming packet. A packet nested deeper than
+    the hub's limit is refused with one message whether the json module gave up on it (3.11
+    and 3.12 past ~1 000 levels) or not (3.13 reads ~10 000): see payload.decoded_within."""
 
     _decoder = json.JSONDecoder(parse_int=eio_json._safe_int)
     dumps = staticmethod(eio_json.dumps)
@@ -137,12 +137,17 @@ class _PacketJson:
 
     @classmethod
     def loads(cls, text: Any) -> Any:
+        try:
+            if isinstance(text, str) and not text.startswith("\ufeff"):
+                value = cls._decoder.decode(text)
+            else:
+                value = eio_json.loads(text)
+        except RecursionError:  # deeper than the json module goes: deeper than any max_depth
+            raise TooDeep(f"data nested deeper than {cls.max_depth} levels") from None
         # + 2: the event's array and its payload object hold the data
-        if isinstance(text, str | bytes) and not nesting_within(text, cls.max_depth + 2):
+        if isinstance(text, str | bytes) and not decoded_within(text, value, cls.max_depth + 2):
             raise TooDeep(f"data nested deeper than {cls.max_depth} levels")
-        if isinstance(text, str) and not text.startswith("\ufeff"):
-            return cls._decoder.decode(text)
-        return eio_json.loads(text)
+        return value
 
 
 class HubPacket(sio_packet.Packet):  # type: ignore[misc]
@@ -171,7 +176,7 @@ class HubPacket(sio_packet.Packet):  # type: ignore[misc]
 
 def packet_class(max_depth: int) -> type[HubPacket]:
     """HubPacket refusing packets whose data nests deeper than ``max_depth`` (one server's
-    ``--max-depth``) before they are parsed."""
+    ``--max-depth``) with the same message on every Python version."""
     limited = type("_PacketJson", (_PacketJson,), {"max_depth": max_depth})
     return type("HubPacket", (HubPacket,), {"json": limited})
 

@@ -423,7 +423,7 @@ def test_undecodable_data_keeps_its_position() -> None:
 
 def test_without_the_rule_the_parser_decides_and_it_depends_on_the_python() -> None:
     """The twin: msgspec alone decodes 5 000 levels on 3.13 and raises RecursionError on 3.11
-    and 3.12, which is why the hub decides depth itself (payload.nesting_within)."""
+    and 3.12, which is why the hub decides depth itself (payload.decoded_within)."""
     deep = b"[" * 5000 + b"]" * 5000
     if sys.version_info >= (3, 13):
         assert msgspec.json.decode(deep)

@@ -5,20 +5,20 @@ The hub's own rule (``--max-depth``, ``--max-payload``), the same on every Pytho
 - at publish, on the value (``check_shape``, ``encode_checked``): nothing downstream (the
   broker, the encoder, every replica's fan-out, every client's JSON parser) meets a value it
   cannot carry;
-- on JSON text, *before* any parser sees it (``nesting_within``, ``readable``): a record read
-  from the broker (live or history) and a socket.io packet a client sent. How deep a parser goes
-  before it gives up is the interpreter's business and changed in Python 3.13 (a record 5 000
-  deep raised RecursionError on 3.11 and 3.12 and decoded on 3.13, so a 3.13 replica delivered
-  what a 3.12 replica announced as unreadable); the hub no longer leans on it.
+- on what it parses (a record read from the broker, live or history, a client's socket.io
+  packet or HTTP body): ``decoded_within`` after the parse, with the parser's RecursionError
+  counted as too deep. How deep a parser goes is the interpreter's business and changed in
+  Python 3.13 (a record 5 000 deep raised RecursionError on 3.11 and 3.12 and decoded on 3.13,
+  so a 3.13 replica delivered what a 3.12 replica announced as unreadable); the hub's answer no
+  longer depends on it.
 
-Both walks are iterative, and ``MAX_DEPTH_LIMIT`` keeps every value the parsers and encoders are
-given far below the depth at which any supported version's recursion guard trips.
+Both walks are iterative, and ``MAX_DEPTH_LIMIT`` keeps every value within the limit far below
+the depth at which any supported version's parsers and encoders give up.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
 
 import msgspec
@@ -83,51 +83,44 @@ def encode_checked(data: Any, *, max_depth: int, max_bytes: int) -> bytes:
     return raw
 
 
-#: a JSON string (escapes included): brackets inside it are not nesting
-_STRING_B = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
-_STRING_S = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
-_OTHER_B = re.compile(rb"[^\[\]{}]+")
-_OTHER_S = re.compile(r"[^\[\]{}]+")
-#: an innermost empty list or object (once strings and scalars are gone)
-_PAIR_B = re.compile(rb"\[\]|\{\}")
-_PAIR_S = re.compile(r"\[\]|\{\}")
-
-
-def nesting_within(text: bytes | str, max_depth: int) -> bool:
-    """Whether the JSON ``text`` nests lists/objects at most ``max_depth`` deep (``[[1]]`` is
-    2, a scalar 0), decided on the text without parsing it, so the answer does not depend on
-    any parser's recursion guard.
-
-    Text with no more brackets than ``max_depth`` passes at once (most messages: two C-speed
-    counts). Otherwise strings and scalars are removed and each pass removes the innermost
-    ``[]``/``{}`` pairs: text ``d`` deep is empty after ``d`` passes. At most ``max_depth``
-    passes, each over what is left, so the cost is bounded by ``max_depth`` times the size.
-    Malformed text (unbalanced brackets) passes when its brackets could not nest deeper than
-    ``max_depth`` anyway, so the parser names its actual fault."""
+def brackets(text: bytes | str) -> int:
+    """How many lists and objects JSON ``text`` opens at most (brackets inside strings count
+    too): no deeper than this, whatever its shape. Two C-speed counts."""
     if isinstance(text, str):
-        if text.count("[") + text.count("{") <= max_depth:
-            return True
-        left: bytes | str = _OTHER_S.sub("", _STRING_S.sub("", text))
-        pair: re.Pattern[Any] = _PAIR_S
-    else:
-        if text.count(b"[") + text.count(b"{") <= max_depth:
-            return True
-        left = _OTHER_B.sub(b"", _STRING_B.sub(b"", text))
-        pair = _PAIR_B
-    for _ in range(max_depth):
-        if not left:
-            return True
-        peeled = pair.sub(left[:0], left)
-        if len(peeled) == len(left):  # unbalanced: not JSON
-            return len(left) <= max_depth
-        left = peeled
-    return not left
+        return text.count("[") + text.count("{")
+    return text.count(b"[") + text.count(b"{")
 
 
-def readable(raw: bytes | str, *, max_depth: int, max_bytes: int) -> bool:
-    """Whether a stored or relayed message's data (JSON text) is within the hub's limits: at
-    most ``max_bytes`` long and ``max_depth`` deep. What is not is never parsed."""
-    return len(raw) <= max_bytes and nesting_within(raw, max_depth)
+def deeper_than(value: Any, max_depth: int) -> bool:
+    """Whether a decoded JSON value nests lists/objects deeper than ``max_depth`` (``[[1]]`` is
+    2, a scalar 0). Walked one level at a time, as check_shape is, never recursively."""
+    level: list[Any] = [value] if isinstance(value, _CONTAINERS) else []
+    depth = 0
+    while level:
+        if depth >= max_depth:
+            return True
+        deeper: list[Any] = []
+        for item in level:
+            for child in item.values() if isinstance(item, dict) else item:
+                if isinstance(child, _CONTAINERS):
+                    deeper.append(child)
+        level = deeper
+        depth += 1
+    return False
+
+
+def decoded_within(text: bytes | str, value: Any, max_depth: int) -> bool:
+    """Whether ``value``, decoded from ``text``, is within ``max_depth`` (most text has too few
+    brackets to need the walk).
+
+    This is how the hub applies ``--max-depth`` to what it parses (a record from the broker, a
+    client's packet or HTTP body), with ``RecursionError`` from the parser counted as too deep:
+    a parser gives up only far past MAX_DEPTH_LIMIT, so text it refuses is past the limit too.
+    Where a parser gives up is the interpreter's business (a record 5 000 deep raised
+    RecursionError on 3.11 and 3.12 and decoded on 3.13); the answer, refused, is the same on
+    each. (Measuring the text itself before parsing was tried: stripping its strings with a
+    regular expression cost more than msgspec's whole decode.)"""
+    return brackets(text) <= max_depth or not deeper_than(value, max_depth)
 
 
 def check_offset(value: object) -> int:

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from limpet.hub.channels.payload import MAX_DEPTH, nesting_within, readable
+from limpet.hub.channels.payload import MAX_DEPTH, decoded_within
 
 RECORD_VERSION = 1
 #: what a Message record adds around its data at most (kind, channel, epoch, offset, ts, v)
@@ -83,13 +83,17 @@ def decode_envelope(
     raw: bytes | str, *, max_depth: int = MAX_DEPTH, max_bytes: int | None = None
 ) -> Envelope:
     """Decode a record; raise msgspec.ValidationError/DecodeError on anything unexpected,
-    and msgspec.DecodeError, without parsing it, on one whose data nests deeper than
-    ``max_depth`` or is larger than ``max_bytes`` (the hub's limits, payload.py)."""
+    and msgspec.DecodeError on one whose data nests deeper than ``max_depth`` or is larger
+    than ``max_bytes`` (the hub's limits, payload.py; the size before parsing)."""
     if max_bytes is not None and len(raw) > max_bytes + ENVELOPE_BYTES:
         raise msgspec.DecodeError(f"record larger than {max_bytes} bytes of data")
-    if not nesting_within(raw, max_depth + 1):  # the record's own object is one level
+    try:
+        record: Envelope = _decoder.decode(raw)
+    except RecursionError:  # deeper than the parser goes: deeper than any max_depth
+        raise msgspec.DecodeError(f"record data nested deeper than {max_depth} levels") from None
+    inner = record.data if isinstance(record, Message) else record.info
+    if not decoded_within(raw, inner, max_depth):
         raise msgspec.DecodeError(f"record data nested deeper than {max_depth} levels")
-    record: Envelope = _decoder.decode(raw)
     if record.v != RECORD_VERSION:
         raise msgspec.ValidationError(f"unsupported record version {record.v}")
     return record
@@ -121,18 +125,14 @@ def decode_data(
     raw: bytes | str, *, max_depth: int = MAX_DEPTH, max_bytes: int | None = None
 ) -> Any:
     """A stored message's data, or UNREADABLE when it does not decode or is past the hub's
-    limits (checked on the text first: the same answer on every Python version)."""
-    if not readable(
-        raw, max_depth=max_depth, max_bytes=len(raw) if max_bytes is None else max_bytes
-    ):
+    limits (the same answer on every Python version, see payload.decoded_within)."""
+    if max_bytes is not None and len(raw) > max_bytes:
         return UNREADABLE
     try:
-        return msgspec.json.decode(raw)
-    except (
-        msgspec.DecodeError,
-        RecursionError,
-    ):  # RecursionError: unreachable within MAX_DEPTH_LIMIT
+        data = msgspec.json.decode(raw)
+    except (msgspec.DecodeError, RecursionError):  # RecursionError: deeper than any max_depth
         return UNREADABLE
+    return data if decoded_within(raw, data, max_depth) else UNREADABLE
 
 
 def decode_message_head(raw: bytes) -> Message | None:
