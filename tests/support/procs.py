@@ -20,12 +20,57 @@ SRC = ROOT / "src"
 #: every port free_port handed out in this process
 _given: set[int] = set()
 
+#: ports of one test process's own slice (see _port_slice)
+SLICE = 1000
+_FIRST_SLICED = 10000
+#: the next port of this process's slice to try
+_cursor = 0
+
+
+def _port_slice() -> range | None:
+    """This process's ports when several test processes run side by side: pytest-xdist's
+    workers (PYTEST_XDIST_WORKER=gwN) and the runs .ci/run starts together (LIMPET_PORT_SLOT=K)
+    each take a slice of SLICE ports of their own, below the kernel's ephemeral range (32768
+    and up, where bind(0) and outgoing connections take theirs). A port probed free by one
+    process can then never be handed to another before the first one's server binds it."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    slot = os.environ.get("LIMPET_PORT_SLOT", "")
+    if not worker and not slot:
+        return None
+    index = int(slot or 0) * 8 + (int(worker[2:]) if worker[2:].isdigit() else 0)
+    start = _FIRST_SLICED + index * SLICE
+    if start + SLICE > 32768:
+        raise RuntimeError(f"no port slice for slot {slot} worker {worker}: too many in parallel")
+    return range(start, start + SLICE)
+
+
+def _bindable(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port the kernel says is free right now on ``host``, never one handed out before in this
+    """A port that is free right now on ``host``, never one handed out before in this
     process: the kernel may offer a port again as soon as the probe socket closes, and a cluster
     that takes nine ports before any server binds one got the same port twice (a route port that
-    was also a monitor port: the server exited "address already in use")."""
+    was also a monitor port: the server exited "address already in use"). Side by side with
+    other test processes, from this process's own slice (_port_slice), in turn: a port comes
+    back only after the other SLICE - 1 did."""
+    global _cursor
+    ports = _port_slice()
+    if ports is not None:
+        for _ in range(len(ports)):
+            port = ports[_cursor % len(ports)]
+            _cursor += 1
+            if _bindable(host, port):
+                _given.add(port)
+                return port
+        raise RuntimeError(f"no free port left in {ports}")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     for _ in range(1000):
         with socket.socket(family, socket.SOCK_STREAM) as s:

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
 
 from limpet.pool.health import HealthEvent
+from limpet.tlsverify import strict_hint
 
 if TYPE_CHECKING:
     from limpet.admin.metrics import ProxyMetrics
@@ -72,7 +73,7 @@ async def probe(
         status = int(parts[1])
         return status < 500, f"status {status}"
     except (TimeoutError, OSError) as exc:
-        return False, f"{type(exc).__name__}: {exc}"
+        return False, strict_hint(f"{type(exc).__name__}: {exc}")
     finally:
         if writer is not None:
             writer.close()

@@ -70,7 +70,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--max-depth",
         type=int,
         default=32,
-        help="deepest nesting of lists/objects in message data",
+        help="deepest nesting of lists/objects in message data, at publish and when read "
+        "from the broker (1..256)",
     )
     parser.add_argument(
         "--max-message",
@@ -280,6 +281,10 @@ def run(args: argparse.Namespace) -> int:
             "--max-depth, --max-message, --broker-pool, --broker-pool-wait, --admission-hold and --head-timeout must be > 0, "
             "--check-interval, --max-handshakes and --max-unfinished >= 0"
         )
+    from limpet.hub.channels.payload import MAX_DEPTH_LIMIT
+
+    if args.max_depth > MAX_DEPTH_LIMIT:
+        raise UsageError(f"--max-depth must be at most {MAX_DEPTH_LIMIT} (docs/hub.md#limits)")
     if args.nats_replicas is not None and not 1 <= args.nats_replicas <= 5:
         raise UsageError("--nats-replicas must be 1..5 (JetStream's limit)")
     if args.broker_ca is not None:
@@ -307,6 +312,8 @@ def run(args: argparse.Namespace) -> int:
         pool_size=args.broker_pool,
         pool_wait=args.broker_pool_wait,
         tls_ca=args.broker_ca,
+        max_depth=args.max_depth,
+        max_payload=args.max_payload,
     )
     broker = open_broker(args.broker, options, nats_replicas=args.nats_replicas)
     settings = HubSettings(

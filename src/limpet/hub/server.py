@@ -107,7 +107,7 @@ class Hub:
             # Read payloads well over the limit so they get an error ack rather than a dropped
             # connection; Engine.IO still caps the rest (the connection is closed).
             max_http_buffer_size=max(settings.max_message, 4 * settings.max_payload),
-            serializer=transport.HubPacket,
+            serializer=transport.packet_class(settings.max_depth),
             client_manager=transport.HubManager(),
             # their own loggers under ours: python-engineio adds a second handler to its
             # default logger, and "Invalid session" was printed twice

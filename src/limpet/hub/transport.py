@@ -32,6 +32,7 @@ from engineio.async_socket import AsyncSocket
 from engineio.packet import Packet as Packet  # the hub's packet type, re-exported
 from socketio import packet as sio_packet
 
+from limpet.hub.channels.payload import MAX_DEPTH, decoded_within
 from limpet.hub.fragments import MessageMeter, UnfinishedBudget
 
 log = logging.getLogger("limpet.hub")
@@ -116,8 +117,9 @@ def event_packet(event: str, payload: Any) -> Packet:
     The socket.io text encoding of an EVENT on the default namespace without an ack id is
     ``2`` + the JSON array [event, payload] (what python-socketio's Packet.encode writes);
     msgspec writes that JSON several times faster than python-socketio's encoder, which also
-    walks the data looking for binary parts first. Raises RecursionError, ValueError or
-    TypeError for data it cannot encode."""
+    walks the data looking for binary parts first. Raises ValueError or TypeError for data it
+    cannot encode, RecursionError past the interpreter's depth (which varies by version: the
+    hub never gets there, it hands over only data within ``--max-depth``, see payload.py)."""
     try:
         encoded = "2" + _json.encode([event, payload]).decode()
     except msgspec.EncodeError as exc:
@@ -232,19 +234,35 @@ class HubManager(socketio.AsyncManager):  # type: ignore[misc]
                     del pending[namespace]
 
 
+class TooDeep(ValueError):
+    """A packet nested past the hub's ``--max-depth``."""
+
+
 class _PacketJson:
     """python-engineio's JSON module (its ``loads`` refuses integers of over 100 digits) with
     the decoder built once: engineio's ``loads`` passes ``parse_int`` to ``json.loads``,
-    which then builds a new JSONDecoder for every incoming packet."""
+    which then builds a new JSONDecoder for every incoming packet. A packet nested deeper than
+    the hub's limit is refused with one message whether the json module gave up on it (3.11
+    and 3.12 past ~1 000 levels) or not (3.13 reads ~10 000): see payload.decoded_within."""
 
     _decoder = json.JSONDecoder(parse_int=eio_json._safe_int)
     dumps = staticmethod(eio_json.dumps)
+    #: the hub's ``--max-depth`` (``packet_class`` sets it per server)
+    max_depth = MAX_DEPTH
 
-    @staticmethod
-    def loads(text: Any) -> Any:
-        if isinstance(text, str) and not text.startswith("\ufeff"):
-            return _PacketJson._decoder.decode(text)
-        return eio_json.loads(text)
+    @classmethod
+    def loads(cls, text: Any) -> Any:
+        try:
+            if isinstance(text, str) and not text.startswith("\ufeff"):
+                value = cls._decoder.decode(text)
+            else:
+                value = eio_json.loads(text)
+        except RecursionError:  # deeper than the json module goes: deeper than any max_depth
+            raise TooDeep(f"data nested deeper than {cls.max_depth} levels") from None
+        # + 2: the event's array and its payload object hold the data
+        if isinstance(text, str | bytes) and not decoded_within(text, value, cls.max_depth + 2):
+            raise TooDeep(f"data nested deeper than {cls.max_depth} levels")
+        return value
 
 
 class HubPacket(sio_packet.Packet):  # type: ignore[misc]
@@ -262,8 +280,20 @@ class HubPacket(sio_packet.Packet):  # type: ignore[misc]
             if kind not in (sio_packet.EVENT, sio_packet.BINARY_EVENT):
                 raise
             self.packet_type = sio_packet.EVENT
-            self.data = [BAD_PACKET_EVENT, f"payload is not valid JSON: {type(exc).__name__}"]
+            reason = (
+                str(exc)
+                if isinstance(exc, TooDeep)
+                else f"payload is not valid JSON: {type(exc).__name__}"
+            )
+            self.data = [BAD_PACKET_EVENT, reason]
             return 0
+
+
+def packet_class(max_depth: int) -> type[HubPacket]:
+    """HubPacket refusing packets whose data nests deeper than ``max_depth`` (one server's
+    ``--max-depth``) with the same message on every Python version."""
+    limited = type("_PacketJson", (_PacketJson,), {"max_depth": max_depth})
+    return type("HubPacket", (HubPacket,), {"json": limited})
 
 
 #: WebSocket frames of recently sent texts. A message fanned out to many clients is one Engine.IO

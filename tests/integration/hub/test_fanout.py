@@ -81,9 +81,9 @@ async def test_history_and_presence_over_http(
         async with http.get(f"{replicas.urls[2]}/api/channels/{channel}/presence") as r:
             assert r.status == 200
             clients = (await r.json())["clients"]
-        assert sorted(c["replica"] for c in clients) == (
-            ["h0", "h1", "h2"] if "h0" in str(clients) else ["m0", "m1", "m2"]
-        )
+        replicas_seen = sorted(c["replica"] for c in clients)
+        # (by the replica names themselves: a random client id may well contain "h0")
+        assert replicas_seen in (["h0", "h1", "h2"], ["m0", "m1", "m2"])
         # presence join/leave events reach the subscribers that asked for them (opt-in)
         await eventually(lambda: len(peers[0].presence) == 1, what="join")
         await peers[1].close()

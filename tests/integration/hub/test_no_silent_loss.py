@@ -102,15 +102,27 @@ async def test_deep_or_non_finite_data_is_refused_at_publish(
         await a.close()
 
 
+def store_directly(admin: Any, channel: str, raw: bytes) -> Any:
+    """Append ``raw`` as a message's data by the publish script itself, skipping the checks at
+    publish, as an older replica or one with larger limits would."""
+    from limpet.hub.brokers.redis import PUBLISH
+
+    keys = [f"limpet:{{{channel}}}:{part}" for part in ("meta", "stream", "meta", "live")]
+    now = int(time.time() * 1000)
+    args = ["e", raw, now, 1000, 300_000, 60_000, "0", json.dumps(channel), "PUBLISH", "0"]
+    args.append(3_600_000)  # the state TTL (ms)
+    return admin.eval(PUBLISH, 4, *keys, *args)
+
+
 async def test_an_unreadable_stored_message_is_announced_and_the_stream_goes_on(
     redis_server: Any, procs: Procs, http: aiohttp.ClientSession
 ) -> None:
-    """The twin: a message that skipped the checks at publish (stored by the publish script
-    directly, as an older replica would) nests 3000 deep, past any JSON parser on the stack.
-    Its subscribers on every replica get a notice at its offset instead, every later message
-    still arrives, and recovery over it works."""
-    from limpet.hub.brokers.redis import PUBLISH
-
+    """Two messages that skipped the checks at publish: 40 deep (past --max-depth 32, which
+    every JSON parser reads) and 5 000 deep (which Python 3.13's parsers read, and 3.11's and
+    3.12's do not: before the hub measured depth itself, a 3.13 replica delivered it whole
+    while a 3.12 one announced a gap). On every version, by the hub's rule, their subscribers
+    on every replica get a notice at their offsets instead, every later message still
+    arrives, and recovery over them works."""
     reps = start_hub_procs(procs, redis_server.url, 2)
     channel = f"poison2-{uuid.uuid4().hex[:8]}"
     peers = [await Peer(f"p{i}").connect(url) for i, url in enumerate(reps.urls)]
@@ -119,36 +131,59 @@ async def test_an_unreadable_stored_message_is_announced_and_the_stream_goes_on(
     try:
         acks = [await p.subscribe(channel) for p in peers]
         assert (await http_publish(http, reps.urls[0], channel, "first"))[0] == 201
-        keys = [f"limpet:{{{channel}}}:{part}" for part in ("meta", "stream", "meta", "live")]
-        poison = b"[" * 3000 + b"]" * 3000
-        now = int(time.time() * 1000)
-        args = ["e", poison, now, 1000, 300_000, 60_000, "0", json.dumps(channel), "PUBLISH", "0"]
-        args.append(3_600_000)  # the state TTL (ms)
-        await admin.eval(PUBLISH, 4, *keys, *args)
+        for depth in (40, 5000):
+            await store_directly(admin, channel, b"[" * depth + b"]" * depth)
         for n in range(5):
             assert (await http_publish(http, reps.urls[n % 2], channel, n))[0] == 201
 
         def seen(p: Peer) -> list[int]:
             return sorted(p.offsets(channel) + [r["offset"] for r in p.recoveries])
 
-        everything = [1, 2, 3, 4, 5, 6, 7]
+        everything = [1, 2, 3, 4, 5, 6, 7, 8]
         for p in peers:
             await eventually(lambda p=p: seen(p) == everything, what=f"{p.name} stream")
-            assert p.offsets(channel) == [1, 3, 4, 5, 6, 7]
-            assert [(r["offset"], r["recovered"]) for r in p.recoveries] == [(2, False)]
+            assert p.offsets(channel) == [1, 4, 5, 6, 7, 8]
+            assert [(r["offset"], r["recovered"]) for r in p.recoveries] == [
+                (2, False),
+                (3, False),
+            ]
         b = await Peer("b").connect(reps.urls[1])
         late.append(b)
         ack = await b.subscribe(channel, {"epoch": acks[0]["epoch"], "offset": 0})
-        assert "error" not in ack and ack["offset"] == 7
-        await eventually(lambda: seen(b) == everything, what="recovery over it")
-        assert b.offsets(channel) == [1, 3, 4, 5, 6, 7]
+        assert "error" not in ack and ack["offset"] == 8
+        await eventually(lambda: seen(b) == everything, what="recovery over them")
+        assert b.offsets(channel) == [1, 4, 5, 6, 7, 8]
         async with http.get(f"{reps.urls[0]}/api/channels/{channel}/messages?since=1") as r:
             page = await r.json()
-        assert r.status == 200 and page["messages"][0]["offset"] == 2
-        assert "error" in page["messages"][0] and "data" not in page["messages"][0]
+        assert r.status == 200 and [m["offset"] for m in page["messages"][:2]] == [2, 3]
+        for m in page["messages"][:2]:
+            assert "error" in m and "data" not in m
     finally:
         for p in [*peers, *late]:
             await p.close()
+        await admin.aclose()
+
+
+async def test_a_stored_message_within_the_replicas_depth_limit_is_delivered(
+    redis_server: Any, procs: Procs, http: aiohttp.ClientSession
+) -> None:
+    """The twin: the same 40-deep stored message reaches the subscriber of a replica started
+    with --max-depth 64, live and in history: the limit is what decides, not the parser."""
+    (url,) = start_hub_procs(procs, redis_server.url, 1, "--max-depth", "64").urls
+    channel = f"deep-ok-{uuid.uuid4().hex[:8]}"
+    a = await Peer("a").connect(url)
+    admin = aioredis.from_url(redis_server.url)
+    try:
+        await a.subscribe(channel)
+        await store_directly(admin, channel, b"[" * 40 + b"]" * 40)
+        await eventually(lambda: a.offsets(channel) == [1], what="the 40-deep message")
+        assert a.recoveries == []
+        assert json.dumps(a.messages[channel][0]["data"]) == "[" * 40 + "]" * 40
+        async with http.get(f"{url}/api/channels/{channel}/messages?since=0") as r:
+            page = await r.json()
+        assert json.dumps(page["messages"][0]["data"]) == "[" * 40 + "]" * 40
+    finally:
+        await a.close()
         await admin.aclose()
 
 

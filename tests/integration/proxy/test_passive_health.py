@@ -28,12 +28,14 @@ def proxy_with(procs: Procs, health: str) -> object:
     config = procs.tmp / "proxy.yaml"
     config.write_text(
         "pools:\n  web:\n    health:\n"
-        # probes ran once at start (every backend seen up); none again during the test
+        # probes ran once at start (every backend seen up); none again during the test. That
+        # one probe must not time out on a busy machine (parallel CI runs): it is not retried
         "      interval: 600\n"
+        "      timeout: 20\n"
         "      eject-seconds: 600\n" + health
     )
     proxy = start_proxy(procs, backends(procs), "--config", str(config))
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while not all(b["seen_up"] for b in proxy.status()["pools"][0]["backends"]):
         assert time.monotonic() < deadline, proxy.status()
         time.sleep(0.05)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import msgspec
 import pytest
 from hypothesis import given, settings
@@ -390,14 +392,41 @@ def test_advance_refuses_while_recovering_and_on_a_gap() -> None:
 
 
 def test_undecodable_data_keeps_its_position() -> None:
+    """Data past the hub's limits is UNREADABLE by rule, before a parser sees it: 33 deep (which
+    every parser reads) and 5 000 deep (which Python 3.13's parsers read and 3.11's and 3.12's
+    refuse with RecursionError) alike, on every version."""
     from limpet.hub.channels.records import UNREADABLE, decode_data, decode_message_head
 
     assert decode_data(b'{"a": [1]}') == {"a": [1]}
+    assert decode_data(b"[" * 32 + b"]" * 32, max_depth=32) == msgspec.json.decode(
+        b"[" * 32 + b"]" * 32
+    )
+    assert decode_data(b"[" * 33 + b"]" * 33, max_depth=32) is UNREADABLE
     assert decode_data(b"[" * 5000 + b"]" * 5000) is UNREADABLE
+    assert decode_data(b"[" * 5000 + b"]" * 5000, max_depth=256) is UNREADABLE
     assert decode_data(b"{nope") is UNREADABLE
+    assert decode_data(b'"' + b"x" * 100 + b'"', max_bytes=100) is UNREADABLE
     raw = encode_envelope(Message("chat.a", "ep", 42, None, 5))
-    poisoned = raw.replace(b'"data":null', b'"data":' + b"[" * 5000 + b"]" * 5000)
-    head = decode_message_head(poisoned)
-    assert head is not None and (head.channel, head.epoch, head.offset) == ("chat.a", "ep", 42)
-    assert head.data is UNREADABLE
+    for depth in (33, 5000):
+        poisoned = raw.replace(b'"data":null', b'"data":' + b"[" * depth + b"]" * depth)
+        with pytest.raises(msgspec.DecodeError, match="nested deeper than 32 levels"):
+            decode_envelope(poisoned, max_depth=32)
+        head = decode_message_head(poisoned)
+        assert head is not None and (head.channel, head.epoch, head.offset) == ("chat.a", "ep", 42)
+        assert head.data is UNREADABLE
+    within = raw.replace(b'"data":null', b'"data":' + b"[" * 32 + b"]" * 32)
+    assert isinstance(decode_envelope(within, max_depth=32), Message)
+    with pytest.raises(msgspec.DecodeError, match="larger than"):
+        decode_envelope(raw.replace(b"null", b'"' + b"x" * 5000 + b'"'), max_bytes=10)
     assert decode_message_head(encode_envelope(PresenceEvent("c", "join", "x"))) is None
+
+
+def test_without_the_rule_the_parser_decides_and_it_depends_on_the_python() -> None:
+    """The twin: msgspec alone decodes 5 000 levels on 3.13 and raises RecursionError on 3.11
+    and 3.12, which is why the hub decides depth itself (payload.decoded_within)."""
+    deep = b"[" * 5000 + b"]" * 5000
+    if sys.version_info >= (3, 13):
+        assert msgspec.json.decode(deep)
+    else:
+        with pytest.raises(RecursionError):
+            msgspec.json.decode(deep)

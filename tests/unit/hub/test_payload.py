@@ -1,16 +1,27 @@
-"""Limits on a message's data, checked at publish: depth, size, finite numbers, offsets."""
+"""Limits on a message's data, checked at publish (depth, size, finite numbers, offsets) and on
+what the hub parses (depth)."""
 
 from __future__ import annotations
 
 import json
 import math
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from limpet.errors import ChannelError
-from limpet.hub.channels.payload import MAX_OFFSET, check_offset, check_shape, encode_checked
+from limpet.hub.channels.payload import (
+    MAX_DEPTH_LIMIT,
+    MAX_OFFSET,
+    brackets,
+    check_offset,
+    check_shape,
+    decoded_within,
+    deeper_than,
+    encode_checked,
+)
 
 
 def nested(depth: int) -> object:
@@ -84,3 +95,52 @@ def test_accepted_data_is_within_the_limit_and_round_trips(value: object, limit:
         return
     assert depth_of(value) <= limit
     assert json.loads(raw) == value
+
+
+# --- the rule on what the hub parses (the same answer on every Python version) -----------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values, st.integers(0, 6))
+def test_decoded_within_agrees_with_the_depth(value: object, limit: int) -> None:
+    raw = msgspec.json.encode(value)
+    expected = depth_of(value) <= limit
+    assert deeper_than(value, limit) is not expected
+    assert decoded_within(raw, value, limit) is expected
+    assert decoded_within(raw.decode(), value, limit) is expected
+    assert brackets(raw) >= depth_of(value)
+
+
+@pytest.mark.parametrize(
+    ("text", "depth"),
+    [
+        (b"1", 0),
+        (b"[]", 1),
+        (b'{"a": [1, {"b": []}], "c": {}}', 4),
+        (b'["[[[[", "]]", "\\"[[{{"]', 1),  # brackets inside strings are no nesting
+        (b"[" * 5000 + b"]" * 5000, 5000),
+    ],
+)
+def test_deeper_than_table(text: bytes, depth: int) -> None:
+    value = msgspec.json.decode(text) if depth < 1000 else nested_list(depth)
+    assert not deeper_than(value, depth)
+    if depth:
+        assert deeper_than(value, depth - 1)
+        assert not decoded_within(text, value, depth - 1)
+
+
+def nested_list(depth: int) -> object:
+    value: object = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+def test_the_depth_limit_is_within_every_supported_parser() -> None:
+    """MAX_DEPTH_LIMIT plus the envelopes around data (a record, a packet's array and object)
+    is parsed and encoded by msgspec and the json module on this Python, so data within any
+    --max-depth never meets a parser's RecursionError; what does is past the limit."""
+    deep = b"[" * (MAX_DEPTH_LIMIT + 3) + b"]" * (MAX_DEPTH_LIMIT + 3)
+    value = msgspec.json.decode(deep)
+    assert json.loads(deep) == value
+    assert msgspec.json.encode(value) == deep

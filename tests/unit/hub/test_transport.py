@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import struct
+import sys
 import time
 
 import pytest
@@ -15,11 +16,13 @@ from socketio import packet as sio_packet
 
 from limpet.hub.fragments import UnfinishedBudget
 from limpet.hub.transport import (
+    BAD_PACKET_EVENT,
     UNFINISHED_REASON,
     _MeteredReader,
     _Silence,
     close_frame,
     event_packet,
+    packet_class,
     shared_frame,
     text_frame,
 )
@@ -45,13 +48,39 @@ def test_event_packet_is_what_python_socketio_decodes(event: str, payload: objec
 
 
 def test_event_packet_refuses_what_json_cannot_carry() -> None:
-    deep: object = 1
-    for _ in range(5000):
-        deep = [deep]
-    with pytest.raises(RecursionError):
-        event_packet("message", deep)
     with pytest.raises((ValueError, TypeError)):
         event_packet("message", {1j})
+
+
+def deep_publish(depth: int, ack_id: int = 7) -> str:
+    """The socket.io text of a publish whose data nests ``depth`` deep, with an ack id."""
+    return f'2{ack_id}["publish",{{"channel":"c","data":' + "[" * depth + "]" * depth + "}]"
+
+
+@pytest.mark.parametrize("depth", [33, 5000])
+def test_a_packet_past_the_depth_limit_gets_the_same_answer_on_every_python(depth: int) -> None:
+    """Refused before the json module sees it: 33 deep (which it reads) and 5 000 deep (which
+    it reads on 3.13 and not on 3.11 or 3.12) give the same bad-packet event, ack id kept."""
+    pkt = packet_class(32)(encoded_packet=deep_publish(depth))
+    assert pkt.packet_type == sio_packet.EVENT and pkt.id == 7
+    assert pkt.data == [BAD_PACKET_EVENT, "data nested deeper than 32 levels"]
+
+
+def test_a_packet_within_the_depth_limit_is_parsed() -> None:
+    pkt = packet_class(32)(encoded_packet=deep_publish(32))
+    assert pkt.data[0] == "publish" and pkt.id == 7
+    assert json.dumps(pkt.data[1]["data"]) == "[" * 32 + "]" * 32
+
+
+def test_without_the_rule_the_answer_depends_on_the_python() -> None:
+    """The twin: the packet class without the rule lets the json module decide; 5 000 deep
+    parses on 3.13 (and would reach check_shape) but not on 3.11 and 3.12."""
+    text = deep_publish(5000)
+    if sys.version_info >= (3, 13):
+        assert sio_packet.Packet(encoded_packet=text).data[0] == "publish"
+    else:
+        with pytest.raises(RecursionError):
+            sio_packet.Packet(encoded_packet=text)
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from typing import Any
 
 from limpet.errors import BrokerError
 from limpet.hub.channels import Envelope, HistoryPage, HistoryRules, Position
+from limpet.hub.channels.payload import MAX_DEPTH
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,11 @@ class BrokerOptions:
 
     def state_ttl_for(self, history_ttl: float) -> float:
         return max(self.state_ttl, history_ttl, self.idempotency_ttl, 4 * self.presence_ttl)
+
+    #: the hub's limits on message data (``--max-depth``, ``--max-payload``), also applied to
+    #: what is read from the broker: a record past them is not parsed (announced as unreadable)
+    max_depth: int = MAX_DEPTH
+    max_payload: int = 64 * 1024
 
 
 def now_ms() -> int:

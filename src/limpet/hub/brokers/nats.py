@@ -61,6 +61,7 @@ from limpet.hub.channels import (
 )
 from limpet.hub.channels.history import trim_expired
 from limpet.hub.channels.records import decode_data, encode_data
+from limpet.tlsverify import strict_hint
 
 log = logging.getLogger("limpet.hub.nats")
 
@@ -69,7 +70,7 @@ def _reason(exc: BaseException) -> str:
     """A connection failure in words ("connection refused"), not an errno tuple."""
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused (is nats-server running there?)"
-    return str(exc) or type(exc).__name__
+    return strict_hint(str(exc)) or type(exc).__name__
 
 
 #: JetStream error code for a failed Nats-Expected-Last-Subject-Sequence check
@@ -407,13 +408,13 @@ class NatsBroker(Broker):
         kept = trim_expired(found, now_ms=now_ms(), ttl=policy.ttl)
         return HistoryPage(self.epoch, last, tuple(kept[:limit]))
 
-    @staticmethod
-    def _message(channel: str, headers: dict[str, str], data: bytes) -> Message:
+    def _message(self, channel: str, headers: dict[str, str], data: bytes) -> Message:
         return Message(
             channel,
             headers["Limpet-Epoch"],
             int(headers["Limpet-Offset"]),
-            decode_data(data),  # UNREADABLE keeps its offset (announced)
+            # UNREADABLE (past the hub's limits, or not JSON) keeps its offset (announced)
+            decode_data(data, max_depth=self.options.max_depth, max_bytes=self.options.max_payload),
             int(headers.get("Limpet-Ts", 0)),
         )
 
@@ -447,7 +448,7 @@ class NatsBroker(Broker):
                 self._last[channel] = (int(headers.get("Nats-Sequence", 0)), message.offset)
                 record: Envelope = message
             else:
-                record = decode_envelope(msg.data)
+                record = decode_envelope(msg.data, max_depth=self.options.max_depth)
         except (KeyError, ValueError, RecursionError, msgspec.DecodeError) as exc:
             log.warning("dropping an undecodable record on %s: %s", msg.subject, exc)
             return

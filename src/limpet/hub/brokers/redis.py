@@ -55,6 +55,7 @@ from limpet.hub.channels import (
 from limpet.hub.channels.history import trim_expired
 from limpet.hub.channels.records import decode_data, decode_message_head, encode_data
 from limpet.hub.events.records import occupancy
+from limpet.tlsverify import strict_hint
 
 log = logging.getLogger("limpet.hub.redis")
 
@@ -403,7 +404,7 @@ class RedisBroker(Broker):
             yield
         except (RedisError, RedisClusterException, OSError) as exc:
             # RedisClusterException (a slot not covered during a failover) is no RedisError
-            raise BrokerError(f"redis {what} failed: {exc}") from exc
+            raise BrokerError(strict_hint(f"redis {what} failed: {exc}")) from exc
 
     # --- history and offsets -------------------------------------------------------------
 
@@ -511,7 +512,10 @@ class RedisBroker(Broker):
         messages: list[Message] = []
         for entry_id, fields in entries:
             values = dict(zip(fields[::2], fields[1::2], strict=True))
-            data = decode_data(values[b"d"])  # UNREADABLE keeps its offset (announced)
+            # UNREADABLE (past the hub's limits, or not JSON) keeps its offset (announced)
+            data = decode_data(
+                values[b"d"], max_depth=self.options.max_depth, max_bytes=self.options.max_payload
+            )
             messages.append(
                 Message(channel, epoch, int(entry_id.split(b"-", 1)[0]), data, int(values[b"t"]))
             )
@@ -675,7 +679,9 @@ class RedisBroker(Broker):
 
     def _deliver(self, data: bytes) -> None:
         try:
-            record = decode_envelope(data)
+            record = decode_envelope(
+                data, max_depth=self.options.max_depth, max_bytes=self.options.max_payload
+            )
         except (msgspec.DecodeError, RecursionError) as exc:
             # a message whose data does not decode keeps its position (announced)
             head = decode_message_head(data)

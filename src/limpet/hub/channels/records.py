@@ -12,7 +12,11 @@ from typing import Any, Literal
 
 import msgspec
 
+from limpet.hub.channels.payload import MAX_DEPTH, decoded_within
+
 RECORD_VERSION = 1
+#: what a Message record adds around its data at most (kind, channel, epoch, offset, ts, v)
+ENVELOPE_BYTES = 4096
 
 
 class Position(msgspec.Struct, frozen=True):
@@ -75,9 +79,21 @@ def encode_envelope(record: Envelope) -> bytes:
     return _encoder.encode(record)
 
 
-def decode_envelope(raw: bytes | str) -> Envelope:
-    """Decode a record; raise msgspec.ValidationError/DecodeError on anything unexpected."""
-    record: Envelope = _decoder.decode(raw)
+def decode_envelope(
+    raw: bytes | str, *, max_depth: int = MAX_DEPTH, max_bytes: int | None = None
+) -> Envelope:
+    """Decode a record; raise msgspec.ValidationError/DecodeError on anything unexpected,
+    and msgspec.DecodeError on one whose data nests deeper than ``max_depth`` or is larger
+    than ``max_bytes`` (the hub's limits, payload.py; the size before parsing)."""
+    if max_bytes is not None and len(raw) > max_bytes + ENVELOPE_BYTES:
+        raise msgspec.DecodeError(f"record larger than {max_bytes} bytes of data")
+    try:
+        record: Envelope = _decoder.decode(raw)
+    except RecursionError:  # deeper than the parser goes: deeper than any max_depth
+        raise msgspec.DecodeError(f"record data nested deeper than {max_depth} levels") from None
+    inner = record.data if isinstance(record, Message) else record.info
+    if not decoded_within(raw, inner, max_depth):
+        raise msgspec.DecodeError(f"record data nested deeper than {max_depth} levels")
     if record.v != RECORD_VERSION:
         raise msgspec.ValidationError(f"unsupported record version {record.v}")
     return record
@@ -89,9 +105,10 @@ def encode_data(data: Any) -> bytes:
 
 
 class Unreadable:
-    """The data of a stored message this replica cannot decode (nested past the parser, written
-    by something else). The message keeps its position; it cannot be encoded for a client, so
-    the hub announces it as not recovered instead of delivering it (see hub.server)."""
+    """The data of a stored message this replica does not decode (not JSON, or past the hub's
+    depth or size limit: written by something else, or by a replica with larger limits). The
+    message keeps its position; it is not encoded for a client, so the hub announces it as not
+    recovered instead of delivering it (see hub.server)."""
 
     def __repr__(self) -> str:
         return "UNREADABLE"
@@ -104,12 +121,18 @@ _MESSAGE_HEAD = re.compile(
 )
 
 
-def decode_data(raw: bytes | str) -> Any:
-    """A stored message's data, or UNREADABLE when it does not decode."""
-    try:
-        return msgspec.json.decode(raw)
-    except (msgspec.DecodeError, RecursionError):
+def decode_data(
+    raw: bytes | str, *, max_depth: int = MAX_DEPTH, max_bytes: int | None = None
+) -> Any:
+    """A stored message's data, or UNREADABLE when it does not decode or is past the hub's
+    limits (the same answer on every Python version, see payload.decoded_within)."""
+    if max_bytes is not None and len(raw) > max_bytes:
         return UNREADABLE
+    try:
+        data = msgspec.json.decode(raw)
+    except (msgspec.DecodeError, RecursionError):  # RecursionError: deeper than any max_depth
+        return UNREADABLE
+    return data if decoded_within(raw, data, max_depth) else UNREADABLE
 
 
 def decode_message_head(raw: bytes) -> Message | None:

@@ -1,0 +1,23 @@
+"""`limpet hub` flags that are refused before anything starts."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from limpet.errors import UsageError
+from limpet.hub.channels.payload import MAX_DEPTH_LIMIT
+from limpet.hub.cli import configure, run
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    return parser.parse_args(["--listen", "127.0.0.1:1", *argv])
+
+
+@pytest.mark.parametrize("depth", ["0", str(MAX_DEPTH_LIMIT + 1), "5000"])
+def test_max_depth_outside_what_every_python_parses_is_refused(depth: str) -> None:
+    with pytest.raises(UsageError, match="--max-depth"):
+        run(parse("--max-depth", depth))
