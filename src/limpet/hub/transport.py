@@ -46,12 +46,15 @@ class PrivateUse:
     owner: str
     name: str
     why: str
+    #: the module of the hub that relies on it
+    where: str = "limpet/hub/transport.py"
 
     def __str__(self) -> str:
         return f"{self.owner}.{self.name}"
 
 
-#: Every undocumented name of python-engineio, python-socketio and aiohttp this module relies on.
+#: Every undocumented name of python-engineio, python-socketio and aiohttp this module relies
+#: on, and redis-py's one that the Redis broker relies on.
 PRIVATE_USES: tuple[PrivateUse, ...] = (
     PrivateUse("socketio.AsyncServer", "_handle_event", "HubServer: inline events, no task each"),
     PrivateUse("socketio.AsyncServer", "_binary_packet", "dispatch_now: a binary event in flight"),
@@ -87,6 +90,12 @@ PRIVATE_USES: tuple[PrivateUse, ...] = (
     ),
     PrivateUse("aiohttp.http.WebSocketReader", "feed_data", "_MeteredReader: what it wraps"),
     PrivateUse("aiohttp.http.WebSocketReader", "feed_eof", "_MeteredReader: what it wraps"),
+    PrivateUse(
+        "redis.asyncio.Connection",
+        "_parser",
+        "the live reader: RESP3 push records as they are, without a log line each",
+        "limpet/hub/brokers/redis.py",
+    ),
 )
 
 
@@ -99,7 +108,7 @@ def missing_private_uses(owners: dict[str, Any]) -> list[str]:
         if owner is None or not hasattr(owner, use.name):
             missing.append(
                 f"{use} is gone from the installed release ({use.why}): adapt "
-                "limpet/hub/transport.py or pin the release the hub was tested on"
+                f"{use.where} or pin the release the hub was tested on"
             )
     return missing
 
