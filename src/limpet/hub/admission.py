@@ -48,6 +48,7 @@ class Admission:
         "hold",
         "limit",
         "max_retry_after",
+        "peak",
         "refused",
     )
 
@@ -65,6 +66,8 @@ class Admission:
         self.admitted = 0
         self.refused = 0
         self.expired = 0
+        #: the most handshakes in flight at once (with no limit too: what a limit would cut)
+        self.peak = 0
 
     def __repr__(self) -> str:
         return (
@@ -90,6 +93,7 @@ class Admission:
         self._next += 1
         self._tickets[self._next] = now + self.hold
         self.admitted += 1
+        self.peak = max(self.peak, len(self._tickets))
         return self._next
 
     def done(self, ticket: int) -> None:
@@ -114,4 +118,5 @@ class Admission:
             "admitted": self.admitted,
             "refused": self.refused,
             "expired": self.expired,
+            "peak": self.peak,
         }

@@ -49,7 +49,10 @@ class Handler(socketserver.BaseRequestHandler):
         elif path == b"/500":
             sock.sendall(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\noops")
         elif path == b"/stall":
-            time.sleep(3)  # reads nothing of the body, holds the connection
+            # reads nothing of the body and holds the connection well past the test's 1.5 s of
+            # sending, even on a loaded machine (at 3 s, a slow run saw the close, a 502, and
+            # the proxy then drained the rest of the body, as it should)
+            time.sleep(10)
         elif path == b"/hang":
             sock.recv(1)
         else:

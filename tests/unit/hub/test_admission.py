@@ -22,6 +22,7 @@ def test_past_the_limit_a_handshake_is_refused_until_a_ticket_comes_back() -> No
         "admitted": 3,
         "refused": 1,
         "expired": 0,
+        "peak": 2,
     }
     assert gate.snapshot(5.2) == {
         "limit": 2,
@@ -29,6 +30,7 @@ def test_past_the_limit_a_handshake_is_refused_until_a_ticket_comes_back() -> No
         "admitted": 3,
         "refused": 1,
         "expired": 1,
+        "peak": 2,
     }
 
 
@@ -36,6 +38,7 @@ def test_twin_without_a_limit_everything_is_admitted() -> None:
     gate = Admission(0)
     assert all(isinstance(gate.admit(0.0), int) for _ in range(10_000))
     assert gate.refused == 0
+    assert gate.peak == 10_000  # what a limit would have cut
 
 
 def test_a_ticket_never_given_back_expires_after_hold() -> None:
