@@ -223,7 +223,8 @@ def run_render(args: argparse.Namespace) -> int:
 
     from limpet.affinity.spec import AffinitySpec
     from limpet.errors import UsageError
-    from limpet.k8s.render import RenderOptions, render
+    from limpet.k8s.objects import RenderOptions
+    from limpet.k8s.render import render
     from limpet.k8s.yamlnodes import dump_all
 
     if (args.cookie_ttl or 0) < 0:

@@ -9,12 +9,22 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from dataclasses import replace
+from typing import Literal
 
 from limpet.affinity.spec import AffinitySpec
 from limpet.errors import UsageError
 from limpet.k8s import dialects as d
+from limpet.k8s.objects import (  # (re-exported: the renderers' shared objects)
+    Manifest,
+    Rendered,
+    RenderOptions,
+    _ingress,
+    _meta,
+    _selector,
+    _service,
+)
+from limpet.k8s.render_canary import add_canary
 
 Target = Literal[
     "gke", "ingress-nginx", "traefik", "alibaba", "kube-proxy", "limpet", "gateway-api",
@@ -24,7 +34,6 @@ TARGETS: tuple[Target, ...] = (
     "gke", "ingress-nginx", "traefik", "alibaba", "kube-proxy", "limpet", "gateway-api",
     "gke-gateway",
 )  # fmt: skip
-Manifest = dict[str, Any]
 
 #: Long enough for a WebSocket to stay open: load balancers close idle upstreams by default
 #: (GCLB after 30 s, ingress-nginx after 60 s), which looks like a lost session to the user.
@@ -37,109 +46,6 @@ GKE_GATEWAY_CLASSES = (
     "gke-l7-gxlb", "gke-l7-global-external-managed-mc", "gke-l7-regional-external-managed-mc",
     "gke-l7-rilb-mc", "gke-l7-gxlb-mc",
 )  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)
-class RenderOptions:
-    """Everything about the workload that is not the affinity rule itself."""
-
-    name: str = "app"
-    namespace: str = "default"
-    port: int = 80
-    target_port: int = 8080
-    image: str = "ghcr.io/limpet/limpet:latest"
-    replicas: int = 3
-    host: str = "app.example.com"
-    traefik_version: int = 3
-    secret: str = ""  # the limpet target's shared secret; empty -> a placeholder to replace
-    limpet_image: str = "ghcr.io/limpet/limpet:latest"
-    gateway_class: str = ""  # empty: the target's default (see --gateway-class)
-    health_path: str = "/healthz"  # what the gke-gateway HealthCheckPolicy probes
-    #: the limpet target's hub broker URL; empty -> a single in-cluster redis-server
-    broker: str = ""
-    #: percent of the traffic to a second Service, NAME-canary (None: no canary)
-    canary_weight: int | None = None
-
-
-@dataclass(slots=True)
-class Rendered:
-    manifests: list[Manifest]
-    notes: list[str] = field(default_factory=list)
-    #: lint warnings of the output, also printed by ``render`` (errors are refused instead)
-    warnings: list[str] = field(default_factory=list)
-
-
-def _meta(o: RenderOptions, name: str, **extra: Any) -> Manifest:
-    meta: Manifest = {"name": name, "namespace": o.namespace}
-    labels = extra.pop("labels", None)
-    meta["labels"] = labels or {"app.kubernetes.io/name": o.name}
-    meta.update({k: v for k, v in extra.items() if v})
-    return meta
-
-
-def _selector(o: RenderOptions, component: str = "") -> dict[str, str]:
-    labels = {"app.kubernetes.io/name": o.name}
-    if component:
-        labels["app.kubernetes.io/component"] = component
-    return labels
-
-
-def _service(
-    o: RenderOptions,
-    *,
-    name: str | None = None,
-    type_: str = "ClusterIP",
-    annotations: dict[str, str] | None = None,
-    spec_extra: Manifest | None = None,
-    component: str = "",
-    port: int | None = None,
-    target_port: int | None = None,
-) -> Manifest:
-    spec: Manifest = {"type": type_, "selector": _selector(o, component)}
-    spec.update(spec_extra or {})
-    spec["ports"] = [
-        {
-            "name": "http",
-            "port": port or o.port,
-            "targetPort": target_port or o.target_port,
-            "protocol": "TCP",
-        }
-    ]
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": _meta(o, name or o.name, annotations=annotations),
-        "spec": spec,
-    }
-
-
-def _ingress(
-    o: RenderOptions,
-    *,
-    class_name: str | None = None,
-    class_annotation: str | None = None,
-    annotations: dict[str, str] | None = None,
-    service: str | None = None,
-) -> Manifest:
-    notes = dict(annotations or {})
-    if class_annotation:
-        notes[d.INGRESS_CLASS_ANNOTATION] = class_annotation
-    spec: Manifest = {}
-    if class_name:
-        spec["ingressClassName"] = class_name
-    backend = {"service": {"name": service or o.name, "port": {"number": o.port}}}
-    spec["rules"] = [
-        {
-            "host": o.host,
-            "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]},
-        }
-    ]
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "Ingress",
-        "metadata": _meta(o, o.name, annotations=notes),
-        "spec": spec,
-    }
 
 
 def _client_ip_block(spec: AffinitySpec) -> Manifest:
@@ -697,8 +603,6 @@ def render(target: str, spec: AffinitySpec, options: RenderOptions | None = None
         raise UsageError(f"--target {target!r}: expected one of {', '.join(TARGETS)}") from None
     rendered = renderer(spec, options)
     if options.canary_weight is not None:
-        from limpet.k8s.render_canary import add_canary
-
         add_canary(target, rendered, options)
     return _self_lint(target, rendered)
 

@@ -13,22 +13,17 @@ that warning; limpet's own canary groups weigh new sessions only (docs/proxy.md)
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 from limpet.errors import UsageError
 from limpet.k8s import dialects as d
 from limpet.k8s.canary import NGINX_CANARY, NGINX_CANARY_WEIGHT
-
-if TYPE_CHECKING:
-    from limpet.k8s.render import Rendered, RenderOptions
+from limpet.k8s.objects import Rendered, RenderOptions, _ingress, _service
 
 CANARY_TARGETS = ("gateway-api", "ingress-nginx")
 
 
 def add_canary(target: str, rendered: Rendered, o: RenderOptions) -> None:
     """Add the canary Service and weight to ``rendered`` (in place)."""
-    from limpet.k8s.render import _ingress, _service
-
     weight = o.canary_weight
     assert weight is not None
     if target not in CANARY_TARGETS:

@@ -20,11 +20,12 @@ is its client transport, DATA frames both ways, END_STREAM for FIN.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from limpet.proxy.builds import http1 as selected
 from limpet.proxy.h2 import messages
-from limpet.proxy.h2.core import NO_ERROR, PROTOCOL_ERROR
+from limpet.proxy.h2.core import NO_ERROR, PROTOCOL_ERROR, H2Core
+from limpet.proxy.h2.limits import H2Limits
 from limpet.proxy.http1 import Deadline, Exchange
 from limpet.proxy.states import READING, TUNNEL
 from limpet.proxy.tunnel import Tunnel
@@ -36,9 +37,25 @@ from limpet.proxy.wire.response import BODY, END, ERROR, HEAD
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from limpet.proxy.h2.protocol import H2Downstream
     from limpet.proxy.upstream import UpstreamConnection
     from limpet.proxy.wire.response import ResponseHead
+
+
+class StreamOwner(Protocol):
+    """The HTTP/2 connection as its streams see it (limpet.proxy.h2.protocol.H2Downstream):
+    the shared h2 state and the connection's writes, nothing of its frame loop."""
+
+    ctx: Any
+    client_ip: str
+    scheme: bytes
+    core: H2Core
+    h2limits: H2Limits
+    transport: Any
+
+    def flush(self) -> None: ...
+    def flush_soon(self) -> None: ...
+    def maybe_done(self, stream: H2Stream) -> None: ...
+    def cookies(self, values: list[bytes]) -> dict[str, str]: ...
 
 
 class StreamTransport:
@@ -111,7 +128,7 @@ class H2Stream:
         "write_paused",
     )
 
-    def __init__(self, conn: H2Downstream, sid: int, request: messages.Request) -> None:
+    def __init__(self, conn: StreamOwner, sid: int, request: messages.Request) -> None:
         self.conn = conn
         self.sid = sid
         self.request = request
@@ -143,7 +160,7 @@ class H2Stream:
             f"responded={self.responded}, ended={self.ended}, tunnel={self.tunnel is not None})"
         )
 
-    # -- the client's side (called by H2Downstream) --------------------------------------------
+    # -- the client's side (called by its StreamOwner) --------------------------------------------
     def start(self, ended: bool) -> None:
         """The request's HEADERS arrived (``ended``: with END_STREAM, no body follows)."""
         req = self.request
