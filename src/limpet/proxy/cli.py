@@ -356,11 +356,14 @@ async def serve(
         run_probes=run_probes,
     )
     admin_runners: list[Any] = []
+    from limpet.proxy.reload import install_sighup
+
+    # SIGHUP (and POST /reload) re-read --config; installed before anything listens, since
+    # SIGHUP's default action ends the process: one sent as soon as the admin port answered
+    # (as a deploy script or a test does) arrived before the handler and killed the proxy
+    install_sighup(server, loader)
     try:
         await server.start()
-        from limpet.proxy.reload import install_sighup
-
-        install_sighup(server, loader)  # SIGHUP (and POST /reload) re-read --config
         if worker is not None:
             from limpet.admin.server import start_worker_admin
 
