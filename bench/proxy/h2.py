@@ -1,5 +1,6 @@
-"""Benchmark: HTTP/2 at the front door, limpet against HAProxy and nginx (each when installed),
-with h2load, HTTP/1.1 backends, the sticky cookie on every request (nginx hashes a fixed one).
+"""Benchmark: HTTP/2 at the front door, limpet against HAProxy, nginx and Envoy (each when
+installed), with h2load, HTTP/1.1 backends, the sticky cookie on every request (nginx hashes a
+fixed one; Envoy hashes the cookie it generates, as in bench/proxy/run.py).
 
 Each proxy is pinned alone to one core (``--proxy-cpu``); the backends and h2load share the
 other. For each front end (h2c with prior knowledge, h2 over TLS by ALPN, and HTTP/1.1 through
@@ -8,7 +9,8 @@ request (utime+stime from /proc over the run, divided by the requests that succe
 the memory of idle connections: ``--idle`` connections that sent the preface and SETTINGS (or
 nothing, for HTTP/1.1) and wait, as the proxy's RSS grows per connection.
 
-    LIMPET_BENCH=1 scripts/bootstrap        # nginx for the backends; nghttp2-client for h2load
+    LIMPET_BENCH=1 scripts/bootstrap        # nginx for the backends, envoy into .venv/bin;
+                                            # nghttp2-client for h2load
     python bench/proxy/h2.py --duration 5 --rounds 2
 """
 
@@ -30,7 +32,15 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "bench" / "proxy"))
 sys.path.insert(0, str(ROOT))
-from common import Procs, cpu_seconds, free_port, limpet_argv, limpet_env, rss_bytes  # noqa: E402
+from common import (  # noqa: E402
+    Procs,
+    cpu_seconds,
+    free_port,
+    limpet_argv,
+    limpet_env,
+    rss_bytes,
+    wait_port,
+)
 from run import haproxy_config, start_backends, which  # noqa: E402
 
 from tests.support.certs import TestCA  # noqa: E402
@@ -70,6 +80,57 @@ def measure(
         if not best or r["cpu_us"] < best["cpu_us"]:
             best = r
     return best
+
+
+def envoy_config(
+    path: Path, port: int, sport: int, backends: list[int], cert: Path, key: Path
+) -> None:
+    """Envoy with one cleartext listener (codec AUTO: HTTP/1.1, or h2c by its preface) and one
+    TLS listener offering h2 and http/1.1 by ALPN; ring hash on the cookie it generates."""
+    hcm = """      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: bench
+          codec_type: AUTO
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {prefix: "/"}
+                route:
+                  cluster: be
+                  hash_policy:
+                  - cookie: {name: envoy_sticky, ttl: 3600s}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+"""
+    tls = f"""      transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          common_tls_context:
+            alpn_protocols: [h2, http/1.1]
+            tls_certificates:
+            - certificate_chain: {{filename: {cert}}}
+              private_key: {{filename: {key}}}
+"""
+    endpoints = "".join(
+        f"        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {p}}}}}}}\n"
+        for p in backends
+    )
+    path.write_text(
+        "static_resources:\n  listeners:\n"
+        f"  - name: plain\n    address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}\n"
+        f"    filter_chains:\n    - filters:\n{hcm}"
+        f"  - name: tls\n    address: {{socket_address: {{address: 127.0.0.1, port_value: {sport}}}}}\n"
+        f"    filter_chains:\n    - filters:\n{hcm}{tls}"
+        "  clusters:\n  - name: be\n    type: STATIC\n    lb_policy: RING_HASH\n"
+        "    load_assignment:\n      cluster_name: be\n      endpoints:\n      - lb_endpoints:\n"
+        f"{endpoints}"
+    )
 
 
 def idle_cost(pid: int, port: int, n: int, h2: bool) -> float:
@@ -221,6 +282,29 @@ def main() -> int:
                 )
             )
             idle.append(("nginx h2c", idle_cost(proc.pid, port, args.idle, True)))
+            procs.stop([proc])
+
+        binary = which("envoy")
+        if binary is None:
+            rows.append(("Envoy", "-", "not available (LIMPET_BENCH=1 scripts/bootstrap)"))
+        else:
+            port, sport = free_port(), free_port()
+            cfg = procs.logdir / "envoy-h2.yaml"
+            envoy_config(cfg, port, sport, backends, leaf.cert, leaf.key)
+            proc = procs.start(
+                "envoy-h2", ["taskset", "-c", args.proxy_cpu, binary, "-c", str(cfg),
+                             "--concurrency", "1", "--disable-hot-restart", "-l", "warn"],
+                port=port,
+            )  # fmt: skip
+            wait_port(sport, proc)
+            cookie = cookie_of(f"http://127.0.0.1:{port}/", None)
+            for proto, url, extra in (
+                ("HTTP/1.1", f"http://127.0.0.1:{port}/", ["--h1"]),
+                ("h2c", f"http://127.0.0.1:{port}/", []),
+                ("h2 (TLS)", f"https://127.0.0.1:{sport}/", []),
+            ):
+                rows.append(("Envoy", proto, measure(proc.pid, url, cookie, args, *extra)))
+            idle.append(("Envoy h2c", idle_cost(proc.pid, port, args.idle, True)))
             procs.stop([proc])
     finally:
         procs.close()
