@@ -42,6 +42,16 @@ def step(core: H2Core, client: H2Connection, now: float = 0.0) -> tuple[list, li
     return events, client.receive_data(core.data_to_send())
 
 
+def answering(body: bytes, **client_settings: int) -> tuple[H2Core, H2Connection]:
+    """A GET on stream 1, answered 200 with ``body`` queued (sent as far as the window goes)."""
+    core, client = pair(**client_settings)
+    client.send_headers(1, REQ, end_stream=True)
+    step(core, client)
+    core.respond(1, [(b":status", b"200")], end=False)
+    core.send(1, body)
+    return core, client
+
+
 def test_a_request_with_end_stream_is_one_event() -> None:
     core, client = pair()
     client.send_headers(1, REQ, end_stream=True)
@@ -85,11 +95,7 @@ def test_responses_wait_for_the_window_and_report_writable() -> None:
 
 
 def test_client_reset_is_an_event_and_forgets_held_bytes() -> None:
-    core, client = pair(INITIAL_WINDOW_SIZE=0)
-    client.send_headers(1, REQ, end_stream=True)
-    step(core, client)
-    core.respond(1, [(b":status", b"200")], end=False)
-    core.send(1, b"z" * 100)
+    core, client = answering(b"z" * 100, INITIAL_WINDOW_SIZE=0)
     assert core.pending(1) == 100
     client.reset_stream(1, error_code=8)
     events, _ = step(core, client)
@@ -206,11 +212,7 @@ def test_resets_the_client_provokes_count_like_the_ones_it_sends() -> None:
 
 
 def test_trailers_wait_with_the_body_for_the_window_then_end_the_stream() -> None:
-    core, client = pair(INITIAL_WINDOW_SIZE=10)
-    client.send_headers(1, REQ, end_stream=True)
-    step(core, client)
-    core.respond(1, [(b":status", b"200")], end=False)
-    core.send(1, b"b" * 30)
+    core, client = answering(b"b" * 30, INITIAL_WINDOW_SIZE=10)
     core.trailers(1, [(b"grpc-status", b"0")])
     got = client.receive_data(core.data_to_send())
     assert not any(isinstance(e, TrailersReceived) for e in got)  # the body goes first
@@ -222,11 +224,7 @@ def test_trailers_wait_with_the_body_for_the_window_then_end_the_stream() -> Non
 
 
 def test_twin_end_without_trailers_sends_none() -> None:
-    core, client = pair()
-    client.send_headers(1, REQ, end_stream=True)
-    step(core, client)
-    core.respond(1, [(b":status", b"200")], end=False)
-    core.send(1, b"b" * 30)
+    core, client = answering(b"b" * 30)
     core.end(1)
     got = client.receive_data(core.data_to_send())
     assert not any(isinstance(e, TrailersReceived) for e in got)
