@@ -68,15 +68,22 @@ def cookie_of(url: str, ca: Path | None) -> str:
         return resp.headers.get("Set-Cookie", "").split(";", 1)[0]
 
 
+def syscalls(pid: int) -> int:
+    """The read and write system calls ``pid`` made so far (/proc/PID/io: syscr + syscw)."""
+    text = Path(f"/proc/{pid}/io").read_text()
+    return sum(int(v) for k, v in re.findall(r"^(syscr|syscw): (\d+)$", text, re.M))
+
+
 def measure(
     pid: int, url: str, cookie: str, args: argparse.Namespace, *extra: str
 ) -> dict[str, Any]:
     h2load(url, cookie, argparse.Namespace(**{**vars(args), "duration": 1}), *extra)  # warm up
     best: dict[str, Any] = {}
     for _ in range(args.rounds):
-        cpu0 = cpu_seconds(pid)
+        cpu0, sys0 = cpu_seconds(pid), syscalls(pid)
         r = h2load(url, cookie, args, *extra)
         r["cpu_us"] = 1e6 * (cpu_seconds(pid) - cpu0) / max(1, r["requests"])
+        r["rw"] = (syscalls(pid) - sys0) / max(1, r["requests"])
         if not best or r["cpu_us"] < best["cpu_us"]:
             best = r
     return best
@@ -163,7 +170,11 @@ def main() -> int:
     ap.add_argument("--idle", type=int, default=500)
     ap.add_argument("--proxy-cpu", default="0")
     ap.add_argument("--load-cpu", default="1")
+    ap.add_argument(
+        "--only", default="limpet,haproxy,nginx,envoy", help="the proxies to run, comma-separated"
+    )
     args = ap.parse_args()
+    only = set(args.only.lower().split(","))
 
     procs = Procs(Path(tempfile.mkdtemp(prefix="limpet-bench-h2-")))
     rows: list[tuple[str, str, dict[str, Any] | str]] = []
@@ -176,8 +187,12 @@ def main() -> int:
         # limpet: one listener each for h2c (+ HTTP/1.1) and TLS
         plain, tls = free_port(), free_port()
         for name, port, flags in (
-            ("limpet", plain, ["--h2c"]),
-            ("limpet-tls", tls, ["--tls-cert", str(leaf.cert), "--tls-key", str(leaf.key)]),
+            (
+                ("limpet", plain, ["--h2c"]),
+                ("limpet-tls", tls, ["--tls-cert", str(leaf.cert), "--tls-key", str(leaf.key)]),
+            )
+            if "limpet" in only
+            else ()
         ):
             argv = ["taskset", "-c", args.proxy_cpu, *limpet_argv("proxy"), "--listen",
                     f"127.0.0.1:{port}", "--secret", "bench", "--no-health",
@@ -200,7 +215,9 @@ def main() -> int:
             procs.stop([proc])
 
         binary = which("haproxy")
-        if binary is None:
+        if "haproxy" not in only:
+            pass  # (not asked for: --only)
+        elif binary is None:
             rows.append(("HAProxy", "-", "not available (Debian package haproxy)"))
         else:
             bundle = procs.logdir / "haproxy.pem"
@@ -239,7 +256,9 @@ def main() -> int:
             procs.stop([proc])
 
         binary = which("nginx")
-        if binary is None:
+        if "nginx" not in only:
+            pass  # (not asked for: --only)
+        elif binary is None:
             rows.append(("nginx", "-", "not available (Debian package nginx-light)"))
         else:
             d = procs.logdir
@@ -285,7 +304,9 @@ def main() -> int:
             procs.stop([proc])
 
         binary = which("envoy")
-        if binary is None:
+        if "envoy" not in only:
+            pass  # (not asked for: --only)
+        elif binary is None:
             rows.append(("Envoy", "-", "not available (LIMPET_BENCH=1 scripts/bootstrap)"))
         else:
             port, sport = free_port(), free_port()
@@ -313,16 +334,22 @@ def main() -> int:
     h1 = next(
         (r for n, p, r in rows if n == "limpet" and p == "HTTP/1.1" and isinstance(r, dict)), None
     )
-    print("| proxy | front end | req/s | CPU µs/req | vs HAProxy CPU | vs limpet HTTP/1.1 CPU |")
-    print("|---|---|---:|---:|---:|---:|")
+    print(
+        "| proxy | front end | req/s | CPU µs/req | reads+writes/req | vs HAProxy CPU "
+        "| vs limpet HTTP/1.1 CPU |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|")
     for name, proto, r in rows:
         if not isinstance(r, dict):
-            print(f"| {name} | {proto} | {r} | | | |")
+            print(f"| {name} | {proto} | {r} | | | | |")
             continue
         b = base.get(proto)
         vs_ha = f"{r['cpu_us'] / b['cpu_us']:.2f}" if b else "-"
         vs_h1 = f"{r['cpu_us'] / h1['cpu_us']:.2f}" if h1 and name == "limpet" else "-"
-        print(f"| {name} | {proto} | {r['rps']:,.0f} | {r['cpu_us']:.1f} | {vs_ha} | {vs_h1} |")
+        print(
+            f"| {name} | {proto} | {r['rps']:,.0f} | {r['cpu_us']:.1f} | {r['rw']:.2f} "
+            f"| {vs_ha} | {vs_h1} |"
+        )
     print()
     print(f"| idle connections ({args.idle}) | RSS per connection |")
     print("|---|---:|")
