@@ -305,7 +305,9 @@ class H2Stream:
         pass  # the connection flushes once per read from either side
 
     def flush(self) -> None:
-        self.conn.flush()
+        # at the end of the loop turn: what the streams of one connection got from their
+        # backends in one turn leaves in one send, not one per stream
+        self.conn.flush_soon()
 
     def write(self, data: bytes) -> None:
         """HTTP/1.1 response bytes from the Exchange, sent as HEADERS and DATA."""
