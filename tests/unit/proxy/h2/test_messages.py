@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+from unittest.mock import patch
 
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from limpet.proxy.h2 import messages
 from limpet.proxy.h2.messages import (
     Malformed,
     Unsupported,
@@ -162,3 +167,39 @@ def test_response_trailers_are_lowered_and_filtered() -> None:
 def test_expect_100_continue_is_noticed_and_twin_without_it() -> None:
     assert request([*BASE, (b"expect", b"100-Continue")]).expect_continue
     assert not request([*BASE, (b"x-expect", b"100-continue")]).expect_continue
+
+
+FIELD_BYTES = st.sampled_from(
+    [b"a", b"z", b"-", b":", b"A", b" ", b"\t", b"\n", b"\r", b"\x00", b"1"]
+)
+NAMES = st.one_of(
+    st.sampled_from([b":method", b":path", b":scheme", b":authority", b"cookie", b"x-a", b""]),
+    st.lists(FIELD_BYTES, max_size=6).map(b"".join),
+)
+VALUES = st.one_of(
+    st.sampled_from([b"GET", b"/", b"https", b"a.example", b"v"]),
+    st.lists(FIELD_BYTES, max_size=6).map(b"".join),
+)
+
+
+def outcome(fields: list[tuple[bytes, bytes]]) -> object:
+    try:
+        req = request(fields)
+    except (Malformed, Unsupported) as exc:
+        return type(exc), str(exc)
+    return req.method, req.target, req.headers
+
+
+@given(
+    extra=st.lists(st.tuples(NAMES, VALUES), max_size=5),
+    at=st.integers(0, 4),
+)
+def test_the_whole_block_check_finds_what_the_field_checks_find(
+    extra: list[tuple[bytes, bytes]], at: int
+) -> None:
+    """``suspect`` lets a block skip the per-field checks: differential against a run where
+    every block is checked field by field."""
+    fields = [*BASE[:at], *extra, *BASE[at:]]
+    fast = outcome(fields)
+    with patch.object(messages, "suspect", lambda _: True):
+        assert outcome(fields) == fast
