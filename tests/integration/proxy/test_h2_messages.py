@@ -149,3 +149,23 @@ def test_via_names_http2_and_the_request_id_is_set(proxy: Proxy) -> None:
         assert done.returncode == 0, done.stderr
         assert f"\n{via}\n" in done.stdout, done.stdout  # (text mode: each CRLF a newline)
         assert re.search(r"^X-Request-Id: \S+$", done.stdout, re.M), done.stdout
+
+
+def test_a_local_answer_made_outside_a_client_read_is_sent(wire_core: str) -> None:
+    """The backend refuses the connection: the 503 is decided in the connect task, not while
+    the client's bytes are read, and must still be sent (without the flush it schedules,
+    the compiled build's stream hung until curl's --max-time failed the request)."""
+    owner = Procs()
+    try:
+        proxy = start_proxy(
+            owner, {"gone": f"http://127.0.0.1:{free_port()}"}, "--h2c", "--no-health"
+        )
+        exe = which_or_skip("curl")
+        done = subprocess.run(
+            [exe, "-sS", "--http2-prior-knowledge", "--max-time", "10", "-w", "%{http_code}",
+             f"{proxy.url}/"],
+            capture_output=True, text=True, timeout=20,
+        )  # fmt: skip
+        assert done.returncode == 0 and done.stdout.endswith("503"), done.stderr
+    finally:
+        owner.close()

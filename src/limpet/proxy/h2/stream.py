@@ -398,6 +398,7 @@ class H2Stream:
             self.ended = self.client_ended = True
             core = self.conn.core
             core.reset(self.sid) if code is None else core.reset(self.sid, code)
+            self.conn.flush_soon()  # (a backend's end or a timer, not a client read, may reset)
         self.conn.maybe_done(self)
 
     def refuse(self, status: int, reason: str) -> None:
@@ -427,6 +428,9 @@ class H2Stream:
             # RFC 9113 §8.1: the answer is complete; the rest of the request is not wanted
             self.client_ended = True
             core.reset(self.sid, NO_ERROR)
+        # a local answer comes from a read of the client's (flushed after it) or from outside
+        # one: a failed connect, the response timeout; those must be sent too
+        self.conn.flush_soon()
         self.conn.maybe_done(self)
 
     def exchange_done(self, exchange: object, keep_alive: bool) -> None:
