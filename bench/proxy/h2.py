@@ -12,6 +12,7 @@ nothing, for HTTP/1.1) and wait, as the proxy's RSS grows per connection.
     LIMPET_BENCH=1 scripts/bootstrap        # nginx for the backends, envoy into .venv/bin;
                                             # nghttp2-client for h2load
     python bench/proxy/h2.py --duration 5 --rounds 2
+    python bench/proxy/h2.py --only limpet --rounds 3   # limpet alone (before/after a change)
 """
 
 from __future__ import annotations
@@ -69,7 +70,10 @@ def cookie_of(url: str, ca: Path | None) -> str:
 
 
 def syscalls(pid: int) -> int:
-    """The read and write system calls ``pid`` made so far (/proc/PID/io: syscr + syscw)."""
+    """The read and write system calls ``pid`` made so far (/proc/PID/io: syscr + syscw).
+
+    The kernel counts read/write/readv/writev there, not recv/send (HAProxy's), so the figure
+    is printed for limpet only: it compares limpet's builds, not the peers."""
     text = Path(f"/proc/{pid}/io").read_text()
     return sum(int(v) for k, v in re.findall(r"^(syscr|syscw): (\d+)$", text, re.M))
 
@@ -160,6 +164,26 @@ def idle_cost(pid: int, port: int, n: int, h2: bool) -> float:
     return (after - before) / n
 
 
+def wanted(name: str, label: str, hint: str, only: set[str], rows: list[Any]) -> str | None:
+    """The peer's binary when --only asks for it and it is installed (else a row says why)."""
+    if name not in only:
+        return None
+    binary = which(name)
+    if binary is None:
+        rows.append((label, "-", f"not available ({hint})"))
+    return binary
+
+
+def fronts(
+    label: str, pid: int, cookie: str, args: argparse.Namespace, urls: list[tuple[str, str]]
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """One row per front end: (front end, URL), HTTP/1.1 measured with h2load --h1."""
+    return [
+        (label, proto, measure(pid, url, cookie, args, *(["--h1"] if proto == "HTTP/1.1" else [])))
+        for proto, url in urls
+    ]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--backends", choices=["whoami", "nginx"], default="nginx")
@@ -214,12 +238,8 @@ def main() -> int:
                 rows.append(("limpet", "h2 (TLS)", measure(proc.pid, url, cookie, args)))
             procs.stop([proc])
 
-        binary = which("haproxy")
-        if "haproxy" not in only:
-            pass  # (not asked for: --only)
-        elif binary is None:
-            rows.append(("HAProxy", "-", "not available (Debian package haproxy)"))
-        else:
+        binary = wanted("haproxy", "HAProxy", "Debian package haproxy", only, rows)
+        if binary is not None:
             bundle = procs.logdir / "haproxy.pem"
             bundle.write_bytes(leaf.cert.read_bytes() + leaf.key.read_bytes())
             port, sport = free_port(), free_port()
@@ -235,32 +255,16 @@ def main() -> int:
                             str(procs.logdir / "haproxy.cfg"), "-db"], port=port
             )  # fmt: skip
             cookie = cookie_of(f"http://127.0.0.1:{h1port}/", None)
-            rows.append(
-                (
-                    "HAProxy",
-                    "HTTP/1.1",
-                    measure(proc.pid, f"http://127.0.0.1:{h1port}/", cookie, args, "--h1"),
-                )
-            )
-            rows.append(
-                ("HAProxy", "h2c", measure(proc.pid, f"http://127.0.0.1:{port}/", cookie, args))
-            )
-            rows.append(
-                (
-                    "HAProxy",
-                    "h2 (TLS)",
-                    measure(proc.pid, f"https://127.0.0.1:{sport}/", cookie, args),
-                )
-            )
+            rows += fronts("HAProxy", proc.pid, cookie, args, [
+                ("HTTP/1.1", f"http://127.0.0.1:{h1port}/"),
+                ("h2c", f"http://127.0.0.1:{port}/"),
+                ("h2 (TLS)", f"https://127.0.0.1:{sport}/"),
+            ])  # fmt: skip
             idle.append(("HAProxy h2c", idle_cost(proc.pid, port, args.idle, True)))
             procs.stop([proc])
 
-        binary = which("nginx")
-        if "nginx" not in only:
-            pass  # (not asked for: --only)
-        elif binary is None:
-            rows.append(("nginx", "-", "not available (Debian package nginx-light)"))
-        else:
+        binary = wanted("nginx", "nginx", "Debian package nginx-light", only, rows)
+        if binary is not None:
             d = procs.logdir
             h1port, port, sport = free_port(), free_port(), free_port()
             servers = "".join(f"    server 127.0.0.1:{p};\n" for p in backends)
@@ -283,32 +287,16 @@ def main() -> int:
                 port=port,
             )  # fmt: skip
             cookie = "sticky=bench-session-1"  # nginx sets none: it hashes this one
-            rows.append(
-                (
-                    "nginx",
-                    "HTTP/1.1",
-                    measure(proc.pid, f"http://127.0.0.1:{h1port}/", cookie, args, "--h1"),
-                )
-            )
-            rows.append(
-                ("nginx", "h2c", measure(proc.pid, f"http://127.0.0.1:{port}/", cookie, args))
-            )
-            rows.append(
-                (
-                    "nginx",
-                    "h2 (TLS)",
-                    measure(proc.pid, f"https://127.0.0.1:{sport}/", cookie, args),
-                )
-            )
+            rows += fronts("nginx", proc.pid, cookie, args, [
+                ("HTTP/1.1", f"http://127.0.0.1:{h1port}/"),
+                ("h2c", f"http://127.0.0.1:{port}/"),
+                ("h2 (TLS)", f"https://127.0.0.1:{sport}/"),
+            ])  # fmt: skip
             idle.append(("nginx h2c", idle_cost(proc.pid, port, args.idle, True)))
             procs.stop([proc])
 
-        binary = which("envoy")
-        if "envoy" not in only:
-            pass  # (not asked for: --only)
-        elif binary is None:
-            rows.append(("Envoy", "-", "not available (LIMPET_BENCH=1 scripts/bootstrap)"))
-        else:
+        binary = wanted("envoy", "Envoy", "LIMPET_BENCH=1 scripts/bootstrap", only, rows)
+        if binary is not None:
             port, sport = free_port(), free_port()
             cfg = procs.logdir / "envoy-h2.yaml"
             envoy_config(cfg, port, sport, backends, leaf.cert, leaf.key)
@@ -319,12 +307,11 @@ def main() -> int:
             )  # fmt: skip
             wait_port(sport, proc)
             cookie = cookie_of(f"http://127.0.0.1:{port}/", None)
-            for proto, url, extra in (
-                ("HTTP/1.1", f"http://127.0.0.1:{port}/", ["--h1"]),
-                ("h2c", f"http://127.0.0.1:{port}/", []),
-                ("h2 (TLS)", f"https://127.0.0.1:{sport}/", []),
-            ):
-                rows.append(("Envoy", proto, measure(proc.pid, url, cookie, args, *extra)))
+            rows += fronts("Envoy", proc.pid, cookie, args, [
+                ("HTTP/1.1", f"http://127.0.0.1:{port}/"),
+                ("h2c", f"http://127.0.0.1:{port}/"),
+                ("h2 (TLS)", f"https://127.0.0.1:{sport}/"),
+            ])  # fmt: skip
             idle.append(("Envoy h2c", idle_cost(proc.pid, port, args.idle, True)))
             procs.stop([proc])
     finally:
@@ -346,9 +333,9 @@ def main() -> int:
         b = base.get(proto)
         vs_ha = f"{r['cpu_us'] / b['cpu_us']:.2f}" if b else "-"
         vs_h1 = f"{r['cpu_us'] / h1['cpu_us']:.2f}" if h1 and name == "limpet" else "-"
+        rw = f"{r['rw']:.2f}" if name == "limpet" else "-"
         print(
-            f"| {name} | {proto} | {r['rps']:,.0f} | {r['cpu_us']:.1f} | {r['rw']:.2f} "
-            f"| {vs_ha} | {vs_h1} |"
+            f"| {name} | {proto} | {r['rps']:,.0f} | {r['cpu_us']:.1f} | {rw} | {vs_ha} | {vs_h1} |"
         )
     print()
     print(f"| idle connections ({args.idle}) | RSS per connection |")
