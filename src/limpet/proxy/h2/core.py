@@ -216,9 +216,21 @@ class H2Core:
             self.forget(stream_id)
 
     def send(self, stream_id: int, data: bytes, end: bool = False) -> None:
-        """Queue response body bytes; as much as the windows allow goes out now."""
+        """Queue response body bytes; as much as the windows allow goes out now. With ``end``
+        the last DATA frame carries END_STREAM (no empty frame after it)."""
         box = self.outbox.get(stream_id)
         if box is None:
+            # the common case, a body that fits the window and one frame: straight out
+            conn = self.conn
+            try:
+                if len(data) <= min(
+                    conn.local_flow_control_window(stream_id), conn.max_outbound_frame_size
+                ):
+                    conn.send_data(stream_id, data, end_stream=end)
+                    return
+            except (StreamClosedError, ProtocolError):
+                self.forget(stream_id)
+                return
             box = self.outbox[stream_id] = bytearray()
         box += data
         if end:
@@ -256,9 +268,11 @@ class H2Core:
         try:
             window = conn.local_flow_control_window(stream_id)
             frame = conn.max_outbound_frame_size
+            # the last frame ends the stream itself when no trailers follow
+            ends = stream_id in self.ending and not self.ending[stream_id]
             while box and window > 0:
                 n = min(len(box), window, frame)
-                conn.send_data(stream_id, bytes(box[:n]))
+                conn.send_data(stream_id, bytes(box[:n]), end_stream=ends and n == len(box))
                 del box[:n]
                 window -= n
                 sent += n
@@ -268,8 +282,8 @@ class H2Core:
                     tail = self.ending.pop(stream_id)
                     if tail:
                         conn.send_headers(stream_id, tail, end_stream=True)
-                    else:
-                        conn.end_stream(stream_id)
+                    elif not sent:
+                        conn.end_stream(stream_id)  # (nothing was left to carry it)
         except (StreamClosedError, ProtocolError):
             self.forget(stream_id)
         return sent > 0

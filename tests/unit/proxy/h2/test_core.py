@@ -14,6 +14,7 @@ from h2.events import (
     TrailersReceived,
 )
 from h2.settings import SettingCodes
+from hyperframe.frame import DataFrame, Frame
 
 from limpet.proxy.h2.core import BODY, CLOSED, END, REQUEST, RESET, TRAILERS, WRITABLE, H2Core
 from limpet.proxy.h2.limits import H2Limits
@@ -252,3 +253,30 @@ def test_request_trailers_are_an_event_before_the_end() -> None:
     events, _ = step(core, client)
     assert [k for k, _, _ in events] == [REQUEST, BODY, TRAILERS, END]
     assert events[2][2] == [(b"grpc-timeout", b"1S")]
+
+
+def frames(data: bytes) -> list[tuple[str, int, set[str]]]:
+    """(frame type, payload length, flags) of each frame in ``data``."""
+    out = []
+    while data:
+        frame, length = Frame.parse_frame_header(memoryview(data[:9]))
+        frame.parse_body(memoryview(data[9 : 9 + length]))
+        out.append((frame.type, length, set(frame.flags)))
+        data = data[9 + length :]
+    return out
+
+
+def test_the_last_data_frame_carries_end_stream() -> None:
+    """No empty DATA frame after the body: a small body is one frame, a large one's last."""
+    core, client = pair()
+    for sid, size in ((1, 120), (3, 40_000)):
+        client.send_headers(sid, REQ, end_stream=True)
+        step(core, client)
+        core.respond(sid, [(b":status", b"200")], end=False)
+        core.send(sid, b"x" * size, end=True)
+        sent = [f for f in frames(core.data_to_send()) if f[0] == DataFrame.type]
+        assert sum(length for _, length, _ in sent) == size
+        assert [("END_STREAM" in flags) for _, _, flags in sent] == [False] * (len(sent) - 1) + [
+            True
+        ]
+        assert all(length > 0 for _, length, _ in sent)
