@@ -16,6 +16,7 @@ import os
 import signal
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,10 +131,16 @@ class Outcome:
 
 
 async def failover(
-    rig: Rig, subscribers: Subscribers, clients: int, deadline: float, http: aiohttp.ClientSession
+    rig: Rig,
+    subscribers: Subscribers,
+    clients: int,
+    deadline: float,
+    http: aiohttp.ClientSession,
+    probe: Callable[[str, int], None] = lambda moment, survivor_pid: None,
 ) -> Outcome:
     """Kill the replica with more clients while publishing; wait up to ``deadline`` seconds for
-    every client to be subscribed again, then for every ledger to hold every message."""
+    every client to be subscribed again, then for every ledger to hold every message.
+    ``probe("killed" | "back", survivor pid)`` is called at the kill and once all are back."""
     counts = await asyncio.to_thread(rig.clients_per_hub)
     assert sum(counts) == clients and min(counts) > 0, counts
     victim = max(range(len(counts)), key=lambda i: counts[i])
@@ -150,6 +157,7 @@ async def failover(
     stop = asyncio.Event()
     pacing = asyncio.create_task(publisher.run(http, stop))
     try:
+        probe("killed", rig.hubs[survivor].pid)
         killed = time.monotonic()
         os.kill(rig.hubs[victim].pid, signal.SIGKILL)
         recovery_s: float | None = None
@@ -164,6 +172,7 @@ async def failover(
                 deadline,
             )
             recovery_s = time.monotonic() - killed
+            probe("back", rig.hubs[survivor].pid)
         except AssertionError:
             pass
         if recovery_s is not None:  # a few more messages with everyone back
