@@ -3,17 +3,19 @@ tests/e2e/hub/test_failover_storm.py, tests/support/failover.py).
 
 Two limpet hub replicas on one redis-server behind `limpet proxy --affinity engineio`; N
 subscribers (tests/e2e/js/hub_failover.mjs, websocket, split over node processes) on one
-channel, 10 numbered messages a second published throughout; the replica holding the larger
-half is SIGKILLed. Per client kind (``limpet``: limpet-client with its defaults; ``plain``: the
-official socket.io client with a fixed 100 ms reconnection delay, no jitter, no reading of
-1013) it prints the time from the kill until every client is subscribed again (or how many
-were still away at ``--deadline``), the clients' own recovery times (disconnect to resubscribed:
-p50 / p90 / max), the survivor's refusals, its CPU from the kill until all were back (from
-/proc, with the publishing's fan-out; per client that came back) and the subscribers' ledgers
-(lost, duplicated, out of order, gaps announced).
+channel, numbered messages published throughout (``--rate``, 10 a second); the replica holding
+the larger half is SIGKILLed. Per client kind (``limpet``: limpet-client with its defaults;
+``plain``: the official socket.io client with a fixed 100 ms reconnection delay, no jitter, no
+reading of 1013) it prints the time from the kill until every client is subscribed again (or how
+many were still away at ``--deadline``), the clients' own recovery times (disconnect to
+resubscribed: p50 / p90 / max), the survivor's refusals, CPU seconds (from /proc: the
+survivor's, the proxy's and the node clients', from the kill until all were back or the
+deadline, the fan-out of the publishing included) and the subscribers' ledgers (lost,
+duplicated, out of order, gaps announced).
 
     python bench/hub/failover.py --clients 4000 --kinds limpet,plain
     python bench/hub/failover.py --clients 4000 --limit 200      # a tighter admission bound
+    python bench/hub/failover.py --clients 4000 --rate 1         # less fan-out meanwhile
 
 Limpet only: Node socket.io has no history to resume from, so its clients' ledgers would not
 compare. Every process is stopped at the end.
@@ -54,20 +56,26 @@ async def run_one(kind: str, args: argparse.Namespace) -> dict[str, Any]:
         )
         node = shutil.which("node") or "node"
         subscribers = Subscribers(node, JS, rig.url, new_channel(), args.clients, kind)
-        cpu: dict[str, float] = {}
+        cpu: dict[str, dict[str, float]] = {}
 
         def probe(moment: str, pid: int) -> None:
-            cpu[moment] = cpu_seconds(pid)
+            cpu[moment] = {
+                "survivor": cpu_seconds(pid),
+                "proxy": cpu_seconds(rig.proxies[0].pid),
+                "clients": sum(cpu_seconds(p.pid) for p in subscribers.procs),
+            }
 
         try:
             await subscribers.start(timeout=args.deadline * 4)
             async with aiohttp.ClientSession() as http:
-                outcome = await failover(rig, subscribers, args.clients, args.deadline, http, probe)
+                outcome = await failover(
+                    rig, subscribers, args.clients, args.deadline, http, probe, 1 / args.rate
+                )
         finally:
             await subscribers.close()
         report = outcome.report
-        back = report["recovered"]
-        cpu_ms = (cpu["back"] - cpu["killed"]) * 1000 / back if "back" in cpu and back else None
+        end = cpu.get("back") or cpu["deadline"]
+        spent = {k: round(end[k] - cpu["killed"][k], 1) for k in end}
         logs = "".join(procs.output(p) for p in [*rig.hubs, *rig.proxies])
         return {
             "kind": kind,
@@ -77,7 +85,7 @@ async def run_one(kind: str, args: argparse.Namespace) -> dict[str, Any]:
             "still_away": report["still_down"],
             "recovery_ms": report["recovery_ms"],
             "refused": outcome.survivor_health["admission"]["refused"],
-            "survivor_cpu_ms_per_client": cpu_ms,
+            "cpu_s": spent,
             "published": outcome.published,
             "lost": report["lost"],
             "duplicated": report["duplicated"],
@@ -93,11 +101,11 @@ async def run_one(kind: str, args: argparse.Namespace) -> dict[str, Any]:
 def row(r: dict[str, Any]) -> str:
     back = f"{r['all_back_s']:.1f} s" if r["all_back_s"] is not None else f"{r['still_away']} away"
     ms = r["recovery_ms"]
-    cpu = r["survivor_cpu_ms_per_client"]
+    cpu = r["cpu_s"]
     return (
         f"| {r['kind']} | {r['clients']} | {r['failed_over']} | {back} | "
         f"{ms['p50'] / 1000:.1f} / {ms['p90'] / 1000:.1f} / {ms['max'] / 1000:.1f} s | "
-        f"{r['refused']} | {'-' if cpu is None else f'{cpu:.2f}'} | {r['lost']} | "
+        f"{r['refused']} | {cpu['survivor']} / {cpu['proxy']} / {cpu['clients']} | {r['lost']} | "
         f"{r['duplicated']} | {r['out_of_order']} | {r['gaps']} | {r['tracebacks']} | "
         f"{r['load']:.1f} |"
     )
@@ -111,13 +119,15 @@ def main() -> int:
     parser.add_argument("--kinds", default="limpet,plain")
     parser.add_argument("--limit", type=int, default=1000, help="the hubs' --max-handshakes")
     parser.add_argument("--deadline", type=float, default=60.0, help="seconds to wait for all")
+    parser.add_argument("--rate", type=float, default=10.0, help="messages published a second")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     raise_nofile(4 * args.clients + 1024)
     results = [asyncio.run(run_one(kind.strip(), args)) for kind in args.kinds.split(",")]
     print(
         "| clients | N | failed over | all back in | per client p50 / p90 / max | refused "
-        "| survivor CPU ms / client | lost | dup | out of order | gaps | tracebacks | load |"
+        "| CPU s: survivor / proxy / clients | lost | dup | out of order | gaps | tracebacks "
+        "| load |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:

@@ -98,6 +98,7 @@ class Publisher:
 
     url: str
     channel: str
+    pace: float = PACE
     published: int = 0
     failed: list[str] = field(default_factory=list)
 
@@ -113,7 +114,7 @@ class Publisher:
         while not stop.is_set():
             await self.publish(http)
             try:
-                await asyncio.wait_for(stop.wait(), PACE)
+                await asyncio.wait_for(stop.wait(), self.pace)
             except TimeoutError:
                 pass
 
@@ -137,16 +138,18 @@ async def failover(
     deadline: float,
     http: aiohttp.ClientSession,
     probe: Callable[[str, int], None] = lambda moment, survivor_pid: None,
+    pace: float = PACE,
 ) -> Outcome:
     """Kill the replica with more clients while publishing; wait up to ``deadline`` seconds for
     every client to be subscribed again, then for every ledger to hold every message.
-    ``probe("killed" | "back", survivor pid)`` is called at the kill and once all are back."""
+    ``probe(moment, survivor pid)`` is called at the kill ("killed") and once all are back
+    ("back") or the deadline passed ("deadline"); ``pace``: seconds between two publishes."""
     counts = await asyncio.to_thread(rig.clients_per_hub)
     assert sum(counts) == clients and min(counts) > 0, counts
     victim = max(range(len(counts)), key=lambda i: counts[i])
     survivor = 1 - victim
     channel = subscribers.args[3]
-    publisher = Publisher(f"http://127.0.0.1:{rig.hub_ports[survivor]}", str(channel))
+    publisher = Publisher(f"http://127.0.0.1:{rig.hub_ports[survivor]}", str(channel), pace)
     for _ in range(5):
         await publisher.publish(http)
     await eventually_async(
@@ -174,13 +177,13 @@ async def failover(
             recovery_s = time.monotonic() - killed
             probe("back", rig.hubs[survivor].pid)
         except AssertionError:
-            pass
+            probe("deadline", rig.hubs[survivor].pid)
         if recovery_s is not None:  # a few more messages with everyone back
             mark = publisher.published
             for _ in range(100):  # bounded: 5 more paces
                 if publisher.published >= mark + 5:
                     break
-                await asyncio.sleep(PACE)
+                await asyncio.sleep(pace)
     finally:
         stop.set()
         await pacing
