@@ -76,7 +76,13 @@ async def run_one(kind: str, args: argparse.Namespace) -> dict[str, Any]:
         report = outcome.report
         end = cpu.get("back") or cpu["deadline"]
         spent = {k: round(end[k] - cpu["killed"][k], 1) for k in end}
-        logs = "".join(procs.output(p) for p in [*rig.hubs, *rig.proxies])
+        named = {f"hub-{i}": p for i, p in enumerate(rig.hubs)} | {"proxy": rig.proxies[0]}
+        logs = "".join(procs.output(p) for p in named.values())
+        if args.logs:
+            folder = Path(args.logs)
+            folder.mkdir(parents=True, exist_ok=True)
+            for name, proc in named.items():
+                (folder / f"{kind}-{name}.log").write_text(procs.output(proc))
         return {
             "kind": kind,
             "clients": args.clients,
@@ -85,6 +91,13 @@ async def run_one(kind: str, args: argparse.Namespace) -> dict[str, Any]:
             "still_away": report["still_down"],
             "recovery_ms": report["recovery_ms"],
             "refused": outcome.survivor_health["admission"]["refused"],
+            "client_errors": {
+                "refused": report["refused"],
+                "timeouts": report["timeouts"],
+                "other": report["other_errors"],
+                "examples": report["examples"][:5],
+                "reconnects": report["reconnects"],
+            },
             "cpu_s": spent,
             "published": outcome.published,
             "lost": report["lost"],
@@ -121,6 +134,7 @@ def main() -> int:
     parser.add_argument("--deadline", type=float, default=60.0, help="seconds to wait for all")
     parser.add_argument("--rate", type=float, default=10.0, help="messages published a second")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--logs", default=None, help="keep the hubs' and the proxy's logs here")
     args = parser.parse_args()
     raise_nofile(4 * args.clients + 1024)
     results = [asyncio.run(run_one(kind.strip(), args)) for kind in args.kinds.split(",")]
