@@ -19,8 +19,9 @@ clients are still away.
 
 CLIENTS defaults to 1 000 (500 fail over: back within 4-9 s on this 2-core machine shared with
 other work, so RECOVERY_S has room, and the twin's stuck clients, which wait 20 s, are still
-away at 15 s), about 15-20 s a run (twice that for 2 000, whose 1 000 failing over took 11 s:
-too close to RECOVERY_S for CI). LIMPET_FAILOVER_CLIENTS=N runs another size;
+away at 15 s): about 14 s for the limpet-client run and 22 s for the twin, which waits out
+RECOVERY_S (2 000 clients take twice as long, and their 1 000 failing over took 11 s: too close
+to RECOVERY_S for CI). LIMPET_FAILOVER_CLIENTS=N runs another size;
 bench/hub/failover.py measures larger ones (docs/hub.md, "Failover of a replica").
 """
 
