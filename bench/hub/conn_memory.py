@@ -3,7 +3,7 @@ broker) in this process, N raw socket.io clients (aiohttp, in a process of their
 websocket and subscribed to one channel, and tracemalloc's difference between before and after, grouped by
 package. RSS per connection of a whole replica is connect_storm.py's column; this says where it is.
 
-    python bench/hub/conn_memory.py [--clients 500]
+    python bench/hub/conn_memory.py [--clients 500] [--lines 30]
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ async def clients_process(url: str, clients: int) -> None:
             await ws.close()
 
 
-async def main(clients: int) -> None:
+async def main(clients: int, lines: int = 0) -> None:
     from aiohttp import web
 
     from limpet.hub.brokers.base import BrokerOptions
@@ -97,6 +97,12 @@ async def main(clients: int) -> None:
           "(the hub's Python heap, tracemalloc)")  # fmt: skip
     for package, size in by_package.most_common(12):
         print(f"  {package:40s} {size / clients:8.0f} B")
+    if lines:
+        print("by line:")
+        for stat in after.compare_to(before, "lineno")[:lines]:
+            frame = stat.traceback[0]
+            where = f"{package_of(frame.filename)} {Path(frame.filename).name}:{frame.lineno}"
+            print(f"  {where:60s} {stat.size_diff / clients:8.0f} B")
     for proc in (measured, warm):
         assert proc.stdin is not None
         proc.stdin.close()
@@ -107,9 +113,10 @@ async def main(clients: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--clients", type=int, default=500)
+    parser.add_argument("--lines", type=int, default=0, help="also the top N source lines")
     parser.add_argument("--client", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client:
         asyncio.run(clients_process(args.client, args.clients))
     else:
-        asyncio.run(main(args.clients))
+        asyncio.run(main(args.clients, args.lines))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -51,8 +52,9 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -
 
 def storm(
     url: str, size: int, procs: int, transports: str, timeout_ms: int, deadline_s: float
-) -> dict[str, Any]:
-    """Run the clients; sum what each process reports."""
+) -> tuple[dict[str, Any], list[subprocess.Popen[bytes]]]:
+    """Run the clients; sum what each process reports. The clients stay connected until the
+    returned processes' stdin is closed (``release``)."""
     channel = f"storm-{uuid.uuid4().hex[:8]}"
     share = [size // procs + (1 if i < size % procs else 0) for i in range(procs)]
     runs = [
@@ -66,7 +68,9 @@ def storm(
                 transports,
                 str(timeout_ms),
                 str(int(deadline_s * 1000)),
+                "hold",
             ],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             cwd=STORM_JS.parent,
         )
@@ -75,14 +79,30 @@ def storm(
     ]
     total: dict[str, Any] = {"subscribed": 0, "elapsed_ms": 0, "errors": {}, "examples": []}
     for run in runs:
-        out, _ = run.communicate(timeout=deadline_s + 30)
-        report = json.loads(out.decode().strip().splitlines()[-1])
+        assert run.stdout is not None
+        line = run.stdout.readline()  # bounded: each process reports by its deadline
+        if not line:
+            raise RuntimeError("a client process exited without its report")
+        report = json.loads(line)
         total["subscribed"] += report["subscribed"]
         total["elapsed_ms"] = max(total["elapsed_ms"], report["elapsed_ms"])
         for k, v in report["errors"].items():
             total["errors"][k] = total["errors"].get(k, 0) + v
         total["examples"] += report["examples"]
-    return total
+    return total, runs
+
+
+def release(runs: list[subprocess.Popen[bytes]]) -> None:
+    """Let the client processes close their connections and exit."""
+    for run in runs:
+        assert run.stdin is not None
+        run.stdin.close()
+    for run in runs:
+        try:
+            run.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            run.kill()
+            run.wait()
 
 
 def run_one(system: str, size: int, args: argparse.Namespace, logdir: Path) -> dict[str, Any]:
@@ -112,9 +132,12 @@ def run_one(system: str, size: int, args: argparse.Namespace, logdir: Path) -> d
         wait_ready(url, server)
         time.sleep(0.5)
         cpu0, rss0 = cpu_seconds(server.pid), rss_bytes(server.pid)
-        result = storm(url, size, args.procs, args.transports, args.timeout_ms, args.deadline)
-        cpu = cpu_seconds(server.pid) - cpu0
-        rss = rss_bytes(server.pid) - rss0
+        result, runs = storm(url, size, args.procs, args.transports, args.timeout_ms, args.deadline)
+        try:  # measured with every client still connected and subscribed
+            cpu = cpu_seconds(server.pid) - cpu0
+            rss = rss_bytes(server.pid) - rss0
+        finally:
+            release(runs)
         log = (
             (logdir / f"{system}-{size}.log").read_text(errors="replace")
             if system == "limpet"
@@ -127,6 +150,7 @@ def run_one(system: str, size: int, args: argparse.Namespace, logdir: Path) -> d
             "cpu_ms_per_client": round(1000 * cpu / size, 3),
             "kb_per_client": round(rss / size / 1024, 1),
             "tracebacks": log.count("Traceback"),
+            "load": round(os.getloadavg()[0], 1),
         }
     finally:
         procs.close()
@@ -162,14 +186,17 @@ def main() -> int:
             rows.append(row)
             print(json.dumps(row), flush=True)
     print(
-        "\n| system | clients | subscribed | time to all (s) | CPU ms per client | KB per client | timeouts | refused |"
+        "\n| system | clients | subscribed | time to all (s) | connects + subscribes / s "
+        "| CPU ms per client | KB per client | timeouts | refused | load |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         e = r["errors"]
         print(
             f"| {r['system']} | {r['size']} | {r['subscribed']} | {r['elapsed_ms'] / 1000:.1f} | "
-            f"{r['cpu_ms_per_client']} | {r['kb_per_client']} | {e.get('timeout', 0)} | {e.get('refused', 0)} |"
+            f"{r['subscribed'] * 1000 / max(1, r['elapsed_ms']):.0f} | "
+            f"{r['cpu_ms_per_client']} | {r['kb_per_client']} | {e.get('timeout', 0)} | "
+            f"{e.get('refused', 0)} | {r['load']} |"
         )
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))

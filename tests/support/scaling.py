@@ -41,18 +41,19 @@ class Rig:
         hubs: int = 4,
         max_moving: float = 0.25,
         proxies: int = 1,
+        hub_args: tuple[str, ...] = (),
     ) -> None:
         self.procs = procs
         self.max_moving = max_moving
         self.rebalance = rebalance
         self.hub_ports = [free_port() for _ in range(hubs)]
-        started = [
+        self.hubs = [
             procs.limpet(
-                "hub", "--listen", f"127.0.0.1:{port}", "--broker", broker, "--name", f"h{i}"
+                "hub", f"--listen=127.0.0.1:{port}", f"--broker={broker}", f"--name=h{i}", *hub_args
             )
             for i, port in enumerate(self.hub_ports)
         ]
-        for port, proc in zip(self.hub_ports, started, strict=True):
+        for port, proc in zip(self.hub_ports, self.hubs, strict=True):
             wait_listening("127.0.0.1", port, proc=proc, timeout=30)
         self.token_file = procs.tmp / "token"
         self.token_file.write_text(TOKEN + "\n")

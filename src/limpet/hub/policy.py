@@ -48,7 +48,7 @@ class Refused(AuthError):
         self.code = code
 
 
-@dataclass
+@dataclass(slots=True)
 class ClientState:
     """What the policy keeps per connected client (it lives on the hub's Client)."""
 

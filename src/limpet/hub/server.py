@@ -52,7 +52,7 @@ from limpet.runtime import serve_aiohttp
 log = logging.getLogger("limpet.hub")
 
 
-@dataclass
+@dataclass(slots=True)
 class Client:
     """One connected socket.io client: identity, subscriptions and its outbound queue."""
 

@@ -34,6 +34,7 @@ from socketio import packet as sio_packet
 
 from limpet.hub.channels.payload import MAX_DEPTH, decoded_within
 from limpet.hub.fragments import MessageMeter, UnfinishedBudget
+from limpet.hub.sendqueue import SendQueue
 
 log = logging.getLogger("limpet.hub")
 
@@ -163,6 +164,9 @@ class HubServer(socketio.AsyncServer):  # type: ignore[misc]
         # the hub's websocket reader (``_serve_websocket``) reaches this server from the
         # Engine.IO socket it serves
         self.eio._hub_sio = self
+        # each Engine.IO socket's send queue: asyncio.Queue's interface without its three
+        # deques per connection (python-engineio's public hook for the queue class)
+        self.eio.create_queue = SendQueue
 
     async def _handle_event(self, eio_sid: str, namespace: Any, id: Any, data: Any) -> None:
         handler = self._inline_handler(namespace, data)

@@ -1,14 +1,15 @@
 // A connect storm on the official socket.io client: COUNT clients connect to URL at the same
 // moment and each subscribes to CHANNEL once connected; socket.io's own reconnection retries
-// whatever fails (a refusal, a timeout). argv: URL CHANNEL COUNT TRANSPORTS TIMEOUT_MS DEADLINE_MS
-//   TRANSPORTS: "websocket" or "polling,websocket"; TIMEOUT_MS: the client's connect timeout.
+// whatever fails (a refusal, a timeout). argv: URL CHANNEL COUNT TRANSPORTS TIMEOUT_MS DEADLINE_MS [hold]
+//   TRANSPORTS: "websocket" or "polling,websocket"; TIMEOUT_MS: the client's connect timeout;
+//   hold: keep the connections open after the report, until stdin ends (to measure them idle).
 // Prints one JSON line once every client is subscribed or DEADLINE_MS passed:
 //   {"subscribed": N, "count": COUNT, "elapsed_ms": T, "errors": {"timeout": n, "refused": n,
 //    "other": n}, "examples": [...]}
 // "refused" counts the hub's try-again-later (503 on polling, close 1013 on a websocket).
 const { io } = require("socket.io-client");
 
-const [url, channel, countText, transportsText, timeoutText, deadlineText] = process.argv.slice(2);
+const [url, channel, countText, transportsText, timeoutText, deadlineText, holdText] = process.argv.slice(2);
 const count = Number(countText);
 const transports = transportsText.split(",");
 const started = Date.now();
@@ -24,8 +25,14 @@ const finish = () => {
   process.stdout.write(
     JSON.stringify({ subscribed, count, elapsed_ms: Date.now() - started, errors, examples }) + "\n",
   );
-  for (const s of sockets) s.close();
-  setTimeout(() => process.exit(0), 200);
+  const end = () => {
+    for (const s of sockets) s.close();
+    setTimeout(() => process.exit(0), 200);
+  };
+  if (holdText === "hold") {
+    process.stdin.on("end", end);
+    process.stdin.resume();
+  } else end();
 };
 
 const kind = (e) => {

@@ -32,7 +32,7 @@ class Verdict(enum.Enum):
     OVERFLOW = "overflow"
 
 
-@dataclass
+@dataclass(slots=True)
 class Outbox(Generic[P]):
     """One client's outbound policy: holds, the bound on live packets, overflow."""
 

@@ -80,7 +80,7 @@ class Step:
     recovery: Recovery | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Subscription:
     """One client's subscription to one channel: recovery state and the last delivered position."""
 

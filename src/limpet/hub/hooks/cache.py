@@ -15,6 +15,8 @@ V = TypeVar("V")
 
 
 class GrantCache(Generic[V]):
+    __slots__ = ("_grants", "limit")
+
     def __init__(self, limit: int = 256) -> None:
         self.limit = limit
         self._grants: OrderedDict[str, V] = OrderedDict()
