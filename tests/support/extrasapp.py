@@ -8,6 +8,9 @@ Run as a process: ``python -m tests.support.extrasapp --port PORT``. Keep-alive;
 - ``/early``: ``103 Early Hints`` with a ``Link`` field, then the 200;
 - anything else: 200 whose body is the request exactly as it arrived, head, body and the
   chunked body's trailer section included (what the proxy forwarded, byte for byte).
+
+``--stall PATH``: a request for PATH is read and never answered (a replica too busy to answer
+its health check); ``--fail PATH``: it is answered ``500`` (a replica that says it is unwell).
 """
 
 from __future__ import annotations
@@ -53,11 +56,20 @@ async def read_request(reader: asyncio.StreamReader) -> bytes | None:
     return raw
 
 
+STALL: set[bytes] = set()
+FAIL: set[bytes] = set()
+
+
 async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     try:
         while (raw := await read_request(reader)) is not None:
             path = raw.split(b" ", 2)[1]
-            if path == b"/trailers":
+            if path in STALL:
+                await reader.read()  # until the client gives up
+                break
+            if path in FAIL:
+                writer.write(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n")
+            elif path == b"/trailers":
                 writer.write(
                     b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
                     b"Content-Type: text/plain\r\n\r\n6\r\nhello\n\r\n0\r\n" + TRAILERS + b"\r\n"
@@ -85,4 +97,9 @@ async def main(port: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
-    asyncio.run(main(parser.parse_args().port))
+    parser.add_argument("--stall", action="append", default=[], metavar="PATH")
+    parser.add_argument("--fail", action="append", default=[], metavar="PATH")
+    args = parser.parse_args()
+    STALL.update(p.encode() for p in args.stall)
+    FAIL.update(p.encode() for p in args.fail)
+    asyncio.run(main(args.port))

@@ -1,7 +1,9 @@
 """I/O: active HTTP health checks, one loop per pool, results recorded in the core Pool.
 
 A probe is ``GET <path>`` on a fresh connection; any status below 500 counts as up (like
-HAProxy's default ``http-check``). Off the hot path, so plain asyncio streams are fine here.
+HAProxy's default ``http-check``). A probe that connected and then waited past its timeout is
+reported as PROBE_SLOW, not PROBE_FAIL: the backend is alive but busy (a replica taking a
+storm of reconnects), which a pool in panic still offers (limpet.pool.health). Off the hot path, so plain asyncio streams are fine here.
 Without active probes the loop still sends TICK so a passive ejection can expire.
 """
 
@@ -48,9 +50,9 @@ log = logging.getLogger("limpet.health")
 
 async def probe(
     host: str, port: int, path: str, timeout: float, ssl_context: ssl.SSLContext | None = None
-) -> tuple[bool, str]:
-    """One HTTP probe: (up, what was seen); over TLS to an https:// backend (verified as
-    requests are, so a backend whose certificate fails is down)."""
+) -> tuple[HealthEvent, str]:
+    """One HTTP probe: (what it found, what was seen); over TLS to an https:// backend (verified
+    as requests are, so a backend whose certificate fails is down)."""
     writer = None
     try:
         reader, writer = await asyncio.wait_for(
@@ -66,14 +68,18 @@ async def probe(
             f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: limpet-health\r\n"
             "Connection: close\r\n\r\n".encode()
         )
-        line = await asyncio.wait_for(reader.readline(), timeout)
+        try:
+            line = await asyncio.wait_for(reader.readline(), timeout)
+        except TimeoutError:
+            return HealthEvent.PROBE_SLOW, f"connected, no answer within {timeout:g} s"
         parts = line.split(None, 2)
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
-            return False, f"not an HTTP response: {line[:40]!r}"
+            return HealthEvent.PROBE_FAIL, f"not an HTTP response: {line[:40]!r}"
         status = int(parts[1])
-        return status < 500, f"status {status}"
+        up = status < 500
+        return HealthEvent.PROBE_OK if up else HealthEvent.PROBE_FAIL, f"status {status}"
     except (TimeoutError, OSError) as exc:
-        return False, strict_hint(f"{type(exc).__name__}: {exc}")
+        return HealthEvent.PROBE_FAIL, strict_hint(f"{type(exc).__name__}: {exc}")
     finally:
         if writer is not None:
             writer.close()
@@ -88,15 +94,14 @@ async def run_probes(server: ProxyServer, runtime: PoolRuntime) -> None:
             results = await asyncio.gather(
                 *(probe(u.host, u.port, health.path, health.timeout, u.ssl) for u in targets)
             )
-            for upstream, (up, seen) in zip(targets, results, strict=True):
+            for upstream, (event, seen) in zip(targets, results, strict=True):
+                up = event is HealthEvent.PROBE_OK
                 server.metrics.probes.labels(
                     runtime.name, upstream.backend_id, "ok" if up else "fail"
                 ).inc()
                 if not up:
                     log.info("probe %s/%s failed: %s", runtime.name, upstream.backend_id, seen)
-                runtime.record(
-                    upstream.backend_id, HealthEvent.PROBE_OK if up else HealthEvent.PROBE_FAIL
-                )
+                runtime.record(upstream.backend_id, event)
         for backend_id in runtime.upstreams:
             runtime.record(backend_id, HealthEvent.TICK)
         await asyncio.sleep(interval)

@@ -20,6 +20,13 @@ A backend never seen up (no PROBE_OK, PASSIVE_OK or ANSWERED yet: it may still b
 ejected by passive failures (``seen_up`` False makes that threshold unreachable); probes can still
 eject it, and its first PROBE_OK brings it in at once (``rise`` counts only after it was once up).
 
+A probe that connected but got no answer in time (PROBE_SLOW) counts toward ``fall`` like any
+failed probe, and marks the backend *overloaded*: alive, only too busy to answer. A refused or
+unreachable probe (PROBE_FAIL) clears the mark. An overloaded backend is ejected like any other,
+but a pool in panic offers it again (``Pool``): when a replica dies and its clients storm the
+survivor, the survivor's probes time out under the storm, and ejecting it too would leave the
+clients nowhere to go.
+
 How many backends of a pool passive failures may eject at once (``max_ejection_percent``) and
 when a pool spreads over its passively ejected backends too (``panic_threshold``) are pool-wide
 rules: ``limpet.pool.pool.Pool`` applies them (``advance(..., may_eject=False)``).
@@ -63,7 +70,8 @@ class HealthRules:
 
 class HealthEvent(enum.Enum):
     PROBE_OK = "probe-ok"
-    PROBE_FAIL = "probe-fail"
+    PROBE_FAIL = "probe-fail"  # refused, reset, unreachable, or a bad answer
+    PROBE_SLOW = "probe-slow"  # connected, but no answer within the probe's timeout
     PASSIVE_FAIL = "passive-fail"  # connect error / 5xx seen while proxying
     PASSIVE_OK = "passive-ok"  # a proxied exchange succeeded
     DRAIN = "drain"
@@ -93,15 +101,21 @@ class Step:
     timer: Timer = "keep"  # on moving: set the passive-ejection deadline, or clear it
     draining: bool | None = None  # DRAIN/UNDRAIN set the flag; None leaves it
     seen: bool = False  # a sign of life: the backend has now been seen up
+    overloaded: bool | None = None  # PROBE_SLOW sets the mark, PROBE_FAIL clears it; None keeps
 
 
 _ALL: frozenset[Counter] = frozenset({"probe_oks", "probe_fails", "passive_fails"})
 _NOTHING = Step()
 
 TRANSITIONS: dict[tuple[Health, HealthEvent], Step] = {
-    (Health.UP, HealthEvent.PROBE_OK): Step(reset=frozenset({"probe_fails"}), seen=True),
+    (Health.UP, HealthEvent.PROBE_OK): Step(
+        reset=frozenset({"probe_fails"}), seen=True, overloaded=False
+    ),
     (Health.UP, HealthEvent.PROBE_FAIL): Step(
-        count="probe_fails", when="fall", to=Health.DOWN, timer="clear"
+        count="probe_fails", when="fall", to=Health.DOWN, timer="clear", overloaded=False
+    ),
+    (Health.UP, HealthEvent.PROBE_SLOW): Step(
+        count="probe_fails", when="fall", to=Health.DOWN, timer="clear", overloaded=True
     ),
     (Health.UP, HealthEvent.PASSIVE_FAIL): Step(
         count="passive_fails", when="passive_failures", to=Health.DOWN, timer="set"
@@ -116,7 +130,18 @@ TRANSITIONS: dict[tuple[Health, HealthEvent], Step] = {
     ),
     # A failing probe while down: start counting oks again and stop any expiry.
     (Health.DOWN, HealthEvent.PROBE_FAIL): Step(
-        count="probe_fails", reset=frozenset({"probe_oks"}), to=Health.DOWN, timer="clear"
+        count="probe_fails",
+        reset=frozenset({"probe_oks"}),
+        to=Health.DOWN,
+        timer="clear",
+        overloaded=False,
+    ),
+    (Health.DOWN, HealthEvent.PROBE_SLOW): Step(
+        count="probe_fails",
+        reset=frozenset({"probe_oks"}),
+        to=Health.DOWN,
+        timer="clear",
+        overloaded=True,
     ),
     # Late reports from exchanges that started before the ejection say nothing new.
     (Health.DOWN, HealthEvent.PASSIVE_FAIL): _NOTHING,
@@ -139,11 +164,18 @@ class HealthStatus:
     passive_fails: int = 0
     ejected_until: float | None = None  # passive ejection deadline (same clock as ``now``)
     seen_up: bool = False  # once up (a probe or an exchange succeeded): thresholds apply in full
+    overloaded: bool = False  # the last failed probe connected but was not answered in time
 
     @property
     def passively_ejected(self) -> bool:
         """Ejected by passive failures and not (yet) confirmed down by a probe."""
         return self.health is Health.DOWN and self.ejected_until is not None
+
+    @property
+    def panic_candidate(self) -> bool:
+        """Ejected, but not known to be unreachable: passively ejected, or overloaded. A pool in
+        panic offers these again; a backend whose probes are refused stays out."""
+        return self.health is Health.DOWN and (self.ejected_until is not None or self.overloaded)
 
     @property
     def state(self) -> BackendState:
@@ -194,6 +226,8 @@ def _apply(
     new = status
     if step.draining is not None:
         new = replace(new, draining=step.draining)
+    if step.overloaded is not None and step.overloaded is not new.overloaded:
+        new = replace(new, overloaded=step.overloaded)
     if step.reset and any(getattr(new, name) for name in step.reset):
         new = replace(new, **_zero(step.reset))
     if step.count is not None:
@@ -219,6 +253,8 @@ def describe() -> str:
         parts: list[str] = []
         if step.draining is not None:
             parts.append(f"draining={step.draining}")
+        if step.overloaded is not None:
+            parts.append(f"overloaded={step.overloaded}")
         if step.reset:
             parts.append("reset " + ", ".join(sorted(step.reset)))
         if step.count:

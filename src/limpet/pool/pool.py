@@ -17,8 +17,9 @@ Clients cannot weaponise passive health (Envoy's outlier detection rules):
 - a passive ejection happens only while fewer than ``max_ejection_percent`` of the members
   (at least one) are passively ejected; past that, failures are counted but eject nobody;
 - when fewer than ``panic_threshold`` percent of the non-draining members are healthy, the
-  snapshot is in *panic*: passively ejected members (not confirmed down by a probe) are offered
-  to policies as HEALTHY again, so load spreads over all of them instead of piling onto few.
+  snapshot is in *panic*: passively ejected members (not confirmed down by a probe) and
+  overloaded ones (probes connect but time out) are offered to policies as HEALTHY again, so
+  load spreads over all of them instead of piling onto few, or onto none.
   ``views()`` keeps the true states for status pages.
 """
 
@@ -70,7 +71,7 @@ class Backend:
 
 
 def _panic_candidate(backend: Backend) -> bool:
-    return backend.status.passively_ejected and not backend.status.draining
+    return backend.status.panic_candidate and not backend.status.draining
 
 
 class Pool:
@@ -164,12 +165,12 @@ class Pool:
         backend = self._members.get(backend_id)
         if backend is None:
             return BackendState.EJECTED
-        before, was_passive = backend.state, backend.status.passively_ejected
+        before, was_candidate = backend.state, backend.status.panic_candidate
         may_eject = event is not HealthEvent.PASSIVE_FAIL or self.may_eject()
         backend.status = advance(backend.status, event, self.rules, now, may_eject=may_eject)
         after = backend.state
         # a probe confirming a passive ejection changes what a panic snapshot offers
-        if after is not before or backend.status.passively_ejected is not was_passive:
+        if after is not before or backend.status.panic_candidate is not was_candidate:
             self._changed()
         return after
 

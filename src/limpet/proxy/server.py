@@ -257,6 +257,11 @@ class PoolRuntime:
         member = self.pool.get(backend_id)
         return member is not None and member.status.seen_up
 
+    def _overloaded(self, backend_id: str) -> bool:
+        """Ejected by probes that connected but were not answered in time (limpet.pool.health)."""
+        member = self.pool.get(backend_id)
+        return member is not None and member.status.panic_candidate and member.status.overloaded
+
     def status(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -268,6 +273,7 @@ class PoolRuntime:
                     "weight": b.weight,
                     "state": b.state.value,
                     "seen_up": self._seen_up(b.id),
+                    "overloaded": self._overloaded(b.id),
                     "open": self.open.get(b.id, 0),
                     "sessions_pinned": self.pins.get(b.id, 0),
                     "sessions": self.pool.sessions.count(b.id),

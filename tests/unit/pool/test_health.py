@@ -201,3 +201,27 @@ def test_any_answer_counts_as_seen_up_without_resetting_failures() -> None:
     status = run([E.PASSIVE_FAIL, E.ANSWERED, E.PASSIVE_FAIL], HealthStatus())
     assert status.seen_up and status.passive_fails == 2
     assert advance(status, E.PASSIVE_FAIL, RULES, 0.0).state is BackendState.EJECTED
+
+
+def test_a_slow_probe_ejects_like_a_failed_one_and_marks_the_backend_overloaded() -> None:
+    down = run([E.PROBE_SLOW] * RULES.fall)
+    assert down.state is BackendState.EJECTED
+    assert down.overloaded and down.panic_candidate
+    # twin: refused probes eject it the same way, and it is not a panic candidate
+    refused = run([E.PROBE_FAIL] * RULES.fall)
+    assert refused.state is BackendState.EJECTED
+    assert not refused.overloaded and not refused.panic_candidate
+
+
+@given(st.lists(st.sampled_from([E.PROBE_SLOW, E.PROBE_FAIL, E.PROBE_OK, E.TICK]), max_size=30))
+def test_the_last_failed_probe_says_whether_a_backend_is_overloaded(
+    events: list[HealthEvent],
+) -> None:
+    status = run(events)
+    failed = [e for e in events if e in (E.PROBE_SLOW, E.PROBE_FAIL)]
+    if status.health is Health.DOWN:
+        assert failed, "only probes eject here"
+        assert status.overloaded is (failed[-1] is E.PROBE_SLOW)
+        assert status.panic_candidate is status.overloaded  # no passive ejection in play
+    else:
+        assert not status.panic_candidate

@@ -237,3 +237,19 @@ def test_passive_failures_alone_never_empty_a_pool(
         ejected = sum(1 for b in pool.backends() if b.status.passively_ejected)
         assert ejected <= budget
         assert pool.snapshot().eligible(), pool
+
+
+def test_panic_offers_overloaded_backends_but_not_refused_ones() -> None:
+    """One replica died (its probes are refused); the survivor's probes time out under the
+    clients that moved to it. Ejected both, the pool in panic still offers the survivor."""
+    pool = make(2)
+    for _ in range(3):
+        pool.record("b0", E.PROBE_FAIL, 0.0)
+        pool.record("b1", E.PROBE_SLOW, 0.0)
+    assert [b.state for b in pool.views()] == [BackendState.EJECTED, BackendState.EJECTED]
+    snap = pool.snapshot()
+    assert snap.panic
+    assert [b.id for b in snap.eligible()] == ["b1"]
+    # the survivor's next probe is refused: it is down after all, and out of the panic set
+    pool.record("b1", E.PROBE_FAIL, 0.0)
+    assert pool.snapshot().eligible() == ()
