@@ -1,9 +1,11 @@
 """I/O: active HTTP health checks, one loop per pool, results recorded in the core Pool.
 
 A probe is ``GET <path>`` on a fresh connection; any status below 500 counts as up (like
-HAProxy's default ``http-check``). A probe that connected and then waited past its timeout is
-reported as PROBE_SLOW, not PROBE_FAIL: the backend is alive but busy (a replica taking a
-storm of reconnects), which a pool in panic still offers (limpet.pool.health). Off the hot path, so plain asyncio streams are fine here.
+HAProxy's default ``http-check``). A probe that ran past its timeout, connecting or waiting for
+the answer, is reported as PROBE_SLOW, not PROBE_FAIL: nothing said the backend is gone, and a
+replica taking a storm of reconnects is slow in both (a full accept queue drops SYNs; a busy
+event loop answers late), so a pool in panic still offers it (limpet.pool.health). Refused,
+reset, unreachable, or a bad answer: PROBE_FAIL. Off the hot path, so plain asyncio streams are fine here.
 Without active probes the loop still sends TICK so a passive ejection can expire.
 """
 
@@ -78,7 +80,9 @@ async def probe(
         status = int(parts[1])
         up = status < 500
         return HealthEvent.PROBE_OK if up else HealthEvent.PROBE_FAIL, f"status {status}"
-    except (TimeoutError, OSError) as exc:
+    except TimeoutError:
+        return HealthEvent.PROBE_SLOW, f"not connected within {timeout:g} s"
+    except OSError as exc:
         return HealthEvent.PROBE_FAIL, strict_hint(f"{type(exc).__name__}: {exc}")
     finally:
         if writer is not None:

@@ -20,9 +20,10 @@ A backend never seen up (no PROBE_OK, PASSIVE_OK or ANSWERED yet: it may still b
 ejected by passive failures (``seen_up`` False makes that threshold unreachable); probes can still
 eject it, and its first PROBE_OK brings it in at once (``rise`` counts only after it was once up).
 
-A probe that connected but got no answer in time (PROBE_SLOW) counts toward ``fall`` like any
-failed probe, and marks the backend *overloaded*: alive, only too busy to answer. A refused or
-unreachable probe (PROBE_FAIL) clears the mark. An overloaded backend is ejected like any other,
+A probe that timed out (PROBE_SLOW: not connected, or not answered, in time) counts toward
+``fall`` like any failed probe, and marks the backend *overloaded*: nothing said it is gone, it
+may only be too busy to answer. A refused, reset or unreachable probe, or a bad answer
+(PROBE_FAIL), clears the mark. An overloaded backend is ejected like any other,
 but a pool in panic offers it again (``Pool``): when a replica dies and its clients storm the
 survivor, the survivor's probes time out under the storm, and ejecting it too would leave the
 clients nowhere to go.
@@ -71,7 +72,7 @@ class HealthRules:
 class HealthEvent(enum.Enum):
     PROBE_OK = "probe-ok"
     PROBE_FAIL = "probe-fail"  # refused, reset, unreachable, or a bad answer
-    PROBE_SLOW = "probe-slow"  # connected, but no answer within the probe's timeout
+    PROBE_SLOW = "probe-slow"  # timed out: not connected, or not answered, in time
     PASSIVE_FAIL = "passive-fail"  # connect error / 5xx seen while proxying
     PASSIVE_OK = "passive-ok"  # a proxied exchange succeeded
     DRAIN = "drain"
@@ -164,7 +165,7 @@ class HealthStatus:
     passive_fails: int = 0
     ejected_until: float | None = None  # passive ejection deadline (same clock as ``now``)
     seen_up: bool = False  # once up (a probe or an exchange succeeded): thresholds apply in full
-    overloaded: bool = False  # the last failed probe connected but was not answered in time
+    overloaded: bool = False  # the last failed probe timed out (rather than being refused)
 
     @property
     def passively_ejected(self) -> bool:

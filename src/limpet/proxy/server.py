@@ -258,7 +258,7 @@ class PoolRuntime:
         return member is not None and member.status.seen_up
 
     def _overloaded(self, backend_id: str) -> bool:
-        """Ejected by probes that connected but were not answered in time (limpet.pool.health)."""
+        """Ejected by probes that timed out rather than being refused (limpet.pool.health)."""
         member = self.pool.get(backend_id)
         return member is not None and member.status.panic_candidate and member.status.overloaded
 
