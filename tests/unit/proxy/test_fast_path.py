@@ -1,0 +1,148 @@
+"""The fast path (limpet.proxy.fast) against the reference Exchange it stands in for.
+
+Differential: the same script of client bytes, backend bytes and connection events, cut at the
+same random places, drives a Rig whose Downstream offers every read to the fast path and a Rig
+whose Downstream sends every request through the reference Exchange; after every step both must
+have written the same bytes to the backend and to the client, be in the same states, hold the
+same idle pooled connections and count the same open exchanges and responses. Both builds: the
+pure-Python fast path with the pure-Python reference, the compiled one with the compiled one.
+The twin shows the comparison fails for a fast path that differs by one thing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from hypothesis import given, settings
+
+from limpet.proxy import builds, fast, http1, upstream
+from limpet.proxy.states import ExState
+from tests.support.protocol import Rig, scripts, step, without_fast_path
+
+COMPILED_HTTP1 = builds.compiled_http1()
+COMPILED_UPSTREAM = builds.compiled_upstream()
+BUILDS = ["python"] + (["compiled"] if COMPILED_HTTP1 is not None else [])
+GET = b"GET /%d HTTP/1.1\r\nHost: x\r\n\r\n"
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+def classes(build: str) -> tuple[type[http1.Downstream], type[upstream.UpstreamConnection]]:
+    if build == "compiled":
+        assert COMPILED_HTTP1 is not None and COMPILED_UPSTREAM is not None
+        return COMPILED_HTTP1.Downstream, COMPILED_UPSTREAM.UpstreamConnection
+    return http1.Downstream, upstream.UpstreamConnection
+
+
+async def compare(
+    script: list[tuple[str, bytes]],
+    build: str,
+    fast_protocol: type[http1.Downstream] | None = None,
+) -> int:
+    """Run ``script`` on both paths; how many of its requests the fast path took."""
+    downstream, connection = classes(build)
+    taken = Rig(fast_protocol or downstream, connection)
+    reference = Rig(without_fast_path(downstream), connection)
+    assert taken.down.fast_path and not reference.down.fast_path
+    took = 0
+    for n, (kind, data) in enumerate(script):
+        seen = step(taken, kind, data)
+        took += type(taken.down.active).__name__ == "FastPath"
+        want = step(reference, kind, data)
+        assert seen == want, f"step {n} ({kind} {data!r}) of {script!r}"
+    taken.down.connection_lost(None)
+    reference.down.connection_lost(None)
+    return took
+
+
+@pytest.mark.parametrize("build", BUILDS)
+@settings(max_examples=150, deadline=None)
+@given(script=scripts())
+def test_the_fast_path_sends_and_answers_what_the_reference_does(
+    build: str, script: list[tuple[str, bytes]]
+) -> None:
+    # (a loop per example: the exchanges arm timers and may start a connect task, never run)
+    asyncio.run(compare(script, build))
+
+
+COMMON = [
+    ("client", GET % 1),
+    ("backend", OK),
+    ("client", b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"),
+    ("backend", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"),
+    ("client", GET % 3),
+    ("backend", b"HTTP/1.1 103 Early Hints\r\n\r\n" + OK),  # handed over: a 1xx
+    ("client", GET % 4),
+    ("upstream-lost", b""),  # handed over: retried on a new connection
+]
+
+
+@pytest.mark.parametrize("build", BUILDS)
+async def test_the_common_exchanges_take_the_fast_path(build: str) -> None:
+    assert (
+        await compare(COMMON, build) == 4
+    )  # (its four requests; a 1xx and a lost connection are handed over later)
+
+
+class _DropsABody(fast.FastPath):
+    """A fast path that differs from the reference by one thing: it loses response bodies."""
+
+    def response_body(self, data: bytes) -> None:
+        pass
+
+
+class _Broken(http1.Downstream):
+    def __init__(self, ctx: object) -> None:
+        super().__init__(ctx)  # type: ignore[arg-type]
+        self.fast = _DropsABody(self)
+
+
+async def test_twin_a_fast_path_that_differs_is_caught() -> None:
+    with pytest.raises(AssertionError, match="step 1"):
+        await compare(COMMON, "python", _Broken)
+
+
+@pytest.mark.parametrize("build", BUILDS)
+@pytest.mark.parametrize(
+    ("request_bytes", "path"),
+    [
+        (GET % 1, "FastPath"),
+        (b"DELETE /d HTTP/1.1\r\nHost: x\r\n\r\n", "FastPath"),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nab", "FastPath"),
+        # the rare ones take the reference Exchange from the start
+        (b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n", "Exchange"),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: ws\r\n\r\n", "Exchange"),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "Exchange"),
+        (
+            b"PUT / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n",
+            "Exchange",
+        ),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nab", "Exchange"),  # body cut
+        (GET % 1 + GET % 2, "Exchange"),  # pipelined
+        (b"GET / HTTP/1.1\r\nHost: x\r\n", "none"),  # not a whole head
+    ],
+)
+async def test_which_requests_take_the_fast_path(
+    build: str, request_bytes: bytes, path: str
+) -> None:
+    downstream, connection = classes(build)
+    rig = Rig(downstream, connection)
+    rig.down.data_received(request_bytes)
+    active = rig.down.active
+    assert (type(active).__name__ if active is not None else "none") == path
+    reference = Rig(without_fast_path(downstream), connection)
+    reference.down.data_received(request_bytes)
+    assert type(reference.down.active).__name__ == ("none" if path == "none" else "Exchange") or (
+        path == "none" and reference.down.active is None
+    )
+
+
+@pytest.mark.parametrize("build", BUILDS)
+async def test_a_request_without_an_idle_connection_takes_the_reference(build: str) -> None:
+    downstream, connection = classes(build)
+    rig = Rig(downstream, connection)
+    rig.pool.idle.clear()  # (the pool will connect: the reference Exchange does that)
+    rig.down.data_received(GET % 1)
+    active = rig.down.active
+    assert type(active).__name__ == "Exchange" and active.state is ExState.CONNECTING
+    rig.down.connection_lost(None)
