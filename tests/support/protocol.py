@@ -9,7 +9,7 @@ import re
 
 from hypothesis import strategies as st
 
-from limpet.proxy import cli, http1
+from limpet.proxy import builds, cli, http1, upstream
 from limpet.proxy.server import ProxyServer
 from limpet.proxy.upstream import UpstreamConnection
 
@@ -194,3 +194,37 @@ def step(rig: Rig, kind: str, data: bytes) -> tuple[object, ...]:
 def without_fast_path(protocol: type[http1.Downstream]) -> type[http1.Downstream]:
     """``protocol`` with every request on the reference Exchange (as LIMPET_NO_FASTPATH=1)."""
     return type(protocol.__name__ + "WithoutFastPath", (protocol,), {"fast_path": False})
+
+
+COMPILED_HTTP1 = builds.compiled_http1()
+COMPILED_UPSTREAM = builds.compiled_upstream()
+#: the builds of the protocol code present here (the compiled one when it was built)
+BUILDS = ["python"] + (["compiled"] if COMPILED_HTTP1 is not None else [])
+
+
+def classes(build: str) -> tuple[type[http1.Downstream], type[upstream.UpstreamConnection]]:
+    if build == "compiled":
+        assert COMPILED_HTTP1 is not None and COMPILED_UPSTREAM is not None
+        return COMPILED_HTTP1.Downstream, COMPILED_UPSTREAM.UpstreamConnection
+    return http1.Downstream, upstream.UpstreamConnection
+
+
+async def compare(
+    script: list[tuple[str, bytes]],
+    build: str,
+    fast_protocol: type[http1.Downstream] | None = None,
+) -> int:
+    """Run ``script`` on both paths; how many of its requests the fast path took."""
+    downstream, connection = classes(build)
+    taken = Rig(fast_protocol or downstream, connection)
+    reference = Rig(without_fast_path(downstream), connection)
+    assert taken.down.fast_path and not reference.down.fast_path
+    took = 0
+    for n, (kind, data) in enumerate(script):
+        seen = step(taken, kind, data)
+        took += type(taken.down.active).__name__ == "FastPath"
+        want = step(reference, kind, data)
+        assert seen == want, f"step {n} ({kind} {data!r}) of {script!r}"
+    taken.down.connection_lost(None)
+    reference.down.connection_lost(None)
+    return took

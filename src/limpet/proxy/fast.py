@@ -108,6 +108,7 @@ class FastSide(Protocol):
         state: ExState,
         status: int,
         framing: tuple[bool, bool, bool],
+        taken: object,
     ) -> Adopted: ...
     def closing(self) -> bool: ...
     def write(self, data: bytes) -> None: ...
@@ -354,7 +355,7 @@ class FastPath:
         state, status = self.state, self.status
         framing = (self.resp_chunked, self.resp_close, self.until_close)
         self.clear()
-        return self.down.adopt(head, runtime, pick, conn, state, status, framing)
+        return self.down.adopt(head, runtime, pick, conn, state, status, framing, self)
 
     def upstream_lost(self, exc: BaseException | None) -> None:
         self.hand_over().upstream_lost(exc)

@@ -526,10 +526,11 @@ class Downstream(asyncio.Protocol):
         state: ExState,
         status: int,
         framing: tuple[bool, bool, bool],
+        taken: object,
     ) -> Exchange:
-        """The reference Exchange of a request the fast path sent whole on ``conn``, in the
-        state the reference would be in (``framing``: the response's resp_chunked, resp_close
-        and until_close); the fast path hands over anything rare to it."""
+        """The reference Exchange of a request the fast path (``taken``) sent whole on ``conn``,
+        in the state the reference would be in (``framing``: the response's resp_chunked,
+        resp_close and until_close); the fast path hands over anything rare to it."""
         exchange = Exchange(self, head)
         exchange.runtime = runtime
         exchange.pick = pick
@@ -540,7 +541,8 @@ class Downstream(asyncio.Protocol):
         exchange.status = status
         exchange.resp_chunked, exchange.resp_close, exchange.until_close = framing
         conn.exchange = exchange
-        self.active = exchange
+        if self.active is taken:  # (not after a refusal: the reference's is not active either)
+            self.active = exchange
         self.resp_timer.retarget(exchange.response_timeout)
         return exchange
 

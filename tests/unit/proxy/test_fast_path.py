@@ -12,47 +12,20 @@ The twin shows the comparison fails for a fast path that differs by one thing.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
+import subprocess
+import sys
 
 import pytest
 from hypothesis import given, settings
 
-from limpet.proxy import builds, fast, http1, upstream
+from limpet.proxy import fast, http1
 from limpet.proxy.states import ExState
-from tests.support.protocol import Rig, scripts, step, without_fast_path
+from tests.support.procs import ROOT, limpet_env
+from tests.support.protocol import BUILDS, Rig, classes, compare, scripts, without_fast_path
 
-COMPILED_HTTP1 = builds.compiled_http1()
-COMPILED_UPSTREAM = builds.compiled_upstream()
-BUILDS = ["python"] + (["compiled"] if COMPILED_HTTP1 is not None else [])
 GET = b"GET /%d HTTP/1.1\r\nHost: x\r\n\r\n"
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-
-
-def classes(build: str) -> tuple[type[http1.Downstream], type[upstream.UpstreamConnection]]:
-    if build == "compiled":
-        assert COMPILED_HTTP1 is not None and COMPILED_UPSTREAM is not None
-        return COMPILED_HTTP1.Downstream, COMPILED_UPSTREAM.UpstreamConnection
-    return http1.Downstream, upstream.UpstreamConnection
-
-
-async def compare(
-    script: list[tuple[str, bytes]],
-    build: str,
-    fast_protocol: type[http1.Downstream] | None = None,
-) -> int:
-    """Run ``script`` on both paths; how many of its requests the fast path took."""
-    downstream, connection = classes(build)
-    taken = Rig(fast_protocol or downstream, connection)
-    reference = Rig(without_fast_path(downstream), connection)
-    assert taken.down.fast_path and not reference.down.fast_path
-    took = 0
-    for n, (kind, data) in enumerate(script):
-        seen = step(taken, kind, data)
-        took += type(taken.down.active).__name__ == "FastPath"
-        want = step(reference, kind, data)
-        assert seen == want, f"step {n} ({kind} {data!r}) of {script!r}"
-    taken.down.connection_lost(None)
-    reference.down.connection_lost(None)
-    return took
 
 
 @pytest.mark.parametrize("build", BUILDS)
@@ -146,3 +119,27 @@ async def test_a_request_without_an_idle_connection_takes_the_reference(build: s
     active = rig.down.active
     assert type(active).__name__ == "Exchange" and active.state is ExState.CONNECTING
     rig.down.connection_lost(None)
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("atheris") is None,
+    reason="atheris is not installed (scripts/bootstrap installs it where it builds)",
+)
+def test_fuzz_the_fast_path_for_a_few_seconds() -> None:
+    """A bounded run of tests/fuzz/protocol_fuzz.py: the two paths agree, nothing crashes."""
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "tests" / "fuzz" / "protocol_fuzz.py"),
+            "-max_total_time=4",
+            "-timeout=5",
+            "-rss_limit_mb=768",
+            "-print_final_stats=1",
+        ],
+        env=limpet_env(),
+        capture_output=True,
+        timeout=60,
+    )
+    log = run.stderr.decode(errors="replace")
+    assert run.returncode == 0, log[-4000:]
+    assert "Done" in log
