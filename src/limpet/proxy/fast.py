@@ -38,7 +38,6 @@ from typing import TYPE_CHECKING, Protocol
 from limpet.affinity.base import Pick
 from limpet.pool.health import HealthEvent
 from limpet.proxy import wire
-from limpet.proxy.filters import NO_FILTER
 from limpet.proxy.headers import new_request_id
 from limpet.proxy.states import DONE, RESPONDING, WAITING, ExState
 from limpet.proxy.wire.parser import BODY, END, HEAD, LENGTH, NONE
@@ -243,15 +242,14 @@ class FastPath:
         ctx = down.ctx
         headers = head.headers
         lnames = head.lnames
-        drop = wire.hop_by_hop(headers, lnames)
-        url, drop = NO_FILTER.request_head(head.target, drop)
+        # (a plain pick has no filter: NO_FILTER.request_head would return these unchanged)
         transport.write(
             wire.request_head(
                 method,
-                url,
+                head.target,
                 headers,
                 lnames,
-                drop,
+                wire.hop_by_hop(headers, lnames),
                 ctx.trust_forwarded,
                 down.client_ip_bytes,
                 down.scheme,
