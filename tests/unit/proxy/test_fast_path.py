@@ -12,16 +12,13 @@ The twin shows the comparison fails for a fast path that differs by one thing.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import subprocess
-import sys
 
 import pytest
 from hypothesis import given, settings
 
 from limpet.proxy import fast, http1
 from limpet.proxy.states import ExState
-from tests.support.procs import ROOT, limpet_env
+from tests.support.fuzz import fuzz_for_a_few_seconds, needs_atheris
 from tests.support.protocol import BUILDS, Rig, classes, compare, scripts, without_fast_path
 
 GET = b"GET /%d HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -29,7 +26,7 @@ OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 
 @pytest.mark.parametrize("build", BUILDS)
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(script=scripts())
 def test_the_fast_path_sends_and_answers_what_the_reference_does(
     build: str, script: list[tuple[str, bytes]]
@@ -121,25 +118,7 @@ async def test_a_request_without_an_idle_connection_takes_the_reference(build: s
     rig.down.connection_lost(None)
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("atheris") is None,
-    reason="atheris is not installed (scripts/bootstrap installs it where it builds)",
-)
+@needs_atheris
 def test_fuzz_the_fast_path_for_a_few_seconds() -> None:
     """A bounded run of tests/fuzz/protocol_fuzz.py: the two paths agree, nothing crashes."""
-    run = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "tests" / "fuzz" / "protocol_fuzz.py"),
-            "-max_total_time=4",
-            "-timeout=5",
-            "-rss_limit_mb=768",
-            "-print_final_stats=1",
-        ],
-        env=limpet_env(),
-        capture_output=True,
-        timeout=60,
-    )
-    log = run.stderr.decode(errors="replace")
-    assert run.returncode == 0, log[-4000:]
-    assert "Done" in log
+    fuzz_for_a_few_seconds("protocol_fuzz.py", rss_limit_mb=768)
