@@ -1,5 +1,6 @@
-"""Benchmark: HTTP/2 at the front door, limpet against HAProxy and nginx (each when installed),
-with h2load, HTTP/1.1 backends, the sticky cookie on every request (nginx hashes a fixed one).
+"""Benchmark: HTTP/2 at the front door, limpet against HAProxy, nginx and Envoy (each when
+installed), with h2load, HTTP/1.1 backends, the sticky cookie on every request (nginx hashes a
+fixed one; Envoy hashes the cookie it generates, as in bench/proxy/run.py).
 
 Each proxy is pinned alone to one core (``--proxy-cpu``); the backends and h2load share the
 other. For each front end (h2c with prior knowledge, h2 over TLS by ALPN, and HTTP/1.1 through
@@ -8,8 +9,10 @@ request (utime+stime from /proc over the run, divided by the requests that succe
 the memory of idle connections: ``--idle`` connections that sent the preface and SETTINGS (or
 nothing, for HTTP/1.1) and wait, as the proxy's RSS grows per connection.
 
-    LIMPET_BENCH=1 scripts/bootstrap        # nginx for the backends; nghttp2-client for h2load
+    LIMPET_BENCH=1 scripts/bootstrap        # nginx for the backends, envoy into .venv/bin;
+                                            # nghttp2-client for h2load
     python bench/proxy/h2.py --duration 5 --rounds 2
+    python bench/proxy/h2.py --only limpet --rounds 3   # limpet alone (before/after a change)
 """
 
 from __future__ import annotations
@@ -30,7 +33,15 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "bench" / "proxy"))
 sys.path.insert(0, str(ROOT))
-from common import Procs, cpu_seconds, free_port, limpet_argv, limpet_env, rss_bytes  # noqa: E402
+from common import (  # noqa: E402
+    Procs,
+    cpu_seconds,
+    free_port,
+    limpet_argv,
+    limpet_env,
+    rss_bytes,
+    wait_port,
+)
 from run import haproxy_config, start_backends, which  # noqa: E402
 
 from tests.support.certs import TestCA  # noqa: E402
@@ -58,18 +69,79 @@ def cookie_of(url: str, ca: Path | None) -> str:
         return resp.headers.get("Set-Cookie", "").split(";", 1)[0]
 
 
+def syscalls(pid: int) -> int:
+    """The read and write system calls ``pid`` made so far (/proc/PID/io: syscr + syscw).
+
+    The kernel counts read/write/readv/writev there, not recv/send (HAProxy's), so the figure
+    is printed for limpet only: it compares limpet's builds, not the peers."""
+    text = Path(f"/proc/{pid}/io").read_text()
+    return sum(int(v) for k, v in re.findall(r"^(syscr|syscw): (\d+)$", text, re.M))
+
+
 def measure(
     pid: int, url: str, cookie: str, args: argparse.Namespace, *extra: str
 ) -> dict[str, Any]:
     h2load(url, cookie, argparse.Namespace(**{**vars(args), "duration": 1}), *extra)  # warm up
     best: dict[str, Any] = {}
     for _ in range(args.rounds):
-        cpu0 = cpu_seconds(pid)
+        cpu0, sys0 = cpu_seconds(pid), syscalls(pid)
         r = h2load(url, cookie, args, *extra)
         r["cpu_us"] = 1e6 * (cpu_seconds(pid) - cpu0) / max(1, r["requests"])
+        r["rw"] = (syscalls(pid) - sys0) / max(1, r["requests"])
         if not best or r["cpu_us"] < best["cpu_us"]:
             best = r
     return best
+
+
+def envoy_config(
+    path: Path, port: int, sport: int, backends: list[int], cert: Path, key: Path
+) -> None:
+    """Envoy with one cleartext listener (codec AUTO: HTTP/1.1, or h2c by its preface) and one
+    TLS listener offering h2 and http/1.1 by ALPN; ring hash on the cookie it generates."""
+    hcm = """      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: bench
+          codec_type: AUTO
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {prefix: "/"}
+                route:
+                  cluster: be
+                  hash_policy:
+                  - cookie: {name: envoy_sticky, ttl: 3600s}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+"""
+    tls = f"""      transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          common_tls_context:
+            alpn_protocols: [h2, http/1.1]
+            tls_certificates:
+            - certificate_chain: {{filename: {cert}}}
+              private_key: {{filename: {key}}}
+"""
+    endpoints = "".join(
+        f"        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {p}}}}}}}\n"
+        for p in backends
+    )
+    path.write_text(
+        "static_resources:\n  listeners:\n"
+        f"  - name: plain\n    address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}\n"
+        f"    filter_chains:\n    - filters:\n{hcm}"
+        f"  - name: tls\n    address: {{socket_address: {{address: 127.0.0.1, port_value: {sport}}}}}\n"
+        f"    filter_chains:\n    - filters:\n{hcm}{tls}"
+        "  clusters:\n  - name: be\n    type: STATIC\n    lb_policy: RING_HASH\n"
+        "    load_assignment:\n      cluster_name: be\n      endpoints:\n      - lb_endpoints:\n"
+        f"{endpoints}"
+    )
 
 
 def idle_cost(pid: int, port: int, n: int, h2: bool) -> float:
@@ -92,6 +164,26 @@ def idle_cost(pid: int, port: int, n: int, h2: bool) -> float:
     return (after - before) / n
 
 
+def wanted(name: str, label: str, hint: str, only: set[str], rows: list[Any]) -> str | None:
+    """The peer's binary when --only asks for it and it is installed (else a row says why)."""
+    if name not in only:
+        return None
+    binary = which(name)
+    if binary is None:
+        rows.append((label, "-", f"not available ({hint})"))
+    return binary
+
+
+def fronts(
+    label: str, pid: int, cookie: str, args: argparse.Namespace, urls: list[tuple[str, str]]
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """One row per front end: (front end, URL), HTTP/1.1 measured with h2load --h1."""
+    return [
+        (label, proto, measure(pid, url, cookie, args, *(["--h1"] if proto == "HTTP/1.1" else [])))
+        for proto, url in urls
+    ]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--backends", choices=["whoami", "nginx"], default="nginx")
@@ -102,7 +194,11 @@ def main() -> int:
     ap.add_argument("--idle", type=int, default=500)
     ap.add_argument("--proxy-cpu", default="0")
     ap.add_argument("--load-cpu", default="1")
+    ap.add_argument(
+        "--only", default="limpet,haproxy,nginx,envoy", help="the proxies to run, comma-separated"
+    )
     args = ap.parse_args()
+    only = set(args.only.lower().split(","))
 
     procs = Procs(Path(tempfile.mkdtemp(prefix="limpet-bench-h2-")))
     rows: list[tuple[str, str, dict[str, Any] | str]] = []
@@ -115,8 +211,12 @@ def main() -> int:
         # limpet: one listener each for h2c (+ HTTP/1.1) and TLS
         plain, tls = free_port(), free_port()
         for name, port, flags in (
-            ("limpet", plain, ["--h2c"]),
-            ("limpet-tls", tls, ["--tls-cert", str(leaf.cert), "--tls-key", str(leaf.key)]),
+            (
+                ("limpet", plain, ["--h2c"]),
+                ("limpet-tls", tls, ["--tls-cert", str(leaf.cert), "--tls-key", str(leaf.key)]),
+            )
+            if "limpet" in only
+            else ()
         ):
             argv = ["taskset", "-c", args.proxy_cpu, *limpet_argv("proxy"), "--listen",
                     f"127.0.0.1:{port}", "--secret", "bench", "--no-health",
@@ -138,10 +238,8 @@ def main() -> int:
                 rows.append(("limpet", "h2 (TLS)", measure(proc.pid, url, cookie, args)))
             procs.stop([proc])
 
-        binary = which("haproxy")
-        if binary is None:
-            rows.append(("HAProxy", "-", "not available (Debian package haproxy)"))
-        else:
+        binary = wanted("haproxy", "HAProxy", "Debian package haproxy", only, rows)
+        if binary is not None:
             bundle = procs.logdir / "haproxy.pem"
             bundle.write_bytes(leaf.cert.read_bytes() + leaf.key.read_bytes())
             port, sport = free_port(), free_port()
@@ -157,30 +255,16 @@ def main() -> int:
                             str(procs.logdir / "haproxy.cfg"), "-db"], port=port
             )  # fmt: skip
             cookie = cookie_of(f"http://127.0.0.1:{h1port}/", None)
-            rows.append(
-                (
-                    "HAProxy",
-                    "HTTP/1.1",
-                    measure(proc.pid, f"http://127.0.0.1:{h1port}/", cookie, args, "--h1"),
-                )
-            )
-            rows.append(
-                ("HAProxy", "h2c", measure(proc.pid, f"http://127.0.0.1:{port}/", cookie, args))
-            )
-            rows.append(
-                (
-                    "HAProxy",
-                    "h2 (TLS)",
-                    measure(proc.pid, f"https://127.0.0.1:{sport}/", cookie, args),
-                )
-            )
+            rows += fronts("HAProxy", proc.pid, cookie, args, [
+                ("HTTP/1.1", f"http://127.0.0.1:{h1port}/"),
+                ("h2c", f"http://127.0.0.1:{port}/"),
+                ("h2 (TLS)", f"https://127.0.0.1:{sport}/"),
+            ])  # fmt: skip
             idle.append(("HAProxy h2c", idle_cost(proc.pid, port, args.idle, True)))
             procs.stop([proc])
 
-        binary = which("nginx")
-        if binary is None:
-            rows.append(("nginx", "-", "not available (Debian package nginx-light)"))
-        else:
+        binary = wanted("nginx", "nginx", "Debian package nginx-light", only, rows)
+        if binary is not None:
             d = procs.logdir
             h1port, port, sport = free_port(), free_port(), free_port()
             servers = "".join(f"    server 127.0.0.1:{p};\n" for p in backends)
@@ -203,24 +287,32 @@ def main() -> int:
                 port=port,
             )  # fmt: skip
             cookie = "sticky=bench-session-1"  # nginx sets none: it hashes this one
-            rows.append(
-                (
-                    "nginx",
-                    "HTTP/1.1",
-                    measure(proc.pid, f"http://127.0.0.1:{h1port}/", cookie, args, "--h1"),
-                )
-            )
-            rows.append(
-                ("nginx", "h2c", measure(proc.pid, f"http://127.0.0.1:{port}/", cookie, args))
-            )
-            rows.append(
-                (
-                    "nginx",
-                    "h2 (TLS)",
-                    measure(proc.pid, f"https://127.0.0.1:{sport}/", cookie, args),
-                )
-            )
+            rows += fronts("nginx", proc.pid, cookie, args, [
+                ("HTTP/1.1", f"http://127.0.0.1:{h1port}/"),
+                ("h2c", f"http://127.0.0.1:{port}/"),
+                ("h2 (TLS)", f"https://127.0.0.1:{sport}/"),
+            ])  # fmt: skip
             idle.append(("nginx h2c", idle_cost(proc.pid, port, args.idle, True)))
+            procs.stop([proc])
+
+        binary = wanted("envoy", "Envoy", "LIMPET_BENCH=1 scripts/bootstrap", only, rows)
+        if binary is not None:
+            port, sport = free_port(), free_port()
+            cfg = procs.logdir / "envoy-h2.yaml"
+            envoy_config(cfg, port, sport, backends, leaf.cert, leaf.key)
+            proc = procs.start(
+                "envoy-h2", ["taskset", "-c", args.proxy_cpu, binary, "-c", str(cfg),
+                             "--concurrency", "1", "--disable-hot-restart", "-l", "warn"],
+                port=port,
+            )  # fmt: skip
+            wait_port(sport, proc)
+            cookie = cookie_of(f"http://127.0.0.1:{port}/", None)
+            rows += fronts("Envoy", proc.pid, cookie, args, [
+                ("HTTP/1.1", f"http://127.0.0.1:{port}/"),
+                ("h2c", f"http://127.0.0.1:{port}/"),
+                ("h2 (TLS)", f"https://127.0.0.1:{sport}/"),
+            ])  # fmt: skip
+            idle.append(("Envoy h2c", idle_cost(proc.pid, port, args.idle, True)))
             procs.stop([proc])
     finally:
         procs.close()
@@ -229,16 +321,22 @@ def main() -> int:
     h1 = next(
         (r for n, p, r in rows if n == "limpet" and p == "HTTP/1.1" and isinstance(r, dict)), None
     )
-    print("| proxy | front end | req/s | CPU µs/req | vs HAProxy CPU | vs limpet HTTP/1.1 CPU |")
-    print("|---|---|---:|---:|---:|---:|")
+    print(
+        "| proxy | front end | req/s | CPU µs/req | reads+writes/req | vs HAProxy CPU "
+        "| vs limpet HTTP/1.1 CPU |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|")
     for name, proto, r in rows:
         if not isinstance(r, dict):
-            print(f"| {name} | {proto} | {r} | | | |")
+            print(f"| {name} | {proto} | {r} | | | | |")
             continue
         b = base.get(proto)
         vs_ha = f"{r['cpu_us'] / b['cpu_us']:.2f}" if b else "-"
         vs_h1 = f"{r['cpu_us'] / h1['cpu_us']:.2f}" if h1 and name == "limpet" else "-"
-        print(f"| {name} | {proto} | {r['rps']:,.0f} | {r['cpu_us']:.1f} | {vs_ha} | {vs_h1} |")
+        rw = f"{r['rw']:.2f}" if name == "limpet" else "-"
+        print(
+            f"| {name} | {proto} | {r['rps']:,.0f} | {r['cpu_us']:.1f} | {rw} | {vs_ha} | {vs_h1} |"
+        )
     print()
     print(f"| idle connections ({args.idle}) | RSS per connection |")
     print("|---|---:|")

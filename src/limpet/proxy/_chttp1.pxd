@@ -12,6 +12,7 @@ cdef class Deadline:
 cdef class Exchange:
     cdef public object body_buffer, body_buffered, body_chunked, body_done, body_sent, ctx, down
     cdef public object early_data, expect_continue, failed, filter, headers, keep_alive, lnames
+    cdef public object last_chunk
     cdef public object method, pick, replayable, resp_chunked, resp_close, retried_stale, runtime
     cdef public object state
     cdef public object status, until_close, upgrade, upstream, url, version

@@ -53,6 +53,7 @@ class ProxyContext:
         "timeouts",
         "trust_forwarded",
         "via",
+        "via_h2",
     )
 
     def __init__(
@@ -92,6 +93,8 @@ class ProxyContext:
         self.request_id_name = forwarding.request_id_header.encode()
         self.request_id_lower = self.request_id_name.lower()
         self.via = b"1.1 " + forwarding.via.encode()
+        #: a request received over HTTP/2 says so in the Via the backend gets (RFC 9110 §7.6.3)
+        self.via_h2 = b"2 " + forwarding.via.encode()
 
     def __repr__(self) -> str:
         return f"ProxyContext(connections={len(self.connections)}, stopping={self.stopping})"

@@ -108,6 +108,8 @@ NO_QUEUE: deque[Exchange] = deque(maxlen=0)
 #: DELETE are idempotent by RFC 9110 §9.2.2, but a backend that read one may be acting on it
 #: when the connection breaks, and a second copy racing the first is not harmless
 REPLAYABLE = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE"})
+#: the end of a chunked body without trailers (RFC 9112 §7.1)
+LAST_CHUNK = b"0\r\n\r\n"
 #: the route and the pick of a request, made once (by the fast path, or by Exchange.start)
 Picked = tuple["PoolRuntimeView | None", "Pick | None"]
 
@@ -726,6 +728,7 @@ class Exchange:
         "filter",
         "headers",
         "keep_alive",
+        "last_chunk",
         "lnames",
         "method",
         "pick",
@@ -766,6 +769,8 @@ class Exchange:
         self.body_buffered = 0
         self.body_done = False
         self.body_sent = False
+        #: what ends a chunked request body upstream: an HTTP/2 client's trailers go in it
+        self.last_chunk = LAST_CHUNK
         self.early_data = b""
         self.runtime: PoolRuntimeView | None = None
         self.pick: Pick | None = None
@@ -908,7 +913,7 @@ class Exchange:
             self.body_buffered = 0
             self.down.resume_for("buffer")
         if self.body_done and self.body_chunked:
-            transport.write(b"0\r\n\r\n")
+            transport.write(self.last_chunk)
         if self.down.write_paused:
             transport.pause_reading()
         if self.body_done:
@@ -932,7 +937,8 @@ class Exchange:
             down.scheme,
             ctx.request_id_name,
             ctx.request_id_lower,
-            ctx.via,
+            # RFC 9110 §7.6.3: Via names the protocol the request was received with
+            ctx.via_h2 if self.version == "2" else ctx.via,
             upstream.pool.address_bytes if upstream is not None else b"",
             self.upgrade,
             self.body_chunked,
@@ -958,7 +964,7 @@ class Exchange:
         conn = self.upstream
         if conn is not None and conn.transport is not None:
             if self.body_chunked:
-                conn.transport.write(b"0\r\n\r\n")
+                conn.transport.write(self.last_chunk)
             if self.state is SENDING:  # (not when the backend answered already)
                 self.step(EV_SENT)
 

@@ -35,7 +35,8 @@ MAX_FIELDS = 20
 
 def run(core: ModuleType, pieces: list[bytes]) -> tuple[list[tuple], int]:
     """Feed ``pieces`` as the upstream connection does; the events in a comparable form (heads
-    as tuples, adjacent body pieces joined) and the bytes held after a final response."""
+    as tuples, adjacent body pieces joined, an END with the trailers kept by then) and the
+    bytes held after a final response."""
     p = core.ResponseParser(LIMIT, MAX_FIELDS)
     out: list[tuple] = []
     for piece in pieces:
@@ -47,6 +48,8 @@ def run(core: ModuleType, pieces: list[bytes]) -> tuple[list[tuple], int]:
                     out[-1] = (kind, out[-1][1] + value)
                 elif value:
                     out.append((kind, value))
+            elif kind == END:
+                out.append((END, p.trailers))
             else:
                 out.append((kind, value))
     return out, p.buffered
@@ -175,6 +178,21 @@ def test_head_values_and_reuse(core: ModuleType) -> None:
     assert [k for k, _ in p.feed(b"HTTP/1.1 204 No Content\r\n\r\n")] == [HEAD, END]
 
 
+@pytest.mark.parametrize("core", CORES)
+def test_trailers_are_kept_until_the_next_response(core: ModuleType) -> None:
+    chunked = OK + b"Transfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n"
+    data = chunked + b"Grpc-Status: 0\r\nGrpc-Message:  fine \r\n\r\n"
+    events, _ = whole(core, data)
+    assert events[-1] == (END, [(b"Grpc-Status", b"0"), (b"Grpc-Message", b"fine")])
+    assert bytewise(core, data) == (events, 0)
+    p = core.ResponseParser(LIMIT, MAX_FIELDS)
+    p.feed(data)
+    p.reset()  # the connection is reused: the next response has none of them
+    assert p.trailers is None
+    p.feed(chunked + b"\r\n")
+    assert p.trailers is None  # twin: a chunked body without a trailer section
+
+
 BAD = {
     "not-http": b"SMTP ready\r\n\r\n",
     "http2": b"HTTP/2 200 OK\r\n\r\n",
@@ -196,6 +214,14 @@ BAD = {
     "bad-chunk-size": OK + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n",
     "chunk-without-crlf": OK + b"Transfer-Encoding: chunked\r\n\r\n1\r\nab",
     "bad-trailer": OK + b"Transfer-Encoding: chunked\r\n\r\n0\r\nX : y\r\n\r\n",
+    "too-many-trailers": OK
+    + b"Transfer-Encoding: chunked\r\n\r\n0\r\n"
+    + b"".join(b"X-%d: v\r\n" % i for i in range(30))
+    + b"\r\n",
+    "trailers-too-large": OK
+    + b"Transfer-Encoding: chunked\r\n\r\n0\r\nX-Big: "
+    + b"a" * 5000
+    + b"\r\n\r\n",
 }
 
 
@@ -222,7 +248,11 @@ def responses(draw: st.DrawFn) -> bytes:
     fields = draw(st.lists(st.tuples(st.sampled_from(NAMES), st.sampled_from(VALUES)), max_size=5))
     head = b"HTTP/%b %b Reason\r\n" % (version, status)
     head += b"".join(n + b": " + v + b"\r\n" for n, v in fields) + b"\r\n"
-    body = draw(st.sampled_from([b"", b"abc", b"3\r\nabc\r\n0\r\n\r\n", b"0\r\n\r\n"]))
+    body = draw(
+        st.sampled_from(
+            [b"", b"abc", b"3\r\nabc\r\n0\r\n\r\n", b"0\r\n\r\n", b"0\r\nX-T: 1\r\nY:  2 \r\n\r\n"]
+        )
+    )
     data = head + body
     for _ in range(draw(st.integers(0, 3))):  # mutations: flip, insert, delete a byte
         i = draw(st.integers(0, len(data) - 1))

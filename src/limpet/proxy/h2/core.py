@@ -107,7 +107,8 @@ class H2Core:
             client=False, initial_values={**initial, SettingCodes.MAX_CONCURRENT_STREAMS: 2**31 - 1}
         )
         self.outbox: dict[int, bytearray] = {}  # response bytes waiting for window
-        self.ending: set[int] = set()  # streams to end once their outbox is sent
+        #: streams to end once their outbox is sent: with their trailer fields, or None
+        self.ending: dict[int, list[tuple[bytes, bytes]] | None] = {}
         self.closed = False
         self.reason = ""
         self.queued = b""  # frames written here, ahead of the library's next bytes
@@ -207,6 +208,8 @@ class H2Core:
 
     # -- calls out --------------------------------------------------------------------------------
     def respond(self, stream_id: int, fields: list[tuple[bytes, bytes]], end: bool) -> None:
+        """A response's HEADERS (an informational one, 1xx, any number of times before the
+        final one: RFC 9113 §8.1)."""
         try:
             self.conn.send_headers(stream_id, fields, end_stream=end)
         except (StreamClosedError, ProtocolError):
@@ -219,13 +222,13 @@ class H2Core:
             box = self.outbox[stream_id] = bytearray()
         box += data
         if end:
-            self.ending.add(stream_id)
+            self.ending[stream_id] = None
         self.push(stream_id)
 
     def end(self, stream_id: int) -> None:
         """End our half of the stream once its queued bytes are sent."""
         if stream_id in self.outbox:
-            self.ending.add(stream_id)
+            self.ending[stream_id] = None
             self.push(stream_id)
             return
         try:
@@ -234,11 +237,12 @@ class H2Core:
             pass
 
     def trailers(self, stream_id: int, fields: list[tuple[bytes, bytes]]) -> None:
-        """Send trailer fields (they end the stream; queued body goes first)."""
+        """Send trailer fields: a HEADERS frame with END_STREAM (RFC 9113 §8.1), after the
+        queued body (they wait with it for the client's window: HEADERS are not flow
+        controlled, but nothing may follow them)."""
         if stream_id in self.outbox:
+            self.ending[stream_id] = fields
             self.push(stream_id)
-        if stream_id in self.outbox:
-            self.ending.add(stream_id)  # the window is shut: the trailers are given up
             return
         self.respond(stream_id, fields, end=True)
 
@@ -261,8 +265,11 @@ class H2Core:
             if not box:
                 del self.outbox[stream_id]
                 if stream_id in self.ending:
-                    self.ending.discard(stream_id)
-                    conn.end_stream(stream_id)
+                    tail = self.ending.pop(stream_id)
+                    if tail:
+                        conn.send_headers(stream_id, tail, end_stream=True)
+                    else:
+                        conn.end_stream(stream_id)
         except (StreamClosedError, ProtocolError):
             self.forget(stream_id)
         return sent > 0
@@ -293,7 +300,7 @@ class H2Core:
 
     def forget(self, stream_id: int) -> None:
         self.outbox.pop(stream_id, None)
-        self.ending.discard(stream_id)
+        self.ending.pop(stream_id, None)
 
     def goaway(self, code: ErrorCodes = NO_ERROR, reason: str = "", *, final: bool = True) -> None:
         """GOAWAY with the last stream id we took (RFC 9113 §6.8): streams above it were not

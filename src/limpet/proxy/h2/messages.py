@@ -13,6 +13,11 @@ Sec-WebSocket-Key (§5: an HTTP/2 client sends none).
 Response (RFC 9113 §8.2.2): the same connection-specific fields, and any field Connection
 names, are dropped; names are lowered; each Set-Cookie stays its own field (§8.2.3 joins only
 Cookie).
+Trailers, both ways (RFC 9113 §8.1, RFC 9110 §6.5): a client's are checked as its request
+fields are (a pseudo-header or a connection-specific field makes the request malformed) and
+become the lines of an HTTP/1.1 trailer section; a backend's become lower-case HTTP/2 fields.
+Either way the fields RFC 9110 §6.5.1 keeps out of trailers (``FORBIDDEN_TRAILERS``) are
+dropped, not relayed.
 """
 
 from __future__ import annotations
@@ -24,6 +29,33 @@ from dataclasses import dataclass
 
 CONNECTION_SPECIFIC = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
+)
+#: fields a trailer section may not carry: RFC 9110 §6.5.1 keeps out of trailers what must be
+#: known before the content (framing, routing, request modifiers, authentication, response
+#: control, content format). The names are Go net/http's list (badTrailer), with Set-Cookie
+#: (a response control: the affinity cookie is decided from the head) and the
+#: connection-specific fields
+FORBIDDEN_TRAILERS = CONNECTION_SPECIFIC | frozenset(
+    {
+        b"authorization",
+        b"cache-control",
+        b"content-encoding",
+        b"content-length",
+        b"content-range",
+        b"content-type",
+        b"expect",
+        b"host",
+        b"max-forwards",
+        b"pragma",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"range",
+        b"realm",
+        b"set-cookie",
+        b"te",
+        b"trailer",
+        b"www-authenticate",
+    }
 )
 REQUEST_PSEUDO = frozenset({b":method", b":scheme", b":authority", b":path", b":protocol"})
 #: the response fields a 101 to a WebSocket upgrade carries that mean nothing on a stream
@@ -58,9 +90,42 @@ class Request:
     content_length: int | None
 
     @property
+    def expect_continue(self) -> bool:
+        """``expect: 100-continue`` (RFC 9110 §10.1.1): the client waits for a 100 before
+        its body; the proxy answers it, as for HTTP/1.1, and the backend never sees it."""
+        lnames = self.lnames
+        if b"expect" not in lnames:
+            return False
+        headers = self.headers
+        return any(
+            lnames[i] == b"expect" and headers[i][1].lower() == b"100-continue"
+            for i in range(len(lnames))
+        )
+
+    @property
     def chunked(self) -> bool:
         """The body goes upstream chunked: it has no Content-Length (HTTP/2 frames it)."""
         return self.content_length is None
+
+
+#: the values of a header block joined by LF: a NUL or CR anywhere, or whitespace at either end
+#: of a value, is found in one search (an LF inside a value shows in the count of LFs)
+_SUSPECT_VALUES_RE = re.compile(rb"[\x00\r]|^[ \t]|[ \t]$", re.M)
+#: the names joined by LF: anything but a lower-case token, a colon that does not start a
+#: name (a pseudo-header's), or an empty name
+_SUSPECT_NAMES_RE = re.compile(rb"[^a-z0-9!#$%&'*+\-.^_`|~\n:]|[^\n]:|^$", re.M)
+
+
+def suspect(fields: list[tuple[bytes, bytes]]) -> bool:
+    """Whether any field of a header block may break RFC 9113 §8.2.1 (a bad value or name),
+    in two searches over the whole block instead of two per field; only a block this flags is
+    checked field by field (to say which one, and why)."""
+    if not fields:
+        return False
+    values = b"\n".join([v for _, v in fields])
+    if values.count(b"\n") != len(fields) - 1 or _SUSPECT_VALUES_RE.search(values) is not None:
+        return True
+    return _SUSPECT_NAMES_RE.search(b"\n".join([n for n, _ in fields])) is not None
 
 
 def bad_value(value: bytes) -> bool:
@@ -81,8 +146,9 @@ def request(fields: list[tuple[bytes, bytes]], *, connect_protocol: bool = True)
     host: bytes | None = None
     content_length: int | None = None
     regular = False
+    check = suspect(fields)
     for name, value in fields:
-        if bad_value(value):
+        if check and bad_value(value):
             raise Malformed(f"field {name.decode('latin-1')!r} has a forbidden character")
         if name[:1] == b":":
             if regular:
@@ -94,7 +160,7 @@ def request(fields: list[tuple[bytes, bytes]], *, connect_protocol: bool = True)
             pseudo[name] = value
             continue
         regular = True
-        if not name or _BAD_NAME_RE.search(name) is not None:
+        if check and (not name or _BAD_NAME_RE.search(name) is not None):
             raise Malformed(f"field name {name.decode('latin-1')!r} is not a lower-case token")
         if name in CONNECTION_SPECIFIC:
             raise Malformed(f"connection-specific field {name.decode('latin-1')!r}")
@@ -167,5 +233,36 @@ def response_fields(
     for name, value in headers:
         lname = name.lower()
         if lname not in drop:
+            out.append((lname, value))
+    return out
+
+
+def request_trailers(fields: list[tuple[bytes, bytes]], max_fields: int) -> bytes:
+    """A client's trailer fields (the HEADERS block after its DATA) as the lines of an
+    HTTP/1.1 trailer section (RFC 9112 §7.1.2), each ending in CRLF; the forbidden dropped."""
+    if len(fields) > max_fields:
+        # limits.max-headers, as for the request's head
+        raise Unsupported(431, "too many trailer fields")
+    lines: list[bytes] = []
+    for name, value in fields:
+        if name[:1] == b":":
+            raise Malformed("a pseudo-header field in trailers")  # RFC 9113 §8.1
+        if not name or _BAD_NAME_RE.search(name) is not None:
+            raise Malformed(f"field name {name.decode('latin-1')!r} is not a lower-case token")
+        if bad_value(value):
+            raise Malformed(f"field {name.decode('latin-1')!r} has a forbidden character")
+        if name in CONNECTION_SPECIFIC:
+            raise Malformed(f"connection-specific field {name.decode('latin-1')!r}")
+        if name not in FORBIDDEN_TRAILERS:
+            lines += (name, b": ", value, b"\r\n")
+    return b"".join(lines)
+
+
+def response_trailers(fields: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """A backend's trailer fields (validated by the response parser) as HTTP/2 trailers."""
+    out: list[tuple[bytes, bytes]] = []
+    for name, value in fields:
+        lname = name.lower()
+        if lname not in FORBIDDEN_TRAILERS:
             out.append((lname, value))
     return out

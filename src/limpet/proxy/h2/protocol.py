@@ -113,6 +113,9 @@ class H2Downstream(asyncio.Protocol):
             elif kind == h2core.END:
                 if stream is not None:
                     stream.client_end()
+            elif kind == h2core.TRAILERS:
+                if stream is not None:
+                    stream.client_trailers(value)  # type: ignore[arg-type]
             elif kind == h2core.RESET:
                 if stream is not None:
                     self.streams.pop(sid, None)

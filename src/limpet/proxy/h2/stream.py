@@ -20,6 +20,7 @@ is its client transport, DATA frames both ways, END_STREAM for FIN.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any, Protocol
 
 from limpet.proxy.builds import http1 as selected
@@ -39,6 +40,9 @@ if TYPE_CHECKING:
 
     from limpet.proxy.upstream import UpstreamConnection
     from limpet.proxy.wire.response import ResponseHead
+
+
+log = logging.getLogger("limpet.proxy.h2")
 
 
 class StreamOwner(Protocol):
@@ -171,14 +175,14 @@ class H2Stream:
         head = RequestHead(
             req.method,
             req.target,
-            "1.1",
+            "2",  # (the backend's Via says the request came over HTTP/2, RFC 9110 §7.6.3)
             req.headers,
             req.lnames,
             True,
             framing,
             req.content_length or 0,
             req.websocket,
-            False,
+            req.expect_continue,  # answered here once a backend is ready, as on HTTP/1.1
         )
         # the selected build's Exchange (compiled unless LIMPET_NO_EXTENSIONS), as HTTP/1.1 has
         exchange = self.active = selected.Exchange(self, head)
@@ -217,6 +221,34 @@ class H2Stream:
         exchange.feed_body(data)
         if not exchange.started:
             exchange.start()
+
+    def client_trailers(self, fields: list[tuple[bytes, bytes]]) -> None:
+        """The client's trailer fields (its END_STREAM comes with them): they end the chunked
+        body the backend gets, as its trailer section (RFC 9112 §7.1.2)."""
+        exchange = self.active
+        try:
+            lines = messages.request_trailers(fields, self.ctx.limits.max_headers)
+        except messages.Malformed as exc:
+            log.info("h2 %s stream %d: malformed trailers: %s", self.client_ip, self.sid, exc)
+            self.malformed(str(exc))
+            return
+        except messages.Unsupported as exc:
+            if exchange is not None:
+                exchange.abort_upstream()
+            self.refuse(exc.status, exc.reason)
+            return
+        if exchange is None or exchange.upgrade or not lines:
+            return
+        if exchange.body_chunked:
+            exchange.last_chunk = b"0\r\n" + lines + b"\r\n"
+        else:
+            # a body framed by content-length has no trailer section in HTTP/1.1; RFC 9110
+            # §6.5.1 lets a recipient discard trailers, and this says so
+            log.info(
+                "h2 %s stream %d: trailers dropped: the request has a content-length",
+                self.client_ip,
+                self.sid,
+            )
 
     def client_end(self) -> None:
         self.client_ended = True
@@ -273,7 +305,9 @@ class H2Stream:
         pass  # the connection flushes once per read from either side
 
     def flush(self) -> None:
-        self.conn.flush()
+        # at the end of the loop turn: what the streams of one connection got from their
+        # backends in one turn leaves in one send, not one per stream
+        self.conn.flush_soon()
 
     def write(self, data: bytes) -> None:
         """HTTP/1.1 response bytes from the Exchange, sent as HEADERS and DATA."""
@@ -286,22 +320,46 @@ class H2Stream:
                 self.head(value)
             elif kind == BODY:
                 if i < last and events[i + 1][0] == END and self.responded:
-                    # the body's last piece carries END_STREAM (no empty DATA frame after it)
-                    self.send_body(value, end=True)
-                    return
+                    tail = self.backend_trailers()
+                    if tail is None:
+                        # the body's last piece carries END_STREAM (no empty DATA after it)
+                        self.send_body(value, end=True)
+                        return
                 self.send_body(value)
             elif kind == END:
                 if self.responded:
-                    self.end_response()
+                    self.end_response(self.backend_trailers())
             elif kind == ERROR:
                 self.reset()
                 return
+
+    def backend_trailers(self) -> list[tuple[bytes, bytes]] | None:
+        """The trailer fields of the backend's chunked response, as HTTP/2 trailers, or None.
+
+        The Exchange relays a response to its downstream as HTTP/1.1 bytes and ends a chunked
+        one without trailers (HTTP/1.1 clients get none, RFC 9112 §7.1.2 lets a proxy drop
+        them); the upstream connection's parser keeps them until its next response, and the
+        Exchange still holds that connection while it writes the body's end.
+        """
+        exchange = self.active
+        upstream = exchange.upstream if exchange is not None else None
+        if upstream is None:
+            return None
+        fields = upstream.parser.trailers
+        if not fields:
+            return None
+        return messages.response_trailers(fields) or None
 
     def head(self, head: ResponseHead) -> None:
         status = head.status
         websocket = self.request.websocket
         if 100 <= status < 200 and not (status == 101 and websocket):
-            return  # interim answers (100, 103) are not relayed on h2
+            # RFC 9113 §8.1: any number of informational HEADERS (100, 103 Early Hints...)
+            # may precede the final one; a 101 has no meaning on a stream (§8.6)
+            if status != 101 and not self.responded and not self.ended:
+                fields = messages.response_fields(status, head.headers)
+                self.conn.core.respond(self.sid, fields, end=False)
+            return  # (the parser reads the final head next)
         fields = messages.response_fields(status, head.headers, websocket=websocket)
         bodyless = self.request.method == b"HEAD" or status in (204, 304)
         self.responded = True
@@ -323,11 +381,16 @@ class H2Stream:
         elif not self.write_paused and core.pending(self.sid) > self.conn.h2limits.send_buffer:
             self.full()
 
-    def end_response(self) -> None:
+    def end_response(self, trailers: list[tuple[bytes, bytes]] | None = None) -> None:
+        """End our half: END_STREAM after the queued body, on a trailing HEADERS when the
+        backend sent trailers."""
         if self.ended:
             return
         self.ended = True
-        self.conn.core.end(self.sid)
+        if trailers:
+            self.conn.core.trailers(self.sid, trailers)
+        else:
+            self.conn.core.end(self.sid)
         self.conn.maybe_done(self)
 
     def reset(self, code: Any = None) -> None:
@@ -335,6 +398,7 @@ class H2Stream:
             self.ended = self.client_ended = True
             core = self.conn.core
             core.reset(self.sid) if code is None else core.reset(self.sid, code)
+            self.conn.flush_soon()  # (a backend's end or a timer, not a client read, may reset)
         self.conn.maybe_done(self)
 
     def refuse(self, status: int, reason: str) -> None:
@@ -364,6 +428,9 @@ class H2Stream:
             # RFC 9113 §8.1: the answer is complete; the rest of the request is not wanted
             self.client_ended = True
             core.reset(self.sid, NO_ERROR)
+        # a local answer comes from a read of the client's (flushed after it) or from outside
+        # one: a failed connect, the response timeout; those must be sent too
+        self.conn.flush_soon()
         self.conn.maybe_done(self)
 
     def exchange_done(self, exchange: object, keep_alive: bool) -> None:

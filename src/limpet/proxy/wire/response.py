@@ -13,6 +13,11 @@ is for a client: it parses as much as it may and returns a list of ``(kind, valu
 A body delimited by the connection's close (RFC 9112 §6.3 rule 8) never ends here: the
 protocol class sees the close. A response to HEAD is the caller's to end (it knows the method).
 
+The trailer section of a chunked body (RFC 9112 §7.1.2) is bounded like a head (bytes and
+fields) and kept in ``trailers`` (None when there was none) until the next ``reset``: the rare
+reader that relays trailers (an HTTP/2 stream) takes them at ``END``; no event is added for
+them, so the common path's loop is unchanged.
+
 Why hand-written rather than httptools: llhttp calls back into Python once per header field
 and once per piece of the message, and needs a new parser object per response; this parses a
 head in one pass when its blank line arrives (one call per read), bounds the head, and is the
@@ -119,7 +124,15 @@ class ResponseHead:
 class ResponseParser:
     """Parses the responses of one upstream connection; see the module docstring."""
 
-    __slots__ = ("buf", "max_header_bytes", "max_headers", "remaining", "state", "trailer_bytes")
+    __slots__ = (
+        "buf",
+        "max_header_bytes",
+        "max_headers",
+        "remaining",
+        "state",
+        "trailer_bytes",
+        "trailers",
+    )
 
     def __init__(self, max_header_bytes: int, max_headers: int) -> None:
         self.max_header_bytes = max_header_bytes
@@ -128,6 +141,8 @@ class ResponseParser:
         self.state = _S_HEAD
         self.remaining = 0  # body bytes left in this Content-Length body or chunk
         self.trailer_bytes = 0
+        #: the last chunked body's trailer fields, as (name, value), or None
+        self.trailers: list[tuple[bytes, bytes]] | None = None
 
     def __repr__(self) -> str:
         return f"ResponseParser(state={self.state}, buffered={len(self.buf)})"
@@ -147,6 +162,7 @@ class ResponseParser:
         self.state = _S_HEAD
         self.buf = b""
         self.remaining = 0
+        self.trailers = None
 
     @cython.locals(
         buf=bytes,
@@ -239,6 +255,7 @@ class ResponseParser:
                 pos = stop + 2
                 if size == 0:
                     self.trailer_bytes = 0
+                    self.trailers = None
                     state = _S_TRAILERS
                 else:
                     self.remaining = size
@@ -259,7 +276,7 @@ class ResponseParser:
                     return self._fail(events, "chunk without CRLF")
                 pos += 2
                 state = _S_CHUNK_SIZE
-            else:  # _S_TRAILERS: RFC 9112 §7.1.2, fields after the last chunk; dropped
+            else:  # _S_TRAILERS: RFC 9112 §7.1.2, fields after the last chunk; kept aside
                 stop = buf.find(b"\r\n", pos)
                 window = pos + self.max_header_bytes - self.trailer_bytes
                 if buf.find(b"\n", pos, min(end if stop < 0 else stop, window)) >= 0:
@@ -274,8 +291,14 @@ class ResponseParser:
                     events.append((END, None))
                     state = _S_DONE
                     break
-                if _FIELD_MATCH.fullmatch(buf, pos, stop) is None:
+                m = _FIELD_MATCH.fullmatch(buf, pos, stop)
+                if m is None:
                     return self._fail(events, "bad trailer field")
+                if self.trailers is None:
+                    self.trailers = []
+                elif len(self.trailers) >= self.max_headers:
+                    return self._fail(events, "too many response trailer fields")
+                self.trailers.append((m.group(1), m.group(2)))
                 pos = stop + 2
         self.state = state
         self.buf = buf[pos:] if pos < end else b""

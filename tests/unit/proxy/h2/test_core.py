@@ -7,13 +7,15 @@ from h2.connection import H2Connection
 from h2.events import (
     ConnectionTerminated,
     DataReceived,
+    InformationalResponseReceived,
     ResponseReceived,
     StreamEnded,
     StreamReset,
+    TrailersReceived,
 )
 from h2.settings import SettingCodes
 
-from limpet.proxy.h2.core import BODY, CLOSED, END, REQUEST, RESET, WRITABLE, H2Core
+from limpet.proxy.h2.core import BODY, CLOSED, END, REQUEST, RESET, TRAILERS, WRITABLE, H2Core
 from limpet.proxy.h2.limits import H2Limits
 
 REQ = [(":method", "GET"), (":scheme", "http"), (":authority", "a"), (":path", "/")]
@@ -38,6 +40,16 @@ def step(core: H2Core, client: H2Connection, now: float = 0.0) -> tuple[list, li
     """Client bytes to the core and back: (core events, client events)."""
     events = core.receive(client.data_to_send(), now)
     return events, client.receive_data(core.data_to_send())
+
+
+def answering(body: bytes, **client_settings: int) -> tuple[H2Core, H2Connection]:
+    """A GET on stream 1, answered 200 with ``body`` queued (sent as far as the window goes)."""
+    core, client = pair(**client_settings)
+    client.send_headers(1, REQ, end_stream=True)
+    step(core, client)
+    core.respond(1, [(b":status", b"200")], end=False)
+    core.send(1, body)
+    return core, client
 
 
 def test_a_request_with_end_stream_is_one_event() -> None:
@@ -83,11 +95,7 @@ def test_responses_wait_for_the_window_and_report_writable() -> None:
 
 
 def test_client_reset_is_an_event_and_forgets_held_bytes() -> None:
-    core, client = pair(INITIAL_WINDOW_SIZE=0)
-    client.send_headers(1, REQ, end_stream=True)
-    step(core, client)
-    core.respond(1, [(b":status", b"200")], end=False)
-    core.send(1, b"z" * 100)
+    core, client = answering(b"z" * 100, INITIAL_WINDOW_SIZE=0)
     assert core.pending(1) == 100
     client.reset_stream(1, error_code=8)
     events, _ = step(core, client)
@@ -201,3 +209,46 @@ def test_resets_the_client_provokes_count_like_the_ones_it_sends() -> None:
         step(twin, twin_client)
         twin.reset(sid)  # CANCEL: our own choice (a backend gone), not the client's doing
     assert not twin.closed
+
+
+def test_trailers_wait_with_the_body_for_the_window_then_end_the_stream() -> None:
+    core, client = answering(b"b" * 30, INITIAL_WINDOW_SIZE=10)
+    core.trailers(1, [(b"grpc-status", b"0")])
+    got = client.receive_data(core.data_to_send())
+    assert not any(isinstance(e, TrailersReceived) for e in got)  # the body goes first
+    client.increment_flow_control_window(100, stream_id=1)
+    _, got = step(core, client)
+    trailers = [e for e in got if isinstance(e, TrailersReceived)]
+    assert trailers and trailers[0].headers == [(b"grpc-status", b"0")]
+    assert any(isinstance(e, StreamEnded) for e in got) and core.pending(1) == 0
+
+
+def test_twin_end_without_trailers_sends_none() -> None:
+    core, client = answering(b"b" * 30)
+    core.end(1)
+    got = client.receive_data(core.data_to_send())
+    assert not any(isinstance(e, TrailersReceived) for e in got)
+    assert any(isinstance(e, StreamEnded) for e in got)
+
+
+def test_informational_headers_precede_the_final_response() -> None:
+    core, client = pair()
+    client.send_headers(1, REQ, end_stream=True)
+    step(core, client)
+    core.respond(1, [(b":status", b"103"), (b"link", b"</a.css>")], end=False)
+    core.respond(1, [(b":status", b"200")], end=True)
+    got = client.receive_data(core.data_to_send())
+    kinds = [
+        type(e) for e in got if isinstance(e, (InformationalResponseReceived, ResponseReceived))
+    ]
+    assert kinds == [InformationalResponseReceived, ResponseReceived]
+
+
+def test_request_trailers_are_an_event_before_the_end() -> None:
+    core, client = pair()
+    client.send_headers(1, [(":method", "POST"), *REQ[1:]])
+    client.send_data(1, b"abc")
+    client.send_headers(1, [("grpc-timeout", "1S")], end_stream=True)
+    events, _ = step(core, client)
+    assert [k for k, _, _ in events] == [REQUEST, BODY, TRAILERS, END]
+    assert events[2][2] == [(b"grpc-timeout", b"1S")]

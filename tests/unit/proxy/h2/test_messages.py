@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
-import pytest
+from unittest.mock import patch
 
-from limpet.proxy.h2.messages import Malformed, Unsupported, request, response_fields
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from limpet.proxy.h2 import messages
+from limpet.proxy.h2.messages import (
+    Malformed,
+    Unsupported,
+    request,
+    request_trailers,
+    response_fields,
+    response_trailers,
+)
 
 BASE = [
     (b":method", b"GET"),
@@ -116,3 +128,78 @@ def test_a_websocket_101_is_a_200_on_the_stream() -> None:
         (b"Sec-WebSocket-Accept", b"x"),
     ]
     assert response_fields(101, head, websocket=True) == [(b":status", b"200")]
+
+
+def test_request_trailers_become_trailer_lines_without_forbidden_fields() -> None:
+    fields = [(b"grpc-timeout", b"1S"), (b"content-length", b"9"), (b"x-sum", b"abc")]
+    assert request_trailers(fields, 10) == b"grpc-timeout: 1S\r\nx-sum: abc\r\n"
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        [(b":path", b"/")],  # RFC 9113 §8.1: no pseudo-header in trailers
+        [(b"X-Upper", b"v")],
+        [(b"connection", b"close")],
+        [(b"x-a", b"a\r\nb")],
+    ],
+    ids=["pseudo", "upper-case", "connection-specific", "crlf"],
+)
+def test_malformed_request_trailers(fields: list[tuple[bytes, bytes]]) -> None:
+    with pytest.raises(Malformed):
+        request_trailers(fields, 10)
+
+
+def test_too_many_request_trailers_are_refused_like_a_head() -> None:
+    with pytest.raises(Unsupported) as exc:
+        request_trailers([(b"x-%d" % i, b"v") for i in range(11)], 10)
+    assert exc.value.status == 431
+    assert request_trailers([(b"x-%d" % i, b"v") for i in range(10)], 10)  # twin: at the bound
+
+
+def test_response_trailers_are_lowered_and_filtered() -> None:
+    got = response_trailers(
+        [(b"Grpc-Status", b"0"), (b"Set-Cookie", b"a=b"), (b"Transfer-Encoding", b"x")]
+    )
+    assert got == [(b"grpc-status", b"0")]
+
+
+def test_expect_100_continue_is_noticed_and_twin_without_it() -> None:
+    assert request([*BASE, (b"expect", b"100-Continue")]).expect_continue
+    assert not request([*BASE, (b"x-expect", b"100-continue")]).expect_continue
+
+
+FIELD_BYTES = st.sampled_from(
+    [b"a", b"z", b"-", b":", b"A", b" ", b"\t", b"\n", b"\r", b"\x00", b"1"]
+)
+NAMES = st.one_of(
+    st.sampled_from([b":method", b":path", b":scheme", b":authority", b"cookie", b"x-a", b""]),
+    st.lists(FIELD_BYTES, max_size=6).map(b"".join),
+)
+VALUES = st.one_of(
+    st.sampled_from([b"GET", b"/", b"https", b"a.example", b"v"]),
+    st.lists(FIELD_BYTES, max_size=6).map(b"".join),
+)
+
+
+def outcome(fields: list[tuple[bytes, bytes]]) -> object:
+    try:
+        req = request(fields)
+    except (Malformed, Unsupported) as exc:
+        return type(exc), str(exc)
+    return req.method, req.target, req.headers
+
+
+@given(
+    extra=st.lists(st.tuples(NAMES, VALUES), max_size=5),
+    at=st.integers(0, 4),
+)
+def test_the_whole_block_check_finds_what_the_field_checks_find(
+    extra: list[tuple[bytes, bytes]], at: int
+) -> None:
+    """``suspect`` lets a block skip the per-field checks: differential against a run where
+    every block is checked field by field."""
+    fields = [*BASE[:at], *extra, *BASE[at:]]
+    fast = outcome(fields)
+    with patch.object(messages, "suspect", lambda _: True):
+        assert outcome(fields) == fast
