@@ -12,6 +12,7 @@ The twin shows the comparison fails for a fast path that differs by one thing.
 from __future__ import annotations
 
 import asyncio
+import sys
 
 import pytest
 from hypothesis import given, settings
@@ -122,3 +123,13 @@ async def test_a_request_without_an_idle_connection_takes_the_reference(build: s
 def test_fuzz_the_fast_path_for_a_few_seconds() -> None:
     """A bounded run of tests/fuzz/protocol_fuzz.py: the two paths agree, nothing crashes."""
     fuzz_for_a_few_seconds("protocol_fuzz.py", rss_limit_mb=768)
+
+
+def test_each_build_runs_its_own_fast_path() -> None:
+    """The reference http1 runs the pure-Python fast path, the compiled _chttp1 the compiled
+    _cfast: a build never mixes the two (else the differential would compare one with itself)."""
+    assert http1.fast is fast and not fast.COMPILED
+    if "compiled" in BUILDS:
+        compiled = classes("compiled")[0]
+        module = sys.modules[compiled.__module__]
+        assert module.fast.COMPILED and module.fast.__name__ == "limpet.proxy._cfast"
