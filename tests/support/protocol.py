@@ -62,6 +62,7 @@ class Rig:
         self,
         protocol: type[http1.Downstream] = http1.Downstream,
         connection: type[UpstreamConnection] = UpstreamConnection,
+        affinity: str = "none",
     ) -> None:
         self.connection = connection
         parser = argparse.ArgumentParser()
@@ -74,7 +75,7 @@ class Rig:
                 "s",
                 "--no-health",
                 "--affinity",
-                "none",
+                affinity,
             ]
         )
         self.server = ProxyServer(cli.resolve(args), b"s", admin=False)
@@ -125,6 +126,12 @@ RESPONSES = [
 ]
 EVENTS = ["client-eof", "client-full", "client-drained", "upstream-lost", "response-timeout"]
 REQUEST_ID = re.compile(rb"(?im)^(x-request-id: )[^\r\n]*")
+#: a new cookie token's text is random too (its entropy), masked the same way
+TOKEN = re.compile(rb"(?im)^(set-cookie: limpet=)[^;\r\n]*")
+
+
+def masked(data: bytes) -> bytes:
+    return TOKEN.sub(rb"\1*", REQUEST_ID.sub(rb"\1*", data))
 
 
 @st.composite
@@ -176,8 +183,8 @@ def step(rig: Rig, kind: str, data: bytes) -> tuple[object, ...]:
     active = rig.down.active
     return (
         error,
-        REQUEST_ID.sub(rb"\1*", rig.client.take()),
-        REQUEST_ID.sub(rb"\1*", rig.backend.take()),
+        masked(rig.client.take()),
+        masked(rig.backend.take()),
         rig.client.closed,
         rig.client.reading,
         rig.client.eof,
@@ -213,11 +220,12 @@ async def compare(
     script: list[tuple[str, bytes]],
     build: str,
     fast_protocol: type[http1.Downstream] | None = None,
+    affinity: str = "none",
 ) -> int:
     """Run ``script`` on both paths; how many of its requests the fast path took."""
     downstream, connection = classes(build)
-    taken = Rig(fast_protocol or downstream, connection)
-    reference = Rig(without_fast_path(downstream), connection)
+    taken = Rig(fast_protocol or downstream, connection, affinity)
+    reference = Rig(without_fast_path(downstream), connection, affinity)
     assert taken.down.fast_path and not reference.down.fast_path
     took = 0
     for n, (kind, data) in enumerate(script):

@@ -27,13 +27,15 @@ OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 
 @pytest.mark.parametrize("build", BUILDS)
-@settings(max_examples=100, deadline=None)
+@pytest.mark.parametrize("affinity", ["none", "cookie"])
+@settings(max_examples=60, deadline=None)
 @given(script=scripts())
 def test_the_fast_path_sends_and_answers_what_the_reference_does(
-    build: str, script: list[tuple[str, bytes]]
+    build: str, affinity: str, script: list[tuple[str, bytes]]
 ) -> None:
     # (a loop per example: the exchanges arm timers and may start a connect task, never run)
-    asyncio.run(compare(script, build))
+    # (cookie: each request's invalid token is replaced by a new one, in a Set-Cookie)
+    asyncio.run(compare(script, build, affinity=affinity))
 
 
 COMMON = [
