@@ -2,8 +2,9 @@
 
 ``Downstream.data_received`` (limpet.proxy.http1) offers every read here first. ``FastPath``
 takes the read's request only when it is the common case, and carries it from the parsed head
-to the end of its response with no per-request object of its own (one ``FastPath`` per
-connection, reused). Everything else goes to the reference ``Exchange``, which stays the
+to the end of its response without a reference ``Exchange`` or its state-table steps (one
+``FastPath`` per connection, reused; the objects still made per request, by the parsers, the
+policy and the runtime it calls, are listed in docs/benchmarks.md). Everything else goes to the reference ``Exchange``, which stays the
 specification; docs/proxy.md lists which requests take which path. The fast path takes a
 request when, and only when:
 
@@ -14,8 +15,10 @@ request when, and only when:
 - its route has a backend for it (a plain ``Pick``: not an Engine.IO decision, which needs its
   filter) and that backend has an idle pooled connection the reference would take too.
 
-It declines *before* any side effect, by handing the read's events to ``Downstream.handle``,
-with the route and pick it made (so the policy is asked once, as in the reference). Once it has
+It declines before it has done anything the reference would not do the same way: the parse is
+the connection's own parser (the reference's), and the read's events go to
+``Downstream.handle`` with the route and pick it made, if any (so a policy is asked once, as in
+the reference). Once it has
 sent a request, anything rare on the response side (a 1xx or 101 head, a broken or lost
 backend connection, the response timeout, the client leaving) hands the exchange over to a
 reference ``Exchange`` built in the very state the reference would be in
