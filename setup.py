@@ -1,6 +1,6 @@
 """Builds the compiled twins of the proxy's wire core (limpet.proxy.wire._c*) and of its
-per-exchange protocol code (limpet.proxy._chttp1 and _cupstream, from src/limpet/proxy/http1.py
-and upstream.py).
+per-exchange protocol code (limpet.proxy._chttp1, _cupstream and _cfast, from
+src/limpet/proxy/http1.py, upstream.py and fast.py).
 
 The extension is compiled by Cython from the very same pure-Python module the fallback runs
 (src/limpet/proxy/wire/parser.py, response.py and rewrite.py, in Cython's pure-Python mode), so there is one source of truth
@@ -113,6 +113,7 @@ def extensions() -> list:  # type: ignore[type-arg]
             [
                 extension("limpet.proxy._chttp1", "src/limpet/proxy/http1.py"),
                 extension("limpet.proxy._cupstream", "src/limpet/proxy/upstream.py"),
+                extension("limpet.proxy._cfast", "src/limpet/proxy/fast.py"),
             ],
             # (and with Python's indexing: it uses negative indices, as Python code does)
             compiler_directives={"language_level": "3", "annotation_typing": False},
@@ -120,7 +121,8 @@ def extensions() -> list:  # type: ignore[type-arg]
             quiet=True,
             # Cython's own dependency check does not see _chttp1.pxd (it is named after the
             # module, not the source file): a .pxd newer than the C file regenerates it
-            force=_newer("src/limpet/proxy/_chttp1.pxd", "build/cython/src/limpet/proxy/http1.c"),
+            force=_newer("src/limpet/proxy/_chttp1.pxd", "build/cython/src/limpet/proxy/http1.c")
+            or _newer("src/limpet/proxy/_cfast.pxd", "build/cython/src/limpet/proxy/fast.c"),
         )
         core = cythonize(exts, compiler_directives=directives, build_dir="build/cython", quiet=True)
     except CompileError as exc:  # Cython printed the error above

@@ -8,6 +8,7 @@ end-to-end bench on a shared machine cannot separate from scheduling noise.
 
     PYTHONPATH=src python bench/proxy/hotpath.py [-v]                          # compiled core
     LIMPET_NO_EXTENSIONS=1 PYTHONPATH=src python bench/proxy/hotpath.py [-v]   # pure Python
+    LIMPET_NO_FASTPATH=1 PYTHONPATH=src python bench/proxy/hotpath.py [-v]     # no fast path
 """
 
 import argparse
@@ -103,7 +104,10 @@ async def main(n):
             conn.data_received(RESP)
         best = min(best, (time.process_time() - t) / n)
     assert b"b0\n" in b"".join(dt.out), dt.out
-    print(f"{best * 1e6:.1f} us/request (python only, best of 8 x {n}; protocol code: {CORE})")
+    path = "fast path" if type(down.fast).__name__ == "FastPath" else "reference Exchange"
+    print(
+        f"{best * 1e6:.1f} us/request (python only, best of 8 x {n}; protocol code: {CORE}; {path})"
+    )
     if "-v" in sys.argv:
         print(b"".join(ut.out).decode())
         print(b"".join(dt.out).decode())

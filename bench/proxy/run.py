@@ -10,7 +10,8 @@ requests/s, p99 and the proxy's CPU µs per request: utime+stime of its processe
 /proc/PID/stat over the wrk run, divided by the requests wrk completed; then ratios to HAProxy.
 
 Contenders (``--only`` picks some): limpet ``--affinity cookie`` (the default core, and the
-pure-Python core with ``LIMPET_NO_EXTENSIONS=1``), limpet ``--affinity none``, limpet
+pure-Python core with ``LIMPET_NO_EXTENSIONS=1``, and every request on the reference Exchange
+with ``LIMPET_NO_FASTPATH=1``), limpet ``--affinity none``, limpet
 ``--mode tcp`` (a byte relay: no HTTP work), HAProxy, nginx, Envoy, Traefik. A peer that is not
 installed, or does not start, is reported as "not available" and skipped.
 
@@ -269,6 +270,12 @@ CONTENDERS = [
         env={"LIMPET_NO_EXTENSIONS": "1"},
     ),
     Contender(
+        "limpet-cookie-ref",
+        "limpet --affinity cookie, LIMPET_NO_FASTPATH=1",
+        limpet_proxy("--affinity", "cookie"),
+        env={"LIMPET_NO_FASTPATH": "1"},
+    ),
+    Contender(
         "limpet-none",
         "limpet --affinity none",
         limpet_proxy("--affinity", "none"),
@@ -388,6 +395,7 @@ def run_one(
     argv = ["taskset", "-c", args.proxy_cpu, *c.argv(ctx, port)]
     env = dict(limpet_env() if c.key.startswith("limpet") else os.environ)
     env.pop("LIMPET_NO_EXTENSIONS", None)
+    env.pop("LIMPET_NO_FASTPATH", None)
     env.update(c.env or {})
     if c.key == "traefik":
         env["GOMAXPROCS"] = "1"  # one core, like every other proxy here

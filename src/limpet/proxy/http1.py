@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from limpet.affinity.base import Pick, RequestFacts
 from limpet.pool.health import HealthEvent
@@ -58,6 +60,7 @@ from limpet.proxy.states import (
     WAITING,
     DownEvent,
     ExEvent,
+    ExState,
     advance,
     ex_advance,
 )
@@ -72,6 +75,10 @@ except ImportError:  # the reference runs without Cython installed
 
 #: True in the build Cython compiled from this file (limpet.proxy._chttp1), False here
 COMPILED: bool = cython.compiled
+
+#: the fast path of this build (limpet.proxy.fast; the compiled twin takes the compiled one,
+#: limpet.proxy._cfast, so a build never mixes the two)
+fast: Any = importlib.import_module("limpet.proxy._cfast" if COMPILED else "limpet.proxy.fast")
 
 if TYPE_CHECKING:
     from limpet.pool.model import BackendView
@@ -103,6 +110,45 @@ NO_QUEUE: deque[Exchange] = deque(maxlen=0)
 REPLAYABLE = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE"})
 #: the end of a chunked body without trailers (RFC 9112 §7.1)
 LAST_CHUNK = b"0\r\n\r\n"
+#: the route and the pick of a request, made once (by the fast path, or by Exchange.start)
+Picked = tuple["PoolRuntimeView | None", "Pick | None"]
+
+
+def request_facts(
+    down: DownstreamSide,
+    headers: list[tuple[bytes, bytes]],
+    lnames: list[bytes],
+    path: bytes,
+    query: bytes,
+) -> RequestFacts:
+    """What the route's policy sees of a request."""
+    cookies: Mapping[str, str]
+    if b"cookie" in lnames:
+        values = [headers[i][1] for i in range(len(lnames)) if lnames[i] == b"cookie"]
+        cookies = down.cookies(values)
+    else:
+        cookies = NO_COOKIES
+    return RequestFacts(
+        down.client_ip,
+        path.decode("latin-1"),
+        query.decode("latin-1"),
+        LazyHeaders(headers, lnames),
+        cookies,
+        time.time(),
+    )
+
+
+def route_and_pick(
+    down: DownstreamSide, headers: list[tuple[bytes, bytes]], lnames: list[bytes], url: bytes
+) -> Picked:
+    """The route of a request (by Host and path) and its policy's pick; (None, None): no route."""
+    host = headers[lnames.index(b"host")][1] if b"host" in lnames else b""
+    path, _, query = url.partition(b"?")
+    route_path = path if path.startswith(b"/") else b"/"  # "*" (OPTIONS) routes as "/"
+    runtime = down.ctx.route(host.decode("latin-1"), route_path.decode("latin-1"))
+    if runtime is None:
+        return None, None
+    return runtime, runtime.pick(request_facts(down, headers, lnames, path, query))
 
 
 class Deadline:
@@ -135,6 +181,11 @@ class Deadline:
 
     def disarm(self) -> None:
         self.callback = None
+
+    def retarget(self, callback: Callable[[], object]) -> None:
+        """The same deadline, if armed, calls ``callback`` instead."""
+        if self.callback is not None:
+            self.callback = callback
 
     def cancel(self) -> None:
         self.callback = None
@@ -203,6 +254,10 @@ class Downstream(asyncio.Protocol):
     client only through the members listed there.
     """
 
+    #: offer each read to the fast path first (limpet.proxy.fast); False: every request takes
+    #: the reference Exchange (LIMPET_NO_FASTPATH=1, and the differential tests' reference)
+    fast_path = not os.environ.get("LIMPET_NO_FASTPATH")
+
     def __init__(self, ctx: ProxyContext) -> None:
         self.ctx = ctx
         self.loop = ctx.loop
@@ -231,6 +286,9 @@ class Downstream(asyncio.Protocol):
         self._handling = False  # inside handle(): exchange_done must not feed the parser
         self._cookie_key: list[bytes] | None = None  # the last request's Cookie values...
         self._cookie_jar: dict[str, str] = {}  # ...parsed (a keep-alive client repeats them)
+        #: each read goes through it: the fast path takes a common request whole, or hands the
+        #: parsed events to handle() (limpet.proxy.fast)
+        self.fast = fast.FastPath(self) if self.fast_path else fast.ReferencePath(self)
 
     def __repr__(self) -> str:
         return (
@@ -290,10 +348,11 @@ class Downstream(asyncio.Protocol):
             return
         if state is REFUSED:
             return  # a refusal was sent: read and drop until the client closes
-        self.handle(self.parser.feed(data))
+        self.fast.offer(data)
 
-    def handle(self, events: list[tuple[int, object]]) -> None:
-        """Act on the wire core's events for one read, in order."""
+    def handle(self, events: list[tuple[int, object]], picked: Picked | None = None) -> None:
+        """Act on the wire core's events for one read, in order (``picked``: the route and pick
+        the fast path made for the first request in them before it declined)."""
         if events and events[-1][0] == ERROR:
             # a request refused in this read never starts, even if its head parsed (a bad
             # chunk-size line after a good head): nothing of it reaches a backend
@@ -312,7 +371,8 @@ class Downstream(asyncio.Protocol):
                         if not receiving.started and receiving is self.active:
                             receiving.start()  # its first chunk line was valid
                 elif kind == HEAD:
-                    self.on_head(value)  # type: ignore[arg-type]
+                    self.on_head(value, picked)  # type: ignore[arg-type]
+                    picked = None
                 elif kind == END:
                     self.on_message_complete()
                 elif kind == UPGRADE:
@@ -436,7 +496,7 @@ class Downstream(asyncio.Protocol):
                 self.transport.close()  # idle keep-alive connection: close quietly
 
     # -- wire core events ----------------------------------------------------------------------
-    def on_head(self, head: RequestHead) -> None:
+    def on_head(self, head: RequestHead, picked: Picked | None = None) -> None:
         self._head_started = False
         if self.active is None and self.receiving is None:
             self._disarm()
@@ -445,9 +505,48 @@ class Downstream(asyncio.Protocol):
         if self.active is None and not self.queue:
             self.active = exchange
             if exchange.ready():
-                exchange.start()
+                exchange.start(picked)
         else:
             self.queue.append(exchange)
+
+    # -- what the fast path asks of its connection (limpet.proxy.fast.FastSide) -----------------
+    def head_arrived(self) -> None:
+        """A whole head arrived on an idle connection: the header and idle timers stop (as in
+        on_head)."""
+        self._head_started = False
+        self._disarm()
+
+    def route_and_pick(self, head: RequestHead) -> Picked:
+        return route_and_pick(self, head.headers, head.lnames, head.target)
+
+    def adopt(
+        self,
+        head: RequestHead,
+        runtime: PoolRuntimeView,
+        pick: Pick,
+        conn: UpstreamConnection,
+        state: ExState,
+        status: int,
+        framing: tuple[bool, bool, bool],
+        taken: object,
+    ) -> Exchange:
+        """The reference Exchange of a request the fast path (``taken``) sent whole on ``conn``,
+        in the state the reference would be in (``framing``: the response's resp_chunked,
+        resp_close and until_close); the fast path hands over anything rare to it."""
+        exchange = Exchange(self, head)
+        exchange.runtime = runtime
+        exchange.pick = pick
+        exchange.upstream = conn
+        exchange.body_done = True
+        exchange.body_sent = head.framing != NONE
+        exchange.state = state
+        exchange.status = status
+        exchange.resp_chunked, exchange.resp_close, exchange.until_close = framing
+        conn.exchange = exchange
+        if self.active is taken:  # (not after a refusal: the reference's is not active either)
+            self.active = exchange
+        self.resp_timer.retarget(exchange.response_timeout)
+        return exchange
 
     def on_message_complete(self) -> None:
         exchange, self.receiving = self.receiving, None
@@ -728,37 +827,23 @@ class Exchange:
             or bool(self.body_buffer)
         )
 
-    def start(self) -> None:
-        """Choose the backend (the route's policy decides) and get a connection to it."""
+    def start(self, picked: Picked | None = None) -> None:
+        """Choose the backend (the route's policy decides) and get a connection to it
+        (``picked``: the route and pick were made already, by the fast path)."""
         self.step(EV_START)
-        lnames = self.lnames
-        host = self.headers[lnames.index(b"host")][1] if b"host" in lnames else b""
-        path, _, query = self.url.partition(b"?")
-        route_path = path if path.startswith(b"/") else b"/"  # "*" (OPTIONS) routes as "/"
-        runtime = self.ctx.route(host.decode("latin-1"), route_path.decode("latin-1"))
-        if runtime is None:
+        runtime, pick = (
+            route_and_pick(self.down, self.headers, self.lnames, self.url)
+            if picked is None
+            else picked
+        )
+        if runtime is None or pick is None:
             self.local(404, "no route for this host and path")
             return
         self.runtime = runtime
-        self.choose(runtime.pick(self.facts(path, query)))
+        self.choose(pick)
 
     def facts(self, path: bytes, query: bytes) -> RequestFacts:
-        lnames = self.lnames
-        cookies: Mapping[str, str]
-        if b"cookie" in lnames:
-            headers = self.headers
-            values = [headers[i][1] for i in range(len(lnames)) if lnames[i] == b"cookie"]
-            cookies = self.down.cookies(values)
-        else:
-            cookies = NO_COOKIES
-        return RequestFacts(
-            self.down.client_ip,
-            path.decode("latin-1"),
-            query.decode("latin-1"),
-            LazyHeaders(self.headers, lnames),
-            cookies,
-            time.time(),
-        )
+        return request_facts(self.down, self.headers, self.lnames, path, query)
 
     def choose(self, pick: Pick) -> None:
         if not engineio.admit(self, pick):  # --affinity engineio: unknown session -> 400

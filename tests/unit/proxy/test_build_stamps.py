@@ -7,10 +7,11 @@ from __future__ import annotations
 import re
 import shutil
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
-from limpet.proxy import http1
+from limpet.proxy import fast, http1
 from limpet.proxy.wire import stamps
 
 PACKAGE = Path(stamps.__file__).resolve().parents[2]  # src/limpet
@@ -104,12 +105,12 @@ def pxd_fields(text: str) -> dict[str, set[str]]:
     return fields
 
 
-def drift(text: str) -> dict[str, set[str]]:
+def drift(text: str, module: ModuleType = http1) -> dict[str, set[str]]:
     """The names in a class's __slots__ or in its .pxd declaration but not in both."""
     return {
-        name: declared ^ set(getattr(http1, name).__slots__)
+        name: declared ^ set(getattr(module, name).__slots__)
         for name, declared in pxd_fields(text).items()
-        if declared ^ set(getattr(http1, name).__slots__)
+        if declared ^ set(getattr(module, name).__slots__)
     }
 
 
@@ -122,3 +123,14 @@ def test_the_pxd_declares_exactly_the_slots() -> None:
 def test_twin_a_field_missing_from_the_pxd_is_found() -> None:
     text = (PACKAGE / "proxy/_chttp1.pxd").read_text().replace(" replayable,", "")
     assert drift(text) == {"Exchange": {"replayable"}}
+
+
+def test_the_fast_path_pxd_declares_exactly_the_slots() -> None:
+    text = (PACKAGE / "proxy/_cfast.pxd").read_text()
+    assert set(pxd_fields(text)) == {"FastPath", "ReferencePath"}
+    assert drift(text, fast) == {}
+
+
+def test_twin_a_field_missing_from_the_fast_path_pxd_is_found() -> None:
+    text = (PACKAGE / "proxy/_cfast.pxd").read_text().replace(", until_close", "")
+    assert drift(text, fast) == {"FastPath": {"until_close"}}

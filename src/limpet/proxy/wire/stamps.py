@@ -1,7 +1,7 @@
 """The source stamp of the compiled twins: which sources each compiled module was built from.
 
 Each compiled module (the wire core's ``_cparser``, ``_cresponse``, ``_crewrite`` and the
-protocol code's ``_chttp1``, ``_cupstream``) is linked with a tiny C object that setup.py
+protocol code's ``_chttp1``, ``_cupstream``, ``_cfast``) is linked with a tiny C object that setup.py
 generates: a string ``LIMPET-SOURCE-SHA256:<hex>``, the SHA-256 of the sources it was compiled
 from (the ``.py`` file and its augmenting ``.pxd``, if any; ``source_hash``). At import time
 ``check`` reads that stamp from the module's file (before the module is loaded) and hashes the
@@ -29,6 +29,7 @@ SOURCES: dict[str, tuple[str, ...]] = {
     "limpet.proxy.wire._cresponse": ("proxy/wire/response.py",),
     "limpet.proxy._chttp1": ("proxy/http1.py", "proxy/_chttp1.pxd"),
     "limpet.proxy._cupstream": ("proxy/upstream.py",),
+    "limpet.proxy._cfast": ("proxy/fast.py", "proxy/_cfast.pxd"),
 }
 MARK = b"LIMPET-SOURCE-SHA256:"
 #: a refused (stale) module is an error instead of a fallback where this is set (the test
