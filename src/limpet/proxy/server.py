@@ -124,7 +124,8 @@ class PoolRuntime:
         return snap
 
     def pick(self, facts: RequestFacts, exclude: set[str] | None = None) -> Pick:
-        snapshot = self.snapshot(exclude)
+        # (self.snapshot(None) is pool.snapshot(): read directly, a call less per request)
+        snapshot = self.snapshot(exclude) if exclude else self.pool.snapshot()
         pick = self.policy.pick(facts, snapshot)
         backend = pick.backend
         if backend is None:
