@@ -45,6 +45,8 @@ from limpet.runtime import parse_hostport
 log = logging.getLogger("limpet.proxy")
 #: read per request: module constants, as an Enum member read through its class costs ~0.1 µs
 _PINNING = (PickReason.NEW, PickReason.REPINNED)
+#: (Host, path) answers of the route table remembered at most (ProxyServer.route)
+ROUTE_MEMO = 1024
 _PASSIVE_OK = HealthEvent.PASSIVE_OK
 #: balances that read the session counts (limpet.pool.sessions)
 SESSION_BALANCES = ("least-sessions", "power-of-two-sessions")
@@ -372,9 +374,9 @@ class ProxyServer:
         self.metrics.registry.register(ResponsesCollector(self))
         self.metrics.registry.unregister(self.metrics.pins)
         self.metrics.registry.register(PinsCollector(self))
-        self.routes: list[tuple[RouteConfig, PoolRuntime]] = [
-            (r, self.pools[r.pool]) for r in config.routes
-        ]
+        #: (Host, path) -> the route's runtime, for the current route table (``routes``)
+        self._route_memo: dict[tuple[str, str], PoolRuntime | None] = {}
+        self.routes = [(r, self.pools[r.pool]) for r in config.routes]
         self.connections: set[Any] = set()
         self.stopping = False
         #: the open-files limit, raised to the hard one; max-connections is fitted under it
@@ -401,8 +403,35 @@ class ProxyServer:
         backends = sum(len(p.backends) for p in config.pools)
         return fdbudget.apply(config.limits, backends, self.nofile)
 
+    @property
+    def routes(self) -> list[tuple[RouteConfig, PoolRuntime]]:
+        """The route table, first match wins; setting it (a reload) forgets the memo."""
+        return self._routes
+
+    @routes.setter
+    def routes(self, routes: list[tuple[RouteConfig, PoolRuntime]]) -> None:
+        self._routes = routes
+        self._route_memo = {}
+
     def route(self, host: str, path: str) -> PoolRuntime | None:
-        """First route whose host and path prefix match (RFC 9110 §7.2: Host without port)."""
+        """First route whose host and path prefix match (RFC 9110 §7.2: Host without port).
+
+        The answer depends on the route table alone, so it is remembered per (Host, path)
+        until the table changes (bounded by ROUTE_MEMO: a client that sends many paths only
+        refills it): a request of a known Host and path is one dict lookup.
+        """
+        memo = self._route_memo
+        key = (host, path)
+        if key in memo:
+            return memo[key]
+        runtime = self.match_route(host, path)
+        if len(memo) >= ROUTE_MEMO:
+            memo.clear()
+        memo[key] = runtime
+        return runtime
+
+    def match_route(self, host: str, path: str) -> PoolRuntime | None:
+        """``route`` without the memo: the route table read in order."""
         host = host[: host.find("]") + 1] if host.startswith("[") else host.partition(":")[0]
         host = host.lower()
         for route, runtime in self.routes:
