@@ -105,7 +105,7 @@ class PoolRuntime:
         self.open: dict[str, int] = {b.id: 0 for b in cfg.backends}
         self._open_gauges = {b.id: self.open_gauge(b.id) for b in cfg.backends}
         #: (backend id, status class) -> responses; plain ints on the hot path, read by
-        #: ResponsesCollector at scrape time (Counter.inc takes a lock and showed in the profile)
+        #: CountsCollector at scrape time (Counter.inc takes a lock and showed in the profile)
         self.response_counts: dict[tuple[str, int], int] = {}
         self.discovery_info: dict[str, Any] | None = None  # set by limpet.proxy.discovery
         self.refresh_gauges()
@@ -146,7 +146,7 @@ class PoolRuntime:
         """A session placed afresh: counted as a pin, and in the ledger until its key shows."""
         assert pick.backend is not None
         bid = pick.backend.id
-        # a plain int, read by PinsCollector at scrape time: under ``--affinity none`` every
+        # a plain int, read by CountsCollector at scrape time: under ``--affinity none`` every
         # request is a new placement, and Counter.labels().inc() cost ~1 µs of each
         self.pins[bid] = self.pins.get(bid, 0) + 1
         if self.session_keys.new(pick):
@@ -305,8 +305,9 @@ def canary_groups(cfg: PoolConfig, policy: Any) -> GroupSplit | None:
         raise ConfigError(str(exc), key=f"pools.{cfg.name}.canary") from None
 
 
-class ResponsesCollector:
-    """``limpet_responses_total`` built at scrape time from the pools' plain-int counts."""
+class CountsCollector:
+    """``limpet_responses_total`` and ``limpet_pins_total``, built at scrape time from the
+    pools' plain-int counts (a Counter bumped per request takes a label lookup and a lock)."""
 
     def __init__(self, server: ProxyServer) -> None:
         self.server = server
@@ -314,35 +315,23 @@ class ResponsesCollector:
     def collect(self) -> Any:
         from prometheus_client.core import CounterMetricFamily
 
-        family = CounterMetricFamily(
+        responses = CounterMetricFamily(
             "limpet_responses",
             "Responses relayed from backends, by pool, backend and status class",
             labels=["pool", "backend", "code"],
         )
-        for runtime in self.server.pools.values():
-            for (backend_id, cls), n in list(runtime.response_counts.items()):
-                family.add_metric([runtime.name, backend_id, f"{cls}xx"], n)
-        yield family
-
-
-class PinsCollector:
-    """``limpet_pins_total`` built at scrape time from the pools' plain-int pin counts."""
-
-    def __init__(self, server: ProxyServer) -> None:
-        self.server = server
-
-    def collect(self) -> Any:
-        from prometheus_client.core import CounterMetricFamily
-
-        family = CounterMetricFamily(
+        pins = CounterMetricFamily(
             "limpet_pins",
             "Sessions pinned (new or repinned) to a backend by this process",
             labels=["pool", "backend"],
         )
         for runtime in self.server.pools.values():
+            for (backend_id, cls), n in list(runtime.response_counts.items()):
+                responses.add_metric([runtime.name, backend_id, f"{cls}xx"], n)
             for backend_id, n in list(runtime.pins.items()):
-                family.add_metric([runtime.name, backend_id], n)
-        yield family
+                pins.add_metric([runtime.name, backend_id], n)
+        yield responses
+        yield pins
 
 
 class ProxyServer:
@@ -371,9 +360,8 @@ class ProxyServer:
         self.pools = {p.name: PoolRuntime(p, secret, self.metrics) for p in config.pools}
         # the declared Counters are replaced by collectors over plain ints (same metric names)
         self.metrics.registry.unregister(self.metrics.responses)
-        self.metrics.registry.register(ResponsesCollector(self))
         self.metrics.registry.unregister(self.metrics.pins)
-        self.metrics.registry.register(PinsCollector(self))
+        self.metrics.registry.register(CountsCollector(self))
         #: (Host, path) -> the route's runtime, for the current route table (``routes``)
         self._route_memo: dict[tuple[str, str], PoolRuntime | None] = {}
         self.routes = [(r, self.pools[r.pool]) for r in config.routes]

@@ -3,29 +3,14 @@ and a new table (a reload) is read afresh."""
 
 from __future__ import annotations
 
-import argparse
-
 from limpet.config.model import RouteConfig
-from limpet.proxy import cli
 from limpet.proxy import server as server_mod
 from limpet.proxy.server import ProxyServer
+from tests.support.protocol import Rig
 
 
 def build() -> ProxyServer:
-    p = argparse.ArgumentParser()
-    cli.configure(p)
-    args = p.parse_args(
-        [
-            "--backend",
-            "b0=http://127.0.0.1:9",
-            "--secret",
-            "s",
-            "--no-health",
-            "--log-level",
-            "warning",
-        ]
-    )
-    return ProxyServer(cli.resolve(args), b"s", admin=False)
+    return Rig().server
 
 
 HOSTS = ["api.test", "API.test:8080", "www.test", "[::1]:80", "x.api.test", ""]
