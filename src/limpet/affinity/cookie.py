@@ -115,6 +115,8 @@ class CookiePolicy:
         self._for: PoolSnapshot | None = None
         self._opened_tokens: dict[str, tuple[int, BackendView | None, bytes]] = {}
         self._pinned: dict[str, Pick] = {}  # backend id -> Pick(it, PINNED), per snapshot
+        #: persistent mode: token -> (expiry, its PINNED Pick) when the pin serves, per snapshot
+        self._sticky: dict[str, tuple[int, Pick]] = {}
         self._maglev = MaglevCache()
 
     def __repr__(self) -> str:
@@ -176,7 +178,10 @@ class CookiePolicy:
             known = (stamp, pin, body[PIN_SIZE:])
             if len(opened) >= OPENED_CACHE:
                 opened.clear()  # bounded; refilled by the sessions still active
+                self._sticky.clear()
             opened[text] = known
+            if pin is not None and pin.serves_pinned and self.mode != "balanced":
+                self._sticky[text] = (stamp, self._pinned[pin.id])
         return known
 
     def _refresh(self, pool: PoolSnapshot) -> None:
@@ -188,12 +193,20 @@ class CookiePolicy:
         # what a token leads to depends on the snapshot (its backends and their states)
         self._opened_tokens = {}
         self._pinned = {b.id: Pick(b, PickReason.PINNED) for b in pool.backends}
+        self._sticky = {}
         self._for = pool
 
     # -- decision ------------------------------------------------------------------------------
 
     def pick(self, facts: RequestFacts, pool: PoolSnapshot) -> Pick:
-        had_cookie = self.cookie_name in facts.cookies
+        text = facts.cookies.get(self.cookie_name)
+        if text is not None and pool is self._for:
+            # a session's every request after its first (persistent mode): the answer the
+            # steps below give, remembered with the verified token for this snapshot
+            hit = self._sticky.get(text)
+            if hit is not None and (not hit[0] or facts.now < hit[0]):
+                return hit[1]
+        had_cookie = text is not None
         pin, key = self.read(facts, pool)
         if self.mode == "balanced":
             return self._pick_balanced(facts, pool, pin, key, had_cookie)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Callable
 
 # the hop-by-hop rules live in the wire core, which the head rewriting uses
 from limpet.proxy.wire.rewrite import FORWARDED, HOP_BY_HOP, connection_tokens
@@ -32,11 +33,10 @@ def parse_cookies(values: list[str]) -> dict[str, str]:
     return jar
 
 
-_ID_PREFIX = os.urandom(6).hex().encode() + b"-"
-_id_counter = itertools.count(1)
+_ID_PREFIX = os.urandom(6).hex().encode() + b"-"  # (hex and "-": no "%" for the format below)
 
-
-def new_request_id() -> bytes:
-    """A unique request id: a random per-process prefix and a counter (no syscall per request,
-    unlike os.urandom, which showed up in the profile)."""
-    return _ID_PREFIX + b"%x" % next(_id_counter)
+#: A unique request id: a random per-process prefix and a counter, ``prefix-<hex counter>``
+#: (no syscall per request, unlike os.urandom, which showed up in the profile). Built from
+#: builtins alone (``map`` over ``itertools.count``, formatted by ``bytes.__mod__``), so a
+#: call runs no Python frame: it is made once per forwarded request.
+new_request_id: Callable[[], bytes] = map((_ID_PREFIX + b"%x").__mod__, itertools.count(1)).__next__

@@ -45,6 +45,8 @@ from limpet.runtime import parse_hostport
 log = logging.getLogger("limpet.proxy")
 #: read per request: module constants, as an Enum member read through its class costs ~0.1 µs
 _PINNING = (PickReason.NEW, PickReason.REPINNED)
+#: (Host, path) answers of the route table remembered at most (ProxyServer.route)
+ROUTE_MEMO = 1024
 _PASSIVE_OK = HealthEvent.PASSIVE_OK
 #: balances that read the session counts (limpet.pool.sessions)
 SESSION_BALANCES = ("least-sessions", "power-of-two-sessions")
@@ -103,7 +105,7 @@ class PoolRuntime:
         self.open: dict[str, int] = {b.id: 0 for b in cfg.backends}
         self._open_gauges = {b.id: self.open_gauge(b.id) for b in cfg.backends}
         #: (backend id, status class) -> responses; plain ints on the hot path, read by
-        #: ResponsesCollector at scrape time (Counter.inc takes a lock and showed in the profile)
+        #: CountsCollector at scrape time (Counter.inc takes a lock and showed in the profile)
         self.response_counts: dict[tuple[str, int], int] = {}
         self.discovery_info: dict[str, Any] | None = None  # set by limpet.proxy.discovery
         self.refresh_gauges()
@@ -124,7 +126,8 @@ class PoolRuntime:
         return snap
 
     def pick(self, facts: RequestFacts, exclude: set[str] | None = None) -> Pick:
-        snapshot = self.snapshot(exclude)
+        # (self.snapshot(None) is pool.snapshot(): read directly, a call less per request)
+        snapshot = self.snapshot(exclude) if exclude else self.pool.snapshot()
         pick = self.policy.pick(facts, snapshot)
         backend = pick.backend
         if backend is None:
@@ -143,8 +146,9 @@ class PoolRuntime:
         """A session placed afresh: counted as a pin, and in the ledger until its key shows."""
         assert pick.backend is not None
         bid = pick.backend.id
+        # a plain int, read by CountsCollector at scrape time: under ``--affinity none`` every
+        # request is a new placement, and Counter.labels().inc() cost ~1 µs of each
         self.pins[bid] = self.pins.get(bid, 0) + 1
-        self.metrics.pins.labels(self.name, bid).inc()
         if self.session_keys.new(pick):
             self._ledger.placed(bid, facts.now)
         return pick
@@ -301,8 +305,9 @@ def canary_groups(cfg: PoolConfig, policy: Any) -> GroupSplit | None:
         raise ConfigError(str(exc), key=f"pools.{cfg.name}.canary") from None
 
 
-class ResponsesCollector:
-    """``limpet_responses_total`` built at scrape time from the pools' plain-int counts."""
+class CountsCollector:
+    """``limpet_responses_total`` and ``limpet_pins_total``, built at scrape time from the
+    pools' plain-int counts (a Counter bumped per request takes a label lookup and a lock)."""
 
     def __init__(self, server: ProxyServer) -> None:
         self.server = server
@@ -310,15 +315,23 @@ class ResponsesCollector:
     def collect(self) -> Any:
         from prometheus_client.core import CounterMetricFamily
 
-        family = CounterMetricFamily(
+        responses = CounterMetricFamily(
             "limpet_responses",
             "Responses relayed from backends, by pool, backend and status class",
             labels=["pool", "backend", "code"],
         )
+        pins = CounterMetricFamily(
+            "limpet_pins",
+            "Sessions pinned (new or repinned) to a backend by this process",
+            labels=["pool", "backend"],
+        )
         for runtime in self.server.pools.values():
             for (backend_id, cls), n in list(runtime.response_counts.items()):
-                family.add_metric([runtime.name, backend_id, f"{cls}xx"], n)
-        yield family
+                responses.add_metric([runtime.name, backend_id, f"{cls}xx"], n)
+            for backend_id, n in list(runtime.pins.items()):
+                pins.add_metric([runtime.name, backend_id], n)
+        yield responses
+        yield pins
 
 
 class ProxyServer:
@@ -345,12 +358,13 @@ class ProxyServer:
         self.loop = asyncio.get_running_loop()
         self.metrics = ProxyMetrics()
         self.pools = {p.name: PoolRuntime(p, secret, self.metrics) for p in config.pools}
-        # the declared Counter is replaced by a collector over plain ints (same metric name)
+        # the declared Counters are replaced by collectors over plain ints (same metric names)
         self.metrics.registry.unregister(self.metrics.responses)
-        self.metrics.registry.register(ResponsesCollector(self))
-        self.routes: list[tuple[RouteConfig, PoolRuntime]] = [
-            (r, self.pools[r.pool]) for r in config.routes
-        ]
+        self.metrics.registry.unregister(self.metrics.pins)
+        self.metrics.registry.register(CountsCollector(self))
+        #: (Host, path) -> the route's runtime, for the current route table (``routes``)
+        self._route_memo: dict[tuple[str, str], PoolRuntime | None] = {}
+        self.routes = [(r, self.pools[r.pool]) for r in config.routes]
         self.connections: set[Any] = set()
         self.stopping = False
         #: the open-files limit, raised to the hard one; max-connections is fitted under it
@@ -377,8 +391,35 @@ class ProxyServer:
         backends = sum(len(p.backends) for p in config.pools)
         return fdbudget.apply(config.limits, backends, self.nofile)
 
+    @property
+    def routes(self) -> list[tuple[RouteConfig, PoolRuntime]]:
+        """The route table, first match wins; setting it (a reload) forgets the memo."""
+        return self._routes
+
+    @routes.setter
+    def routes(self, routes: list[tuple[RouteConfig, PoolRuntime]]) -> None:
+        self._routes = routes
+        self._route_memo = {}
+
     def route(self, host: str, path: str) -> PoolRuntime | None:
-        """First route whose host and path prefix match (RFC 9110 §7.2: Host without port)."""
+        """First route whose host and path prefix match (RFC 9110 §7.2: Host without port).
+
+        The answer depends on the route table alone, so it is remembered per (Host, path)
+        until the table changes (bounded by ROUTE_MEMO: a client that sends many paths only
+        refills it): a request of a known Host and path is one dict lookup.
+        """
+        memo = self._route_memo
+        key = (host, path)
+        if key in memo:
+            return memo[key]
+        runtime = self.match_route(host, path)
+        if len(memo) >= ROUTE_MEMO:
+            memo.clear()
+        memo[key] = runtime
+        return runtime
+
+    def match_route(self, host: str, path: str) -> PoolRuntime | None:
+        """``route`` without the memo: the route table read in order."""
         host = host[: host.find("]") + 1] if host.startswith("[") else host.partition(":")[0]
         host = host.lower()
         for route, runtime in self.routes:

@@ -117,5 +117,7 @@ def test_admin_endpoints(procs: Procs, three: dict[str, str]) -> None:
     assert all(b["state"] == "healthy" for b in backends.values())
     metrics = proxy.metrics()
     assert f'limpet_responses_total{{backend="{pinned}",code="2xx",pool="default"}} 4.0' in metrics
+    # one placement, then three requests that carry its cookie (plain ints read at scrape time)
+    assert f'limpet_pins_total{{backend="{pinned}",pool="default"}} 1.0' in metrics
     assert proxy.admin("GET", "/healthz")[0] == 200
     assert proxy.admin("GET", "/readyz")[0] == 200

@@ -300,3 +300,38 @@ def test_two_instances_with_the_same_secret_agree(secret: bytes, ids: list[str],
         minted = a.pick(facts(None), pool.snapshot())
         honoured = b.pick(facts(value(minted)), pool.snapshot())
         assert honoured.backend == minted.backend and honoured.reason is PickReason.PINNED
+
+
+@pytest.mark.parametrize("mode", ["persistent", "balanced"])
+@pytest.mark.parametrize("change", ["none", "expire", "eject", "drain", "grow"])
+def test_the_remembered_pin_decides_as_a_policy_that_remembers_nothing(
+    mode: str, change: str
+) -> None:
+    # the warm policy answers a known token from its per-snapshot cache (CookiePolicy._sticky);
+    # a fresh policy with the same secret verifies every token afresh: both pin alike, before
+    # and after the change, on the first request that sees it and on the next ones
+    spec = replace(SPEC, cookie_mode=mode, cookie_ttl=100)  # type: ignore[arg-type]
+    warm, pool, now = policy(spec), make_pool(3), 1000.0
+    tokens = [value(warm.pick(facts(None, now), pool.snapshot())) for _ in range(12)]
+
+    def alike() -> None:
+        snap, fresh = pool.snapshot(), policy(spec)  # (asked once per token: never from memory)
+        for token in tokens:
+            cold = fresh.pick(facts(token, now), snap)
+            for _ in range(2):  # the second: the token is known for this snapshot
+                got = warm.pick(facts(token, now), snap)
+                assert got.reason is cold.reason, token
+                if got.reason is PickReason.PINNED:  # (a new placement is the balancer's)
+                    assert got.backend == cold.backend, token
+
+    alike()
+    if change == "expire":
+        now += 101
+    elif change == "eject":
+        for _ in range(3):
+            pool.record("b0", HealthEvent.PROBE_FAIL, now)
+    elif change == "drain":
+        pool.drain("b0")
+    elif change == "grow":  # a scale-up: balanced moves some sessions, persistent none
+        pool.set_members([(f"b{i}", f"127.0.0.1:{9000 + i}", False) for i in range(4)], now)
+    alike()

@@ -51,3 +51,21 @@ def test_no_backend() -> None:
     pool.drain("b0")
     pick = pol.pick(RequestFacts("x"), pool.snapshot())
     assert pick.backend is None and pick.reason is PickReason.NO_BACKEND
+
+
+def test_a_pick_names_the_view_of_the_snapshot_it_was_made_from() -> None:
+    # the policy remembers one Pick per backend; a new snapshot's views are new objects (with
+    # their own state and load), and the pick names those, never a remembered older one
+    pol, pool = NonePolicy(RoundRobin()), make_pool(3)
+    for change in (None, "opened", "drain", "undrain"):
+        if change == "opened":
+            pool.opened("b0")
+        elif change == "drain":
+            pool.drain("b2")
+        elif change == "undrain":
+            pool.undrain("b2")
+        snap = pool.snapshot()
+        for _ in range(6):
+            pick = pol.pick(RequestFacts("x"), snap)
+            assert pick.reason is PickReason.NEW and pick.set_cookie is None
+            assert any(pick.backend is b for b in snap.backends), (change, pick)

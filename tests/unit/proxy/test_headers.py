@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
+from limpet.proxy import headers
 from limpet.proxy.headers import HOP_BY_HOP, connection_tokens, parse_cookies
 from limpet.proxy.responses import local_response
 
@@ -39,3 +42,13 @@ def test_local_response_is_complete_http() -> None:
     assert head.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
     assert b"Content-Length: %d" % len(body) in head
     assert b"Connection: close" in head
+
+
+def test_request_ids_are_the_prefix_and_a_rising_hex_counter() -> None:
+    # (built from builtins, not a def: the same text as prefix + b"%x" % n)
+    first, second = headers.new_request_id(), headers.new_request_id()
+    for rid in (first, second):
+        assert re.fullmatch(rb"[0-9a-f]{12}-[0-9a-f]+", rid), rid
+        assert rid.startswith(headers._ID_PREFIX)
+    n = int(first.rpartition(b"-")[2], 16)
+    assert second == headers._ID_PREFIX + b"%x" % (n + 1)
