@@ -52,6 +52,10 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+#: presence members: client id -> its info
+Members = dict[str, dict[str, Any]]
+
+
 class JoinRead(NamedTuple):
     """What ``Broker.join_and_read`` did: the history page, whether the presence was written,
     and the presence or announce failure (logged by the hub, not raised)."""
@@ -125,12 +129,7 @@ class Broker(abc.ABC):
         """Remove one member of the channel's presence now."""
 
     async def join_and_read(
-        self,
-        channel: str,
-        members: dict[str, dict[str, Any]],
-        record: Envelope,
-        since: int | None,
-        limit: int,
+        self, channel: str, members: Members, record: Envelope, since: int | None, limit: int
     ) -> JoinRead:
         """A subscriber's broker work once the channel is routed here, in this order: its
         presence (``presence_touch``), its join ``record`` (``announce``), then the ``history``

@@ -41,7 +41,7 @@ from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
 
 from limpet.errors import BrokerError
-from limpet.hub.brokers.base import Broker, BrokerOptions, EventQueue, JoinRead, now_ms
+from limpet.hub.brokers.base import Broker, BrokerOptions, EventQueue, JoinRead, Members, now_ms
 from limpet.hub.brokers.redis_events import RedisEventQueue
 from limpet.hub.channels import (
     Envelope,
@@ -278,6 +278,8 @@ class RedisBroker(Broker):
     kind = "redis"
     #: live records on SPUBLISH/SSUBSCRIBE (Redis 7 sharded pub/sub) instead of PUBLISH/SUBSCRIBE
     sharded = False
+    #: a subscribe's presence, announce and history read in one transaction (join_and_read)
+    pipelined_joins = True
     #: start a new epoch when the master's replication ID changed (a failover; see _ENSURE_EPOCH)
     fenced = False
     #: a channel's keys may move to another master (Redis Cluster resharding): adopt them
@@ -536,17 +538,14 @@ class RedisBroker(Broker):
         return HistoryPage(epoch, int(offset), tuple(kept))
 
     async def join_and_read(
-        self,
-        channel: str,
-        members: dict[str, dict[str, Any]],
-        record: Envelope,
-        since: int | None,
-        limit: int,
+        self, channel: str, members: Members, record: Envelope, since: int | None, limit: int
     ) -> JoinRead:
         """Presence, the join announce and the history read in one transaction: one pool
         checkout and one round trip instead of three. Redis runs them in this order, as the
         three calls did. The script goes by EVALSHA (a pipeline's own script loading costs a
         round trip of its own); a Redis that lost it (restarted) gets the separate read."""
+        if not self.pipelined_joins:
+            return await super().join_and_read(channel, members, record, since, limit)
         keys, args = self._history_call(channel, since, limit)
         async with self._errors("history"):
             # MULTI/EXEC, as presence_touch's writes were: no reader sees half of them
