@@ -128,3 +128,35 @@ async def test_a_history_failure_fails_the_subscribe(way: str, broker: RedisBrok
     await broker.redis.set(broker._key(channel, "meta"), "not a hash")
     with pytest.raises(BrokerError, match="history"):
         await asyncio.wait_for(join(way, broker, channel, since=0), 10)
+
+
+@pytest.mark.parametrize("way", list(WAYS))
+async def test_subscribes_that_arrive_together_share_one_transaction(
+    way: str, broker: RedisBroker
+) -> None:
+    """A storm: 20 subscribes at once, each on a channel of its own with its own history.
+    Each gets its own page and presence; the pipeline sends them as one transaction, the
+    twin takes three connections from the pool for each."""
+    channels = [f"jr-{uuid.uuid4().hex[:8]}" for _ in range(20)]
+    for i, channel in enumerate(channels):
+        for n in range(i % 3 + 1):
+            await broker.publish(channel, {"c": i, "n": n})
+    await broker.history(channels[0], None, 0)  # the script is loaded
+    taken = count_checkouts(broker)
+    results = await asyncio.gather(*(join(way, broker, c, since=0) for c in channels))
+    assert taken[0] == (1 if way == "pipeline" else 3 * len(channels))
+    for i, (channel, (page, joined, failure)) in enumerate(zip(channels, results, strict=True)):
+        assert (joined, failure) == (True, None)
+        assert [m.data for m in page.messages] == [{"c": i, "n": n} for n in range(i % 3 + 1)]
+        assert [m.get("id") for m in await broker.presence(channel)] == ["sid-1"]
+
+
+async def test_a_closing_broker_fails_the_subscribes_it_holds(redis_server: Any) -> None:
+    """Nothing waits forever: subscribes queued when the broker closes get an error."""
+    broker = RedisBroker(redis_server.url, BrokerOptions())
+    channel = f"jr-{uuid.uuid4().hex[:8]}"
+    pending = asyncio.ensure_future(join("pipeline", broker, channel, since=None))
+    await asyncio.sleep(0)  # queued; its transaction not sent yet
+    await broker.close()
+    with pytest.raises(BrokerError):
+        await asyncio.wait_for(pending, 10)

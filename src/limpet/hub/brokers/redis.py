@@ -59,6 +59,11 @@ from limpet.tlsverify import strict_hint
 
 log = logging.getLogger("limpet.hub.redis")
 
+#: subscribes per join transaction (join_and_read): a round trip's worth, not a storm's
+JOIN_BATCH = 128
+#: the answers of one subscriber's commands (presence 4, the announce, the history read)
+_JOIN_ANSWERS = 6
+
 # With ``fence`` (clusters and Sentinel: replicated, failover possible), meta also keeps ``r``, the
 # replication ID of the master that wrote it. A promoted replica gets a new replication ID, and
 # asynchronous replication may have lost the old master's last acknowledged writes, which no
@@ -293,6 +298,11 @@ class RedisBroker(Broker):
         #: publishes waiting for the next pipeline (keys, args, outcome)
         self._queued: list[tuple[list[str], list[Any], asyncio.Future[Any]]] = []
         self._sender: asyncio.Task[None] | None = None
+        #: subscribes waiting for the next join transaction (see ``join_and_read``)
+        self._joins: list[
+            tuple[str, Members, Envelope, int | None, int, asyncio.Future[list[Any]]]
+        ] = []
+        self._joiner: asyncio.Task[None] | None = None
         #: the client and the one connection publishes travel on (see ``_pipeline``)
         self._publisher: Any = None
         self._publishing: Any = None
@@ -386,6 +396,10 @@ class RedisBroker(Broker):
         self._closing = True
         if self._sender is not None:
             self._sender.cancel()
+        if self._joiner is not None:
+            self._joiner.cancel()
+        self._fail_joins(self._joins, BrokerError("redis broker closed"))
+        self._joins = []
         if self._publisher is not None:
             with contextlib.suppress(Exception):
                 await self._publisher.aclose()
@@ -540,24 +554,19 @@ class RedisBroker(Broker):
     async def join_and_read(
         self, channel: str, members: Members, record: Envelope, since: int | None, limit: int
     ) -> JoinRead:
-        """Presence, the join announce and the history read in one transaction: one pool
-        checkout and one round trip instead of three. Redis runs them in this order, as the
-        three calls did. The script goes by EVALSHA (a pipeline's own script loading costs a
-        round trip of its own); a Redis that lost it (restarted) gets the separate read."""
+        """Presence, the join announce and the history read in one transaction, shared with
+        the other subscribes that arrive meanwhile (``_send_joins``): a storm's subscribes
+        take one pool checkout and one round trip per batch instead of three each. Redis runs
+        each subscriber's three in this order, as the three calls did. The script goes by
+        EVALSHA (a pipeline's own script loading costs a round trip of its own); a Redis that
+        lost it (restarted) gets the separate read."""
         if not self.pipelined_joins:
             return await super().join_and_read(channel, members, record, since, limit)
-        keys, args = self._history_call(channel, since, limit)
-        async with self._errors("history"):
-            # MULTI/EXEC, as presence_touch's writes were: no reader sees half of them
-            pipe = self.redis.pipeline(transaction=True)
-            self._presence_commands(pipe, channel, members)
-            if self.sharded:
-                pipe.spublish(self._live(channel), encode_envelope(record))
-            else:
-                pipe.publish(self._live(channel), encode_envelope(record))
-            pipe.evalsha(self._history.sha, len(keys), *keys, *args)
-            results = await pipe.execute(raise_on_error=False)
-        *presence, announced, raw = results
+        done: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._joins.append((channel, members, record, since, limit, done))
+        if self._joiner is None or self._joiner.done():
+            self._joiner = asyncio.create_task(self._send_joins())
+        *presence, announced, raw = await done
         joined = not any(isinstance(r, Exception) for r in presence)
         failed = next((r for r in (*presence, announced) if isinstance(r, Exception)), None)
         failure = None if failed is None else BrokerError(f"redis presence failed: {failed}")
@@ -566,6 +575,56 @@ class RedisBroker(Broker):
         if isinstance(raw, Exception):
             raise BrokerError(strict_hint(f"redis history failed: {raw}"))
         return JoinRead(self._history_page(channel, raw), joined, failure)
+
+    async def _send_joins(self) -> None:
+        """Send the queued subscribes, at most ``JOIN_BATCH`` per transaction, until none is
+        left; each waiter gets its six answers, or the batch's error. A batch cut short
+        (cancelled: the broker closing) fails its waiters rather than leave them waiting."""
+        while self._joins:
+            batch, self._joins = self._joins[:JOIN_BATCH], self._joins[JOIN_BATCH:]
+            outcome: list[Any] | BaseException
+            try:
+                async with self._errors("history"):
+                    # MULTI/EXEC, as presence_touch's writes were: no reader sees half of them
+                    pipe = self.redis.pipeline(transaction=True)
+                    for channel, members, record, since, limit, _ in batch:
+                        self._join_commands(pipe, channel, members, record, since, limit)
+                    outcome = await pipe.execute(raise_on_error=False)
+            except BaseException as exc:
+                outcome = exc if isinstance(exc, BrokerError) else BrokerError(f"closed: {exc!r}")
+                if not isinstance(exc, Exception):
+                    self._fail_joins(batch, outcome)
+                    raise
+            if isinstance(outcome, BaseException):
+                self._fail_joins(batch, outcome)
+                continue
+            for i, (*_, done) in enumerate(batch):
+                if not done.done():
+                    done.set_result(outcome[i * _JOIN_ANSWERS : (i + 1) * _JOIN_ANSWERS])
+
+    @staticmethod
+    def _fail_joins(batch: list[Any], error: BaseException) -> None:
+        for *_, done in batch:  # an error of its own each: raised in as many tasks
+            if not done.done():
+                done.set_exception(BrokerError(str(error)))
+
+    def _join_commands(
+        self,
+        pipe: Any,
+        channel: str,
+        members: Members,
+        record: Envelope,
+        since: int | None,
+        limit: int,
+    ) -> None:
+        """One subscriber's ``_JOIN_ANSWERS`` commands: presence, the announce, the read."""
+        self._presence_commands(pipe, channel, members)
+        if self.sharded:
+            pipe.spublish(self._live(channel), encode_envelope(record))
+        else:
+            pipe.publish(self._live(channel), encode_envelope(record))
+        keys, args = self._history_call(channel, since, limit)
+        pipe.evalsha(self._history.sha, len(keys), *keys, *args)
 
     # --- routing -------------------------------------------------------------------------
 
