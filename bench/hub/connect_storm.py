@@ -111,10 +111,16 @@ def release(runs: list[subprocess.Popen[bytes]]) -> None:
             run.wait()
 
 
+def py_spy() -> str:
+    """py-spy on PATH or beside this interpreter (``pip install py-spy``)."""
+    beside = Path(sys.executable).parent / "py-spy"
+    return shutil.which("py-spy") or str(beside)
+
+
 def start_profile(outdir: str, name: str, pid: int) -> subprocess.Popen[bytes]:
     """py-spy on ``pid`` until ``stop_profile``; raw (collapsed) stacks with line numbers off,
     so that samples sum by function."""
-    exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    exe = py_spy()
     Path(outdir).mkdir(parents=True, exist_ok=True)
     out = Path(outdir) / f"{name}.txt"
     spy = subprocess.Popen(
@@ -210,6 +216,9 @@ def main() -> int:
     args = parser.parse_args()
     if shutil.which("node") is None or shutil.which("redis-server") is None:
         print("needs node and redis-server", file=sys.stderr)
+        return 2
+    if args.profile and not Path(py_spy()).exists():
+        print("--profile needs py-spy: pip install py-spy", file=sys.stderr)
         return 2
     raise_nofile(65536)
     logdir = Path(tempfile.mkdtemp(prefix="connect-storm-"))
