@@ -12,6 +12,11 @@ split over ``--procs`` node processes.
     python bench/hub/connect_storm.py --sizes 2000,6000,10000 --systems limpet,node
     python bench/hub/connect_storm.py --sizes 2000 --hub-arg=--max-handshakes=0   # admission off
     python bench/hub/connect_storm.py --systems limpet --src /path/to/other/checkout/src  # before
+    python bench/hub/connect_storm.py --systems limpet --profile /tmp/prof   # py-spy, raw stacks
+
+``--profile DIR`` records the limpet replica with ``py-spy record -r 200 -f raw`` (py-spy on
+PATH or beside this interpreter) from just before the storm until every client is subscribed,
+into ``DIR/limpet-N.txt``; ``bench/hub/profile_shares.py`` sums a file into inclusive shares.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -105,6 +111,36 @@ def release(runs: list[subprocess.Popen[bytes]]) -> None:
             run.wait()
 
 
+def py_spy() -> str:
+    """py-spy on PATH or beside this interpreter (``pip install py-spy``)."""
+    beside = Path(sys.executable).parent / "py-spy"
+    return shutil.which("py-spy") or str(beside)
+
+
+def start_profile(outdir: str, name: str, pid: int) -> subprocess.Popen[bytes]:
+    """py-spy on ``pid`` until ``stop_profile``; raw (collapsed) stacks with line numbers off,
+    so that samples sum by function."""
+    exe = py_spy()
+    Path(outdir).mkdir(parents=True, exist_ok=True)
+    out = Path(outdir) / f"{name}.txt"
+    spy = subprocess.Popen(
+        [exe, "record", "-r", "200", "-f", "raw", "--nolineno", "-p", str(pid), "-o", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1.0)  # attached before the storm starts
+    return spy
+
+
+def stop_profile(spy: subprocess.Popen[bytes]) -> None:
+    spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+    try:
+        spy.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        spy.kill()
+        spy.wait()
+
+
 def run_one(system: str, size: int, args: argparse.Namespace, logdir: Path) -> dict[str, Any]:
     procs = Procs(logdir)
     try:
@@ -131,12 +167,15 @@ def run_one(system: str, size: int, args: argparse.Namespace, logdir: Path) -> d
             )
         wait_ready(url, server)
         time.sleep(0.5)
+        spy = start_profile(args.profile, f"{system}-{size}", server.pid) if args.profile else None
         cpu0, rss0 = cpu_seconds(server.pid), rss_bytes(server.pid)
         result, runs = storm(url, size, args.procs, args.transports, args.timeout_ms, args.deadline)
         try:  # measured with every client still connected and subscribed
             cpu = cpu_seconds(server.pid) - cpu0
             rss = rss_bytes(server.pid) - rss0
         finally:
+            if spy is not None:
+                stop_profile(spy)
             release(runs)
         log = (
             (logdir / f"{system}-{size}.log").read_text(errors="replace")
@@ -173,9 +212,13 @@ def main() -> int:
     )
     parser.add_argument("--json", default=None)
     parser.add_argument("--src", default=None, help="run limpet from this src/ (e.g. main's)")
+    parser.add_argument("--profile", default=None, help="py-spy the replica into this folder")
     args = parser.parse_args()
     if shutil.which("node") is None or shutil.which("redis-server") is None:
         print("needs node and redis-server", file=sys.stderr)
+        return 2
+    if args.profile and not Path(py_spy()).exists():
+        print("--profile needs py-spy: pip install py-spy", file=sys.stderr)
         return 2
     raise_nofile(65536)
     logdir = Path(tempfile.mkdtemp(prefix="connect-storm-"))

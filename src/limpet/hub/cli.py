@@ -134,6 +134,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="time a new connection has to send its first request head; then 408 and closed",
     )
     parser.add_argument(
+        "--gc-threshold",
+        type=int,
+        default=50_000,
+        metavar="N",
+        help="allocations between young-generation collections (Python's default 700; 0: leave "
+        "the collector as it is); start-up objects are frozen (docs/hub.md, 'Library internals')",
+    )
+    parser.add_argument(
         "--ws-compression",
         action="store_true",
         help="allow per-message deflate on websockets (off: less CPU per delivery)",
@@ -275,11 +283,12 @@ def run(args: argparse.Namespace) -> int:
         or args.max_unfinished < 0
         or args.admission_hold <= 0
         or args.head_timeout <= 0
+        or args.gc_threshold < 0
     ):
         raise UsageError(
             "--max-payload, --presence-ttl, --idempotency-ttl, --health-interval, --max-queue, "
             "--max-depth, --max-message, --broker-pool, --broker-pool-wait, --admission-hold and --head-timeout must be > 0, "
-            "--check-interval, --max-handshakes and --max-unfinished >= 0"
+            "--check-interval, --max-handshakes, --max-unfinished and --gc-threshold >= 0"
         )
     from limpet.hub.channels.payload import MAX_DEPTH_LIMIT
 
@@ -335,6 +344,9 @@ def run(args: argparse.Namespace) -> int:
         head_timeout=args.head_timeout,
     )
     events = build_events(args, broker, secret, settings.name)
+    from limpet.hub import heap
+
+    heap.tune(args.gc_threshold)  # start-up is over: freeze it (limpet/hub/heap.py)
     run_until_signal(lambda stop: serve(Hub(broker, settings, policy, events), host, port, stop))
     return 0
 

@@ -31,6 +31,7 @@ from limpet.hub.admission import Admission
 from limpet.hub.brokers.base import Broker
 from limpet.hub.channels import (
     Envelope,
+    HistoryPage,
     Message,
     Position,
     PresenceEvent,
@@ -415,9 +416,8 @@ class Hub:
             # Every subscriber waits until the broker routes the channel here: reading history
             # before that could miss what is published in between, with nothing to show it.
             await self._route(channel)
-            await self._join(client, channel)
-            page = await self.broker.history(
-                channel, sub.fetch_since if since is not None else None, self.settings.history_limit
+            page = await self._join_and_read(
+                client, channel, sub.fetch_since if since is not None else None
             )
         except BaseException:
             if client.subs.get(channel) is sub:
@@ -480,6 +480,26 @@ class Hub:
         if info:
             member["info"] = info
         return member
+
+    async def _join_and_read(self, client: Client, channel: str, since: int | None) -> HistoryPage:
+        """Presence of a new subscriber (``_join``), then the history read; with presence on
+        and no occupancy events, the broker does both in one round trip (``join_and_read``)."""
+        limit = self.settings.history_limit
+        if self.events.occupancy or not self.policy.namespace(channel).presence:
+            await self._join(client, channel)
+            return await self.broker.history(channel, since, limit)
+        member = self._member(client, channel)
+        join = PresenceEvent(channel, "join", client.sid, member)
+        page, joined, failure = await self.broker.join_and_read(
+            channel, {client.sid: member}, join, since, limit
+        )
+        if joined:
+            self.events.emit("join", channel, client=client.sid, user=client.user, info=member)
+        if failure is not None:
+            log.warning(
+                "presence of %s in %s deferred to the heartbeat: %s", client.sid, channel, failure
+            )
+        return page
 
     async def _join(self, client: Client, channel: str) -> None:
         """Presence of a new subscriber. Not part of delivery: a broker failure here is logged

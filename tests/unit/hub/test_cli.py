@@ -21,3 +21,15 @@ def parse(*argv: str) -> argparse.Namespace:
 def test_max_depth_outside_what_every_python_parses_is_refused(depth: str) -> None:
     with pytest.raises(UsageError, match="--max-depth"):
         run(parse("--max-depth", depth))
+
+
+def test_a_negative_gc_threshold_is_refused() -> None:
+    with pytest.raises(UsageError, match="--gc-threshold"):
+        run(parse("--gc-threshold", "-1"))
+
+
+def test_the_gc_threshold_defaults_to_the_tuned_one() -> None:
+    from limpet.hub.heap import DEFAULT_THRESHOLD
+
+    assert parse().gc_threshold == DEFAULT_THRESHOLD
+    assert parse("--gc-threshold", "0").gc_threshold == 0

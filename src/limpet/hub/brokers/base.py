@@ -12,7 +12,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from limpet.errors import BrokerError
 from limpet.hub.channels import Envelope, HistoryPage, HistoryRules, Position
@@ -50,6 +50,19 @@ class BrokerOptions:
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+#: presence members: client id -> its info
+Members = dict[str, dict[str, Any]]
+
+
+class JoinRead(NamedTuple):
+    """What ``Broker.join_and_read`` did: the history page, whether the presence was written,
+    and the presence or announce failure (logged by the hub, not raised)."""
+
+    page: HistoryPage
+    joined: bool
+    failure: BrokerError | None
 
 
 class Broker(abc.ABC):
@@ -114,6 +127,24 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     async def presence_remove(self, channel: str, member: str) -> None:
         """Remove one member of the channel's presence now."""
+
+    async def join_and_read(
+        self, channel: str, members: Members, record: Envelope, since: int | None, limit: int
+    ) -> JoinRead:
+        """A subscriber's broker work once the channel is routed here, in this order: its
+        presence (``presence_touch``), its join ``record`` (``announce``), then the ``history``
+        read. The presence part is not part of delivery: its failure is returned (the
+        heartbeat writes presence again); the history read's failure is raised. A broker that
+        can do all three in one round trip overrides this."""
+        joined = False
+        failure: BrokerError | None = None
+        try:
+            await self.presence_touch(channel, members)
+            joined = True
+            await self.announce(channel, record)
+        except BrokerError as exc:
+            failure = exc
+        return JoinRead(await self.history(channel, since, limit), joined, failure)
 
     async def presence_join(self, channel: str, member: str, info: dict[str, Any]) -> bool:
         """Add ``member``; True when it is the channel's first (``occupied``). Brokers that can

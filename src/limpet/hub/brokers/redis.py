@@ -41,7 +41,7 @@ from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
 
 from limpet.errors import BrokerError
-from limpet.hub.brokers.base import Broker, BrokerOptions, EventQueue, now_ms
+from limpet.hub.brokers.base import Broker, BrokerOptions, EventQueue, JoinRead, Members, now_ms
 from limpet.hub.brokers.redis_events import RedisEventQueue
 from limpet.hub.channels import (
     Envelope,
@@ -58,6 +58,11 @@ from limpet.hub.events.records import occupancy
 from limpet.tlsverify import strict_hint
 
 log = logging.getLogger("limpet.hub.redis")
+
+#: subscribes per join transaction (join_and_read): a round trip's worth, not a storm's
+JOIN_BATCH = 128
+#: the answers of one subscriber's commands (presence 4, the announce, the history read)
+_JOIN_ANSWERS = 6
 
 # With ``fence`` (clusters and Sentinel: replicated, failover possible), meta also keeps ``r``, the
 # replication ID of the master that wrote it. A promoted replica gets a new replication ID, and
@@ -278,6 +283,8 @@ class RedisBroker(Broker):
     kind = "redis"
     #: live records on SPUBLISH/SSUBSCRIBE (Redis 7 sharded pub/sub) instead of PUBLISH/SUBSCRIBE
     sharded = False
+    #: a subscribe's presence, announce and history read in one transaction (join_and_read)
+    pipelined_joins = True
     #: start a new epoch when the master's replication ID changed (a failover; see _ENSURE_EPOCH)
     fenced = False
     #: a channel's keys may move to another master (Redis Cluster resharding): adopt them
@@ -291,6 +298,11 @@ class RedisBroker(Broker):
         #: publishes waiting for the next pipeline (keys, args, outcome)
         self._queued: list[tuple[list[str], list[Any], asyncio.Future[Any]]] = []
         self._sender: asyncio.Task[None] | None = None
+        #: subscribes waiting for the next join transaction (see ``join_and_read``)
+        self._joins: list[
+            tuple[str, Members, Envelope, int | None, int, asyncio.Future[list[Any]]]
+        ] = []
+        self._joiner: asyncio.Task[None] | None = None
         #: the client and the one connection publishes travel on (see ``_pipeline``)
         self._publisher: Any = None
         self._publishing: Any = None
@@ -384,6 +396,10 @@ class RedisBroker(Broker):
         self._closing = True
         if self._sender is not None:
             self._sender.cancel()
+        if self._joiner is not None:
+            self._joiner.cancel()
+        self._fail_joins(self._joins, BrokerError("redis broker closed"))
+        self._joins = []
         if self._publisher is not None:
             with contextlib.suppress(Exception):
                 await self._publisher.aclose()
@@ -498,6 +514,15 @@ class RedisBroker(Broker):
             return [exc] * len(batch)
 
     async def history(self, channel: str, since: int | None, limit: int) -> HistoryPage:
+        keys, args = self._history_call(channel, since, limit)
+        async with self._errors("history"):
+            raw = await self._history(keys=keys, args=args)
+        return self._history_page(channel, raw)
+
+    def _history_call(
+        self, channel: str, since: int | None, limit: int
+    ) -> tuple[list[str], list[str | int]]:
+        """The HISTORY script's keys and arguments."""
         keys = [self._key(channel, "meta"), self._key(channel, "stream")]
         args: list[str | int] = [
             new_epoch(),
@@ -506,8 +531,11 @@ class RedisBroker(Broker):
             self._fence(),
             self._state_ttl_ms(self.options.history.for_channel(channel).ttl),
         ]
-        async with self._errors("history"):
-            epoch_raw, offset, entries = await self._history(keys=keys, args=args)
+        return keys, args
+
+    def _history_page(self, channel: str, raw: Any) -> HistoryPage:
+        """The HISTORY script's answer as a page."""
+        epoch_raw, offset, entries = raw
         epoch = epoch_raw.decode()
         messages: list[Message] = []
         for entry_id, fields in entries:
@@ -522,6 +550,81 @@ class RedisBroker(Broker):
         policy = self.options.history.for_channel(channel)
         kept = trim_expired(messages, now_ms=now_ms(), ttl=policy.ttl)
         return HistoryPage(epoch, int(offset), tuple(kept))
+
+    async def join_and_read(
+        self, channel: str, members: Members, record: Envelope, since: int | None, limit: int
+    ) -> JoinRead:
+        """Presence, the join announce and the history read in one transaction, shared with
+        the other subscribes that arrive meanwhile (``_send_joins``): a storm's subscribes
+        take one pool checkout and one round trip per batch instead of three each. Redis runs
+        each subscriber's three in this order, as the three calls did. The script goes by
+        EVALSHA (a pipeline's own script loading costs a round trip of its own); a Redis that
+        lost it (restarted) gets the separate read."""
+        if not self.pipelined_joins:
+            return await super().join_and_read(channel, members, record, since, limit)
+        done: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._joins.append((channel, members, record, since, limit, done))
+        if self._joiner is None or self._joiner.done():
+            self._joiner = asyncio.create_task(self._send_joins())
+        *presence, announced, raw = await done
+        joined = not any(isinstance(r, Exception) for r in presence)
+        failed = next((r for r in (*presence, announced) if isinstance(r, Exception)), None)
+        failure = None if failed is None else BrokerError(f"redis presence failed: {failed}")
+        if isinstance(raw, NoScriptError):  # a restarted Redis: the read loads the script
+            return JoinRead(await self.history(channel, since, limit), joined, failure)
+        if isinstance(raw, Exception):
+            raise BrokerError(strict_hint(f"redis history failed: {raw}"))
+        return JoinRead(self._history_page(channel, raw), joined, failure)
+
+    async def _send_joins(self) -> None:
+        """Send the queued subscribes, at most ``JOIN_BATCH`` per transaction, until none is
+        left; each waiter gets its six answers, or the batch's error. A batch cut short
+        (cancelled: the broker closing) fails its waiters rather than leave them waiting."""
+        while self._joins:
+            batch, self._joins = self._joins[:JOIN_BATCH], self._joins[JOIN_BATCH:]
+            outcome: list[Any] | BaseException
+            try:
+                async with self._errors("history"):
+                    # MULTI/EXEC, as presence_touch's writes were: no reader sees half of them
+                    pipe = self.redis.pipeline(transaction=True)
+                    for channel, members, record, since, limit, _ in batch:
+                        self._join_commands(pipe, channel, members, record, since, limit)
+                    outcome = await pipe.execute(raise_on_error=False)
+            except BaseException as exc:
+                outcome = exc if isinstance(exc, BrokerError) else BrokerError(f"closed: {exc!r}")
+                if not isinstance(exc, Exception):
+                    self._fail_joins(batch, outcome)
+                    raise
+            if isinstance(outcome, BaseException):
+                self._fail_joins(batch, outcome)
+                continue
+            for i, (*_, done) in enumerate(batch):
+                if not done.done():
+                    done.set_result(outcome[i * _JOIN_ANSWERS : (i + 1) * _JOIN_ANSWERS])
+
+    @staticmethod
+    def _fail_joins(batch: list[Any], error: BaseException) -> None:
+        for *_, done in batch:  # an error of its own each: raised in as many tasks
+            if not done.done():
+                done.set_exception(BrokerError(str(error)))
+
+    def _join_commands(
+        self,
+        pipe: Any,
+        channel: str,
+        members: Members,
+        record: Envelope,
+        since: int | None,
+        limit: int,
+    ) -> None:
+        """One subscriber's ``_JOIN_ANSWERS`` commands: presence, the announce, the read."""
+        self._presence_commands(pipe, channel, members)
+        if self.sharded:
+            pipe.spublish(self._live(channel), encode_envelope(record))
+        else:
+            pipe.publish(self._live(channel), encode_envelope(record))
+        keys, args = self._history_call(channel, since, limit)
+        pipe.evalsha(self._history.sha, len(keys), *keys, *args)
 
     # --- routing -------------------------------------------------------------------------
 
@@ -712,16 +815,22 @@ class RedisBroker(Broker):
     # --- presence ------------------------------------------------------------------------
 
     async def presence_touch(self, channel: str, members: dict[str, dict[str, Any]]) -> None:
+        async with self._errors("presence"):
+            pipe = self._transaction()
+            self._presence_commands(pipe, channel, members)
+            await pipe.execute()
+
+    def _presence_commands(
+        self, pipe: Any, channel: str, members: dict[str, dict[str, Any]]
+    ) -> None:
+        """``presence_touch``'s writes, queued on ``pipe``."""
         ttl_ms = int(self.options.presence_ttl * 1000)
         expires = now_ms() + ttl_ms
         zkey, hkey = self._key(channel, "presence"), self._key(channel, "presence:info")
-        async with self._errors("presence"):
-            pipe = self._transaction()
-            pipe.zadd(zkey, dict.fromkeys(members, expires))
-            pipe.hset(hkey, mapping={m: encode_data(info) for m, info in members.items()})
-            pipe.pexpire(zkey, ttl_ms * 2)
-            pipe.pexpire(hkey, ttl_ms * 2)
-            await pipe.execute()
+        pipe.zadd(zkey, dict.fromkeys(members, expires))
+        pipe.hset(hkey, mapping={m: encode_data(info) for m, info in members.items()})
+        pipe.pexpire(zkey, ttl_ms * 2)
+        pipe.pexpire(hkey, ttl_ms * 2)
 
     async def presence_join(self, channel: str, member: str, info: dict[str, Any]) -> bool:
         """Add ``member`` and tell whether it is now the only one, in one transaction (two

@@ -48,6 +48,9 @@ class RedisClusterBroker(RedisBroker):
     sharded = True
     fenced = True
     migrates = True
+    # a subscribe's presence, announce and history read stay three calls: redis-py's cluster
+    # transactions fail on our loop during a failover (see _transaction)
+    pipelined_joins = False
 
     def __init__(self, spec: BrokerUrl, options: BrokerOptions) -> None:
         self.spec = spec
