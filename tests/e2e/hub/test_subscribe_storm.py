@@ -39,10 +39,19 @@ async def test_subscribe_storm_every_acknowledged_subscription_hears_everything(
     per replica (3 Redis commands each) against a pool of 32 connections, which they now queue
     for instead of failing with "Too many connections". The twin: one connection that nobody
     may wait for (1 ms), so most subscribes cannot reach the broker. They are refused with an
-    error ack, and every subscribe that was acknowledged still hears every message."""
-    extra = [] if queueing else ["--broker-pool", "1", "--broker-pool-wait", "0.001"]
+    error ack, and every subscribe that was acknowledged still hears every message.
+
+    The channel is in a namespace without presence: with presence, a Redis hub sends the
+    subscribes of a storm in shared transactions (``join_and_read``), a handful of connections
+    for all of them, and even the twin's one connection would serve the storm. Here every
+    subscribe takes a pooled connection of its own, as on Redis Cluster."""
+    config = procs.tmp / "no-presence.yaml"
+    config.write_text('namespaces:\n  "storm:":\n    presence: false\n')
+    extra = ["--config", str(config)]
+    if not queueing:
+        extra += ["--broker-pool", "1", "--broker-pool-wait", "0.001"]
     reps = start_hub_procs(procs, redis_server.url, 2, *extra)
-    channel = f"storm-{uuid.uuid4().hex[:8]}"
+    channel = f"storm:{uuid.uuid4().hex[:8]}"
     node = which_or_skip("node")
     proc = await asyncio.create_subprocess_exec(
         node, str(node_client_dir / "hub_storm.js"), channel, str(CLIENTS), ",".join(reps.urls),
