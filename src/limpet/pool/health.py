@@ -107,17 +107,23 @@ class Step:
 
 _ALL: frozenset[Counter] = frozenset({"probe_oks", "probe_fails", "passive_fails"})
 _NOTHING = Step()
+# A failed probe, by health; a slow one is the same step that marks the backend overloaded.
+_FAILED_UP = Step(count="probe_fails", when="fall", to=Health.DOWN, timer="clear", overloaded=False)
+# ... while down: start counting oks again and stop any expiry.
+_FAILED_DOWN = Step(
+    count="probe_fails",
+    reset=frozenset({"probe_oks"}),
+    to=Health.DOWN,
+    timer="clear",
+    overloaded=False,
+)
 
 TRANSITIONS: dict[tuple[Health, HealthEvent], Step] = {
     (Health.UP, HealthEvent.PROBE_OK): Step(
         reset=frozenset({"probe_fails"}), seen=True, overloaded=False
     ),
-    (Health.UP, HealthEvent.PROBE_FAIL): Step(
-        count="probe_fails", when="fall", to=Health.DOWN, timer="clear", overloaded=False
-    ),
-    (Health.UP, HealthEvent.PROBE_SLOW): Step(
-        count="probe_fails", when="fall", to=Health.DOWN, timer="clear", overloaded=True
-    ),
+    (Health.UP, HealthEvent.PROBE_FAIL): _FAILED_UP,
+    (Health.UP, HealthEvent.PROBE_SLOW): replace(_FAILED_UP, overloaded=True),
     (Health.UP, HealthEvent.PASSIVE_FAIL): Step(
         count="passive_fails", when="passive_failures", to=Health.DOWN, timer="set"
     ),
@@ -129,21 +135,8 @@ TRANSITIONS: dict[tuple[Health, HealthEvent], Step] = {
     (Health.DOWN, HealthEvent.PROBE_OK): Step(
         count="probe_oks", when="rise", to=Health.UP, timer="clear", seen=True
     ),
-    # A failing probe while down: start counting oks again and stop any expiry.
-    (Health.DOWN, HealthEvent.PROBE_FAIL): Step(
-        count="probe_fails",
-        reset=frozenset({"probe_oks"}),
-        to=Health.DOWN,
-        timer="clear",
-        overloaded=False,
-    ),
-    (Health.DOWN, HealthEvent.PROBE_SLOW): Step(
-        count="probe_fails",
-        reset=frozenset({"probe_oks"}),
-        to=Health.DOWN,
-        timer="clear",
-        overloaded=True,
-    ),
+    (Health.DOWN, HealthEvent.PROBE_FAIL): _FAILED_DOWN,
+    (Health.DOWN, HealthEvent.PROBE_SLOW): replace(_FAILED_DOWN, overloaded=True),
     # Late reports from exchanges that started before the ejection say nothing new.
     (Health.DOWN, HealthEvent.PASSIVE_FAIL): _NOTHING,
     (Health.DOWN, HealthEvent.PASSIVE_OK): _NOTHING,
